@@ -1,0 +1,398 @@
+import Foundation
+
+/// BERT's WordPiece tokenizer, equal to Hugging Face `tokenizers` in ids, type ids, offsets and
+/// word ids. A value type: settings (truncation, padding, normalizer, offset unit) can be changed
+/// on a copy; the vocabulary and trie are shared.
+public struct BertTokenizer: Sendable {
+    public let vocabulary: Vocabulary
+    public let unknownToken: String
+    public let continuingPrefix: String
+    public let maxInputCharsPerWord: Int
+    public private(set) var addedTokens: [AddedToken]
+    public var postProcessor: PostProcessor?
+    public var truncation: Truncation?
+    public var padding: Padding?
+    public var offsetUnit: OffsetUnit = .unicodeScalars
+    /// The WordPiece decoder's cleanup of spaces before punctuation and contractions.
+    public var decoderCleanup: Bool = true
+    public var normalizer: NormalizerOptions {
+        didSet { if normalizer != oldValue { segments = SegmentEncoder(options: normalizer, wordPiece: segments.wordPiece) } }
+    }
+
+    private var segments: SegmentEncoder
+    private var matcher: AddedTokenMatcher
+    private var addedById: [Int32: AddedToken]
+
+    /// A tokenizer over `vocabulary` with BERT's pipeline. `[CLS]`/`[SEP]` must be in the
+    /// vocabulary for the post-processor; the usual special tokens found in it are recognised in
+    /// text, as `BertWordPieceTokenizer` does.
+    public init(vocabulary: Vocabulary, normalizer: NormalizerOptions = .uncased,
+                unknownToken: String = "[UNK]", continuingPrefix: String = "##",
+                maxInputCharsPerWord: Int = 100, addedTokens: [AddedToken]? = nil,
+                postProcessor: PostProcessor? = nil) throws {
+        self.vocabulary = vocabulary
+        self.unknownToken = unknownToken
+        self.continuingPrefix = continuingPrefix
+        self.maxInputCharsPerWord = maxInputCharsPerWord
+        self.normalizer = normalizer
+        let wordPiece = try FastWordPiece(vocabulary: vocabulary, unknownToken: unknownToken,
+                                          continuingPrefix: continuingPrefix,
+                                          maxInputCharsPerWord: maxInputCharsPerWord)
+        segments = SegmentEncoder(options: normalizer, wordPiece: wordPiece)
+        let specials = addedTokens ?? ["[UNK]", "[SEP]", "[CLS]", "[PAD]", "[MASK]"].compactMap { t in
+            vocabulary.id(of: t).map { AddedToken(content: t, id: $0) }
+        }
+        if let bad = specials.first(where: { $0.normalized }) {
+            throw TokenizerError.unsupported("added tokens", "\"\(bad.content)\" is matched on normalized text (normalized: true); only raw-text added tokens are supported")
+        }
+        self.addedTokens = specials
+        matcher = AddedTokenMatcher(specials)
+        addedById = Dictionary(specials.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
+        if let postProcessor {
+            self.postProcessor = postProcessor
+        } else {
+            guard let cls = vocabulary.id(of: "[CLS]"), let sep = vocabulary.id(of: "[SEP]") else {
+                throw TokenizerError.missingToken("the vocabulary has no [CLS] or no [SEP] token")
+            }
+            self.postProcessor = .bert(cls: cls, sep: sep)
+        }
+    }
+
+    /// Reads `vocab.txt` (one token per line) with BERT's defaults for the given normalizer.
+    public init(vocabFile url: URL, normalizer: NormalizerOptions = .uncased) throws {
+        try self.init(vocabulary: Vocabulary(contentsOf: url), normalizer: normalizer)
+    }
+
+    // MARK: - Encoding
+
+    /// Encodes one text, or a pair `[CLS] text [SEP] pair [SEP]`, with this tokenizer's
+    /// truncation and padding. Throws only when truncation cannot satisfy its settings.
+    public func encode(_ text: String, pair: String? = nil, addSpecialTokens: Bool = true) throws -> Encoding {
+        let scratch = Scratch()
+        var encoding = try encodeUnpadded(text, pair: pair, addSpecialTokens: addSpecialTokens, scratch: scratch)
+        if let padding { encoding.pad(to: padding.target(longest: encoding.count), with: padding) }
+        return encoding
+    }
+
+    /// Encodes many texts (or pairs) on all cores. Padding applies across the batch.
+    public func encodeBatch(_ texts: [String], pairs: [String]? = nil, addSpecialTokens: Bool = true,
+                            threads: Int? = nil) throws -> [Encoding] {
+        precondition(pairs == nil || pairs!.count == texts.count, "pairs must match texts one to one")
+        var results = [Result<Encoding, Error>](repeating: .success(Encoding()), count: texts.count)
+        results.withUnsafeMutableBufferPointer { out in
+            nonisolated(unsafe) let out = out
+            parallelChunks(texts.count, threads: resolvedThreads(threads, count: texts.count)) { _, range in
+                let scratch = Scratch()
+                for i in range {
+                    out[i] = Result {
+                        try encodeUnpadded(texts[i], pair: pairs?[i], addSpecialTokens: addSpecialTokens, scratch: scratch)
+                    }
+                }
+            }
+        }
+        var encodings = try results.map { try $0.get() }
+        if let padding {
+            let target = padding.target(longest: encodings.map(\.count).max() ?? 0)
+            for i in encodings.indices { encodings[i].pad(to: target, with: padding) }
+        }
+        return encodings
+    }
+
+    /// Token ids only, `[CLS] ... [SEP]` included: the fast path (no offsets are computed).
+    /// Truncation applies (the first window); padding does not.
+    public func encodeIds(_ text: String, addSpecialTokens: Bool = true) -> [Int32] {
+        idsOnly(text, addSpecialTokens: addSpecialTokens, scratch: Scratch())
+    }
+
+    /// Ids of many texts on all cores, as one flat array with row boundaries.
+    public func encodeIdsBatch(_ texts: [String], addSpecialTokens: Bool = true, threads: Int? = nil) -> RaggedIds {
+        let workers = resolvedThreads(threads, count: texts.count)
+        var parts = [RaggedIds](repeating: RaggedIds(), count: workers)
+        parts.withUnsafeMutableBufferPointer { out in
+            nonisolated(unsafe) let out = out
+            parallelChunks(texts.count, threads: workers) { chunk, range in
+                let scratch = Scratch()
+                var part = RaggedIds()
+                part.ids.reserveCapacity(range.count * 40)
+                part.rowEnds.reserveCapacity(range.count)
+                var raw = RawTokens()
+                for i in range {
+                    part.appendRow(idsOnly(texts[i], addSpecialTokens: addSpecialTokens, scratch: scratch, raw: &raw))
+                }
+                out[chunk] = part
+            }
+        }
+        return RaggedIds(concatenating: parts)
+    }
+
+    /// The token strings of ids (added tokens by their content).
+    public func tokens(_ ids: [Int32]) -> [String] {
+        ids.map { addedById[$0]?.content ?? vocabulary.token(of: $0) ?? unknownToken }
+    }
+
+    public func tokenId(_ token: String) -> Int32? {
+        addedTokens.first { $0.content == token }?.id ?? vocabulary.id(of: token)
+    }
+
+    /// Ids back to text, as `tokenizers` decodes: special tokens skipped on request, `##` pieces
+    /// joined to the previous token, spaces elsewhere, and the WordPiece decoder's cleanup.
+    public func decode(_ ids: [Int32], skipSpecialTokens: Bool = true) -> String {
+        var out = ""
+        var first = true
+        for id in ids {
+            let text: String
+            if let added = addedById[id] {
+                if skipSpecialTokens && added.special { continue }
+                text = added.content
+            } else if let t = vocabulary.token(of: id) {
+                text = t
+            } else {
+                continue
+            }
+            var piece: String
+            if first {
+                piece = text
+            } else if !continuingPrefix.isEmpty && text.hasPrefix(continuingPrefix) {
+                piece = String(text.dropFirst(continuingPrefix.count))
+            } else {
+                piece = " " + text
+            }
+            first = false
+            if decoderCleanup { piece = Self.cleanup(piece) }
+            out += piece
+        }
+        return out
+    }
+
+    static func cleanup(_ s: String) -> String {
+        guard s.contains(" ") else { return s }
+        var s = s
+        for (from, to) in [(" .", "."), (" ?", "?"), (" !", "!"), (" ,", ","), (" ' ", "'"), (" n't", "n't"),
+                           (" 'm", "'m"), (" do not", " don't"), (" 's", "'s"), (" 've", "'ve"), (" 're", "'re")] {
+            s = s.replacingOccurrences(of: from, with: to)
+        }
+        return s
+    }
+
+    // MARK: - Internals
+
+    /// Tokens of one sequence: added tokens matched in the raw text, the rest normalized,
+    /// pre-tokenized and split by WordPiece.
+    func rawTokens(_ text: String, offsets: Bool, scratch: Scratch, into out: inout RawTokens) {
+        out.removeAll()
+        var text = text
+        text.withUTF8 { buf in
+            var word: Int32 = 0
+            guard let base = buf.baseAddress, buf.count > 0 else { return }
+            let matches = matcher.isEmpty ? [] : matcher.matches(in: buf)
+            var byte = 0
+            var unit: Int32 = 0
+            let utf8Units = offsetUnit == .utf8
+            func units(_ from: Int, _ to: Int) -> Int32 {
+                if utf8Units { return Int32(to - from) }
+                var n: Int32 = 0
+                for k in from..<to where buf[k] & 0xC0 != 0x80 { n += 1 }
+                return n
+            }
+            for m in matches {
+                if m.start > byte {
+                    segments.encode(base + byte, count: m.start - byte, unitStart: unit, unit: offsetUnit,
+                                    word: &word, offsets: offsets, scratch: scratch, into: &out)
+                    unit += units(byte, m.start)
+                }
+                let end = unit + units(m.start, m.end)
+                out.ids.append(m.id)
+                if offsets { out.starts.append(unit); out.ends.append(end) }
+                out.words.append(word)
+                word += 1
+                unit = end
+                byte = m.end
+            }
+            if byte < buf.count {
+                segments.encode(base + byte, count: buf.count - byte, unitStart: unit, unit: offsetUnit,
+                                word: &word, offsets: offsets, scratch: scratch, into: &out)
+            }
+        }
+    }
+
+    private func idsOnly(_ text: String, addSpecialTokens: Bool, scratch: Scratch) -> [Int32] {
+        var raw = RawTokens()
+        return idsOnly(text, addSpecialTokens: addSpecialTokens, scratch: scratch, raw: &raw)
+    }
+
+    private func idsOnly(_ text: String, addSpecialTokens: Bool, scratch: Scratch, raw: inout RawTokens) -> [Int32] {
+        if truncation != nil {
+            return (try? encodeUnpadded(text, pair: nil, addSpecialTokens: addSpecialTokens, scratch: scratch).ids) ?? []
+        }
+        rawTokens(text, offsets: false, scratch: scratch, into: &raw)
+        guard addSpecialTokens, let pp = postProcessor else { return raw.ids }
+        var ids: [Int32] = []
+        ids.reserveCapacity(raw.count + 2)
+        for piece in pp.single {
+            switch piece {
+            case .special(let s, _): ids.append(contentsOf: s)
+            case .sequence: ids.append(contentsOf: raw.ids)
+            }
+        }
+        return ids
+    }
+
+    func encodeUnpadded(_ text: String, pair: String?, addSpecialTokens: Bool, scratch: Scratch) throws -> Encoding {
+        var a = RawTokens()
+        rawTokens(text, offsets: true, scratch: scratch, into: &a)
+        var b: RawTokens? = nil
+        if let pair {
+            var rb = RawTokens()
+            rawTokens(pair, offsets: true, scratch: scratch, into: &rb)
+            b = rb
+        }
+        // Windows of each sequence: the first is kept, the others overflow.
+        var windowsA = [0..<a.count]
+        var windowsB = b.map { [0..<$0.count] } ?? []
+        if let t = truncation {
+            let pp = addSpecialTokens ? postProcessor : nil
+            let added = pp?.addedTokens(pair: b != nil) ?? 0
+            // `tokenizers` subtracts in unsigned arithmetic: a limit below the special tokens
+            // wraps around and truncates nothing.
+            if t.maxLength >= added {
+                let maxLength = t.maxLength - added
+                let total = a.count + (b?.count ?? 0)
+                if total > maxLength {
+                    let toRemove = total - maxLength
+                    switch t.strategy {
+                    case .longestFirst:
+                        if let b {
+                            var n1 = a.count, n2 = b.count
+                            let swap = n1 > n2
+                            if swap { Swift.swap(&n1, &n2) }
+                            n2 = n1 > maxLength ? n1 : max(n1, maxLength - n1)
+                            if n1 + n2 > maxLength {
+                                n1 = maxLength / 2
+                                n2 = n1 + maxLength % 2
+                            }
+                            if swap { Swift.swap(&n1, &n2) }
+                            windowsA = try Self.windows(a.count, n1, t)
+                            windowsB = try Self.windows(b.count, n2, t)
+                        } else {
+                            windowsA = try Self.windows(a.count, maxLength, t)
+                        }
+                    case .onlyFirst, .onlySecond:
+                        let second = t.strategy == .onlySecond
+                        if second && b == nil { throw TokenizerError.truncation("Second sequence not provided") }
+                        let len = second ? b!.count : a.count
+                        guard len > toRemove else {
+                            throw TokenizerError.truncation("Sequence to truncate too short to respect the provided max_length")
+                        }
+                        if second { windowsB = try Self.windows(len, len - toRemove, t) }
+                        else { windowsA = try Self.windows(len, len - toRemove, t) }
+                    }
+                }
+            }
+        }
+        let pp = addSpecialTokens ? postProcessor : nil
+        func build(_ wa: Range<Int>, _ wb: Range<Int>?) -> Encoding {
+            var e = Encoding()
+            e.reserve(wa.count + (wb?.count ?? 0) + 3)
+            guard let pp else {
+                e.append(a, range: wa, sequence: 0, typeId: 0)
+                if let b, let wb { e.append(b, range: wb, sequence: 1, typeId: 1) }
+                return e
+            }
+            for piece in (wb == nil ? pp.single : pp.pair) {
+                switch piece {
+                case .special(let ids, let typeId):
+                    for id in ids { e.appendSpecial(id, typeId: typeId) }
+                case .sequence(let which, let typeId):
+                    if which == 0 { e.append(a, range: wa, sequence: 0, typeId: typeId) }
+                    else if let b, let wb { e.append(b, range: wb, sequence: 1, typeId: typeId) }
+                }
+            }
+            return e
+        }
+        guard b != nil else {
+            var main = build(windowsA[0], nil)
+            main.overflowing = windowsA.dropFirst().map { build($0, nil) }
+            return main
+        }
+        // Pair overflow order as `tokenizers`: each overflowing window of A with every window of
+        // B, then the kept window of A with the overflowing windows of B.
+        var main = build(windowsA[0], windowsB[0])
+        for wa in windowsA.dropFirst() {
+            for wb in windowsB { main.overflowing.append(build(wa, wb)) }
+        }
+        for wb in windowsB.dropFirst() { main.overflowing.append(build(windowsA[0], wb)) }
+        return main
+    }
+
+    /// Windows of at most `maxLength` tokens over `count` tokens, overlapping by `stride`.
+    static func windows(_ count: Int, _ maxLength: Int, _ t: Truncation) throws -> [Range<Int>] {
+        if maxLength >= count { return [0..<count] }
+        if maxLength == 0 { return [0..<0, 0..<count] }
+        guard t.stride < maxLength else {
+            throw TokenizerError.truncation("stride \(t.stride) must be less than the tokens left for the sequence (\(maxLength))")
+        }
+        let step = maxLength - t.stride
+        var out: [Range<Int>] = []
+        if t.direction == .right {
+            var s = 0
+            while true {
+                let e = min(s + maxLength, count)
+                out.append(s..<e)
+                if e == count { break }
+                s += step
+            }
+        } else {
+            var e = count
+            while true {
+                let s = max(0, e - maxLength)
+                out.append(s..<e)
+                if s == 0 { break }
+                e -= step
+            }
+        }
+        return out
+    }
+}
+
+/// Token ids of many rows in one flat array.
+public struct RaggedIds: Sendable, Equatable {
+    public var ids: [Int32] = []
+    /// `ids[rowEnds[i-1] ..< rowEnds[i]]` is row i.
+    public var rowEnds: [Int] = []
+
+    public init() {}
+
+    public var count: Int { rowEnds.count }
+
+    public subscript(row: Int) -> ArraySlice<Int32> {
+        ids[(row == 0 ? 0 : rowEnds[row - 1])..<rowEnds[row]]
+    }
+
+    mutating func appendRow(_ row: [Int32]) {
+        ids.append(contentsOf: row)
+        rowEnds.append(ids.count)
+    }
+
+    init(concatenating parts: [RaggedIds]) {
+        ids.reserveCapacity(parts.reduce(0) { $0 + $1.ids.count })
+        rowEnds.reserveCapacity(parts.reduce(0) { $0 + $1.count })
+        for p in parts {
+            let offset = ids.count
+            ids.append(contentsOf: p.ids)
+            rowEnds.append(contentsOf: p.rowEnds.map { $0 + offset })
+        }
+    }
+}
+
+/// Worker count: the cores, unless told otherwise, and never more than the items.
+func resolvedThreads(_ threads: Int?, count: Int) -> Int {
+    max(1, min(threads ?? ProcessInfo.processInfo.activeProcessorCount, max(count, 1)))
+}
+
+/// Runs `body(chunk, range)` over `threads` contiguous chunks of 0..<count, one per thread.
+func parallelChunks(_ count: Int, threads workers: Int, _ body: @Sendable (Int, Range<Int>) -> Void) {
+    if workers <= 1 { body(0, 0..<count); return }
+    DispatchQueue.concurrentPerform(iterations: workers) { k in
+        body(k, (count * k / workers)..<(count * (k + 1) / workers))
+    }
+}

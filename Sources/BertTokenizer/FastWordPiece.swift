@@ -1,0 +1,222 @@
+// WordPiece in linear time: greedy longest-match-first over a trie with failure links
+// (LinMaxMatch, Song et al. 2021, "Fast WordPiece Tokenization").
+//
+// Every vocabulary token is inserted by its UTF-8 bytes from one root; continuation tokens
+// ("##ing") therefore hang below the node of the prefix "##", the suffix root. For each node v,
+// `failure(v)` is the node reached after emitting the longest-match tokens `pops(v)` of the string
+// of v, so that matching can go on with the next byte without ever backtracking over the input.
+// The trie is stored as a double array (base/check) for one memory probe per transition.
+
+final class FastWordPiece: @unchecked Sendable {
+    /// Transition from node s by byte c: t = base[s] + c, valid when check[t] == s.
+    private let base: UnsafeMutableBufferPointer<Int32>
+    private let check: UnsafeMutableBufferPointer<Int32>
+    /// failure[s] < 0 means none: matching cannot go on and the word becomes the unknown token.
+    private let failure: UnsafeMutableBufferPointer<Int32>
+    private let popStart: UnsafeMutableBufferPointer<Int32>
+    private let popCount: UnsafeMutableBufferPointer<Int32>
+    private let pops: UnsafeMutableBufferPointer<Int32>
+    /// Bytes that a token covers in the word (without the continuation prefix).
+    let pieceLength: UnsafeMutableBufferPointer<Int32>
+    let root: Int32 = 0
+    let suffixRoot: Int32
+    let unknownId: Int32
+    let maxInputCharsPerWord: Int
+
+    init(vocabulary: Vocabulary, unknownToken: String, continuingPrefix: String, maxInputCharsPerWord: Int) throws {
+        guard let unk = vocabulary.id(of: unknownToken) else {
+            throw TokenizerError.missingToken("the unknown token \"\(unknownToken)\" is not in the vocabulary")
+        }
+        unknownId = unk
+        self.maxInputCharsPerWord = maxInputCharsPerWord
+        let prefix = Array(continuingPrefix.utf8)
+
+        // 1. A plain trie with sorted child lists.
+        var children: [[(UInt8, Int32)]] = [[]]
+        var tokenAt: [Int32] = [-1]
+        func child(_ s: Int32, _ c: UInt8) -> Int32? {
+            for (b, t) in children[Int(s)] where b == c { return t }
+            return nil
+        }
+        func insert(_ bytes: [UInt8]) -> Int32 {
+            var s: Int32 = 0
+            for c in bytes {
+                if let t = child(s, c) { s = t; continue }
+                let t = Int32(children.count)
+                children.append([])
+                tokenAt.append(-1)
+                children[Int(s)].append((c, t))
+                s = t
+            }
+            return s
+        }
+        let lengths = UnsafeMutableBufferPointer<Int32>.allocate(capacity: max(vocabulary.count, 1))
+        lengths.initialize(repeating: 0)
+        for (id, token) in vocabulary.tokens.enumerated() {
+            let bytes = Array(token.utf8)
+            guard !bytes.isEmpty else { continue }
+            // The id a lookup of this string gives (the later one for duplicates).
+            guard vocabulary.ids[token] == Int32(id) else { continue }
+            let isSuffix = !prefix.isEmpty && bytes.starts(with: prefix)
+            if isSuffix && bytes.count == prefix.count { continue }  // "##" alone matches nothing
+            let node = insert(bytes)
+            tokenAt[Int(node)] = Int32(id)
+            lengths[id] = Int32(bytes.count - (isSuffix ? prefix.count : 0))
+        }
+        pieceLength = lengths
+        let sroot = prefix.isEmpty ? Int32(0) : insert(prefix)
+        tokenAt[Int(sroot)] = -1
+        for i in children.indices { children[i].sort { $0.0 < $1.0 } }
+        let nodeCount = children.count
+
+        // 2. Failure links and pops, breadth first: the suffix subtree first (its links stay
+        // inside it and point to shallower nodes), then the rest (whose links lead into it).
+        var fail = [Int32](repeating: -1, count: nodeCount)
+        var popList: [[Int32]] = Array(repeating: [], count: nodeCount)
+        func link(from roots: [Int32], skipping skip: Int32) {
+            var queue = roots
+            var head = 0
+            while head < queue.count {
+                let u = queue[head]; head += 1
+                for (c, v) in children[Int(u)] where v != skip {
+                    queue.append(v)
+                    if tokenAt[Int(v)] >= 0 {
+                        fail[Int(v)] = sroot
+                        popList[Int(v)] = [tokenAt[Int(v)]]
+                        continue
+                    }
+                    var z = fail[Int(u)]
+                    var zPops = popList[Int(u)]
+                    while z >= 0, child(z, c) == nil {
+                        zPops += popList[Int(z)]
+                        z = fail[Int(z)]
+                    }
+                    if z >= 0 {
+                        fail[Int(v)] = child(z, c)!
+                        popList[Int(v)] = zPops
+                    }
+                }
+            }
+        }
+        if sroot != 0 { link(from: [sroot], skipping: -1) }
+        link(from: [0], skipping: sroot)
+
+        // 3. Double array. Node 0 (the root) stays at slot 0.
+        var slotOf = [Int32](repeating: -1, count: nodeCount)
+        var baseArr = [Int32](repeating: 0, count: nodeCount * 2 + 512)
+        var checkArr = [Int32](repeating: -1, count: nodeCount * 2 + 512)
+        slotOf[0] = 0
+        checkArr[0] = -2
+        var firstFree = 1
+        var order: [Int32] = [0]
+        var head = 0
+        while head < order.count {
+            let s = order[head]; head += 1
+            let kids = children[Int(s)]
+            guard !kids.isEmpty else { continue }
+            while checkArr[firstFree] != -1 { firstFree += 1 }
+            var b = max(1, firstFree - Int(kids[0].0))
+            search: while true {
+                if b + 256 >= checkArr.count {
+                    baseArr += [Int32](repeating: 0, count: checkArr.count)
+                    checkArr += [Int32](repeating: -1, count: checkArr.count)
+                }
+                for (c, _) in kids where checkArr[b + Int(c)] != -1 {
+                    b += 1
+                    continue search
+                }
+                break
+            }
+            let sSlot = slotOf[Int(s)]
+            baseArr[Int(sSlot)] = Int32(b)
+            for (c, t) in kids {
+                checkArr[b + Int(c)] = sSlot
+                slotOf[Int(t)] = Int32(b + Int(c))
+                order.append(t)
+            }
+        }
+        var used = 0
+        for i in checkArr.indices where checkArr[i] != -1 { used = i }
+        let size = used + 257  // base + any byte stays inside
+        base = .allocate(capacity: size)
+        check = .allocate(capacity: size)
+        failure = .allocate(capacity: size)
+        popStart = .allocate(capacity: size)
+        popCount = .allocate(capacity: size)
+        base.initialize(repeating: 0)
+        check.initialize(repeating: -1)
+        failure.initialize(repeating: -1)
+        popStart.initialize(repeating: 0)
+        popCount.initialize(repeating: 0)
+        for i in 0..<min(size, checkArr.count) {
+            base[i] = baseArr[i]
+            check[i] = checkArr[i]
+        }
+        var flatPops: [Int32] = []
+        for node in 0..<nodeCount {
+            let slot = Int(slotOf[node])
+            failure[slot] = fail[node] >= 0 ? slotOf[Int(fail[node])] : -1
+            popStart[slot] = Int32(flatPops.count)
+            popCount[slot] = Int32(popList[node].count)
+            flatPops += popList[node]
+        }
+        pops = .allocate(capacity: max(flatPops.count, 1))
+        _ = pops.initialize(from: flatPops)
+        suffixRoot = slotOf[Int(sroot)]
+    }
+
+    deinit {
+        base.deallocate(); check.deallocate(); failure.deallocate()
+        popStart.deallocate(); popCount.deallocate(); pops.deallocate(); pieceLength.deallocate()
+    }
+
+    /// Splits one normalized word (UTF-8 bytes) into token ids, written to `ids`, with the byte
+    /// offset where each piece ends written to `ends` (each piece starts where the previous one
+    /// ended). Both buffers must hold `count` entries. Returns the number of pieces: one unknown
+    /// token over the whole word when the word cannot be split or is longer than
+    /// `maxInputCharsPerWord` scalars (`charCount`).
+    @inline(__always)
+    func tokenize(_ word: UnsafePointer<UInt8>, count: Int, charCount: Int,
+                  ids: UnsafeMutablePointer<Int32>, ends: UnsafeMutablePointer<Int32>) -> Int {
+        if charCount > maxInputCharsPerWord { return unknown(count, ids, ends) }
+        var n = 0
+        var pos: Int32 = 0
+        var u: Int32 = 0
+        var i = 0
+        let base = self.base.baseAddress!, check = self.check.baseAddress!
+        let failure = self.failure.baseAddress!, pieceLength = self.pieceLength.baseAddress!
+        let popStart = self.popStart.baseAddress!, popCount = self.popCount.baseAddress!
+        let pops = self.pops.baseAddress!
+        while true {
+            if i < count {
+                let t = Int(base[Int(u)]) &+ Int(word[i])
+                if check[t] == u {
+                    u = Int32(truncatingIfNeeded: t)
+                    i += 1
+                    continue
+                }
+            } else if u == suffixRoot || u == root {
+                return n
+            }
+            // No transition (or the word has ended): emit the pops of u and follow its failure link.
+            let f = failure[Int(u)]
+            if f < 0 { return unknown(count, ids, ends) }
+            let ps = Int(popStart[Int(u)])
+            for k in ps..<(ps + Int(popCount[Int(u)])) {
+                let id = pops[k]
+                pos &+= pieceLength[Int(id)]
+                ids[n] = id
+                ends[n] = pos
+                n += 1
+            }
+            u = f
+        }
+    }
+
+    @inline(__always)
+    private func unknown(_ count: Int, _ ids: UnsafeMutablePointer<Int32>, _ ends: UnsafeMutablePointer<Int32>) -> Int {
+        ids[0] = unknownId
+        ends[0] = Int32(count)
+        return 1
+    }
+}

@@ -1,0 +1,268 @@
+// BERT's text normalization and pre-tokenization, fused into one pass over UTF-8 bytes.
+//
+// The steps follow Hugging Face's BertNormalizer and BertPreTokenizer: clean_text drops controls
+// and maps whitespace to spaces, handle_chinese_chars isolates CJK ideographs, strip_accents
+// decomposes (NFD) and drops combining marks, lowercase applies the full lowercase mapping; then
+// the normalized text is split on whitespace and around punctuation. Every normalized character
+// remembers the span of the original character it came from, so token offsets point into the
+// original text even after accents were stripped or a character expanded.
+
+/// BertNormalizer options (the `normalizer` of tokenizer.json; `do_lower_case`, `strip_accents`,
+/// `tokenize_chinese_chars` of tokenizer_config.json).
+public struct NormalizerOptions: Sendable, Equatable, Hashable {
+    public var cleanText: Bool
+    public var handleChineseChars: Bool
+    /// nil: strip accents exactly when lowercasing (BERT's rule for uncased models).
+    public var stripAccents: Bool?
+    public var lowercase: Bool
+
+    public init(cleanText: Bool = true, handleChineseChars: Bool = true, stripAccents: Bool? = nil, lowercase: Bool = true) {
+        self.cleanText = cleanText
+        self.handleChineseChars = handleChineseChars
+        self.stripAccents = stripAccents
+        self.lowercase = lowercase
+    }
+
+    public var stripsAccents: Bool { stripAccents ?? lowercase }
+
+    /// Settings of an uncased BERT (lowercase, strip accents).
+    public static let uncased = NormalizerOptions()
+    /// Settings of a cased BERT (no lowercasing, accents kept).
+    public static let cased = NormalizerOptions(lowercase: false)
+}
+
+/// The unit of character offsets.
+public enum OffsetUnit: Sendable {
+    /// Unicode scalars (code points), as Hugging Face's Python API reports them.
+    case unicodeScalars
+    /// UTF-8 bytes, as the Rust API reports them.
+    case utf8
+}
+
+/// Tokens of one sequence before post-processing: ids, original offsets, word indices.
+struct RawTokens {
+    var ids: [Int32] = []
+    var starts: [Int32] = []
+    var ends: [Int32] = []
+    var words: [Int32] = []
+
+    var count: Int { ids.count }
+
+    mutating func removeAll() {
+        ids.removeAll(keepingCapacity: true)
+        starts.removeAll(keepingCapacity: true)
+        ends.removeAll(keepingCapacity: true)
+        words.removeAll(keepingCapacity: true)
+    }
+}
+
+/// Scratch memory for one thread: the current word's bytes, the original span of each byte,
+/// and the pieces WordPiece makes of it. Grows as needed, reused across calls.
+final class Scratch {
+    var capacity = 0
+    var bytes: UnsafeMutablePointer<UInt8>
+    var spanStart: UnsafeMutablePointer<Int32>
+    var spanEnd: UnsafeMutablePointer<Int32>
+    var pieceIds: UnsafeMutablePointer<Int32>
+    var pieceEnds: UnsafeMutablePointer<Int32>
+    var mapped: [UInt32] = []
+
+    init(capacity: Int = 256) {
+        self.capacity = capacity
+        bytes = .allocate(capacity: capacity)
+        spanStart = .allocate(capacity: capacity)
+        spanEnd = .allocate(capacity: capacity)
+        pieceIds = .allocate(capacity: capacity)
+        pieceEnds = .allocate(capacity: capacity)
+    }
+
+    deinit { free() }
+
+    private func free() {
+        bytes.deallocate(); spanStart.deallocate(); spanEnd.deallocate()
+        pieceIds.deallocate(); pieceEnds.deallocate()
+    }
+
+    func grow(keeping count: Int) {
+        let newCapacity = capacity * 2
+        let b = UnsafeMutablePointer<UInt8>.allocate(capacity: newCapacity)
+        let s = UnsafeMutablePointer<Int32>.allocate(capacity: newCapacity)
+        let e = UnsafeMutablePointer<Int32>.allocate(capacity: newCapacity)
+        b.update(from: bytes, count: count)
+        s.update(from: spanStart, count: count)
+        e.update(from: spanEnd, count: count)
+        free()
+        bytes = b; spanStart = s; spanEnd = e
+        pieceIds = .allocate(capacity: newCapacity)
+        pieceEnds = .allocate(capacity: newCapacity)
+        capacity = newCapacity
+    }
+}
+
+/// Normalizes, pre-tokenizes and WordPiece-tokenizes text segments (no added tokens inside).
+final class SegmentEncoder: Sendable {
+    let options: NormalizerOptions
+    let wordPiece: FastWordPiece
+    let tables: UnicodeTables
+    /// For each ASCII byte: 0 word character, 1 whitespace, 2 punctuation, 3 removed.
+    private let asciiKind: [UInt8]
+    /// For each ASCII byte: its normalized byte (lowercased when lowercasing).
+    private let asciiMap: [UInt8]
+
+    static let word: UInt8 = 0, space: UInt8 = 1, punct: UInt8 = 2, removed: UInt8 = 3
+
+    init(options: NormalizerOptions, wordPiece: FastWordPiece) {
+        self.options = options
+        self.wordPiece = wordPiece
+        let tables = UnicodeTables.shared
+        self.tables = tables
+        var kind = [UInt8](repeating: 0, count: 128)
+        var map = [UInt8](repeating: 0, count: 128)
+        for b in 0..<128 {
+            let f = tables.flags(of: UInt32(b))
+            map[b] = UInt8(b)
+            if options.lowercase, f.contains(.lowerMapped) { map[b] = UInt8(tables.lowercase[UInt32(b)]![0]) }
+            if options.cleanText && f.contains(.removedByClean) { kind[b] = Self.removed }
+            else if options.cleanText && f.contains(.spaceByClean) { kind[b] = Self.space }
+            else {
+                let g = tables.flags(of: UInt32(map[b]))
+                if g.contains(.splitSpace) { kind[b] = Self.space }
+                else if g.contains(.punctuation) { kind[b] = Self.punct }
+            }
+        }
+        asciiKind = kind
+        asciiMap = map
+    }
+
+    /// Appends the tokens of `text[0..<count]` to `out`. Offsets start at `unitStart`; word
+    /// indices continue from `word`. With `offsets` false the offsets are not recorded (faster).
+    func encode(_ text: UnsafePointer<UInt8>, count n: Int, unitStart: Int32, unit: OffsetUnit,
+                word: inout Int32, offsets: Bool, scratch: Scratch, into out: inout RawTokens) {
+        var wn = 0          // bytes in the current word
+        var wchars = 0      // scalars in the current word
+        var i = 0
+        var pos = unitStart
+        let utf8Units = unit == .utf8
+        let kinds = asciiKind, maps = asciiMap
+
+        @inline(__always) func flush() {
+            guard wn > 0 else { return }
+            let pieces = wordPiece.tokenize(scratch.bytes, count: wn, charCount: wchars,
+                                            ids: scratch.pieceIds, ends: scratch.pieceEnds)
+            var start = 0
+            for k in 0..<pieces {
+                out.ids.append(scratch.pieceIds[k])
+                let end = Int(scratch.pieceEnds[k])
+                if offsets {
+                    out.starts.append(scratch.spanStart[start])
+                    out.ends.append(scratch.spanEnd[end - 1])
+                }
+                out.words.append(word)
+                start = end
+            }
+            word += 1
+            wn = 0
+            wchars = 0
+        }
+        @inline(__always) func append(byte: UInt8, from s: Int32, to e: Int32) {
+            if wn == scratch.capacity { scratch.grow(keeping: wn) }
+            scratch.bytes[wn] = byte
+            if offsets {
+                scratch.spanStart[wn] = s
+                scratch.spanEnd[wn] = e
+            }
+            wn += 1
+        }
+        /// A normalized scalar `o` from the original character spanning s..<e.
+        func emit(scalar o: UInt32, from s: Int32, to e: Int32) {
+            let f = tables.flags(of: o)
+            if f.contains(.splitSpace) { flush(); return }
+            let isPunct = f.contains(.punctuation)
+            if isPunct { flush() }
+            if o < 0x80 {
+                append(byte: UInt8(o), from: s, to: e)
+            } else if o < 0x800 {
+                append(byte: UInt8(0xC0 | (o >> 6)), from: s, to: e)
+                append(byte: UInt8(0x80 | (o & 0x3F)), from: s, to: e)
+            } else if o < 0x10000 {
+                append(byte: UInt8(0xE0 | (o >> 12)), from: s, to: e)
+                append(byte: UInt8(0x80 | ((o >> 6) & 0x3F)), from: s, to: e)
+                append(byte: UInt8(0x80 | (o & 0x3F)), from: s, to: e)
+            } else {
+                append(byte: UInt8(0xF0 | (o >> 18)), from: s, to: e)
+                append(byte: UInt8(0x80 | ((o >> 12) & 0x3F)), from: s, to: e)
+                append(byte: UInt8(0x80 | ((o >> 6) & 0x3F)), from: s, to: e)
+                append(byte: UInt8(0x80 | (o & 0x3F)), from: s, to: e)
+            }
+            wchars += 1
+            if isPunct { flush() }
+        }
+
+        while i < n {
+            let b = text[i]
+            if b < 0x80 {
+                let k = kinds[Int(b)]
+                if k == Self.word {
+                    if wn == scratch.capacity { scratch.grow(keeping: wn) }
+                    scratch.bytes[wn] = maps[Int(b)]
+                    if offsets {
+                        scratch.spanStart[wn] = pos
+                        scratch.spanEnd[wn] = pos &+ 1
+                    }
+                    wn += 1
+                    wchars += 1
+                } else if k == Self.space {
+                    flush()
+                } else if k == Self.punct {
+                    flush()
+                    append(byte: maps[Int(b)], from: pos, to: pos &+ 1)
+                    wchars = 1
+                    flush()
+                }
+                i += 1
+                pos &+= 1
+                continue
+            }
+            // A multi-byte scalar (the input is valid UTF-8).
+            let c: UInt32
+            let len: Int
+            if b < 0xE0 {
+                c = UInt32(b & 0x1F) << 6 | UInt32(text[i + 1] & 0x3F); len = 2
+            } else if b < 0xF0 {
+                c = UInt32(b & 0x0F) << 12 | UInt32(text[i + 1] & 0x3F) << 6 | UInt32(text[i + 2] & 0x3F); len = 3
+            } else {
+                c = UInt32(b & 0x07) << 18 | UInt32(text[i + 1] & 0x3F) << 12
+                    | UInt32(text[i + 2] & 0x3F) << 6 | UInt32(text[i + 3] & 0x3F); len = 4
+            }
+            let s = pos
+            let e = pos &+ (utf8Units ? Int32(len) : 1)
+            i += len
+            pos = e
+            let f = tables.flags(of: c)
+            if options.cleanText {
+                if f.contains(.removedByClean) { continue }
+                if f.contains(.spaceByClean) { flush(); continue }
+            }
+            let isolated = options.handleChineseChars && f.contains(.chinese)
+            if isolated { flush() }
+            let strip = options.stripsAccents && !f.isDisjoint(with: [.strippedMark, .stripMapped])
+            let lower = options.lowercase && f.contains(.lowerMapped)
+            if !strip && !lower {
+                emit(scalar: c, from: s, to: e)
+            } else {
+                var mapped = scratch.mapped
+                mapped.removeAll(keepingCapacity: true)
+                if strip { tables.appendStripped(c, to: &mapped) } else { mapped.append(c) }
+                if options.lowercase {
+                    var lowered: [UInt32] = []
+                    for m in mapped { tables.appendLowercased(m, to: &lowered) }
+                    mapped = lowered
+                }
+                for o in mapped { emit(scalar: o, from: s, to: e) }
+                scratch.mapped = mapped
+            }
+            if isolated { flush() }
+        }
+        flush()
+    }
+}

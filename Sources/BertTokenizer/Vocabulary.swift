@@ -1,0 +1,88 @@
+import Foundation
+
+/// Errors from loading tokenizer files or encoding input. Each names the file or the problem.
+public enum TokenizerError: Error, CustomStringConvertible, Equatable {
+    case fileNotFound(String)
+    case unreadable(String, String)
+    case malformed(String, String)
+    case unsupported(String, String)
+    case missingToken(String)
+    case truncation(String)
+
+    public var description: String {
+        switch self {
+        case .fileNotFound(let path): return "\(path): file not found"
+        case .unreadable(let path, let why): return "\(path): cannot read: \(why)"
+        case .malformed(let path, let why): return "\(path): \(why)"
+        case .unsupported(let path, let why): return "\(path): unsupported: \(why)"
+        case .missingToken(let why): return why
+        case .truncation(let why): return "Truncation error: \(why)"
+        }
+    }
+}
+
+/// A WordPiece vocabulary: token strings by id and ids by token string.
+public final class Vocabulary: Sendable {
+    public let tokens: [String]
+    public let ids: [String: Int32]
+
+    /// `tokens[i]` gets id `i`. When a string appears twice, lookups give the later id, as
+    /// Hugging Face's loaders do.
+    public init(tokens: [String]) {
+        self.tokens = tokens
+        var ids = [String: Int32](minimumCapacity: tokens.count)
+        for (i, t) in tokens.enumerated() { ids[t] = Int32(i) }
+        self.ids = ids
+    }
+
+    /// From a token -> id map (tokenizer.json). Ids must be 0..<count with no gaps.
+    public convenience init(map: [String: Int], source: String) throws {
+        var tokens = [String?](repeating: nil, count: map.count)
+        for (t, i) in map {
+            guard i >= 0, i < map.count else {
+                throw TokenizerError.malformed(source, "vocabulary id \(i) of \"\(t)\" is outside 0..<\(map.count)")
+            }
+            guard tokens[i] == nil else {
+                throw TokenizerError.malformed(source, "vocabulary id \(i) is given to two tokens")
+            }
+            tokens[i] = t
+        }
+        self.init(tokens: tokens.map { $0! })
+    }
+
+    /// Reads `vocab.txt`: one token per line, the line number is the id.
+    public convenience init(contentsOf url: URL) throws {
+        let data: Data
+        do {
+            data = try Data(contentsOf: url)
+        } catch {
+            if !FileManager.default.fileExists(atPath: url.path) { throw TokenizerError.fileNotFound(url.path) }
+            throw TokenizerError.unreadable(url.path, error.localizedDescription)
+        }
+        guard let text = String(data: data, encoding: .utf8) else {
+            throw TokenizerError.malformed(url.path, "not valid UTF-8")
+        }
+        // Trailing whitespace is not part of a token (as the Hugging Face loaders read it).
+        var lines = text.split(separator: "\n", omittingEmptySubsequences: false).map { line -> String in
+            var s = Substring(line)
+            while let last = s.unicodeScalars.last, last.properties.isWhitespace { s = s.dropLast() }
+            return String(s)
+        }
+        if lines.last == "" { lines.removeLast() }
+        guard !lines.isEmpty else { throw TokenizerError.malformed(url.path, "the vocabulary is empty") }
+        self.init(tokens: lines)
+    }
+
+    public var count: Int { tokens.count }
+
+    public func id(of token: String) -> Int32? { ids[token] }
+
+    public func token(of id: Int32) -> String? {
+        id >= 0 && Int(id) < tokens.count ? tokens[Int(id)] : nil
+    }
+
+    /// Writes `vocab.txt`.
+    public func write(to url: URL) throws {
+        try (tokens.joined(separator: "\n") + "\n").write(to: url, atomically: true, encoding: .utf8)
+    }
+}
