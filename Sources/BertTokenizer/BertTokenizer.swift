@@ -152,8 +152,9 @@ public struct BertTokenizer: Sendable {
             var piece: String
             if first {
                 piece = text
-            } else if !continuingPrefix.isEmpty && text.hasPrefix(continuingPrefix) {
-                piece = String(text.dropFirst(continuingPrefix.count))
+            } else if !continuingPrefix.isEmpty && text.utf8.starts(with: continuingPrefix.utf8) {
+                // Bytes, not Characters: "##" + a combining mark is one Character.
+                piece = String(decoding: text.utf8.dropFirst(continuingPrefix.utf8.count), as: UTF8.self)
             } else {
                 piece = " " + text
             }
@@ -164,15 +165,34 @@ public struct BertTokenizer: Sendable {
         return out
     }
 
+    /// The WordPiece decoder's cleanup, on bytes (String comparison would match across
+    /// combining marks and canonical equivalents, `tokenizers` does not).
     static func cleanup(_ s: String) -> String {
-        guard s.contains(" ") else { return s }
-        var s = s
-        for (from, to) in [(" .", "."), (" ?", "?"), (" !", "!"), (" ,", ","), (" ' ", "'"), (" n't", "n't"),
-                           (" 'm", "'m"), (" do not", " don't"), (" 's", "'s"), (" 've", "'ve"), (" 're", "'re")] {
-            s = s.replacingOccurrences(of: from, with: to)
+        guard s.utf8.contains(UInt8(ascii: " ")) else { return s }
+        var bytes = Array(s.utf8)
+        for (from, to) in cleanupRules {
+            guard bytes.count >= from.count else { continue }
+            var out: [UInt8] = []
+            out.reserveCapacity(bytes.count)
+            var i = 0
+            while i < bytes.count {
+                if bytes[i] == from[0], i + from.count <= bytes.count, bytes[i..<(i + from.count)].elementsEqual(from) {
+                    out.append(contentsOf: to)
+                    i += from.count
+                } else {
+                    out.append(bytes[i])
+                    i += 1
+                }
+            }
+            bytes = out
         }
-        return s
+        return String(decoding: bytes, as: UTF8.self)
     }
+
+    private static let cleanupRules: [([UInt8], [UInt8])] = [
+        (" .", "."), (" ?", "?"), (" !", "!"), (" ,", ","), (" ' ", "'"), (" n't", "n't"),
+        (" 'm", "'m"), (" do not", " don't"), (" 's", "'s"), (" 've", "'ve"), (" 're", "'re"),
+    ].map { (Array($0.0.utf8), Array($0.1.utf8)) }
 
     // MARK: - Internals
 

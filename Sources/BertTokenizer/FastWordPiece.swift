@@ -101,43 +101,71 @@ final class FastWordPiece: @unchecked Sendable {
         if sroot != 0 { link(from: [sroot], skipping: -1) }
         link(from: [0], skipping: sroot)
 
-        // 3. Double array. Node 0 (the root) stays at slot 0.
+        // 3. Double array. Bases are chosen first, nodes with the most children first (they are the
+        // hardest to fit), each at the lowest offset whose cells are all free; then a walk from
+        // the root (slot 0) assigns every node its slot.
+        var nodeBase = [Int](repeating: 0, count: nodeCount)
+        var used = [Bool](repeating: false, count: nodeCount * 2 + 512)
+        // nextFree[x] leads to the first free cell >= x (union-find with path compression), so a
+        // search skips used runs instead of scanning them again for every node.
+        var nextFree = [Int32](0..<Int32(used.count))
+        func findFree(_ x: Int) -> Int {
+            var r = x
+            while Int(nextFree[r]) != r { r = Int(nextFree[r]) }
+            var y = x
+            while Int(nextFree[y]) != r { let n = Int(nextFree[y]); nextFree[y] = Int32(r); y = n }
+            return r
+        }
+        func markUsed(_ x: Int) {
+            used[x] = true
+            nextFree[x] = Int32(x + 1)
+        }
+        func ensure(_ n: Int) {
+            while n >= used.count {
+                let old = used.count
+                used += [Bool](repeating: false, count: old)
+                nextFree += (Int32(old)..<Int32(2 * old))
+            }
+        }
+        markUsed(0)
+        let byFanOut = (0..<nodeCount).filter { !children[$0].isEmpty }
+            .sorted { children[$0].count > children[$1].count }
+        for s in byFanOut {
+            let kids = children[s]
+            let c0 = Int(kids[0].0)
+            ensure(1 + c0 + 512)
+            var pos = findFree(1 + c0)
+            while true {
+                let b = pos - c0
+                ensure(b + 512)
+                if kids.allSatisfy({ !used[b + Int($0.0)] }) { break }
+                ensure(pos + 1)
+                pos = findFree(pos + 1)
+            }
+            let b = pos - c0
+            nodeBase[s] = b
+            for (c, _) in kids { markUsed(b + Int(c)) }
+        }
         var slotOf = [Int32](repeating: -1, count: nodeCount)
-        var baseArr = [Int32](repeating: 0, count: nodeCount * 2 + 512)
-        var checkArr = [Int32](repeating: -1, count: nodeCount * 2 + 512)
+        var baseArr = [Int32](repeating: 0, count: used.count)
+        var checkArr = [Int32](repeating: -1, count: used.count)
         slotOf[0] = 0
         checkArr[0] = -2
-        var firstFree = 1
         var order: [Int32] = [0]
         var head = 0
         while head < order.count {
-            let s = order[head]; head += 1
-            let kids = children[Int(s)]
-            guard !kids.isEmpty else { continue }
-            while checkArr[firstFree] != -1 { firstFree += 1 }
-            var b = max(1, firstFree - Int(kids[0].0))
-            search: while true {
-                if b + 256 >= checkArr.count {
-                    baseArr += [Int32](repeating: 0, count: checkArr.count)
-                    checkArr += [Int32](repeating: -1, count: checkArr.count)
-                }
-                for (c, _) in kids where checkArr[b + Int(c)] != -1 {
-                    b += 1
-                    continue search
-                }
-                break
-            }
-            let sSlot = slotOf[Int(s)]
-            baseArr[Int(sSlot)] = Int32(b)
-            for (c, t) in kids {
-                checkArr[b + Int(c)] = sSlot
-                slotOf[Int(t)] = Int32(b + Int(c))
+            let s = Int(order[head]); head += 1
+            let sSlot = Int(slotOf[s])
+            baseArr[sSlot] = Int32(nodeBase[s])
+            for (c, t) in children[s] {
+                let slot = nodeBase[s] + Int(c)
+                checkArr[slot] = Int32(sSlot)
+                slotOf[Int(t)] = Int32(slot)
                 order.append(t)
             }
         }
-        var used = 0
-        for i in checkArr.indices where checkArr[i] != -1 { used = i }
-        let size = used + 257  // base + any byte stays inside
+        let lastUsed = checkArr.lastIndex { $0 != -1 } ?? 0
+        let size = max(lastUsed, baseArr.max().map(Int.init) ?? 0) + 257  // base + any byte stays inside
         base = .allocate(capacity: size)
         check = .allocate(capacity: size)
         failure = .allocate(capacity: size)

@@ -66,6 +66,10 @@ final class Scratch {
     var pieceIds: UnsafeMutablePointer<Int32>
     var pieceEnds: UnsafeMutablePointer<Int32>
     var mapped: [UInt32] = []
+    var lowered: [UInt32] = []
+    /// Combining marks waiting for canonical reordering: scalar, class, whether the
+    /// decomposition inserted it (not the first scalar of its character), its original span.
+    var marks: [(scalar: UInt32, ccc: UInt8, inserted: Bool, start: Int32, end: Int32)] = []
 
     init(capacity: Int = 256) {
         self.capacity = capacity
@@ -142,6 +146,8 @@ final class SegmentEncoder: Sendable {
         var wchars = 0      // scalars in the current word
         var i = 0
         var pos = unitStart
+        // Span of the previous character of the normalized text (an inserted mark may take it).
+        var prevStart = unitStart, prevEnd = unitStart
         let utf8Units = unit == .utf8
         let kinds = asciiKind, maps = asciiMap
 
@@ -198,9 +204,50 @@ final class SegmentEncoder: Sendable {
             if isPunct { flush() }
         }
 
+        /// A scalar after NFD: dropped if strip_accents removes it, else lowercased and emitted.
+        func emitStripped(_ d: UInt32, from s: Int32, to e: Int32) {
+            let g = tables.flags(of: d)
+            if g.contains(.strippedMark) { return }
+            if options.lowercase && g.contains(.lowerMapped) {
+                for o in tables.lowercase[d]! { emit(scalar: o, from: s, to: e) }
+            } else {
+                emit(scalar: d, from: s, to: e)
+            }
+        }
+        /// Canonical reordering of the pending marks: a stable sort by class. Spans follow
+        /// `tokenizers`' alignment rules, not the marks: each mark that stood first in its
+        /// character's decomposition takes the next original span in text order; an inserted one
+        /// takes the span of whatever precedes it after sorting.
+        func settleMarks() {
+            guard !scratch.marks.isEmpty else { return }
+            var marks = scratch.marks
+            if marks.count > 1 {
+                let originals = marks.filter { !$0.inserted }.map { ($0.start, $0.end) }
+                marks = marks.enumerated().sorted { ($0.element.ccc, $0.offset) < ($1.element.ccc, $1.offset) }.map(\.element)
+                var next = 0
+                for k in marks.indices {
+                    if marks[k].inserted {
+                        (marks[k].start, marks[k].end) = k == 0 ? (prevStart, prevEnd) : (marks[k - 1].start, marks[k - 1].end)
+                    } else {
+                        (marks[k].start, marks[k].end) = originals[next]
+                        next += 1
+                    }
+                }
+            }
+            for m in marks { emitStripped(m.scalar, from: m.start, to: m.end) }
+            prevStart = marks[marks.count - 1].start
+            prevEnd = marks[marks.count - 1].end
+            scratch.marks.removeAll(keepingCapacity: true)
+        }
+        let strip = options.stripsAccents
+
         while i < n {
             let b = text[i]
             if b < 0x80 {
+                if strip {
+                    if !scratch.marks.isEmpty { settleMarks() }
+                    if kinds[Int(b)] != Self.removed { prevStart = pos; prevEnd = pos &+ 1 }
+                }
                 let k = kinds[Int(b)]
                 if k == Self.word {
                     if wn == scratch.capacity { scratch.grow(keeping: wn) }
@@ -241,28 +288,34 @@ final class SegmentEncoder: Sendable {
             let f = tables.flags(of: c)
             if options.cleanText {
                 if f.contains(.removedByClean) { continue }
-                if f.contains(.spaceByClean) { flush(); continue }
+                if f.contains(.spaceByClean) { settleMarks(); flush(); prevStart = s; prevEnd = e; continue }
             }
             let isolated = options.handleChineseChars && f.contains(.chinese)
-            if isolated { flush() }
-            let strip = options.stripsAccents && !f.isDisjoint(with: [.strippedMark, .stripMapped])
-            let lower = options.lowercase && f.contains(.lowerMapped)
-            if !strip && !lower {
-                emit(scalar: c, from: s, to: e)
-            } else {
-                var mapped = scratch.mapped
-                mapped.removeAll(keepingCapacity: true)
-                if strip { tables.appendStripped(c, to: &mapped) } else { mapped.append(c) }
-                if options.lowercase {
-                    var lowered: [UInt32] = []
-                    for m in mapped { tables.appendLowercased(m, to: &lowered) }
-                    mapped = lowered
+            if isolated { settleMarks(); flush() }
+            if strip {
+                // NFD: decompose, then marks wait for canonical reordering; starters go straight on.
+                var decomposed = scratch.mapped
+                decomposed.removeAll(keepingCapacity: true)
+                tables.appendDecomposed(c, to: &decomposed)
+                for (j, d) in decomposed.enumerated() {
+                    let k = tables.combiningClass(of: d)
+                    if k == 0 {
+                        settleMarks()
+                        emitStripped(d, from: s, to: e)
+                        prevStart = s; prevEnd = e
+                    } else {
+                        scratch.marks.append((d, k, j > 0, s, e))
+                    }
                 }
-                for o in mapped { emit(scalar: o, from: s, to: e) }
-                scratch.mapped = mapped
+                scratch.mapped = decomposed
+            } else if options.lowercase && f.contains(.lowerMapped) {
+                for o in tables.lowercase[c]! { emit(scalar: o, from: s, to: e) }
+            } else {
+                emit(scalar: c, from: s, to: e)
             }
-            if isolated { flush() }
+            if isolated { settleMarks(); flush() }
         }
+        settleMarks()
         flush()
     }
 }

@@ -20,8 +20,8 @@ struct CharFlags: OptionSet, Sendable {
     static let strippedMark = CharFlags(rawValue: 1 << 5)
     /// lowercase changes it.
     static let lowerMapped = CharFlags(rawValue: 1 << 6)
-    /// strip_accents decomposes it (NFD) into other characters.
-    static let stripMapped = CharFlags(rawValue: 1 << 7)
+    /// NFD decomposes it into other characters.
+    static let decomposes = CharFlags(rawValue: 1 << 7)
 }
 
 /// The parsed tables. Built once, on first use, then shared read-only by all threads.
@@ -32,6 +32,9 @@ final class UnicodeTables: Sendable {
     let flags: [UInt8]
     let lowercase: [UInt32: [UInt32]]
     let decomposition: [UInt32: [UInt32]]
+    /// Canonical combining classes of scalars below `cccLimit` (all others are 0).
+    let combiningClass: [UInt8]
+    static let cccLimit = 0x20000
     /// The `tokenizers` version the tables were probed from.
     let sourceVersion: String
 
@@ -39,6 +42,7 @@ final class UnicodeTables: Sendable {
         var flags = [UInt8](repeating: 0, count: 0x110000)
         var lower: [UInt32: [UInt32]] = [:]
         var decomp: [UInt32: [UInt32]] = [:]
+        var ccc = [UInt8](repeating: 0, count: Self.cccLimit)
         var version = ""
         for line in hfUnicodeData.utf8.split(separator: UInt8(ascii: "\n")) {
             let fields = line.split(separator: UInt8(ascii: " "))
@@ -66,18 +70,21 @@ final class UnicodeTables: Sendable {
                 let c = hex(fields[1])
                 lower[c] = fields.dropFirst(2).map(hex)
                 flags[Int(c)] |= CharFlags.lowerMapped.rawValue
-            case UInt8(ascii: "D"):
+            case UInt8(ascii: "N"):
                 let c = hex(fields[1])
                 decomp[c] = fields.dropFirst(2).map(hex)
-                flags[Int(c)] |= CharFlags.stripMapped.rawValue
+                flags[Int(c)] |= CharFlags.decomposes.rawValue
+            case UInt8(ascii: "K"):
+                ccc[Int(hex(fields[1]))] = UInt8(hex(fields[2]))
             default: continue
             }
         }
         // Hangul syllables decompose algorithmically (Unicode 3.12); the probe checked this.
-        for v in 0xAC00...0xD7A3 { flags[v] |= CharFlags.stripMapped.rawValue }
+        for v in 0xAC00...0xD7A3 { flags[v] |= CharFlags.decomposes.rawValue }
         self.flags = flags
         self.lowercase = lower
         self.decomposition = decomp
+        self.combiningClass = ccc
         self.sourceVersion = version
     }
 
@@ -85,11 +92,9 @@ final class UnicodeTables: Sendable {
         CharFlags(rawValue: flags[Int(scalar)])
     }
 
-    /// strip_accents of one scalar (NFD, marks removed), appended to `out`.
-    func appendStripped(_ c: UInt32, to out: inout [UInt32]) {
-        let f = flags(of: c)
-        if f.contains(.strippedMark) { return }
-        guard f.contains(.stripMapped) else { out.append(c); return }
+    /// The canonical decomposition (NFD) of one scalar, appended to `out`.
+    func appendDecomposed(_ c: UInt32, to out: inout [UInt32]) {
+        guard flags(of: c).contains(.decomposes) else { out.append(c); return }
         if (0xAC00...0xD7A3).contains(c) {
             let s = c - 0xAC00
             out.append(0x1100 + s / 588)
@@ -98,6 +103,10 @@ final class UnicodeTables: Sendable {
         } else {
             out.append(contentsOf: decomposition[c]!)
         }
+    }
+
+    @inline(__always) func combiningClass(of c: UInt32) -> UInt8 {
+        c < Self.cccLimit ? combiningClass[Int(c)] : 0
     }
 
     /// lowercase of one scalar (full mapping), appended to `out`.
