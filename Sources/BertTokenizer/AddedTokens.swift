@@ -1,3 +1,11 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#elseif canImport(Musl)
+import Musl
+#endif
+
 /// A token recognised verbatim in the input text before normalization, such as `[MASK]`.
 public struct AddedToken: Sendable, Equatable, Hashable {
     public var content: String
@@ -31,6 +39,9 @@ struct AddedTokenMatcher: Sendable {
     private let patterns: [(bytes: [UInt8], token: AddedToken)]
     /// For each first byte, the indices of the patterns starting with it, longest first.
     private let byFirstByte: [[Int]]
+    /// The first byte shared by all patterns (BERT's all start with "["), scanned with memchr.
+    private let commonFirstByte: UInt8?
+    private let isFirstByte: [Bool]
 
     var isEmpty: Bool { patterns.isEmpty }
 
@@ -43,6 +54,9 @@ struct AddedTokenMatcher: Sendable {
             table[b].sort { patterns[$0].bytes.count > patterns[$1].bytes.count }
         }
         self.patterns = patterns
+        let firsts = Set(patterns.map { $0.bytes[0] })
+        commonFirstByte = firsts.count == 1 ? firsts.first : nil
+        isFirstByte = (0..<256).map { firsts.contains(UInt8($0)) }
         byFirstByte = table
     }
 
@@ -52,7 +66,16 @@ struct AddedTokenMatcher: Sendable {
         let n = text.count
         var i = 0
         var previousEnd = 0
+        let base = text.baseAddress!
         while i < n {
+            // Skip to the next byte that can start a pattern.
+            if let c = commonFirstByte {
+                guard let hit = memchr(base + i, Int32(c), n - i) else { break }
+                i = base.distance(to: hit.assumingMemoryBound(to: UInt8.self))
+            } else {
+                while i < n && !isFirstByte[Int(base[i])] { i += 1 }
+                if i == n { break }
+            }
             let candidates = byFirstByte[Int(text[i])]
             var found = -1
             for k in candidates {

@@ -105,6 +105,7 @@ public struct BertTokenizer: Sendable {
     }
 
     /// Ids of many texts on all cores, as one flat array with row boundaries.
+    /// Truncation applies (the first window); padding does not.
     public func encodeIdsBatch(_ texts: [String], addSpecialTokens: Bool = true, threads: Int? = nil) -> RaggedIds {
         let workers = resolvedThreads(threads, count: texts.count)
         var parts = [RaggedIds](repeating: RaggedIds(), count: workers)
@@ -113,11 +114,18 @@ public struct BertTokenizer: Sendable {
             parallelChunks(texts.count, threads: workers) { chunk, range in
                 let scratch = Scratch()
                 var part = RaggedIds()
-                part.ids.reserveCapacity(range.count * 40)
                 part.rowEnds.reserveCapacity(range.count)
-                var raw = RawTokens()
-                for i in range {
-                    part.appendRow(idsOnly(texts[i], addSpecialTokens: addSpecialTokens, scratch: scratch, raw: &raw))
+                if truncation != nil {
+                    for i in range { part.appendRow(idsOnly(texts[i], addSpecialTokens: addSpecialTokens, scratch: scratch)) }
+                } else {
+                    // Every row straight into one growing buffer: no allocation per text.
+                    var raw = RawTokens()
+                    raw.ids.reserveCapacity(range.count * 48)
+                    for i in range {
+                        appendIds(texts[i], addSpecialTokens: addSpecialTokens, scratch: scratch, into: &raw)
+                        part.rowEnds.append(raw.ids.count)
+                    }
+                    part.ids = raw.ids
                 }
                 out[chunk] = part
             }
@@ -198,8 +206,8 @@ public struct BertTokenizer: Sendable {
 
     /// Tokens of one sequence: added tokens matched in the raw text, the rest normalized,
     /// pre-tokenized and split by WordPiece.
-    func rawTokens(_ text: String, offsets: Bool, scratch: Scratch, into out: inout RawTokens) {
-        out.removeAll()
+    func rawTokens(_ text: String, offsets: Bool, scratch: Scratch, into out: inout RawTokens,
+                   visitor: ((UnsafeBufferPointer<UInt8>) -> Void)? = nil) {
         var text = text
         text.withUTF8 { buf in
             var word: Int32 = 0
@@ -217,7 +225,7 @@ public struct BertTokenizer: Sendable {
             for m in matches {
                 if m.start > byte {
                     segments.encode(base + byte, count: m.start - byte, unitStart: unit, unit: offsetUnit,
-                                    word: &word, offsets: offsets, scratch: scratch, into: &out)
+                                    word: &word, offsets: offsets, scratch: scratch, into: &out, visitor: visitor)
                     unit += units(byte, m.start)
                 }
                 let end = unit + units(m.start, m.end)
@@ -236,33 +244,45 @@ public struct BertTokenizer: Sendable {
     }
 
     private func idsOnly(_ text: String, addSpecialTokens: Bool, scratch: Scratch) -> [Int32] {
-        var raw = RawTokens()
-        return idsOnly(text, addSpecialTokens: addSpecialTokens, scratch: scratch, raw: &raw)
-    }
-
-    private func idsOnly(_ text: String, addSpecialTokens: Bool, scratch: Scratch, raw: inout RawTokens) -> [Int32] {
         if truncation != nil {
             return (try? encodeUnpadded(text, pair: nil, addSpecialTokens: addSpecialTokens, scratch: scratch).ids) ?? []
         }
-        rawTokens(text, offsets: false, scratch: scratch, into: &raw)
-        guard addSpecialTokens, let pp = postProcessor else { return raw.ids }
-        var ids: [Int32] = []
-        ids.reserveCapacity(raw.count + 2)
+        var raw = RawTokens()
+        appendIds(text, addSpecialTokens: addSpecialTokens, scratch: scratch, into: &raw)
+        return raw.ids
+    }
+
+    /// Appends the ids of `text` with the single-sequence template, no truncation.
+    private func appendIds(_ text: String, addSpecialTokens: Bool, scratch: Scratch, into raw: inout RawTokens) {
+        guard addSpecialTokens, let pp = postProcessor else {
+            rawTokens(text, offsets: false, scratch: scratch, into: &raw)
+            return
+        }
         for piece in pp.single {
             switch piece {
-            case .special(let s, _): ids.append(contentsOf: s)
-            case .sequence: ids.append(contentsOf: raw.ids)
+            case .special(let s, _): raw.ids.append(contentsOf: s)
+            case .sequence: rawTokens(text, offsets: false, scratch: scratch, into: &raw)
             }
         }
-        return ids
+    }
+
+    /// The normalized, pre-tokenized words of `text` (added tokens left out), as `tokenizers`'
+    /// `pre_tokenize_str` after `normalize_str` would give them. Used to learn vocabularies.
+    public func forEachWord(in text: String, _ body: (UnsafeBufferPointer<UInt8>) -> Void) {
+        var raw = RawTokens()
+        withoutActuallyEscaping(body) { body in
+            rawTokens(text, offsets: false, scratch: Scratch(), into: &raw, visitor: body)
+        }
     }
 
     func encodeUnpadded(_ text: String, pair: String?, addSpecialTokens: Bool, scratch: Scratch) throws -> Encoding {
         var a = RawTokens()
+        a.reserve(text.utf8.count / 3 + 4)
         rawTokens(text, offsets: true, scratch: scratch, into: &a)
         var b: RawTokens? = nil
         if let pair {
             var rb = RawTokens()
+            rb.reserve(pair.utf8.count / 3 + 4)
             rawTokens(pair, offsets: true, scratch: scratch, into: &rb)
             b = rb
         }

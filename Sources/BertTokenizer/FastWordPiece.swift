@@ -18,6 +18,11 @@ final class FastWordPiece: @unchecked Sendable {
     private let pops: UnsafeMutableBufferPointer<Int32>
     /// Bytes that a token covers in the word (without the continuation prefix).
     let pieceLength: UnsafeMutableBufferPointer<Int32>
+    /// Whole words that are vocabulary tokens, up to 16 bytes, by their bytes (open addressing):
+    /// for them greedy longest-match-first gives the word itself, found with one probe instead
+    /// of a walk through the trie. Most running-text words are such words.
+    private let wholeWords: UnsafeMutableBufferPointer<WholeWord>
+    private let wholeMask: Int
     let root: Int32 = 0
     let suffixRoot: Int32
     let unknownId: Int32
@@ -191,11 +196,29 @@ final class FastWordPiece: @unchecked Sendable {
         pops = .allocate(capacity: max(flatPops.count, 1))
         _ = pops.initialize(from: flatPops)
         suffixRoot = slotOf[Int(sroot)]
+
+        var entries: [WholeWord] = []
+        for (id, token) in vocabulary.tokens.enumerated() where vocabulary.ids[token] == Int32(id) {
+            let bytes = Array(token.utf8)
+            guard !bytes.isEmpty, bytes.count <= 16, prefix.isEmpty || !bytes.starts(with: prefix) else { continue }
+            entries.append(bytes.withUnsafeBufferPointer { WholeWord(key: $0.baseAddress!, count: $0.count, id: Int32(id)) })
+        }
+        var capacity = 16
+        while capacity < entries.count * 2 { capacity *= 2 }
+        wholeWords = .allocate(capacity: capacity)
+        wholeWords.initialize(repeating: WholeWord())
+        wholeMask = capacity - 1
+        for e in entries {
+            var slot = e.hash & wholeMask
+            while wholeWords[slot].count != 0 { slot = (slot + 1) & wholeMask }
+            wholeWords[slot] = e
+        }
     }
 
     deinit {
         base.deallocate(); check.deallocate(); failure.deallocate()
         popStart.deallocate(); popCount.deallocate(); pops.deallocate(); pieceLength.deallocate()
+        wholeWords.deallocate()
     }
 
     /// Splits one normalized word (UTF-8 bytes) into token ids, written to `ids`, with the byte
@@ -207,6 +230,15 @@ final class FastWordPiece: @unchecked Sendable {
     func tokenize(_ word: UnsafePointer<UInt8>, count: Int, charCount: Int,
                   ids: UnsafeMutablePointer<Int32>, ends: UnsafeMutablePointer<Int32>) -> Int {
         if charCount > maxInputCharsPerWord { return unknown(count, ids, ends) }
+        if count <= 16 {
+            // The scratch word buffer always has 16 readable bytes.
+            let id = wholeWordId(word, count: count, lowercase: false)
+            if id >= 0 {
+                ids[0] = id
+                ends[0] = Int32(count)
+                return 1
+            }
+        }
         var n = 0
         var pos: Int32 = 0
         var u: Int32 = 0
@@ -241,10 +273,80 @@ final class FastWordPiece: @unchecked Sendable {
         }
     }
 
+    /// The id of a whole word that is itself a vocabulary token, or -1. `word` must have 16
+    /// readable bytes; with `lowercase` ASCII letters are lowercased on the fly (the word must
+    /// then be ASCII letters and digits only).
+    @inline(__always)
+    func wholeWordId(_ word: UnsafePointer<UInt8>, count: Int, lowercase: Bool) -> Int32 {
+        var key = WholeWord(sixteen: word, count: count)
+        if lowercase {
+            // Letters and digits only: setting bit 5 lowercases letters and keeps digits.
+            key.k0 |= 0x2020_2020_2020_2020 & WholeWord.mask(count)
+            key.k1 |= 0x2020_2020_2020_2020 & WholeWord.mask(count - 8)
+        }
+        var slot = key.hash & wholeMask
+        let table = wholeWords.baseAddress!
+        while table[slot].count != 0 {
+            if table[slot].k0 == key.k0 && table[slot].k1 == key.k1 && table[slot].count == key.count {
+                return table[slot].id
+            }
+            slot = (slot + 1) & wholeMask
+        }
+        return -1
+    }
+
     @inline(__always)
     private func unknown(_ count: Int, _ ids: UnsafeMutablePointer<Int32>, _ ends: UnsafeMutablePointer<Int32>) -> Int {
         ids[0] = unknownId
         ends[0] = Int32(count)
         return 1
+    }
+}
+
+/// A word of up to 16 bytes as two little-endian words (zero padded), its length and token id.
+struct WholeWord {
+    var k0: UInt64 = 0
+    var k1: UInt64 = 0
+    var count: Int32 = 0
+    var id: Int32 = -1
+
+    init() {}
+
+    /// `key` must have 16 readable bytes unless `count` is less (only `count` bytes are used).
+    @inline(__always)
+    init(key: UnsafePointer<UInt8>, count n: Int, id: Int32) {
+        var a: UInt64 = 0, b: UInt64 = 0
+        if n >= 8 {
+            a = UnsafeRawPointer(key).loadUnaligned(as: UInt64.self)
+            if n == 16 {
+                b = UnsafeRawPointer(key + 8).loadUnaligned(as: UInt64.self)
+            } else {
+                for k in stride(from: n - 1, through: 8, by: -1) { b = b << 8 | UInt64(key[k]) }
+            }
+        } else {
+            for k in stride(from: n - 1, through: 0, by: -1) { a = a << 8 | UInt64(key[k]) }
+        }
+        k0 = a
+        k1 = b
+        count = Int32(n)
+        self.id = id
+    }
+
+    /// Reads `count` <= 16 bytes from a pointer with 16 readable bytes, without a byte loop.
+    @inline(__always)
+    init(sixteen p: UnsafePointer<UInt8>, count n: Int) {
+        k0 = UnsafeRawPointer(p).loadUnaligned(as: UInt64.self) & Self.mask(n)
+        k1 = UnsafeRawPointer(p + 8).loadUnaligned(as: UInt64.self) & Self.mask(n - 8)
+        count = Int32(n)
+    }
+
+    /// Low `n` bytes set (n clamped to 0...8).
+    @inline(__always) static func mask(_ n: Int) -> UInt64 {
+        n >= 8 ? ~0 : n <= 0 ? 0 : (1 << UInt64(8 * n)) &- 1
+    }
+
+    @inline(__always) var hash: Int {
+        let h = (k0 &* 0x9E37_79B9_7F4A_7C15) ^ (k1 &* 0xC2B2_AE3D_27D4_EB4F) ^ UInt64(count)
+        return Int(truncatingIfNeeded: ((h ^ (h >> 29)) &* 0xBF58_476D_1CE4_E5B9) >> 20)
     }
 }

@@ -48,6 +48,10 @@ struct RawTokens {
 
     var count: Int { ids.count }
 
+    mutating func reserve(_ n: Int) {
+        ids.reserveCapacity(n); starts.reserveCapacity(n); ends.reserveCapacity(n); words.reserveCapacity(n)
+    }
+
     mutating func removeAll() {
         ids.removeAll(keepingCapacity: true)
         starts.removeAll(keepingCapacity: true)
@@ -104,14 +108,17 @@ final class Scratch {
 }
 
 /// Normalizes, pre-tokenizes and WordPiece-tokenizes text segments (no added tokens inside).
-final class SegmentEncoder: Sendable {
+// Immutable after init; the pointers are read-only tables.
+final class SegmentEncoder: @unchecked Sendable {
     let options: NormalizerOptions
     let wordPiece: FastWordPiece
     let tables: UnicodeTables
     /// For each ASCII byte: 0 word character, 1 whitespace, 2 punctuation, 3 removed.
-    private let asciiKind: [UInt8]
+    private let asciiKind: UnsafeMutablePointer<UInt8>
     /// For each ASCII byte: its normalized byte (lowercased when lowercasing).
-    private let asciiMap: [UInt8]
+    private let asciiMap: UnsafeMutablePointer<UInt8>
+    /// For each byte: 1 for ASCII letters and digits that are word characters here.
+    private let alnum: UnsafeMutablePointer<UInt8>
 
     static let word: UInt8 = 0, space: UInt8 = 1, punct: UInt8 = 2, removed: UInt8 = 3
 
@@ -134,137 +141,100 @@ final class SegmentEncoder: Sendable {
                 else if g.contains(.punctuation) { kind[b] = Self.punct }
             }
         }
-        asciiKind = kind
-        asciiMap = map
+        asciiKind = .allocate(capacity: 128)
+        asciiKind.initialize(from: kind, count: 128)
+        asciiMap = .allocate(capacity: 128)
+        asciiMap.initialize(from: map, count: 128)
+        alnum = .allocate(capacity: 256)
+        for b in 0..<256 {
+            let isAlnum = (48...57).contains(b) || (65...90).contains(b) || (97...122).contains(b)
+            alnum[b] = isAlnum && kind[b] == Self.word ? 1 : 0
+        }
+    }
+
+    deinit {
+        asciiKind.deallocate()
+        asciiMap.deallocate()
+        alnum.deallocate()
     }
 
     /// Appends the tokens of `text[0..<count]` to `out`. Offsets start at `unitStart`; word
-    /// indices continue from `word`. With `offsets` false the offsets are not recorded (faster).
+    /// indices continue from `word`. With `offsets` false neither offsets nor word indices are
+    /// recorded (the ids-only fast path). With a `visitor`, each normalized word's UTF-8 bytes go
+    /// to it instead of WordPiece.
     func encode(_ text: UnsafePointer<UInt8>, count n: Int, unitStart: Int32, unit: OffsetUnit,
-                word: inout Int32, offsets: Bool, scratch: Scratch, into out: inout RawTokens) {
-        var wn = 0          // bytes in the current word
-        var wchars = 0      // scalars in the current word
+                word: inout Int32, offsets: Bool, scratch: Scratch, into out: inout RawTokens,
+                visitor: ((UnsafeBufferPointer<UInt8>) -> Void)? = nil) {
+        var st = WordState(wordPiece: wordPiece, tables: tables, lowercase: options.lowercase, offsets: offsets,
+                           scratch: scratch, word: word, unitStart: unitStart, visitor: visitor)
+        defer { word = st.word }
         var i = 0
         var pos = unitStart
-        // Span of the previous character of the normalized text (an inserted mark may take it).
-        var prevStart = unitStart, prevEnd = unitStart
         let utf8Units = unit == .utf8
         let kinds = asciiKind, maps = asciiMap
-
-        @inline(__always) func flush() {
-            guard wn > 0 else { return }
-            let pieces = wordPiece.tokenize(scratch.bytes, count: wn, charCount: wchars,
-                                            ids: scratch.pieceIds, ends: scratch.pieceEnds)
-            var start = 0
-            for k in 0..<pieces {
-                out.ids.append(scratch.pieceIds[k])
-                let end = Int(scratch.pieceEnds[k])
-                if offsets {
-                    out.starts.append(scratch.spanStart[start])
-                    out.ends.append(scratch.spanEnd[end - 1])
-                }
-                out.words.append(word)
-                start = end
-            }
-            word += 1
-            wn = 0
-            wchars = 0
-        }
-        @inline(__always) func append(byte: UInt8, from s: Int32, to e: Int32) {
-            if wn == scratch.capacity { scratch.grow(keeping: wn) }
-            scratch.bytes[wn] = byte
-            if offsets {
-                scratch.spanStart[wn] = s
-                scratch.spanEnd[wn] = e
-            }
-            wn += 1
-        }
-        /// A normalized scalar `o` from the original character spanning s..<e.
-        func emit(scalar o: UInt32, from s: Int32, to e: Int32) {
-            let f = tables.flags(of: o)
-            if f.contains(.splitSpace) { flush(); return }
-            let isPunct = f.contains(.punctuation)
-            if isPunct { flush() }
-            if o < 0x80 {
-                append(byte: UInt8(o), from: s, to: e)
-            } else if o < 0x800 {
-                append(byte: UInt8(0xC0 | (o >> 6)), from: s, to: e)
-                append(byte: UInt8(0x80 | (o & 0x3F)), from: s, to: e)
-            } else if o < 0x10000 {
-                append(byte: UInt8(0xE0 | (o >> 12)), from: s, to: e)
-                append(byte: UInt8(0x80 | ((o >> 6) & 0x3F)), from: s, to: e)
-                append(byte: UInt8(0x80 | (o & 0x3F)), from: s, to: e)
-            } else {
-                append(byte: UInt8(0xF0 | (o >> 18)), from: s, to: e)
-                append(byte: UInt8(0x80 | ((o >> 12) & 0x3F)), from: s, to: e)
-                append(byte: UInt8(0x80 | ((o >> 6) & 0x3F)), from: s, to: e)
-                append(byte: UInt8(0x80 | (o & 0x3F)), from: s, to: e)
-            }
-            wchars += 1
-            if isPunct { flush() }
-        }
-
-        /// A scalar after NFD: dropped if strip_accents removes it, else lowercased and emitted.
-        func emitStripped(_ d: UInt32, from s: Int32, to e: Int32) {
-            let g = tables.flags(of: d)
-            if g.contains(.strippedMark) { return }
-            if options.lowercase && g.contains(.lowerMapped) {
-                for o in tables.lowercase[d]! { emit(scalar: o, from: s, to: e) }
-            } else {
-                emit(scalar: d, from: s, to: e)
-            }
-        }
-        /// Canonical reordering of the pending marks: a stable sort by class. Spans follow
-        /// `tokenizers`' alignment rules, not the marks: each mark that stood first in its
-        /// character's decomposition takes the next original span in text order; an inserted one
-        /// takes the span of whatever precedes it after sorting.
-        func settleMarks() {
-            guard !scratch.marks.isEmpty else { return }
-            var marks = scratch.marks
-            if marks.count > 1 {
-                let originals = marks.filter { !$0.inserted }.map { ($0.start, $0.end) }
-                marks = marks.enumerated().sorted { ($0.element.ccc, $0.offset) < ($1.element.ccc, $1.offset) }.map(\.element)
-                var next = 0
-                for k in marks.indices {
-                    if marks[k].inserted {
-                        (marks[k].start, marks[k].end) = k == 0 ? (prevStart, prevEnd) : (marks[k - 1].start, marks[k - 1].end)
-                    } else {
-                        (marks[k].start, marks[k].end) = originals[next]
-                        next += 1
-                    }
-                }
-            }
-            for m in marks { emitStripped(m.scalar, from: m.start, to: m.end) }
-            prevStart = marks[marks.count - 1].start
-            prevEnd = marks[marks.count - 1].end
-            scratch.marks.removeAll(keepingCapacity: true)
-        }
         let strip = options.stripsAccents
+        let alnum = self.alnum
+        let lowercase = options.lowercase
+        var sixteen = (UInt64(0), UInt64(0))
 
         while i < n {
             let b = text[i]
-            if b < 0x80 {
-                if strip {
-                    if !scratch.marks.isEmpty { settleMarks() }
-                    if kinds[Int(b)] != Self.removed { prevStart = pos; prevEnd = pos &+ 1 }
-                }
-                let k = kinds[Int(b)]
-                if k == Self.word {
-                    if wn == scratch.capacity { scratch.grow(keeping: wn) }
-                    scratch.bytes[wn] = maps[Int(b)]
-                    if offsets {
-                        scratch.spanStart[wn] = pos
-                        scratch.spanEnd[wn] = pos &+ 1
+            if st.wn == 0 && !st.pendingMarks && alnum[Int(b)] != 0 {
+                // Fast path: a word of ASCII letters and digits that ends at whitespace,
+                // punctuation or the end, and is a vocabulary token as a whole: one probe.
+                var j = i + 1
+                while j < n && alnum[Int(text[j])] != 0 { j += 1 }
+                let length = j - i
+                let ends = j == n || (text[j] < 0x80 && kinds[Int(text[j])] != Self.removed)
+                if ends && length <= 16 && length <= wordPiece.maxInputCharsPerWord {
+                    let id: Int32
+                    if i + 16 <= n {
+                        id = wordPiece.wholeWordId(text + i, count: length, lowercase: lowercase)
+                    } else {
+                        id = withUnsafeMutableBytes(of: &sixteen) { buf in
+                            let p = buf.baseAddress!.assumingMemoryBound(to: UInt8.self)
+                            p.update(from: text + i, count: length)
+                            return wordPiece.wholeWordId(p, count: length, lowercase: lowercase)
+                        }
                     }
-                    wn += 1
-                    wchars += 1
+                    if id >= 0 {
+                        out.ids.append(id)
+                        if offsets {
+                            out.starts.append(pos)
+                            out.ends.append(pos &+ Int32(length))
+                            out.words.append(st.word)
+                        }
+                        st.word += 1
+                        st.prevStart = pos &+ Int32(length - 1)
+                        st.prevEnd = pos &+ Int32(length)
+                        i = j
+                        pos &+= Int32(length)
+                        continue
+                    }
+                }
+            }
+            if b < 0x80 {
+                let k = kinds[Int(b)]
+                if strip {
+                    if st.pendingMarks { st.settleMarks(into: &out) }
+                    if k != Self.removed { st.prevStart = pos; st.prevEnd = pos &+ 1 }
+                }
+                if k == Self.word {
+                    if st.wn == st.wcap { st.grow() }
+                    st.wbytes[st.wn] = maps[Int(b)]
+                    if offsets {
+                        st.wstart[st.wn] = pos
+                        st.wend[st.wn] = pos &+ 1
+                    }
+                    st.wn += 1
+                    st.wchars += 1
                 } else if k == Self.space {
-                    flush()
+                    st.flush(into: &out)
                 } else if k == Self.punct {
-                    flush()
-                    append(byte: maps[Int(b)], from: pos, to: pos &+ 1)
-                    wchars = 1
-                    flush()
+                    st.flush(into: &out)
+                    st.append(byte: maps[Int(b)], from: pos, to: pos &+ 1)
+                    st.wchars = 1
+                    st.flush(into: &out)
                 }
                 i += 1
                 pos &+= 1
@@ -288,10 +258,15 @@ final class SegmentEncoder: Sendable {
             let f = tables.flags(of: c)
             if options.cleanText {
                 if f.contains(.removedByClean) { continue }
-                if f.contains(.spaceByClean) { settleMarks(); flush(); prevStart = s; prevEnd = e; continue }
+                if f.contains(.spaceByClean) {
+                    st.settleMarks(into: &out)
+                    st.flush(into: &out)
+                    st.prevStart = s; st.prevEnd = e
+                    continue
+                }
             }
             let isolated = options.handleChineseChars && f.contains(.chinese)
-            if isolated { settleMarks(); flush() }
+            if isolated { st.settleMarks(into: &out); st.flush(into: &out) }
             if strip {
                 // NFD: decompose, then marks wait for canonical reordering; starters go straight on.
                 var decomposed = scratch.mapped
@@ -300,22 +275,176 @@ final class SegmentEncoder: Sendable {
                 for (j, d) in decomposed.enumerated() {
                     let k = tables.combiningClass(of: d)
                     if k == 0 {
-                        settleMarks()
-                        emitStripped(d, from: s, to: e)
-                        prevStart = s; prevEnd = e
+                        st.settleMarks(into: &out)
+                        st.emitStripped(d, from: s, to: e, into: &out)
+                        st.prevStart = s; st.prevEnd = e
                     } else {
                         scratch.marks.append((d, k, j > 0, s, e))
+                        st.pendingMarks = true
                     }
                 }
                 scratch.mapped = decomposed
             } else if options.lowercase && f.contains(.lowerMapped) {
-                for o in tables.lowercase[c]! { emit(scalar: o, from: s, to: e) }
+                for o in tables.lowercase[c]! { st.emit(scalar: o, from: s, to: e, into: &out) }
             } else {
-                emit(scalar: c, from: s, to: e)
+                st.emit(scalar: c, from: s, to: e, into: &out)
             }
-            if isolated { settleMarks(); flush() }
+            if isolated { st.settleMarks(into: &out); st.flush(into: &out) }
         }
-        settleMarks()
-        flush()
+        st.settleMarks(into: &out)
+        st.flush(into: &out)
+    }
+}
+
+/// The state of one `SegmentEncoder.encode` call: the word being collected (bytes and the
+/// original span of each byte) and the marks awaiting canonical reordering. A struct with
+/// mutating methods rather than closures over locals, so nothing is boxed and no access needs a
+/// dynamic exclusivity check in the per-byte loop.
+struct WordState {
+    let wordPiece: FastWordPiece
+    let tables: UnicodeTables
+    let lowercase: Bool
+    let offsets: Bool
+    let scratch: Scratch
+    let visitor: ((UnsafeBufferPointer<UInt8>) -> Void)?
+    var wbytes: UnsafeMutablePointer<UInt8>
+    var wstart: UnsafeMutablePointer<Int32>
+    var wend: UnsafeMutablePointer<Int32>
+    var wcap: Int
+    var pieceIds: UnsafeMutablePointer<Int32>
+    var pieceEnds: UnsafeMutablePointer<Int32>
+    /// Bytes and scalars in the current word.
+    var wn = 0
+    var wchars = 0
+    var word: Int32
+    /// Span of the previous character of the normalized text (an inserted mark may take it).
+    var prevStart: Int32
+    var prevEnd: Int32
+    /// Whether scratch.marks holds marks awaiting reordering.
+    var pendingMarks = false
+
+    init(wordPiece: FastWordPiece, tables: UnicodeTables, lowercase: Bool, offsets: Bool, scratch: Scratch,
+         word: Int32, unitStart: Int32, visitor: ((UnsafeBufferPointer<UInt8>) -> Void)?) {
+        self.wordPiece = wordPiece
+        self.tables = tables
+        self.lowercase = lowercase
+        self.offsets = offsets
+        self.scratch = scratch
+        self.visitor = visitor
+        wbytes = scratch.bytes; wstart = scratch.spanStart; wend = scratch.spanEnd
+        wcap = scratch.capacity
+        pieceIds = scratch.pieceIds; pieceEnds = scratch.pieceEnds
+        self.word = word
+        prevStart = unitStart
+        prevEnd = unitStart
+    }
+
+    @inline(never) mutating func grow() {
+        scratch.grow(keeping: wn)
+        wbytes = scratch.bytes; wstart = scratch.spanStart; wend = scratch.spanEnd
+        wcap = scratch.capacity
+        pieceIds = scratch.pieceIds; pieceEnds = scratch.pieceEnds
+    }
+
+    /// Ends the current word: WordPiece splits it and its tokens go to `out`.
+    @inline(__always) mutating func flush(into out: inout RawTokens) {
+        guard wn > 0 else { return }
+        if let visitor {
+            visitor(UnsafeBufferPointer(start: wbytes, count: wn))
+        } else {
+            let pieces = wordPiece.tokenize(wbytes, count: wn, charCount: wchars, ids: pieceIds, ends: pieceEnds)
+            if offsets {
+                var start = 0
+                for k in 0..<pieces {
+                    out.ids.append(pieceIds[k])
+                    let end = Int(pieceEnds[k])
+                    out.starts.append(wstart[start])
+                    out.ends.append(wend[end - 1])
+                    out.words.append(word)
+                    start = end
+                }
+            } else if pieces == 1 {
+                out.ids.append(pieceIds[0])
+            } else {
+                out.ids.append(contentsOf: UnsafeBufferPointer(start: pieceIds, count: pieces))
+            }
+            word += 1
+        }
+        wn = 0
+        wchars = 0
+    }
+
+    @inline(__always) mutating func append(byte: UInt8, from s: Int32, to e: Int32) {
+        if wn == wcap { grow() }
+        wbytes[wn] = byte
+        if offsets {
+            wstart[wn] = s
+            wend[wn] = e
+        }
+        wn += 1
+    }
+
+    /// A normalized scalar `o` from the original character spanning s..<e: whitespace ends the
+    /// word, punctuation is a word of its own, anything else joins the word.
+    mutating func emit(scalar o: UInt32, from s: Int32, to e: Int32, into out: inout RawTokens) {
+        let f = tables.flags(of: o)
+        if f.contains(.splitSpace) { flush(into: &out); return }
+        let isPunct = f.contains(.punctuation)
+        if isPunct { flush(into: &out) }
+        if o < 0x80 {
+            append(byte: UInt8(o), from: s, to: e)
+        } else if o < 0x800 {
+            append(byte: UInt8(0xC0 | (o >> 6)), from: s, to: e)
+            append(byte: UInt8(0x80 | (o & 0x3F)), from: s, to: e)
+        } else if o < 0x10000 {
+            append(byte: UInt8(0xE0 | (o >> 12)), from: s, to: e)
+            append(byte: UInt8(0x80 | ((o >> 6) & 0x3F)), from: s, to: e)
+            append(byte: UInt8(0x80 | (o & 0x3F)), from: s, to: e)
+        } else {
+            append(byte: UInt8(0xF0 | (o >> 18)), from: s, to: e)
+            append(byte: UInt8(0x80 | ((o >> 12) & 0x3F)), from: s, to: e)
+            append(byte: UInt8(0x80 | ((o >> 6) & 0x3F)), from: s, to: e)
+            append(byte: UInt8(0x80 | (o & 0x3F)), from: s, to: e)
+        }
+        wchars += 1
+        if isPunct { flush(into: &out) }
+    }
+
+    /// A scalar after NFD: dropped if strip_accents removes it, else lowercased and emitted.
+    mutating func emitStripped(_ d: UInt32, from s: Int32, to e: Int32, into out: inout RawTokens) {
+        let g = tables.flags(of: d)
+        if g.contains(.strippedMark) { return }
+        if lowercase && g.contains(.lowerMapped) {
+            for o in tables.lowercase[d]! { emit(scalar: o, from: s, to: e, into: &out) }
+        } else {
+            emit(scalar: d, from: s, to: e, into: &out)
+        }
+    }
+
+    /// Canonical reordering of the pending marks: a stable sort by class. Spans follow
+    /// `tokenizers`' alignment rules, not the marks: each mark that stood first in its
+    /// character's decomposition takes the next original span in text order; an inserted one
+    /// takes the span of whatever precedes it after sorting.
+    mutating func settleMarks(into out: inout RawTokens) {
+        guard pendingMarks else { return }
+        pendingMarks = false
+        var marks = scratch.marks
+        if marks.count > 1 {
+            let originals = marks.filter { !$0.inserted }.map { ($0.start, $0.end) }
+            marks = marks.enumerated().sorted { ($0.element.ccc, $0.offset) < ($1.element.ccc, $1.offset) }.map(\.element)
+            var next = 0
+            for k in marks.indices {
+                if marks[k].inserted {
+                    (marks[k].start, marks[k].end) = k == 0 ? (prevStart, prevEnd) : (marks[k - 1].start, marks[k - 1].end)
+                } else {
+                    (marks[k].start, marks[k].end) = originals[next]
+                    next += 1
+                }
+            }
+        }
+        for m in marks { emitStripped(m.scalar, from: m.start, to: m.end, into: &out) }
+        prevStart = marks[marks.count - 1].start
+        prevEnd = marks[marks.count - 1].end
+        scratch.marks.removeAll(keepingCapacity: true)
     }
 }
