@@ -25,7 +25,7 @@ if [ -s "$EN" ] && [ -s "$ZH" ]; then
     exit 0
 fi
 
-need_cmd "$PYTHON"
+ensure_python
 need_cmd dpkg-deb "Debian's dpkg is required"
 TMP="$(mktemp -d "${TMPDIR:-/tmp}/swift-bert-corpus.XXXXXX")"
 trap 'rm -rf "$TMP"' EXIT

@@ -27,7 +27,7 @@ if complete; then
     exit 0
 fi
 
-need_cmd "$PYTHON"
+ensure_python
 TMP="$(mktemp -d "${TMPDIR:-/tmp}/swift-bert-model.XXXXXX")"
 trap 'rm -rf "$TMP"' EXIT
 

@@ -26,7 +26,12 @@ _SWIFT_BERT_LIB_SH=1
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 CACHE="${CACHE:-$REPO_ROOT/.cache}"
-PYTHON="${PYTHON:-python3}"
+# Python for the reference tools: a virtual environment in .cache/venv (it sees the system's
+# packages, so nothing is installed twice), created on first use; PYTHON=... overrides it.
+if [ -z "${PYTHON:-}" ]; then
+    PYTHON="$CACHE/venv/bin/python"
+    _SWIFT_BERT_OWN_VENV=1
+fi
 export REPO_ROOT CACHE PYTHON
 
 log() {
@@ -108,7 +113,21 @@ apt_download() {
 
 # need_pip SPEC...: SPEC is "dist" or "dist==version". A SPEC is installed
 # when the distribution is absent or its version differs from the pin.
+# Creates .cache/venv when PYTHON points there and it does not exist yet (installing Debian's
+# python3, python3-venv and python3-pip first when they are missing and we are root).
+ensure_python() {
+    [ -n "${_SWIFT_BERT_OWN_VENV:-}" ] || return 0
+    [ -x "$PYTHON" ] && return 0
+    if ! command -v python3 >/dev/null 2>&1 || ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
+        need_apt python3 python3-venv python3-pip
+    fi
+    log "creating a Python virtual environment in $CACHE/venv"
+    mkdir -p "$CACHE"
+    python3 -m venv --system-site-packages "$CACHE/venv" >&2 || die "python3 -m venv failed"
+}
+
 need_pip() {
+    ensure_python
     local missing=() spec name want have
     for spec in "$@"; do
         name="${spec%%==*}"

@@ -32,7 +32,7 @@ for arg in "$@"; do
 done
 
 START=$SECONDS
-need_cmd "$PYTHON"
+ensure_python
 
 log "step 1/4: model"
 bash "$SCRIPTS/fetch-model.sh"

@@ -1,0 +1,218 @@
+import Foundation
+import Testing
+import BertTokenizer
+
+/// Greedy longest-match-first as BERT states it: the reference the trie must equal.
+func naiveWordPiece(_ word: [Unicode.Scalar], vocab: Set<String>, maxChars: Int = 100) -> [String] {
+    if word.count > maxChars { return ["[UNK]"] }
+    var out: [String] = []
+    var start = 0
+    while start < word.count {
+        var end = word.count
+        var found: String? = nil
+        while start < end {
+            var piece = String(String.UnicodeScalarView(word[start..<end]))
+            if start > 0 { piece = "##" + piece }
+            if vocab.contains(piece) { found = piece; break }
+            end -= 1
+        }
+        guard let found else { return ["[UNK]"] }
+        out.append(found)
+        start = end
+    }
+    return out
+}
+
+struct SplitMix {
+    var state: UInt64
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+    mutating func below(_ n: Int) -> Int { Int(next() % UInt64(n)) }
+}
+
+@Suite struct WordPieceTests {
+    /// The trie with failure links gives exactly greedy longest-match-first, on random
+    /// vocabularies over a small alphabet (so that partial matches and dead ends are common).
+    @Test(arguments: [1, 2, 3, 4, 5])
+    func trieEqualsGreedyLongestMatch(seed: Int) throws {
+        var rng = SplitMix(state: UInt64(seed))
+        let alphabet: [Unicode.Scalar] = ["a", "b", "c", "d", "é", "ж"]
+        var vocab: Set<String> = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+        for _ in 0..<120 {
+            let n = 1 + rng.below(5)
+            var s = String.UnicodeScalarView()
+            for _ in 0..<n { s.append(alphabet[rng.below(alphabet.count - (seed == 5 ? 0 : 1))]) }
+            vocab.insert((rng.below(2) == 0 ? "##" : "") + String(s))
+        }
+        let tokens = vocab.sorted()
+        var tokenizer = try BertTokenizer(vocabulary: Vocabulary(tokens: tokens), normalizer: .cased)
+        tokenizer.postProcessor = nil
+        var checked = 0
+        for _ in 0..<400 {
+            let n = 1 + rng.below(12)
+            var word = [Unicode.Scalar]()
+            for _ in 0..<n { word.append(alphabet[rng.below(alphabet.count)]) }
+            let text = String(String.UnicodeScalarView(word))
+            let expected = naiveWordPiece(word, vocab: vocab)
+            let got = tokenizer.tokens(try tokenizer.encode(text, addSpecialTokens: false).ids)
+            #expect(got == expected, "word \(text)")
+            checked += 1
+        }
+        #expect(checked == 400)
+    }
+
+    @Test func wordsLongerThanTheLimitAreUnknown() throws {
+        let vocab = Vocabulary(tokens: ["[UNK]", "[CLS]", "[SEP]", "a", "##a"])
+        let tokenizer = try BertTokenizer(vocabulary: vocab, maxInputCharsPerWord: 5)
+        #expect(tokenizer.tokens(try tokenizer.encode("aaaaa").ids) == ["[CLS]", "a", "##a", "##a", "##a", "##a", "[SEP]"])
+        let long = try tokenizer.encode("aaaaaa b")
+        #expect(tokenizer.tokens(long.ids) == ["[CLS]", "[UNK]", "[UNK]", "[SEP]"])
+        #expect(long.offsets[1] == Offset(0, 6))
+    }
+}
+
+@Suite struct EncodingTests {
+    static let tokens = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "cafe", "caf", "##e", "!", "中", "##s", "dog", "run", "##ning", ","]
+
+    func tokenizer() throws -> BertTokenizer { try BertTokenizer(vocabulary: Vocabulary(tokens: Self.tokens)) }
+
+    @Test func uncasedPipelineAndOffsets() throws {
+        let t = try tokenizer()
+        let e = try t.encode("The CAFÉ\u{200B}s running, 中! [MASK]")
+        #expect(t.tokens(e.ids) == ["[CLS]", "the", "cafe", "##s", "run", "##ning", ",", "中", "!", "[MASK]", "[SEP]"])
+        #expect(e.offsets.map { [$0.start, $0.end] } == [[0, 0], [0, 3], [4, 8], [9, 10], [11, 14], [14, 18], [18, 19], [20, 21], [21, 22], [23, 29], [0, 0]])
+        #expect(e.wordIds == [-1, 0, 1, 1, 2, 2, 3, 4, 5, 6, -1])
+        #expect(e.specialTokensMask == [1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1])
+    }
+
+    @Test func utf8OffsetsPointAtTheSameText() throws {
+        var t = try tokenizer()
+        let text = "Café 中 dog! ünknown"
+        let scalars = try t.encode(text)
+        t.offsetUnit = .utf8
+        let bytes = try t.encode(text)
+        #expect(scalars.ids == bytes.ids)
+        let u = Array(text.unicodeScalars), b = Array(text.utf8)
+        for (s, y) in zip(scalars.offsets, bytes.offsets) {
+            let viaScalars = String(String.UnicodeScalarView(u[s.start..<s.end]))
+            let viaBytes = String(decoding: b[y.start..<y.end], as: UTF8.self)
+            #expect(viaScalars == viaBytes)
+        }
+        #expect(bytes.offsets[3] == Offset(10, 13))  // "dog" after the 2-byte é and the 3-byte 中
+    }
+
+    @Test func pairsTruncationAndPadding() throws {
+        var t = try tokenizer()
+        t.truncation = Truncation(maxLength: 8)
+        t.padding = Padding(strategy: .fixed(10))
+        let e = try t.encode("the dog the dog the dog", pair: "running dog")
+        #expect(e.count == 10)
+        // 5 tokens left for the two texts (6 and 3 tokens): longest_first keeps 3 + 2.
+        #expect(t.tokens(Array(e.ids.prefix(8))) == ["[CLS]", "the", "dog", "the", "[SEP]", "run", "##ning", "[SEP]"])
+        #expect(e.typeIds == [0, 0, 0, 0, 0, 1, 1, 1, 0, 0])
+        #expect(e.attentionMask == [1, 1, 1, 1, 1, 1, 1, 1, 0, 0])
+        #expect(!e.overflowing.isEmpty && e.overflowing.allSatisfy { $0.count == 10 })
+    }
+
+    @Test func impossibleTruncationIsAnError() throws {
+        var t = try tokenizer()
+        t.truncation = Truncation(maxLength: 5, strategy: .onlySecond)
+        #expect(throws: TokenizerError.self) { try t.encode("the dog the dog the dog", pair: "dog") }
+        t.truncation = Truncation(maxLength: 6, strategy: .longestFirst, stride: 4)
+        #expect(throws: TokenizerError.self) { try t.encode("the dog the dog the dog the dog") }
+    }
+
+    @Test func batchesEqualSingleEncodesOnEveryThreadCount() throws {
+        let t = try tokenizer()
+        let texts = (0..<200).map { i in String(repeating: "the dog running, ", count: i % 7) + "中 \(i)" }
+        let single = try texts.map { try t.encode($0) }
+        for threads in [1, 2, 3] {
+            #expect(try t.encodeBatch(texts, threads: threads) == single)
+            let ragged = t.encodeIdsBatch(texts, threads: threads)
+            #expect((0..<texts.count).allSatisfy { Array(ragged[$0]) == single[$0].ids })
+        }
+    }
+
+    @Test func decodeJoinsPiecesAndCleansUp() throws {
+        let t = try tokenizer()
+        let e = try t.encode("the cafes , running!")
+        #expect(t.decode(e.ids) == "the cafes, running!")
+        #expect(t.decode(e.ids, skipSpecialTokens: false) == "[CLS] the cafes, running! [SEP]")
+    }
+}
+
+@Suite struct LoadingErrorTests {
+    func temp(_ name: String, _ contents: String) throws -> URL {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("bert-tests-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        let url = dir.appendingPathComponent(name)
+        try contents.write(to: url, atomically: true, encoding: .utf8)
+        return url
+    }
+
+    @Test func missingFilesAreNamed() {
+        #expect(throws: TokenizerError.fileNotFound("/nonexistent/vocab.txt")) {
+            try BertTokenizer(vocabFile: URL(fileURLWithPath: "/nonexistent/vocab.txt"))
+        }
+        #expect(throws: TokenizerError.fileNotFound("/nonexistent")) {
+            try BertTokenizer(modelFolder: URL(fileURLWithPath: "/nonexistent"))
+        }
+    }
+
+    @Test func malformedTokenizerJSON() throws {
+        for (contents, fragment) in [
+            ("{not json", "invalid JSON"),
+            ("[1, 2]", "not a JSON object"),
+            ("{}", "no \"model\""),
+            (#"{"model": {"type": "BPE", "vocab": {}}}"#, "model type BPE"),
+            (#"{"model": {"type": "WordPiece", "vocab": {"a": 0, "b": 0}}}"#, "given to two tokens"),
+            (#"{"model": {"type": "WordPiece", "vocab": {"a": 5}}}"#, "outside"),
+            (#"{"model": {"type": "WordPiece", "vocab": {"[UNK]": 0}}, "normalizer": {"type": "NFKC"}}"#, "normalizer NFKC"),
+        ] {
+            let url = try temp("tokenizer.json", contents)
+            do {
+                _ = try BertTokenizer(tokenizerJSON: url)
+                Issue.record("accepted \(contents)")
+            } catch let e as TokenizerError {
+                #expect(e.description.contains(url.path), "\(e)")
+                #expect(e.description.contains(fragment), "\(e) should say \(fragment)")
+            }
+        }
+    }
+
+    @Test func vocabularyWithoutUnknownToken() throws {
+        let url = try temp("vocab.txt", "[CLS]\n[SEP]\nhello\n")
+        #expect(throws: TokenizerError.self) { try BertTokenizer(vocabFile: url) }
+    }
+
+    @Test func emptyVocabulary() throws {
+        let url = try temp("vocab.txt", "")
+        #expect(throws: TokenizerError.malformed(url.path, "the vocabulary is empty")) { try BertTokenizer(vocabFile: url) }
+    }
+}
+
+@Suite(.enabled(if: Fixtures.haveModel || Fixtures.required))
+struct RealTokenizerTests {
+    /// vocab.txt alone with BERT's defaults tokenizes as tokenizer.json does.
+    @Test func vocabTxtEqualsTokenizerJSON() throws {
+        var fromJSON = try Fixtures.miniLM()
+        fromJSON.truncation = nil
+        fromJSON.padding = nil
+        let fromVocab = try BertTokenizer(vocabFile: Fixtures.model.appendingPathComponent("vocab.txt"))
+        let text = try String(contentsOf: Fixtures.corpus.appendingPathComponent("en.txt"), encoding: .utf8)
+        let lines = text.split(separator: "\n").prefix(3000).map(String.init) + ["Hello [MASK] world", "中文 Ünïcödé"]
+        #expect(try fromJSON.encodeBatch(lines) == fromVocab.encodeBatch(lines))
+    }
+
+    @Test func fileSettingsAreApplied() throws {
+        let t = try Fixtures.miniLM()
+        #expect(t.truncation == Truncation(maxLength: 128))
+        #expect(t.padding?.strategy == .fixed(128))
+        #expect(try t.encode("hello").count == 128)
+    }
+}

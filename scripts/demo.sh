@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# The main job, end to end, on a fresh machine with Swift: fetches a real BERT tokenizer
+# (all-MiniLM-L6-v2) and real English and Chinese prose, builds `bert`, tokenizes the prose,
+# learns a WordPiece vocabulary from the English text and tokenizes with it.
+# (Later issues grow this into pretrain -> fine-tune -> predict.)
+set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$REPO_ROOT"
+need_cmd swift "install Swift 6 from swift.org"
+
+log "step 1/4: the all-MiniLM-L6-v2 tokenizer and the prose corpus"
+bash scripts/fetch-model.sh
+bash scripts/fetch-corpus.sh
+MODEL="$CACHE/models/all-MiniLM-L6-v2"
+OUT="$CACHE/demo"
+mkdir -p "$OUT"
+
+log "step 2/4: building bert (release)"
+swift build -c release --product bert >&2
+BERT="$(swift build -c release --show-bin-path)/bert"
+
+# A few real lines: English documentation prose and Chinese text.
+grep -v '^[[:space:]]*$' "$CACHE/corpus/en.txt" | grep -v '^[.=*-]' | sed -n '40,44p' > "$OUT/sample.txt"
+grep -v '^[[:space:]]*$' "$CACHE/corpus/zh.txt" | sed -n '10,12p' >> "$OUT/sample.txt"
+
+log "step 3/4: bert tokenize --model $MODEL --format tokens"
+"$BERT" tokenize --model "$MODEL" --format tokens "$OUT/sample.txt"
+log "the same lines as ids"
+"$BERT" tokenize --model "$MODEL" "$OUT/sample.txt"
+log "one line as JSON (ids, tokens, type ids, offsets in Unicode scalars of the line)"
+head -1 "$OUT/sample.txt" | "$BERT" tokenize --model "$MODEL" --format json
+log "a sentence pair (A<TAB>B), truncated to 16 tokens: ids | type ids"
+printf 'The quick brown fox jumps over the lazy dog.\tWhere did the fox jump?\n' \
+    | "$BERT" tokenize --model "$MODEL" --pair --max-length 16
+
+log "step 4/4: learning an 8,000-piece WordPiece vocabulary from $CACHE/corpus/en.txt"
+"$BERT" vocab --size 8000 --out "$OUT/vocab.txt" "$CACHE/corpus/en.txt"
+log "the English sample with the learned vocabulary"
+grep -v '[^ -~]' "$OUT/sample.txt" | "$BERT" tokenize --vocab "$OUT/vocab.txt" --format tokens
+log "done: outputs in $OUT"

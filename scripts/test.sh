@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh machine with Swift: installs what is missing (Debian
+# packages when root, Python reference tools in .cache/venv), prepares the real test data and
+# Hugging Face references (scripts/prepare-test-data.sh), checks that the embedded Unicode tables
+# still match `tokenizers`, then runs `swift test` in release mode with the data required.
+set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$REPO_ROOT"
+START=$SECONDS
+
+need_cmd swift "install Swift 6 from swift.org"
+log "swift: $(swift --version 2>&1 | head -1)"
+
+log "test data: model, corpus, reference encodings"
+bash scripts/prepare-test-data.sh
+
+log "checking Sources/BertTokenizer/HFUnicodeData.swift against tokenizers' behaviour"
+"$PYTHON" scripts/probe_hf_unicode.py > "$CACHE/HFUnicodeData.swift"
+if ! cmp -s "$CACHE/HFUnicodeData.swift" Sources/BertTokenizer/HFUnicodeData.swift; then
+    die "the embedded Unicode tables differ from the installed tokenizers' behaviour; regenerate with: python3 scripts/probe_hf_unicode.py > Sources/BertTokenizer/HFUnicodeData.swift"
+fi
+
+log "swift test (release build; the first build takes a minute or two)"
+BERT_REQUIRE_FIXTURES=1 swift test -c release --disable-xctest "$@"
+log "all tests passed in $((SECONDS - START))s"
