@@ -15,9 +15,20 @@ Peers:
              encode_batch truncates only when max_length is passed (it isn't).
   hf_fast    (only with --hf-fast) HF encode_batch_fast (no offsets).
 
+With --compare-ids FILE, ids produced elsewhere (swift-bert's
+`TokenizerBench --dump-ids FILE`) are checked against HF's ids line by line.
+FILE is int32 little-endian: for each line, n and then the line's n ids
+([CLS]/[SEP] included). The JSON then carries "swift_ids_mismatch_lines"
+(lines whose ids differ from HF's; a missing or extra line counts as one;
+0 means identical on every line), "swift_ids_lines" (lines in FILE) and
+"swift_ids_first_mismatch_line" (0-based, or null). FILE is read before the
+timings (an unreadable or malformed FILE fails at once, exit status 3) and
+compared after them.
+
 Usage:
   python3 scripts/bench_tokenizer_peers.py --tokenizer DIR --text FILE \\
       [--threads 1] [--repeat 3] [--json] [--hf-fast] [--nanotoken-api auto|list|files]
+      [--compare-ids FILE]
 
 The text is read as UTF-8 and split on '\\n' (str.split, not splitlines); no
 line is dropped, empty lines included. Input bytes = UTF-8 size of the whole
@@ -44,7 +55,9 @@ either library) with:
 A caller may set exactly these variables itself; the script then skips the
 re-exec. Any other value of them is overridden (by re-exec).
 
-Exit status: 0, or 1 when nanotoken's ids differ from HF's on any line.
+Exit status: 0, or 1 when nanotoken's ids differ from HF's on any line, or
+(with --compare-ids) FILE's ids differ from HF's on any line (the JSON tells
+which); 3 when the --compare-ids FILE is malformed.
 
 As a check, each measurement also reports process CPU time / wall time over
 the best run ("cpu_per_wall", about 1.0 for one thread, up to N for N) and
@@ -171,6 +184,61 @@ def _mismatch_lines(hf_lens, hf_flat, nt_ids, nt_offsets, rows: int) -> int:
     return bad
 
 
+def _read_ids_dump(path: str):
+    """Parse a --dump-ids file: int32 LE, per line n then n ids.
+
+    Returns (lens int64[rows], flat ids int64[sum(lens)])."""
+    import numpy as np
+
+    raw = np.fromfile(path, dtype="<i4")
+    total = len(raw)
+    lens = []
+    pos = 0
+    while pos < total:
+        n = int(raw[pos])
+        if n < 0 or pos + 1 + n > total:
+            raise ValueError(f"{path}: corrupt ids dump at int32 #{pos} (length {n}, {total} int32 in file)")
+        lens.append(n)
+        pos += 1 + n
+    lens_arr = np.asarray(lens, dtype=np.int64)
+    heads = np.zeros(len(lens_arr), dtype=np.int64)
+    if len(lens_arr) > 1:
+        np.cumsum(lens_arr[:-1] + 1, out=heads[1:])
+    flat = np.delete(raw, heads).astype(np.int64)
+    return lens_arr, flat
+
+
+def _compare_ragged(ref_lens, ref_flat, lens, flat):
+    """Lines whose ids differ between two ragged id lists (ref = HF).
+
+    A line present in only one of them counts as differing. Returns
+    (mismatching lines, first mismatching 0-based line or None)."""
+    import numpy as np
+
+    rows = min(len(ref_lens), len(lens))
+    extra = abs(len(ref_lens) - len(lens))
+    ref_off = np.zeros(len(ref_lens) + 1, dtype=np.int64)
+    np.cumsum(ref_lens, out=ref_off[1:])
+    off = np.zeros(len(lens) + 1, dtype=np.int64)
+    np.cumsum(lens, out=off[1:])
+    if np.array_equal(ref_lens[:rows], lens[:rows]) and np.array_equal(
+        ref_flat[: ref_off[rows]].astype(np.int64), flat[: off[rows]]
+    ):
+        return extra, (rows if extra else None)
+    bad = 0
+    first = None
+    for i in range(rows):
+        a = ref_flat[ref_off[i] : ref_off[i + 1]]
+        b = flat[off[i] : off[i + 1]]
+        if len(a) != len(b) or not np.array_equal(a.astype(np.int64), b):
+            bad += 1
+            if first is None:
+                first = i
+    if first is None and extra:
+        first = rows
+    return bad + extra, first
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--tokenizer", required=True, help="directory with tokenizer.json (or the tokenizer.json itself)")
@@ -185,9 +253,16 @@ def main() -> int:
         default="auto",
         help="nanotoken API to time: encode_batch(list), encode_files(file), or both and report the faster (auto)",
     )
+    ap.add_argument(
+        "--compare-ids",
+        metavar="FILE",
+        help="ids dump (int32 LE, per line n then n ids; TokenizerBench --dump-ids) to check against HF's ids",
+    )
     args = ap.parse_args()
     if args.threads < 1 or args.repeat < 1:
         ap.error("--threads and --repeat must be >= 1")
+    if args.compare_ids is not None and not os.path.isfile(args.compare_ids):
+        ap.error(f"--compare-ids: no such file: {args.compare_ids}")
 
     _ensure_thread_env(args.threads)
 
@@ -195,6 +270,13 @@ def main() -> int:
     import numpy as np
     import nanotoken
     import tokenizers
+
+    if args.compare_ids is not None:
+        try:
+            sw_lens, sw_flat = _read_ids_dump(args.compare_ids)
+        except (ValueError, OSError) as e:
+            print(f"error: --compare-ids: {e}", file=sys.stderr)
+            return 3
 
     tok_path = args.tokenizer
     tok_json = os.path.join(tok_path, "tokenizer.json") if os.path.isdir(tok_path) else tok_path
@@ -288,6 +370,17 @@ def main() -> int:
     results["nanotoken"] = dict(variants[best_name])
     mismatch = results["nanotoken"].pop("ids_mismatch_lines")
 
+    # ---- ids from elsewhere (swift-bert), after all timings -------------------
+    swift_mismatch = None
+    if args.compare_ids is not None:
+        swift_lines = len(sw_lens)
+        swift_mismatch, swift_first = _compare_ragged(hf_lens, hf_flat, sw_lens, sw_flat)
+        swift_first_ids = None
+        if swift_first is not None and swift_first < swift_lines:
+            off = int(sw_lens[:swift_first].sum())
+            swift_first_ids = sw_flat[off : off + int(sw_lens[swift_first])]
+        del sw_lens, sw_flat
+
     # ---- report --------------------------------------------------------------
     rows_out = [("hf", results["hf"])]
     if "hf_fast" in results:
@@ -305,6 +398,19 @@ def main() -> int:
         f"nanotoken = nanotoken[{best_name}]: {results['hf']['seconds'] / results['nanotoken']['seconds']:.1f}x HF "
         f"encode_batch; ids mismatching HF on {mismatch} of {nlines} lines"
     )
+    if swift_mismatch is not None:
+        where = "" if swift_first is None else f" (first: line {swift_first}, 0-based)"
+        print(
+            f"{args.compare_ids}: {swift_lines} lines; ids mismatching HF on "
+            f"{swift_mismatch} of {nlines} lines{where}"
+        )
+        if swift_first is not None and swift_first < nlines:
+            i = swift_first
+            off = int(hf_lens[:i].sum())
+            print(f"  line {i}: {lines[i][:200]!r}")
+            print(f"  hf:   {hf_flat[off : off + int(hf_lens[i])][:64].tolist()}")
+            if swift_first_ids is not None:
+                print(f"  file: {swift_first_ids[:64].tolist()}")
 
     if args.json:
         out = {
@@ -320,8 +426,13 @@ def main() -> int:
         }
         if "hf_fast" in results:
             out["hf_fast"] = results["hf_fast"]
+        if swift_mismatch is not None:
+            out["swift_ids_file"] = args.compare_ids
+            out["swift_ids_lines"] = swift_lines
+            out["swift_ids_mismatch_lines"] = swift_mismatch
+            out["swift_ids_first_mismatch_line"] = swift_first
         print(json.dumps(out))
-    return 0 if mismatch == 0 else 1
+    return 0 if mismatch == 0 and not swift_mismatch else 1
 
 
 if __name__ == "__main__":

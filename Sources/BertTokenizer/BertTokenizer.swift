@@ -238,7 +238,7 @@ public struct BertTokenizer: Sendable {
             }
             if byte < buf.count {
                 segments.encode(base + byte, count: buf.count - byte, unitStart: unit, unit: offsetUnit,
-                                word: &word, offsets: offsets, scratch: scratch, into: &out)
+                                word: &word, offsets: offsets, scratch: scratch, into: &out, visitor: visitor)
             }
         }
     }

@@ -61,7 +61,7 @@ final class FastWordPiece: @unchecked Sendable {
             let bytes = Array(token.utf8)
             guard !bytes.isEmpty else { continue }
             // The id a lookup of this string gives (the later one for duplicates).
-            guard vocabulary.ids[token] == Int32(id) else { continue }
+            guard vocabulary.id(of: token) == Int32(id) else { continue }
             let isSuffix = !prefix.isEmpty && bytes.starts(with: prefix)
             if isSuffix && bytes.count == prefix.count { continue }  // "##" alone matches nothing
             let node = insert(bytes)
@@ -110,7 +110,7 @@ final class FastWordPiece: @unchecked Sendable {
         // hardest to fit), each at the lowest offset whose cells are all free; then a walk from
         // the root (slot 0) assigns every node its slot.
         var nodeBase = [Int](repeating: 0, count: nodeCount)
-        var used = [Bool](repeating: false, count: nodeCount * 2 + 512)
+        var used = [Bool](repeating: false, count: nodeCount * 4 + 1024)
         // nextFree[x] leads to the first free cell >= x (union-find with path compression), so a
         // search skips used runs instead of scanning them again for every node.
         var nextFree = [Int32](0..<Int32(used.count))
@@ -133,23 +133,26 @@ final class FastWordPiece: @unchecked Sendable {
             }
         }
         markUsed(0)
+        var highWater = 0
         let byFanOut = (0..<nodeCount).filter { !children[$0].isEmpty }
             .sorted { children[$0].count > children[$1].count }
         for s in byFanOut {
             let kids = children[s]
             let c0 = Int(kids[0].0)
-            ensure(1 + c0 + 512)
             var pos = findFree(1 + c0)
+            var tries = 0
             while true {
                 let b = pos - c0
-                ensure(b + 512)
+                if b + 512 >= used.count { ensure(b + 512) }
                 if kids.allSatisfy({ !used[b + Int($0.0)] }) { break }
-                ensure(pos + 1)
-                pos = findFree(pos + 1)
+                tries += 1
+                // Bounded search: past 64 misses, place the node after everything used so far.
+                pos = tries < 64 ? findFree(pos + 1) : max(pos + 1, highWater + 1 + c0)
             }
             let b = pos - c0
             nodeBase[s] = b
             for (c, _) in kids { markUsed(b + Int(c)) }
+            highWater = max(highWater, b + Int(kids[kids.count - 1].0))
         }
         var slotOf = [Int32](repeating: -1, count: nodeCount)
         var baseArr = [Int32](repeating: 0, count: used.count)
@@ -198,7 +201,7 @@ final class FastWordPiece: @unchecked Sendable {
         suffixRoot = slotOf[Int(sroot)]
 
         var entries: [WholeWord] = []
-        for (id, token) in vocabulary.tokens.enumerated() where vocabulary.ids[token] == Int32(id) {
+        for (id, token) in vocabulary.tokens.enumerated() where vocabulary.id(of: token) == Int32(id) {
             let bytes = Array(token.utf8)
             guard !bytes.isEmpty, bytes.count <= 16, prefix.isEmpty || !bytes.starts(with: prefix) else { continue }
             entries.append(bytes.withUnsafeBufferPointer { WholeWord(key: $0.baseAddress!, count: $0.count, id: Int32(id)) })

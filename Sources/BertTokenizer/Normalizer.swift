@@ -119,6 +119,8 @@ final class SegmentEncoder: @unchecked Sendable {
     private let asciiMap: UnsafeMutablePointer<UInt8>
     /// For each byte: 1 for ASCII letters and digits that are word characters here.
     private let alnum: UnsafeMutablePointer<UInt8>
+    /// For each ASCII punctuation byte: the token id of the one-character word it makes.
+    private let punctId: UnsafeMutablePointer<Int32>
 
     static let word: UInt8 = 0, space: UInt8 = 1, punct: UInt8 = 2, removed: UInt8 = 3
 
@@ -145,6 +147,12 @@ final class SegmentEncoder: @unchecked Sendable {
         asciiKind.initialize(from: kind, count: 128)
         asciiMap = .allocate(capacity: 128)
         asciiMap.initialize(from: map, count: 128)
+        punctId = .allocate(capacity: 128)
+        for b in 0..<128 {
+            var ids: [Int32] = [0, 0], ends: [Int32] = [0, 0]
+            var byte = map[b]
+            punctId[b] = wordPiece.tokenize(&byte, count: 1, charCount: 1, ids: &ids, ends: &ends) == 1 ? ids[0] : wordPiece.unknownId
+        }
         alnum = .allocate(capacity: 256)
         for b in 0..<256 {
             let isAlnum = (48...57).contains(b) || (65...90).contains(b) || (97...122).contains(b)
@@ -156,6 +164,7 @@ final class SegmentEncoder: @unchecked Sendable {
         asciiKind.deallocate()
         asciiMap.deallocate()
         alnum.deallocate()
+        punctId.deallocate()
     }
 
     /// Appends the tokens of `text[0..<count]` to `out`. Offsets start at `unitStart`; word
@@ -174,6 +183,7 @@ final class SegmentEncoder: @unchecked Sendable {
         let kinds = asciiKind, maps = asciiMap
         let strip = options.stripsAccents
         let alnum = self.alnum
+        let punctId = self.punctId
         let lowercase = options.lowercase
         var sixteen = (UInt64(0), UInt64(0))
 
@@ -209,6 +219,12 @@ final class SegmentEncoder: @unchecked Sendable {
                         st.prevEnd = pos &+ Int32(length)
                         i = j
                         pos &+= Int32(length)
+                        if i < n && text[i] == 0x20 {
+                            // The usual space after a word: nothing to flush, just step over it.
+                            st.prevStart = pos; st.prevEnd = pos &+ 1
+                            i += 1
+                            pos &+= 1
+                        }
                         continue
                     }
                 }
@@ -231,10 +247,21 @@ final class SegmentEncoder: @unchecked Sendable {
                 } else if k == Self.space {
                     st.flush(into: &out)
                 } else if k == Self.punct {
+                    // A word of its own, with its id known in advance.
                     st.flush(into: &out)
-                    st.append(byte: maps[Int(b)], from: pos, to: pos &+ 1)
-                    st.wchars = 1
-                    st.flush(into: &out)
+                    if st.visitor == nil {
+                        out.ids.append(punctId[Int(b)])
+                        if offsets {
+                            out.starts.append(pos)
+                            out.ends.append(pos &+ 1)
+                            out.words.append(st.word)
+                        }
+                        st.word += 1
+                    } else {
+                        st.append(byte: maps[Int(b)], from: pos, to: pos &+ 1)
+                        st.wchars = 1
+                        st.flush(into: &out)
+                    }
                 }
                 i += 1
                 pos &+= 1

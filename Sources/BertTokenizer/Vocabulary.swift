@@ -21,17 +21,25 @@ public enum TokenizerError: Error, CustomStringConvertible, Equatable {
     }
 }
 
-/// A WordPiece vocabulary: token strings by id and ids by token string.
+/// A token's UTF-8 bytes as a dictionary key. Swift's String equality is canonical
+/// equivalence ("K" == KELVIN SIGN), Hugging Face compares bytes: two such tokens are different
+/// tokens with different ids.
+struct UTF8Key: Hashable, Sendable {
+    let bytes: [UInt8]
+    init(_ s: String) { bytes = Array(s.utf8) }
+}
+
+/// A WordPiece vocabulary: token strings by id and ids by token (compared byte for byte).
 public final class Vocabulary: Sendable {
     public let tokens: [String]
-    public let ids: [String: Int32]
+    private let ids: [UTF8Key: Int32]
 
-    /// `tokens[i]` gets id `i`. When a string appears twice, lookups give the later id, as
+    /// `tokens[i]` gets id `i`. When a token appears twice, lookups give the later id, as
     /// Hugging Face's loaders do.
     public init(tokens: [String]) {
         self.tokens = tokens
-        var ids = [String: Int32](minimumCapacity: tokens.count)
-        for (i, t) in tokens.enumerated() { ids[t] = Int32(i) }
+        var ids = [UTF8Key: Int32](minimumCapacity: tokens.count)
+        for (i, t) in tokens.enumerated() { ids[UTF8Key(t)] = Int32(i) }
         self.ids = ids
     }
 
@@ -46,6 +54,10 @@ public final class Vocabulary: Sendable {
                 throw TokenizerError.malformed(source, "vocabulary id \(i) is given to two tokens")
             }
             tokens[i] = t
+        }
+        if let gap = tokens.firstIndex(where: { $0 == nil }) {
+            // Also what a JSON reader keyed by String makes of two canonically equivalent tokens.
+            throw TokenizerError.malformed(source, "no vocabulary token has id \(gap) (ids must run 0..<\(tokens.count) without gaps)")
         }
         self.init(tokens: tokens.map { $0! })
     }
@@ -75,7 +87,7 @@ public final class Vocabulary: Sendable {
 
     public var count: Int { tokens.count }
 
-    public func id(of token: String) -> Int32? { ids[token] }
+    public func id(of token: String) -> Int32? { ids[UTF8Key(token)] }
 
     public func token(of id: Int32) -> String? {
         id >= 0 && Int(id) < tokens.count ? tokens[Int(id)] : nil

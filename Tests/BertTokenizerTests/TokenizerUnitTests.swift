@@ -66,6 +66,16 @@ struct SplitMix {
         #expect(checked == 400)
     }
 
+    /// Tokens are compared byte for byte: "K" and KELVIN SIGN are canonically equivalent Strings
+    /// in Swift but two tokens in a vocabulary, as in Hugging Face's.
+    @Test func canonicallyEquivalentTokensStayApart() throws {
+        let vocab = Vocabulary(tokens: ["[UNK]", "[CLS]", "[SEP]", "K", "\u{212A}", "é", "e\u{301}"])
+        #expect(vocab.id(of: "K") == 3 && vocab.id(of: "\u{212A}") == 4)
+        #expect(vocab.id(of: "é") == 5 && vocab.id(of: "e\u{301}") == 6)
+        let t = try BertTokenizer(vocabulary: vocab, normalizer: NormalizerOptions(stripAccents: false, lowercase: false))
+        #expect(try t.encode("K \u{212A} é", addSpecialTokens: false).ids == [3, 4, 5])
+    }
+
     @Test func wordsLongerThanTheLimitAreUnknown() throws {
         let vocab = Vocabulary(tokens: ["[UNK]", "[CLS]", "[SEP]", "a", "##a"])
         let tokenizer = try BertTokenizer(vocabulary: vocab, maxInputCharsPerWord: 5)

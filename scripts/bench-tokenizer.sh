@@ -1,0 +1,253 @@
+#!/usr/bin/env bash
+# The tokenizer benchmark: swift-bert's WordPiece tokenizer against HuggingFace
+# `tokenizers` and `nanotoken`, on the English and Chinese corpora, at 1 thread
+# and at $(nproc) threads, plus an exact check of our ids against HF's.
+#
+#   bash scripts/bench-tokenizer.sh
+#
+# Steps:
+#   1. Fetch the model (scripts/fetch-model.sh) and the corpus
+#      (scripts/fetch-corpus.sh) if missing; pip-install tokenizers==0.23.3,
+#      nanotoken==0.1.0 (and numpy) if missing or at another version, into
+#      $PYTHON (by default lib.sh's .cache/venv).
+#   2. Build the TokenizerBench executable, tuned for this CPU (the tuning flag
+#      lives here, never in Package.swift):
+#        swift build -c release --scratch-path .build-bench --product TokenizerBench \
+#            -Xswiftc -target-cpu -Xswiftc native
+#   3. For each of .cache/corpus/{en,zh}.txt and each thread count in 1, $(nproc):
+#        TokenizerBench --threads N --repeat 10 --json --dump-ids IDS
+#          "ids"  = ids only with [CLS]/[SEP] (fast path; compare with nanotoken)
+#          "full" = full encodings: offsets, type ids, word ids (compare with
+#                   HF encode_batch)
+#        scripts/bench_tokenizer_peers.py --threads N --repeat 5 --json --compare-ids IDS
+#          times HF encode_batch and nanotoken, and checks IDS against HF's ids
+#          line by line ("swift_ids_mismatch_lines").
+#      Every figure is the best of the repeats (the machine may be shared).
+#   4. Print a summary table and write everything to .cache/bench/tokenizer.json
+#      (per-run outputs and id dumps stay in .cache/bench/runs/).
+#
+# Exit status: 0, or 1 when our ids differ from HF's on any line of any run
+# (or anything else fails). nanotoken disagreeing with HF is reported, not fatal.
+#
+# Optional environment (for quick checks; the defaults are the benchmark):
+#   BENCH_OURS_REPEAT   TokenizerBench --repeat       (default 10)
+#   BENCH_PEERS_REPEAT  bench_tokenizer_peers --repeat (default 5)
+#   BENCH_TEXTS         corpus names, space-separated (default "en zh")
+#   BENCH_THREADS       thread counts, space-separated (default "1 $(nproc)")
+set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$REPO_ROOT"
+
+need_cmd swift "install Swift 6 from swift.org"
+need_cmd nproc
+ensure_python  # .cache/venv unless PYTHON is set (lib.sh); the fetch scripts inherit PYTHON
+
+NPROC="$(nproc)"
+OURS_REPEAT="${BENCH_OURS_REPEAT:-10}"
+PEERS_REPEAT="${BENCH_PEERS_REPEAT:-5}"
+read -r -a TEXTS <<<"${BENCH_TEXTS:-en zh}"
+if [ -n "${BENCH_THREADS:-}" ]; then
+    read -r -a THREADS <<<"$BENCH_THREADS"
+elif [ "$NPROC" -gt 1 ]; then
+    THREADS=(1 "$NPROC")
+else
+    THREADS=(1)
+fi
+MODEL="$CACHE/models/all-MiniLM-L6-v2"
+CORPUS="$CACHE/corpus"
+OUTDIR="$CACHE/bench"
+RUNS="$OUTDIR/runs"
+RESULT="$OUTDIR/tokenizer.json"
+SCRATCH=".build-bench"
+BUILD=(swift build -c release --scratch-path "$SCRATCH" --product TokenizerBench
+       -Xswiftc -target-cpu -Xswiftc native)
+
+# ---- 1. inputs and peers ------------------------------------------------------
+log "step 1/4: model, corpus and peer packages"
+bash "$REPO_ROOT/scripts/fetch-model.sh"
+bash "$REPO_ROOT/scripts/fetch-corpus.sh"
+log "checking pip packages: tokenizers==0.23.3 nanotoken==0.1.0 numpy"
+need_pip tokenizers==0.23.3 nanotoken==0.1.0 numpy
+for t in "${TEXTS[@]}"; do
+    [ -s "$CORPUS/$t.txt" ] || die "no corpus text $CORPUS/$t.txt"
+done
+
+# ---- 2. build -------------------------------------------------------------------
+log "step 2/4: ${BUILD[*]}"
+"${BUILD[@]}" >&2 || die "swift build failed"
+BIN="$("${BUILD[@]}" --show-bin-path)/TokenizerBench"
+[ -x "$BIN" ] || die "no executable at $BIN"
+log "built $BIN"
+
+# ---- 3. runs ----------------------------------------------------------------------
+rm -rf "$RUNS"
+mkdir -p "$RUNS"
+log "step 3/4: texts ${TEXTS[*]}, threads ${THREADS[*]} (cpus: $NPROC); ours best of $OURS_REPEAT, peers best of $PEERS_REPEAT"
+for t in "${TEXTS[@]}"; do
+    text="$CORPUS/$t.txt"
+    for n in "${THREADS[@]}"; do
+        tag="$t-t$n"
+        ids="$RUNS/$tag.ids"
+        cat /proc/loadavg >"$RUNS/$tag.loadavg" 2>/dev/null || true
+
+        log "[$tag] swift-bert: TokenizerBench --model $MODEL --text $text --threads $n --repeat $OURS_REPEAT --json --dump-ids $ids"
+        if "$BIN" --model "$MODEL" --text "$text" --threads "$n" --repeat "$OURS_REPEAT" \
+            --json --dump-ids "$ids" | tee "$RUNS/$tag.swift.out"; then
+            rc=0
+        else
+            rc=${PIPESTATUS[0]}
+        fi
+        [ "$rc" -eq 0 ] || die "[$tag] TokenizerBench failed (exit $rc)"
+        tail -n 1 "$RUNS/$tag.swift.out" >"$RUNS/$tag.swift.json"
+        [ -s "$ids" ] || die "[$tag] TokenizerBench wrote no ids dump at $ids"
+
+        log "[$tag] peers: bench_tokenizer_peers.py --tokenizer $MODEL --text $text --threads $n --repeat $PEERS_REPEAT --json --compare-ids $ids"
+        if "$PYTHON" "$REPO_ROOT/scripts/bench_tokenizer_peers.py" --tokenizer "$MODEL" --text "$text" \
+            --threads "$n" --repeat "$PEERS_REPEAT" --json --compare-ids "$ids" | tee "$RUNS/$tag.peers.out"; then
+            rc=0
+        else
+            rc=${PIPESTATUS[0]}
+        fi
+        # Exit 1 = some ids differ from HF's (ours or nanotoken's); the JSON says
+        # which and the summary decides. Anything else is a failure of the script.
+        [ "$rc" -eq 0 ] || [ "$rc" -eq 1 ] || die "[$tag] bench_tokenizer_peers.py failed (exit $rc)"
+        tail -n 1 "$RUNS/$tag.peers.out" >"$RUNS/$tag.peers.json"
+    done
+done
+
+# ---- 4. summary -------------------------------------------------------------------
+log "step 4/4: summary (also written to $RESULT)"
+export RUNS RESULT NPROC OURS_REPEAT PEERS_REPEAT MODEL CORPUS
+export BUILD_CMD="${BUILD[*]}"
+export BENCH_TEXTS_LIST="${TEXTS[*]}" BENCH_THREADS_LIST="${THREADS[*]}"
+export SWIFT_VERSION="$(swift --version 2>/dev/null | head -n 1)"
+export GIT_COMMIT="$(git rev-parse HEAD 2>/dev/null || echo unknown)"
+export GIT_DIRTY="$(git status --porcelain -- Sources Package.swift 2>/dev/null | wc -l)"
+"$PYTHON" - <<'EOF'
+import datetime, json, os, sys
+
+env = os.environ
+runs_dir = env["RUNS"]
+
+
+def load_json(path):
+    with open(path) as f:
+        line = f.read().strip()
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError:
+        sys.exit(f"[swift-bert] ERROR: {path}: last output line is not JSON: {line[:200]!r}")
+
+
+def cpu_model():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return None
+
+
+runs = []
+for t in env["BENCH_TEXTS_LIST"].split():
+    for n in env["BENCH_THREADS_LIST"].split():
+        tag = f"{t}-t{n}"
+        ours = load_json(os.path.join(runs_dir, f"{tag}.swift.json"))
+        peers = load_json(os.path.join(runs_dir, f"{tag}.peers.json"))
+        try:
+            with open(os.path.join(runs_dir, f"{tag}.loadavg")) as f:
+                load = f.read().split()[:3]
+        except OSError:
+            load = None
+        if "swift_ids_mismatch_lines" not in peers:
+            sys.exit(f"[swift-bert] ERROR: {tag}: peers JSON has no swift_ids_mismatch_lines")
+        if ours["bytes"] != peers["bytes"] or ours["lines"] != peers["lines"]:
+            print(f"[swift-bert] WARNING: {tag}: ours read {ours['bytes']} bytes / {ours['lines']} lines, "
+                  f"peers {peers['bytes']} / {peers['lines']}", file=sys.stderr)
+        runs.append({
+            "text": t,
+            "text_file": os.path.join(env["CORPUS"], f"{t}.txt"),
+            "threads": int(n),
+            "loadavg_before": load,
+            "ours": ours,
+            "peers": peers,
+            "ratio_ours_ids_vs_nanotoken": ours["ids"]["mb_per_s"] / peers["nanotoken"]["mb_per_s"],
+            "ratio_ours_full_vs_hf": ours["full"]["mb_per_s"] / peers["hf"]["mb_per_s"],
+            "swift_ids_mismatch_lines": peers["swift_ids_mismatch_lines"],
+            "nanotoken_ids_mismatch_lines": peers.get("nanotoken_ids_mismatch_lines"),
+            "ids_identical_to_hf": peers["swift_ids_mismatch_lines"] == 0,
+        })
+
+versions = runs[0]["peers"].get("versions", {}) if runs else {}
+record = {
+    "date_utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    "git_commit": env["GIT_COMMIT"],
+    "git_uncommitted_source_files": int(env["GIT_DIRTY"] or 0),
+    "swift_version": env["SWIFT_VERSION"],
+    "build": env["BUILD_CMD"],
+    "cpu": cpu_model(),
+    "nproc": int(env["NPROC"]),
+    "model": env["MODEL"],
+    "repeat": {"ours": int(env["OURS_REPEAT"]), "peers": int(env["PEERS_REPEAT"])},
+    "peer_versions": versions,
+    "note": "figures are the best of the repeats; mb_per_s = input UTF-8 bytes / seconds / 1e6; "
+            "ours.ids = ids with [CLS]/[SEP] only, ours.full = full encodings (offsets, type ids, word ids); "
+            "hf = tokenizers encode_batch; nanotoken = its faster batch API",
+    "runs": runs,
+    "all_ids_identical_to_hf": all(r["ids_identical_to_hf"] for r in runs),
+}
+os.makedirs(os.path.dirname(env["RESULT"]), exist_ok=True)
+tmp = env["RESULT"] + ".partial"
+with open(tmp, "w") as f:
+    json.dump(record, f, indent=2)
+    f.write("\n")
+os.replace(tmp, env["RESULT"])
+
+hdr = ["text", "threads", "ours ids MB/s", "ours ids Mtok/s", "ours full MB/s", "HF MB/s",
+       "nanotoken MB/s", "ids/nanotoken", "full/HF", "ids identical to HF"]
+rows = []
+for r in runs:
+    o, p = r["ours"], r["peers"]
+    mm = r["swift_ids_mismatch_lines"]
+    rows.append([
+        r["text"], str(r["threads"]),
+        f"{o['ids']['mb_per_s']:.1f}", f"{o['ids']['tokens_per_s'] / 1e6:.2f}",
+        f"{o['full']['mb_per_s']:.1f}", f"{p['hf']['mb_per_s']:.1f}", f"{p['nanotoken']['mb_per_s']:.1f}",
+        f"{r['ratio_ours_ids_vs_nanotoken']:.2f}x", f"{r['ratio_ours_full_vs_hf']:.2f}x",
+        "yes" if mm == 0 else f"no ({mm} lines differ)",
+    ])
+w = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(hdr)]
+def fmt(cells):
+    return "  ".join(c.ljust(w[i]) if i in (0, len(w) - 1) else c.rjust(w[i]) for i, c in enumerate(cells)).rstrip()
+print()
+print(f"Tokenizer benchmark: {record['cpu'] or 'unknown CPU'}, {record['nproc']} cpus; "
+      f"tokenizers {versions.get('tokenizers')}, nanotoken {versions.get('nanotoken')}; "
+      f"best of {record['repeat']['ours']} (ours) / {record['repeat']['peers']} (peers)")
+print(fmt(hdr))
+print(fmt(["-" * x for x in w]))
+for row in rows:
+    print(fmt(row))
+print("ids = ids only with [CLS]/[SEP] (vs nanotoken); full = offsets, type ids, word ids (vs HF encode_batch)")
+for r in runs:
+    nm = r["nanotoken_ids_mismatch_lines"]
+    if nm:
+        print(f"note: {r['text']} threads={r['threads']}: nanotoken's ids differ from HF's on {nm} lines")
+# A 1-thread run whose process got clearly less than a whole CPU was competing with other work.
+busy = []
+for r in runs:
+    if r["threads"] != 1:
+        continue
+    cpw = min(r["peers"]["hf"].get("cpu_per_wall") or 1.0, r["peers"]["nanotoken"].get("cpu_per_wall") or 1.0)
+    if cpw < 0.9:
+        busy.append(f"{r['text']} (cpu/wall {cpw:.2f}, load {' '.join(r['loadavg_before'] or ['?'])})")
+if busy:
+    print(f"note: the machine was busy: 1-thread peer runs got less than one CPU: {', '.join(busy)}; "
+          "all timings are disturbed, rerun on an idle machine")
+print(f"results: {env['RESULT']}")
+if not record["all_ids_identical_to_hf"]:
+    bad = ", ".join(f"{r['text']} threads={r['threads']}" for r in runs if not r["ids_identical_to_hf"])
+    print(f"[swift-bert] FAIL: our ids differ from HF's ({bad}); see {runs_dir}/*.peers.out", file=sys.stderr)
+    sys.exit(1)
+EOF
