@@ -20,7 +20,7 @@ swift build -c release --product bert >&2
 BERT="$(swift build -c release --show-bin-path)/bert"
 
 # A few real lines: English documentation prose and Chinese text.
-grep -v '^[[:space:]]*$' "$CACHE/corpus/en.txt" | grep -v '^[.=*-]' | sed -n '40,44p' > "$OUT/sample.txt"
+awk 'length($0) > 70 && /^[A-Z][a-z]+ [a-z]+ [a-z]+/' "$CACHE/corpus/en.txt" | sed -n '1p;500p;1000p;1500p;2000p' > "$OUT/sample.txt"
 grep -v '^[[:space:]]*$' "$CACHE/corpus/zh.txt" | sed -n '10,12p' >> "$OUT/sample.txt"
 
 log "step 3/4: bert tokenize --model $MODEL --format tokens"
@@ -33,8 +33,8 @@ log "a sentence pair (A<TAB>B), truncated to 16 tokens: ids | type ids"
 printf 'The quick brown fox jumps over the lazy dog.\tWhere did the fox jump?\n' \
     | "$BERT" tokenize --model "$MODEL" --pair --max-length 16
 
-log "step 4/4: learning an 8,000-piece WordPiece vocabulary from $CACHE/corpus/en.txt"
-"$BERT" vocab --size 8000 --out "$OUT/vocab.txt" "$CACHE/corpus/en.txt"
+log "step 4/4: learning a 16,000-piece WordPiece vocabulary from $CACHE/corpus/en.txt"
+"$BERT" vocab --size 16000 --out "$OUT/vocab.txt" "$CACHE/corpus/en.txt"
 log "the English sample with the learned vocabulary"
 grep -v '[^ -~]' "$OUT/sample.txt" | "$BERT" tokenize --vocab "$OUT/vocab.txt" --format tokens
 log "done: outputs in $OUT"

@@ -78,19 +78,29 @@ public struct BertTokenizer: Sendable {
     public func encodeBatch(_ texts: [String], pairs: [String]? = nil, addSpecialTokens: Bool = true,
                             threads: Int? = nil) throws -> [Encoding] {
         precondition(pairs == nil || pairs!.count == texts.count, "pairs must match texts one to one")
-        var results = [Result<Encoding, Error>](repeating: .success(Encoding()), count: texts.count)
-        results.withUnsafeMutableBufferPointer { out in
-            nonisolated(unsafe) let out = out
-            parallelChunks(texts.count, threads: resolvedThreads(threads, count: texts.count)) { _, range in
-                let scratch = Scratch()
-                for i in range {
-                    out[i] = Result {
-                        try encodeUnpadded(texts[i], pair: pairs?[i], addSpecialTokens: addSpecialTokens, scratch: scratch)
+        // Each worker writes its encodings in place; an error (rare) is kept per chunk.
+        let workers = resolvedThreads(threads, count: texts.count)
+        var failures = [Error?](repeating: nil, count: workers)
+        var encodings = [Encoding](unsafeUninitializedCapacity: texts.count) { buffer, initialized in
+            failures.withUnsafeMutableBufferPointer { failed in
+                nonisolated(unsafe) let out = buffer
+                nonisolated(unsafe) let failed = failed
+                parallelChunks(texts.count, threads: workers) { chunk, range in
+                    let scratch = Scratch()
+                    for i in range {
+                        do {
+                            let e = try encodeUnpadded(texts[i], pair: pairs?[i], addSpecialTokens: addSpecialTokens, scratch: scratch)
+                            (out.baseAddress! + i).initialize(to: e)
+                        } catch {
+                            (out.baseAddress! + i).initialize(to: Encoding())
+                            if failed[chunk] == nil { failed[chunk] = error }
+                        }
                     }
                 }
             }
+            initialized = texts.count
         }
-        var encodings = try results.map { try $0.get() }
+        if let error = failures.first(where: { $0 != nil }) { throw error! }
         if let padding {
             let target = padding.target(longest: encodings.map(\.count).max() ?? 0)
             for i in encodings.indices { encodings[i].pad(to: target, with: padding) }
@@ -208,38 +218,46 @@ public struct BertTokenizer: Sendable {
     /// pre-tokenized and split by WordPiece.
     func rawTokens(_ text: String, offsets: Bool, scratch: Scratch, into out: inout RawTokens,
                    visitor: ((UnsafeBufferPointer<UInt8>) -> Void)? = nil) {
-        var text = text
-        text.withUTF8 { buf in
-            var word: Int32 = 0
-            guard let base = buf.baseAddress, buf.count > 0 else { return }
-            let matches = matcher.isEmpty ? [] : matcher.matches(in: buf)
-            var byte = 0
-            var unit: Int32 = 0
-            let utf8Units = offsetUnit == .utf8
-            func units(_ from: Int, _ to: Int) -> Int32 {
-                if utf8Units { return Int32(to - from) }
-                var n: Int32 = 0
-                for k in from..<to where buf[k] & 0xC0 != 0x80 { n += 1 }
-                return n
-            }
-            for m in matches {
-                if m.start > byte {
-                    segments.encode(base + byte, count: m.start - byte, unitStart: unit, unit: offsetUnit,
-                                    word: &word, offsets: offsets, scratch: scratch, into: &out, visitor: visitor)
-                    unit += units(byte, m.start)
-                }
-                let end = unit + units(m.start, m.end)
-                out.ids.append(m.id)
-                if offsets { out.starts.append(unit); out.ends.append(end) }
-                out.words.append(word)
-                word += 1
-                unit = end
-                byte = m.end
-            }
-            if byte < buf.count {
-                segments.encode(base + byte, count: buf.count - byte, unitStart: unit, unit: offsetUnit,
+        if let done: Void = text.utf8.withContiguousStorageIfAvailable({ buf in
+            rawTokens(utf8: buf, offsets: offsets, scratch: scratch, into: &out, visitor: visitor)
+        }) {
+            return done
+        }
+        var copy = text
+        copy.withUTF8 { rawTokens(utf8: $0, offsets: offsets, scratch: scratch, into: &out, visitor: visitor) }
+    }
+
+    private func rawTokens(utf8 buf: UnsafeBufferPointer<UInt8>, offsets: Bool, scratch: Scratch, into out: inout RawTokens,
+                           visitor: ((UnsafeBufferPointer<UInt8>) -> Void)?) {
+        var word: Int32 = 0
+        guard let base = buf.baseAddress, buf.count > 0 else { return }
+        let matches = matcher.isEmpty ? [] : matcher.matches(in: buf)
+        var byte = 0
+        var unit: Int32 = 0
+        let utf8Units = offsetUnit == .utf8
+        func units(_ from: Int, _ to: Int) -> Int32 {
+            if utf8Units { return Int32(to - from) }
+            var n: Int32 = 0
+            for k in from..<to where buf[k] & 0xC0 != 0x80 { n += 1 }
+            return n
+        }
+        for m in matches {
+            if m.start > byte {
+                segments.encode(base + byte, count: m.start - byte, unitStart: unit, unit: offsetUnit,
                                 word: &word, offsets: offsets, scratch: scratch, into: &out, visitor: visitor)
+                unit += units(byte, m.start)
             }
+            let end = unit + units(m.start, m.end)
+            out.ids.append(m.id)
+            if offsets { out.starts.append(unit); out.ends.append(end) }
+            out.words.append(word)
+            word += 1
+            unit = end
+            byte = m.end
+        }
+        if byte < buf.count {
+            segments.encode(base + byte, count: buf.count - byte, unitStart: unit, unit: offsetUnit,
+                            word: &word, offsets: offsets, scratch: scratch, into: &out, visitor: visitor)
         }
     }
 

@@ -280,22 +280,26 @@ final class FastWordPiece: @unchecked Sendable {
     /// readable bytes; with `lowercase` ASCII letters are lowercased on the fly (the word must
     /// then be ASCII letters and digits only).
     @inline(__always)
-    func wholeWordId(_ word: UnsafePointer<UInt8>, count: Int, lowercase: Bool) -> Int32 {
-        var key = WholeWord(sixteen: word, count: count)
-        if lowercase {
-            // Letters and digits only: setting bit 5 lowercases letters and keeps digits.
-            key.k0 |= 0x2020_2020_2020_2020 & WholeWord.mask(count)
-            key.k1 |= 0x2020_2020_2020_2020 & WholeWord.mask(count - 8)
-        }
-        var slot = key.hash & wholeMask
+    func wholeWordId(_ word: UnsafePointer<UInt8>, count n: Int, lowercase: Bool) -> Int32 {
+        // Branch-free masks for 1...16 bytes: the low min(n, 8) bytes, and the next n - 8.
+        let low = min(n, 8), high = max(n - 8, 0)
+        let m0: UInt64 = ~0 &>> UInt64(64 - 8 * low)
+        let m1: UInt64 = high == 0 ? 0 : ~0 &>> UInt64(64 - 8 * high)
+        var k0 = UnsafeRawPointer(word).loadUnaligned(as: UInt64.self)
+        var k1 = UnsafeRawPointer(word + 8).loadUnaligned(as: UInt64.self)
+        // Letters and digits only: setting bit 5 lowercases letters and keeps digits.
+        let lower: UInt64 = lowercase ? 0x2020_2020_2020_2020 : 0
+        k0 = (k0 | lower) & m0
+        k1 = (k1 | lower) & m1
+        let count = Int32(n)
+        var slot = WholeWord.hash(k0, k1, count) & wholeMask
         let table = wholeWords.baseAddress!
-        while table[slot].count != 0 {
-            if table[slot].k0 == key.k0 && table[slot].k1 == key.k1 && table[slot].count == key.count {
-                return table[slot].id
-            }
+        while true {
+            let e = table[slot]
+            if e.k0 == k0 && e.k1 == k1 && e.count == count { return e.id }
+            if e.count == 0 { return -1 }
             slot = (slot + 1) & wholeMask
         }
-        return -1
     }
 
     @inline(__always)
@@ -335,21 +339,10 @@ struct WholeWord {
         self.id = id
     }
 
-    /// Reads `count` <= 16 bytes from a pointer with 16 readable bytes, without a byte loop.
-    @inline(__always)
-    init(sixteen p: UnsafePointer<UInt8>, count n: Int) {
-        k0 = UnsafeRawPointer(p).loadUnaligned(as: UInt64.self) & Self.mask(n)
-        k1 = UnsafeRawPointer(p + 8).loadUnaligned(as: UInt64.self) & Self.mask(n - 8)
-        count = Int32(n)
-    }
+    @inline(__always) var hash: Int { Self.hash(k0, k1, count) }
 
-    /// Low `n` bytes set (n clamped to 0...8).
-    @inline(__always) static func mask(_ n: Int) -> UInt64 {
-        n >= 8 ? ~0 : n <= 0 ? 0 : (1 << UInt64(8 * n)) &- 1
-    }
-
-    @inline(__always) var hash: Int {
-        let h = (k0 &* 0x9E37_79B9_7F4A_7C15) ^ (k1 &* 0xC2B2_AE3D_27D4_EB4F) ^ UInt64(count)
-        return Int(truncatingIfNeeded: ((h ^ (h >> 29)) &* 0xBF58_476D_1CE4_E5B9) >> 20)
+    @inline(__always) static func hash(_ k0: UInt64, _ k1: UInt64, _ count: Int32) -> Int {
+        let h = (k0 &* 0x9E37_79B9_7F4A_7C15) ^ (k1 &* 0xC2B2_AE3D_27D4_EB4F) ^ UInt64(UInt32(bitPattern: count))
+        return Int(truncatingIfNeeded: ((h ^ (h &>> 29)) &* 0xBF58_476D_1CE4_E5B9) &>> 20)
     }
 }

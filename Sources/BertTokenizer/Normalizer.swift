@@ -70,7 +70,13 @@ final class Scratch {
     var pieceIds: UnsafeMutablePointer<Int32>
     var pieceEnds: UnsafeMutablePointer<Int32>
     var mapped: [UInt32] = []
-    var lowered: [UInt32] = []
+    /// Tokens of the segment being encoded (ids, original spans, word indices), handed to the
+    /// output in one block at the end: cheaper than an Array append per token.
+    var tokenCapacity = 256
+    var tokenIds: UnsafeMutablePointer<Int32> = .allocate(capacity: 256)
+    var tokenStarts: UnsafeMutablePointer<Int32> = .allocate(capacity: 256)
+    var tokenEnds: UnsafeMutablePointer<Int32> = .allocate(capacity: 256)
+    var tokenWords: UnsafeMutablePointer<Int32> = .allocate(capacity: 256)
     /// Combining marks waiting for canonical reordering: scalar, class, whether the
     /// decomposition inserted it (not the first scalar of its character), its original span.
     var marks: [(scalar: UInt32, ccc: UInt8, inserted: Bool, start: Int32, end: Int32)] = []
@@ -84,7 +90,23 @@ final class Scratch {
         pieceEnds = .allocate(capacity: capacity)
     }
 
-    deinit { free() }
+    deinit {
+        free()
+        tokenIds.deallocate(); tokenStarts.deallocate(); tokenEnds.deallocate(); tokenWords.deallocate()
+    }
+
+    func growTokens(keeping count: Int) {
+        let newCapacity = tokenCapacity * 2
+        func moved(_ p: UnsafeMutablePointer<Int32>) -> UnsafeMutablePointer<Int32> {
+            let q = UnsafeMutablePointer<Int32>.allocate(capacity: newCapacity)
+            q.update(from: p, count: count)
+            p.deallocate()
+            return q
+        }
+        tokenIds = moved(tokenIds); tokenStarts = moved(tokenStarts)
+        tokenEnds = moved(tokenEnds); tokenWords = moved(tokenWords)
+        tokenCapacity = newCapacity
+    }
 
     private func free() {
         bytes.deallocate(); spanStart.deallocate(); spanEnd.deallocate()
@@ -190,43 +212,54 @@ final class SegmentEncoder: @unchecked Sendable {
         while i < n {
             let b = text[i]
             if st.wn == 0 && !st.pendingMarks && alnum[Int(b)] != 0 {
-                // Fast path: a word of ASCII letters and digits that ends at whitespace,
-                // punctuation or the end, and is a vocabulary token as a whole: one probe.
+                // Fast path: a whole word of ASCII letters and digits (ending at whitespace,
+                // punctuation or the end). If it is a vocabulary token as a whole, one hash probe
+                // gives its id; otherwise its bytes go to WordPiece in one copy.
                 var j = i + 1
                 while j < n && alnum[Int(text[j])] != 0 { j += 1 }
                 let length = j - i
-                let ends = j == n || (text[j] < 0x80 && kinds[Int(text[j])] != Self.removed)
-                if ends && length <= 16 && length <= wordPiece.maxInputCharsPerWord {
-                    let id: Int32
-                    if i + 16 <= n {
-                        id = wordPiece.wholeWordId(text + i, count: length, lowercase: lowercase)
-                    } else {
-                        id = withUnsafeMutableBytes(of: &sixteen) { buf in
-                            let p = buf.baseAddress!.assumingMemoryBound(to: UInt8.self)
-                            p.update(from: text + i, count: length)
-                            return wordPiece.wholeWordId(p, count: length, lowercase: lowercase)
+                if j == n || (text[j] < 0x80 && kinds[Int(text[j])] != Self.removed) {
+                    var id: Int32 = -1
+                    if length <= 16 && length <= wordPiece.maxInputCharsPerWord {
+                        if i + 16 <= n {
+                            id = wordPiece.wholeWordId(text + i, count: length, lowercase: lowercase)
+                        } else {
+                            id = withUnsafeMutableBytes(of: &sixteen) { buf in
+                                let p = buf.baseAddress!.assumingMemoryBound(to: UInt8.self)
+                                p.update(from: text + i, count: length)
+                                return wordPiece.wholeWordId(p, count: length, lowercase: lowercase)
+                            }
                         }
                     }
                     if id >= 0 {
-                        out.ids.append(id)
-                        if offsets {
-                            out.starts.append(pos)
-                            out.ends.append(pos &+ Int32(length))
-                            out.words.append(st.word)
-                        }
+                        st.emitToken(id, from: pos, to: pos &+ Int32(length))
                         st.word += 1
-                        st.prevStart = pos &+ Int32(length - 1)
-                        st.prevEnd = pos &+ Int32(length)
-                        i = j
-                        pos &+= Int32(length)
-                        if i < n && text[i] == 0x20 {
-                            // The usual space after a word: nothing to flush, just step over it.
-                            st.prevStart = pos; st.prevEnd = pos &+ 1
-                            i += 1
-                            pos &+= 1
+                    } else {
+                        while st.wcap < length { st.grow() }
+                        for k in 0..<length {
+                            st.wbytes[k] = maps[Int(text[i + k])]
                         }
-                        continue
+                        if offsets {
+                            for k in 0..<length {
+                                st.wstart[k] = pos &+ Int32(k)
+                                st.wend[k] = pos &+ Int32(k + 1)
+                            }
+                        }
+                        st.wn = length
+                        st.wchars = length
+                        st.flush(into: &out)
                     }
+                    st.prevStart = pos &+ Int32(length - 1)
+                    st.prevEnd = pos &+ Int32(length)
+                    i = j
+                    pos &+= Int32(length)
+                    if i < n && text[i] == 0x20 {
+                        // The usual space after a word: nothing to flush, just step over it.
+                        st.prevStart = pos; st.prevEnd = pos &+ 1
+                        i += 1
+                        pos &+= 1
+                    }
+                    continue
                 }
             }
             if b < 0x80 {
@@ -250,12 +283,7 @@ final class SegmentEncoder: @unchecked Sendable {
                     // A word of its own, with its id known in advance.
                     st.flush(into: &out)
                     if st.visitor == nil {
-                        out.ids.append(punctId[Int(b)])
-                        if offsets {
-                            out.starts.append(pos)
-                            out.ends.append(pos &+ 1)
-                            out.words.append(st.word)
-                        }
+                        st.emitToken(punctId[Int(b)], from: pos, to: pos &+ 1)
                         st.word += 1
                     } else {
                         st.append(byte: maps[Int(b)], from: pos, to: pos &+ 1)
@@ -320,6 +348,7 @@ final class SegmentEncoder: @unchecked Sendable {
         }
         st.settleMarks(into: &out)
         st.flush(into: &out)
+        st.drain(into: &out)
     }
 }
 
@@ -328,11 +357,13 @@ final class SegmentEncoder: @unchecked Sendable {
 /// mutating methods rather than closures over locals, so nothing is boxed and no access needs a
 /// dynamic exclusivity check in the per-byte loop.
 struct WordState {
-    let wordPiece: FastWordPiece
-    let tables: UnicodeTables
+    // Unowned: the encoder keeps these alive for the whole call, and per-line retain/release
+    // pairs were a measurable share of the time.
+    unowned(unsafe) let wordPiece: FastWordPiece
+    unowned(unsafe) let tables: UnicodeTables
     let lowercase: Bool
     let offsets: Bool
-    let scratch: Scratch
+    unowned(unsafe) let scratch: Scratch
     let visitor: ((UnsafeBufferPointer<UInt8>) -> Void)?
     var wbytes: UnsafeMutablePointer<UInt8>
     var wstart: UnsafeMutablePointer<Int32>
@@ -340,6 +371,13 @@ struct WordState {
     var wcap: Int
     var pieceIds: UnsafeMutablePointer<Int32>
     var pieceEnds: UnsafeMutablePointer<Int32>
+    /// The segment's tokens so far (scratch.token*), and their count.
+    var tids: UnsafeMutablePointer<Int32>
+    var tstarts: UnsafeMutablePointer<Int32>
+    var tends: UnsafeMutablePointer<Int32>
+    var twords: UnsafeMutablePointer<Int32>
+    var tn = 0
+    var tcap: Int
     /// Bytes and scalars in the current word.
     var wn = 0
     var wchars = 0
@@ -361,6 +399,8 @@ struct WordState {
         wbytes = scratch.bytes; wstart = scratch.spanStart; wend = scratch.spanEnd
         wcap = scratch.capacity
         pieceIds = scratch.pieceIds; pieceEnds = scratch.pieceEnds
+        tids = scratch.tokenIds; tstarts = scratch.tokenStarts; tends = scratch.tokenEnds; twords = scratch.tokenWords
+        tcap = scratch.tokenCapacity
         self.word = word
         prevStart = unitStart
         prevEnd = unitStart
@@ -373,27 +413,47 @@ struct WordState {
         pieceIds = scratch.pieceIds; pieceEnds = scratch.pieceEnds
     }
 
-    /// Ends the current word: WordPiece splits it and its tokens go to `out`.
+    @inline(__always) mutating func emitToken(_ id: Int32, from s: Int32, to e: Int32) {
+        if tn == tcap { growTokens() }
+        tids[tn] = id
+        if offsets {
+            tstarts[tn] = s
+            tends[tn] = e
+            twords[tn] = word
+        }
+        tn += 1
+    }
+
+    @inline(never) mutating func growTokens() {
+        scratch.growTokens(keeping: tn)
+        tids = scratch.tokenIds; tstarts = scratch.tokenStarts; tends = scratch.tokenEnds; twords = scratch.tokenWords
+        tcap = scratch.tokenCapacity
+    }
+
+    /// Hands the segment's tokens to `out`.
+    mutating func drain(into out: inout RawTokens) {
+        guard tn > 0 else { return }
+        out.ids.append(contentsOf: UnsafeBufferPointer(start: tids, count: tn))
+        if offsets {
+            out.starts.append(contentsOf: UnsafeBufferPointer(start: tstarts, count: tn))
+            out.ends.append(contentsOf: UnsafeBufferPointer(start: tends, count: tn))
+            out.words.append(contentsOf: UnsafeBufferPointer(start: twords, count: tn))
+        }
+        tn = 0
+    }
+
+    /// Ends the current word: WordPiece splits it and its tokens are emitted.
     @inline(__always) mutating func flush(into out: inout RawTokens) {
         guard wn > 0 else { return }
         if let visitor {
             visitor(UnsafeBufferPointer(start: wbytes, count: wn))
         } else {
             let pieces = wordPiece.tokenize(wbytes, count: wn, charCount: wchars, ids: pieceIds, ends: pieceEnds)
-            if offsets {
-                var start = 0
-                for k in 0..<pieces {
-                    out.ids.append(pieceIds[k])
-                    let end = Int(pieceEnds[k])
-                    out.starts.append(wstart[start])
-                    out.ends.append(wend[end - 1])
-                    out.words.append(word)
-                    start = end
-                }
-            } else if pieces == 1 {
-                out.ids.append(pieceIds[0])
-            } else {
-                out.ids.append(contentsOf: UnsafeBufferPointer(start: pieceIds, count: pieces))
+            var start = 0
+            for k in 0..<pieces {
+                let end = Int(pieceEnds[k])
+                emitToken(pieceIds[k], from: offsets ? wstart[start] : 0, to: offsets ? wend[end - 1] : 0)
+                start = end
             }
             word += 1
         }
