@@ -28,10 +28,7 @@ REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 CACHE="${CACHE:-$REPO_ROOT/.cache}"
 # Python for the reference tools: a virtual environment in .cache/venv (it sees the system's
 # packages, so nothing is installed twice), created on first use; PYTHON=... overrides it.
-if [ -z "${PYTHON:-}" ]; then
-    PYTHON="$CACHE/venv/bin/python"
-    _SWIFT_BERT_OWN_VENV=1
-fi
+PYTHON="${PYTHON:-$CACHE/venv/bin/python}"
 export REPO_ROOT CACHE PYTHON
 
 log() {
@@ -116,8 +113,8 @@ apt_download() {
 # Creates .cache/venv when PYTHON points there and it does not exist yet (installing Debian's
 # python3, python3-venv and python3-pip first when they are missing and we are root).
 ensure_python() {
-    [ -n "${_SWIFT_BERT_OWN_VENV:-}" ] || return 0
     [ -x "$PYTHON" ] && return 0
+    [ "$PYTHON" = "$CACHE/venv/bin/python" ] || die "PYTHON=$PYTHON is not an executable"
     if ! command -v python3 >/dev/null 2>&1 || ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
         need_apt python3 python3-venv python3-pip
     fi
