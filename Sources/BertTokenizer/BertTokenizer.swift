@@ -128,12 +128,21 @@ public struct BertTokenizer: Sendable {
                 if truncation != nil {
                     for i in range { part.appendRow(idsOnly(texts[i], addSpecialTokens: addSpecialTokens, scratch: scratch)) }
                 } else {
-                    // Every row straight into one growing buffer: no allocation per text.
+                    // Every row straight into one growing buffer: no allocation per text. The
+                    // template's ids are copied to locals once per chunk, so the loop touches
+                    // no shared reference count (threads contending on them scaled badly).
                     var raw = RawTokens()
                     raw.ids.reserveCapacity(range.count * 48)
-                    for i in range {
-                        appendIds(texts[i], addSpecialTokens: addSpecialTokens, scratch: scratch, into: &raw)
-                        part.rowEnds.append(raw.ids.count)
+                    let (prefix, suffix) = singleTemplateIds(addSpecialTokens: addSpecialTokens)
+                    prefix.withUnsafeBufferPointer { pre in
+                        suffix.withUnsafeBufferPointer { post in
+                            for i in range {
+                                raw.ids.append(contentsOf: pre)
+                                rawTokens(texts[i], offsets: false, scratch: scratch, into: &raw)
+                                raw.ids.append(contentsOf: post)
+                                part.rowEnds.append(raw.ids.count)
+                            }
+                        }
                     }
                     part.ids = raw.ids
                 }
@@ -268,6 +277,20 @@ public struct BertTokenizer: Sendable {
         var raw = RawTokens()
         appendIds(text, addSpecialTokens: addSpecialTokens, scratch: scratch, into: &raw)
         return raw.ids
+    }
+
+    /// The special-token ids before and after the sequence in the single-sequence template.
+    func singleTemplateIds(addSpecialTokens: Bool) -> ([Int32], [Int32]) {
+        guard addSpecialTokens, let pp = postProcessor else { return ([], []) }
+        var prefix: [Int32] = [], suffix: [Int32] = []
+        var seenSequence = false
+        for piece in pp.single {
+            switch piece {
+            case .special(let ids, _): if seenSequence { suffix += ids } else { prefix += ids }
+            case .sequence: seenSequence = true
+            }
+        }
+        return (prefix, suffix)
     }
 
     /// Appends the ids of `text` with the single-sequence template, no truncation.

@@ -9,20 +9,20 @@
 
 final class FastWordPiece: @unchecked Sendable {
     /// Transition from node s by byte c: t = base[s] + c, valid when check[t] == s.
-    private let base: UnsafeMutableBufferPointer<Int32>
-    private let check: UnsafeMutableBufferPointer<Int32>
+    let base: UnsafeMutableBufferPointer<Int32>
+    let check: UnsafeMutableBufferPointer<Int32>
     /// failure[s] < 0 means none: matching cannot go on and the word becomes the unknown token.
-    private let failure: UnsafeMutableBufferPointer<Int32>
-    private let popStart: UnsafeMutableBufferPointer<Int32>
-    private let popCount: UnsafeMutableBufferPointer<Int32>
-    private let pops: UnsafeMutableBufferPointer<Int32>
+    let failure: UnsafeMutableBufferPointer<Int32>
+    let popStart: UnsafeMutableBufferPointer<Int32>
+    let popCount: UnsafeMutableBufferPointer<Int32>
+    let pops: UnsafeMutableBufferPointer<Int32>
     /// Bytes that a token covers in the word (without the continuation prefix).
     let pieceLength: UnsafeMutableBufferPointer<Int32>
     /// Whole words that are vocabulary tokens, up to 16 bytes, by their bytes (open addressing):
     /// for them greedy longest-match-first gives the word itself, found with one probe instead
     /// of a walk through the trie. Most running-text words are such words.
-    private let wholeWords: UnsafeMutableBufferPointer<WholeWord>
-    private let wholeMask: Int
+    let wholeWords: UnsafeMutableBufferPointer<WholeWord>
+    let wholeMask: Int
     let root: Int32 = 0
     let suffixRoot: Int32
     let unknownId: Int32
@@ -223,6 +223,31 @@ final class FastWordPiece: @unchecked Sendable {
         popStart.deallocate(); popCount.deallocate(); pops.deallocate(); pieceLength.deallocate()
         wholeWords.deallocate()
     }
+
+    /// The trie and the whole-word table as a plain value (pointers only) for the per-word code.
+    var matcher: WordPieceMatcher {
+        WordPieceMatcher(base: base, check: check, failure: failure, popStart: popStart, popCount: popCount,
+                         pops: pops, pieceLength: pieceLength, wholeWords: wholeWords, wholeMask: wholeMask,
+                         suffixRoot: suffixRoot, unknownId: unknownId, maxInputCharsPerWord: maxInputCharsPerWord)
+    }
+}
+
+/// Read-only view of a `FastWordPiece` (valid while it lives): copying it or calling its methods
+/// touches no reference count.
+struct WordPieceMatcher: @unchecked Sendable {
+    let base: UnsafeMutableBufferPointer<Int32>
+    let check: UnsafeMutableBufferPointer<Int32>
+    let failure: UnsafeMutableBufferPointer<Int32>
+    let popStart: UnsafeMutableBufferPointer<Int32>
+    let popCount: UnsafeMutableBufferPointer<Int32>
+    let pops: UnsafeMutableBufferPointer<Int32>
+    let pieceLength: UnsafeMutableBufferPointer<Int32>
+    let wholeWords: UnsafeMutableBufferPointer<WholeWord>
+    let wholeMask: Int
+    let suffixRoot: Int32
+    let unknownId: Int32
+    let maxInputCharsPerWord: Int
+    let root: Int32 = 0
 
     /// Splits one normalized word (UTF-8 bytes) into token ids, written to `ids`, with the byte
     /// offset where each piece ends written to `ends` (each piece starts where the previous one

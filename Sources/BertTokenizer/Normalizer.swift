@@ -69,7 +69,8 @@ final class Scratch {
     var spanEnd: UnsafeMutablePointer<Int32>
     var pieceIds: UnsafeMutablePointer<Int32>
     var pieceEnds: UnsafeMutablePointer<Int32>
-    var mapped: [UInt32] = []
+    /// One character's decomposition or lowercase mapping (both are at most 4 scalars).
+    let mappedScalars = UnsafeMutablePointer<UInt32>.allocate(capacity: 8)
     /// Tokens of the segment being encoded (ids, original spans, word indices), handed to the
     /// output in one block at the end: cheaper than an Array append per token.
     var tokenCapacity = 256
@@ -93,6 +94,7 @@ final class Scratch {
     deinit {
         free()
         tokenIds.deallocate(); tokenStarts.deallocate(); tokenEnds.deallocate(); tokenWords.deallocate()
+        mappedScalars.deallocate()
     }
 
     func growTokens(keeping count: Int) {
@@ -134,7 +136,9 @@ final class Scratch {
 final class SegmentEncoder: @unchecked Sendable {
     let options: NormalizerOptions
     let wordPiece: FastWordPiece
-    let tables: UnicodeTables
+    /// Views of the tables the per-character code reads (plain values: no reference counting).
+    let matcher: WordPieceMatcher
+    let tables: CharTables
     /// For each ASCII byte: 0 word character, 1 whitespace, 2 punctuation, 3 removed.
     private let asciiKind: UnsafeMutablePointer<UInt8>
     /// For each ASCII byte: its normalized byte (lowercased when lowercasing).
@@ -149,14 +153,19 @@ final class SegmentEncoder: @unchecked Sendable {
     init(options: NormalizerOptions, wordPiece: FastWordPiece) {
         self.options = options
         self.wordPiece = wordPiece
-        let tables = UnicodeTables.shared
+        let tables = UnicodeTables.shared.chars
         self.tables = tables
+        matcher = wordPiece.matcher
         var kind = [UInt8](repeating: 0, count: 128)
         var map = [UInt8](repeating: 0, count: 128)
         for b in 0..<128 {
             let f = tables.flags(of: UInt32(b))
             map[b] = UInt8(b)
-            if options.lowercase, f.contains(.lowerMapped) { map[b] = UInt8(tables.lowercase[UInt32(b)]![0]) }
+            if options.lowercase, f.contains(.lowerMapped) {
+                var lowered: UInt32 = 0
+                _ = tables.lowercase.copy(UInt32(b), into: &lowered)
+                map[b] = UInt8(lowered)
+            }
             if options.cleanText && f.contains(.removedByClean) { kind[b] = Self.removed }
             else if options.cleanText && f.contains(.spaceByClean) { kind[b] = Self.space }
             else {
@@ -173,7 +182,7 @@ final class SegmentEncoder: @unchecked Sendable {
         for b in 0..<128 {
             var ids: [Int32] = [0, 0], ends: [Int32] = [0, 0]
             var byte = map[b]
-            punctId[b] = wordPiece.tokenize(&byte, count: 1, charCount: 1, ids: &ids, ends: &ends) == 1 ? ids[0] : wordPiece.unknownId
+            punctId[b] = matcher.tokenize(&byte, count: 1, charCount: 1, ids: &ids, ends: &ends) == 1 ? ids[0] : matcher.unknownId
         }
         alnum = .allocate(capacity: 256)
         for b in 0..<256 {
@@ -196,7 +205,7 @@ final class SegmentEncoder: @unchecked Sendable {
     func encode(_ text: UnsafePointer<UInt8>, count n: Int, unitStart: Int32, unit: OffsetUnit,
                 word: inout Int32, offsets: Bool, scratch: Scratch, into out: inout RawTokens,
                 visitor: ((UnsafeBufferPointer<UInt8>) -> Void)? = nil) {
-        var st = WordState(wordPiece: wordPiece, tables: tables, lowercase: options.lowercase, offsets: offsets,
+        var st = WordState(wordPiece: matcher, tables: tables, lowercase: options.lowercase, offsets: offsets,
                            scratch: scratch, word: word, unitStart: unitStart, visitor: visitor)
         defer { word = st.word }
         var i = 0
@@ -220,14 +229,14 @@ final class SegmentEncoder: @unchecked Sendable {
                 let length = j - i
                 if j == n || (text[j] < 0x80 && kinds[Int(text[j])] != Self.removed) {
                     var id: Int32 = -1
-                    if length <= 16 && length <= wordPiece.maxInputCharsPerWord {
+                    if length <= 16 && length <= matcher.maxInputCharsPerWord {
                         if i + 16 <= n {
-                            id = wordPiece.wholeWordId(text + i, count: length, lowercase: lowercase)
+                            id = matcher.wholeWordId(text + i, count: length, lowercase: lowercase)
                         } else {
                             id = withUnsafeMutableBytes(of: &sixteen) { buf in
                                 let p = buf.baseAddress!.assumingMemoryBound(to: UInt8.self)
                                 p.update(from: text + i, count: length)
-                                return wordPiece.wholeWordId(p, count: length, lowercase: lowercase)
+                                return matcher.wholeWordId(p, count: length, lowercase: lowercase)
                             }
                         }
                     }
@@ -323,24 +332,14 @@ final class SegmentEncoder: @unchecked Sendable {
             let isolated = options.handleChineseChars && f.contains(.chinese)
             if isolated { st.settleMarks(into: &out); st.flush(into: &out) }
             if strip {
-                // NFD: decompose, then marks wait for canonical reordering; starters go straight on.
-                var decomposed = scratch.mapped
-                decomposed.removeAll(keepingCapacity: true)
-                tables.appendDecomposed(c, to: &decomposed)
-                for (j, d) in decomposed.enumerated() {
-                    let k = tables.combiningClass(of: d)
-                    if k == 0 {
-                        st.settleMarks(into: &out)
-                        st.emitStripped(d, from: s, to: e, into: &out)
-                        st.prevStart = s; st.prevEnd = e
-                    } else {
-                        scratch.marks.append((d, k, j > 0, s, e))
-                        st.pendingMarks = true
-                    }
+                // NFD: decompose; marks wait for canonical reordering, starters go straight on.
+                let count = tables.decompose(c, into: st.mapped)
+                for j in 0..<count {
+                    st.nfdScalar(st.mapped[j], inserted: j > 0, from: s, to: e, into: &out)
                 }
-                scratch.mapped = decomposed
             } else if options.lowercase && f.contains(.lowerMapped) {
-                for o in tables.lowercase[c]! { st.emit(scalar: o, from: s, to: e, into: &out) }
+                let count = tables.lowercase.copy(c, into: st.mapped)
+                for j in 0..<count { st.emit(scalar: st.mapped[j], from: s, to: e, into: &out) }
             } else {
                 st.emit(scalar: c, from: s, to: e, into: &out)
             }
@@ -357,10 +356,8 @@ final class SegmentEncoder: @unchecked Sendable {
 /// mutating methods rather than closures over locals, so nothing is boxed and no access needs a
 /// dynamic exclusivity check in the per-byte loop.
 struct WordState {
-    // Unowned: the encoder keeps these alive for the whole call, and per-line retain/release
-    // pairs were a measurable share of the time.
-    unowned(unsafe) let wordPiece: FastWordPiece
-    unowned(unsafe) let tables: UnicodeTables
+    let wordPiece: WordPieceMatcher
+    let tables: CharTables
     let lowercase: Bool
     let offsets: Bool
     unowned(unsafe) let scratch: Scratch
@@ -371,6 +368,8 @@ struct WordState {
     var wcap: Int
     var pieceIds: UnsafeMutablePointer<Int32>
     var pieceEnds: UnsafeMutablePointer<Int32>
+    /// Room for one character's decomposition or lowercase mapping.
+    let mapped: UnsafeMutablePointer<UInt32>
     /// The segment's tokens so far (scratch.token*), and their count.
     var tids: UnsafeMutablePointer<Int32>
     var tstarts: UnsafeMutablePointer<Int32>
@@ -388,7 +387,7 @@ struct WordState {
     /// Whether scratch.marks holds marks awaiting reordering.
     var pendingMarks = false
 
-    init(wordPiece: FastWordPiece, tables: UnicodeTables, lowercase: Bool, offsets: Bool, scratch: Scratch,
+    init(wordPiece: WordPieceMatcher, tables: CharTables, lowercase: Bool, offsets: Bool, scratch: Scratch,
          word: Int32, unitStart: Int32, visitor: ((UnsafeBufferPointer<UInt8>) -> Void)?) {
         self.wordPiece = wordPiece
         self.tables = tables
@@ -399,6 +398,7 @@ struct WordState {
         wbytes = scratch.bytes; wstart = scratch.spanStart; wend = scratch.spanEnd
         wcap = scratch.capacity
         pieceIds = scratch.pieceIds; pieceEnds = scratch.pieceEnds
+        mapped = scratch.mappedScalars
         tids = scratch.tokenIds; tstarts = scratch.tokenStarts; tends = scratch.tokenEnds; twords = scratch.tokenWords
         tcap = scratch.tokenCapacity
         self.word = word
@@ -497,12 +497,32 @@ struct WordState {
         if isPunct { flush(into: &out) }
     }
 
+    /// One scalar of the NFD stream: a starter settles the pending marks and goes on at once, a
+    /// mark (non-zero class) waits for canonical reordering.
+    @inline(__always)
+    mutating func nfdScalar(_ d: UInt32, inserted: Bool, from s: Int32, to e: Int32, into out: inout RawTokens) {
+        let k = tables.combiningClass(of: d)
+        if k == 0 {
+            settleMarks(into: &out)
+            emitStripped(d, from: s, to: e, into: &out)
+            prevStart = s; prevEnd = e
+        } else {
+            scratch.marks.append((d, k, inserted, s, e))
+            pendingMarks = true
+        }
+    }
+
     /// A scalar after NFD: dropped if strip_accents removes it, else lowercased and emitted.
     mutating func emitStripped(_ d: UInt32, from s: Int32, to e: Int32, into out: inout RawTokens) {
         let g = tables.flags(of: d)
         if g.contains(.strippedMark) { return }
         if lowercase && g.contains(.lowerMapped) {
-            for o in tables.lowercase[d]! { emit(scalar: o, from: s, to: e, into: &out) }
+            var lowered: (UInt32, UInt32, UInt32, UInt32) = (0, 0, 0, 0)
+            let count = withUnsafeMutableBytes(of: &lowered) { tables.lowercase.copy(d, into: $0.baseAddress!.assumingMemoryBound(to: UInt32.self)) }
+            withUnsafeBytes(of: lowered) { raw in
+                let l = raw.baseAddress!.assumingMemoryBound(to: UInt32.self)
+                for j in 0..<count { emit(scalar: l[j], from: s, to: e, into: &out) }
+            }
         } else {
             emit(scalar: d, from: s, to: e, into: &out)
         }

@@ -25,15 +25,17 @@ struct CharFlags: OptionSet, Sendable {
 }
 
 /// The parsed tables. Built once, on first use, then shared read-only by all threads.
-final class UnicodeTables: Sendable {
+final class UnicodeTables: @unchecked Sendable {  // immutable after init
     static let shared = UnicodeTables()
 
-    /// Flags for every scalar value 0...0x10FFFF (surrogates included, never looked up).
-    let flags: [UInt8]
-    let lowercase: [UInt32: [UInt32]]
-    let decomposition: [UInt32: [UInt32]]
+    /// Flags for every scalar value 0...0x10FFFF (surrogates included, never looked up). A raw
+    /// pointer, not an Array: reading an Array property of this shared object would retain and
+    /// release its buffer, and threads contending on that reference count scale badly.
+    let flagTable: UnsafeMutablePointer<UInt8>
+    let lowercase: ScalarMap
+    let decomposition: ScalarMap
     /// Canonical combining classes of scalars below `cccLimit` (all others are 0).
-    let combiningClass: [UInt8]
+    let cccTable: UnsafeMutablePointer<UInt8>
     static let cccLimit = 0x20000
     /// The `tokenizers` version the tables were probed from.
     let sourceVersion: String
@@ -81,40 +83,97 @@ final class UnicodeTables: Sendable {
         }
         // Hangul syllables decompose algorithmically (Unicode 3.12); the probe checked this.
         for v in 0xAC00...0xD7A3 { flags[v] |= CharFlags.decomposes.rawValue }
-        self.flags = flags
-        self.lowercase = lower
-        self.decomposition = decomp
-        self.combiningClass = ccc
+        flagTable = .allocate(capacity: flags.count)
+        flagTable.initialize(from: flags, count: flags.count)
+        cccTable = .allocate(capacity: ccc.count)
+        cccTable.initialize(from: ccc, count: ccc.count)
+        self.lowercase = ScalarMap(lower)
+        self.decomposition = ScalarMap(decomp)
         self.sourceVersion = version
     }
 
+    /// The tables as a plain value (pointers only) for the per-character code.
+    var chars: CharTables {
+        CharTables(flagTable: flagTable, cccTable: cccTable, lowercase: lowercase, decomposition: decomposition)
+    }
+}
+
+/// Read-only views of `UnicodeTables`: copying it or calling its methods touches no reference
+/// count (threads contending on the shared tables' reference counts scaled badly).
+struct CharTables: @unchecked Sendable {
+    let flagTable: UnsafeMutablePointer<UInt8>
+    let cccTable: UnsafeMutablePointer<UInt8>
+    let lowercase: ScalarMap
+    let decomposition: ScalarMap
+
     @inline(__always) func flags(of scalar: UInt32) -> CharFlags {
-        CharFlags(rawValue: flags[Int(scalar)])
+        CharFlags(rawValue: flagTable[Int(scalar)])
     }
 
-    /// The canonical decomposition (NFD) of one scalar, appended to `out`.
-    func appendDecomposed(_ c: UInt32, to out: inout [UInt32]) {
-        guard flags(of: c).contains(.decomposes) else { out.append(c); return }
+    /// Writes the canonical decomposition (NFD) of `c` to `out` (room for 4) and returns its
+    /// length (1 when `c` does not decompose).
+    @inline(__always)
+    func decompose(_ c: UInt32, into out: UnsafeMutablePointer<UInt32>) -> Int {
+        guard flags(of: c).contains(.decomposes) else { out[0] = c; return 1 }
         if (0xAC00...0xD7A3).contains(c) {
             let s = c - 0xAC00
-            out.append(0x1100 + s / 588)
-            out.append(0x1161 + (s % 588) / 28)
-            if s % 28 != 0 { out.append(0x11A7 + s % 28) }
-        } else {
-            out.append(contentsOf: decomposition[c]!)
+            out[0] = 0x1100 + s / 588
+            out[1] = 0x1161 + (s % 588) / 28
+            if s % 28 == 0 { return 2 }
+            out[2] = 0x11A7 + s % 28
+            return 3
         }
+        return decomposition.copy(c, into: out)
     }
 
     @inline(__always) func combiningClass(of c: UInt32) -> UInt8 {
-        c < Self.cccLimit ? combiningClass[Int(c)] : 0
+        c < UnicodeTables.cccLimit ? cccTable[Int(c)] : 0
     }
 
-    /// lowercase of one scalar (full mapping), appended to `out`.
-    func appendLowercased(_ c: UInt32, to out: inout [UInt32]) {
-        if flags(of: c).contains(.lowerMapped) {
-            out.append(contentsOf: lowercase[c]!)
-        } else {
-            out.append(c)
+}
+
+/// Scalar -> short scalar sequence, in flat memory searched by bisection: no Dictionary or
+/// Array of the shared tables is touched per character (their reference counts would be
+/// contended between threads).
+struct ScalarMap: @unchecked Sendable {
+    private let keys: UnsafeMutablePointer<UInt32>
+    private let starts: UnsafeMutablePointer<Int32>  // count + 1 entries
+    private let pool: UnsafeMutablePointer<UInt32>
+    let count: Int
+    /// The longest mapping.
+    let maxLength: Int
+
+    init(_ map: [UInt32: [UInt32]]) {
+        let sorted = map.sorted { $0.key < $1.key }
+        count = sorted.count
+        keys = .allocate(capacity: max(count, 1))
+        starts = .allocate(capacity: count + 1)
+        let total = sorted.reduce(0) { $0 + $1.value.count }
+        pool = .allocate(capacity: max(total, 1))
+        var n = 0
+        var longest = 0
+        for (k, (key, value)) in sorted.enumerated() {
+            keys[k] = key
+            starts[k] = Int32(n)
+            for (j, v) in value.enumerated() { pool[n + j] = v }
+            n += value.count
+            longest = max(longest, value.count)
         }
+        starts[count] = Int32(n)
+        maxLength = longest
+    }
+
+    /// Copies the mapping of `c` to `out` and returns its length; 0 if `c` has none.
+    @inline(__always)
+    func copy(_ c: UInt32, into out: UnsafeMutablePointer<UInt32>) -> Int {
+        var lo = 0, hi = count
+        while lo < hi {
+            let mid = (lo + hi) >> 1
+            if keys[mid] < c { lo = mid + 1 } else { hi = mid }
+        }
+        guard lo < count, keys[lo] == c else { return 0 }
+        let a = Int(starts[lo]), b = Int(starts[lo + 1])
+        for k in a..<b { out[k - a] = pool[k] }
+        return b - a
     }
 }
