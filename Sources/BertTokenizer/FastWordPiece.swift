@@ -7,33 +7,17 @@
 // of v, so that matching can go on with the next byte without ever backtracking over the input.
 // The trie is stored as a double array (base/check) for one memory probe per transition.
 
+/// Builds the trie and owns its memory; `matcher` is the read-only view that tokenizes.
 final class FastWordPiece: @unchecked Sendable {
-    /// Transition from node s by byte c: t = base[s] + c, valid when check[t] == s.
-    let base: UnsafeMutableBufferPointer<Int32>
-    let check: UnsafeMutableBufferPointer<Int32>
-    /// failure[s] < 0 means none: matching cannot go on and the word becomes the unknown token.
-    let failure: UnsafeMutableBufferPointer<Int32>
-    let popStart: UnsafeMutableBufferPointer<Int32>
-    let popCount: UnsafeMutableBufferPointer<Int32>
-    let pops: UnsafeMutableBufferPointer<Int32>
-    /// Bytes that a token covers in the word (without the continuation prefix).
-    let pieceLength: UnsafeMutableBufferPointer<Int32>
-    /// Whole words that are vocabulary tokens, up to 16 bytes, by their bytes (open addressing):
-    /// for them greedy longest-match-first gives the word itself, found with one probe instead
-    /// of a walk through the trie. Most running-text words are such words.
-    let wholeWords: UnsafeMutableBufferPointer<WholeWord>
-    let wholeMask: Int
-    let root: Int32 = 0
-    let suffixRoot: Int32
-    let unknownId: Int32
-    let maxInputCharsPerWord: Int
+    let matcher: WordPieceMatcher
+    var unknownId: Int32 { matcher.unknownId }
+    var maxInputCharsPerWord: Int { matcher.maxInputCharsPerWord }
 
     init(vocabulary: Vocabulary, unknownToken: String, continuingPrefix: String, maxInputCharsPerWord: Int) throws {
         guard let unk = vocabulary.id(of: unknownToken) else {
             throw TokenizerError.missingToken("the unknown token \"\(unknownToken)\" is not in the vocabulary")
         }
-        unknownId = unk
-        self.maxInputCharsPerWord = maxInputCharsPerWord
+        let unknownId = unk
         let prefix = Array(continuingPrefix.utf8)
 
         // 1. A plain trie with sorted child lists.
@@ -68,7 +52,7 @@ final class FastWordPiece: @unchecked Sendable {
             tokenAt[Int(node)] = Int32(id)
             lengths[id] = Int32(bytes.count - (isSuffix ? prefix.count : 0))
         }
-        pieceLength = lengths
+        let pieceLength = lengths
         let sroot = prefix.isEmpty ? Int32(0) : insert(prefix)
         tokenAt[Int(sroot)] = -1
         for i in children.indices { children[i].sort { $0.0 < $1.0 } }
@@ -174,11 +158,11 @@ final class FastWordPiece: @unchecked Sendable {
         }
         let lastUsed = checkArr.lastIndex { $0 != -1 } ?? 0
         let size = max(lastUsed, baseArr.max().map(Int.init) ?? 0) + 257  // base + any byte stays inside
-        base = .allocate(capacity: size)
-        check = .allocate(capacity: size)
-        failure = .allocate(capacity: size)
-        popStart = .allocate(capacity: size)
-        popCount = .allocate(capacity: size)
+        let base = UnsafeMutableBufferPointer<Int32>.allocate(capacity: size)
+        let check = UnsafeMutableBufferPointer<Int32>.allocate(capacity: size)
+        let failure = UnsafeMutableBufferPointer<Int32>.allocate(capacity: size)
+        let popStart = UnsafeMutableBufferPointer<Int32>.allocate(capacity: size)
+        let popCount = UnsafeMutableBufferPointer<Int32>.allocate(capacity: size)
         base.initialize(repeating: 0)
         check.initialize(repeating: -1)
         failure.initialize(repeating: -1)
@@ -196,9 +180,9 @@ final class FastWordPiece: @unchecked Sendable {
             popCount[slot] = Int32(popList[node].count)
             flatPops += popList[node]
         }
-        pops = .allocate(capacity: max(flatPops.count, 1))
+        let pops = UnsafeMutableBufferPointer<Int32>.allocate(capacity: max(flatPops.count, 1))
         _ = pops.initialize(from: flatPops)
-        suffixRoot = slotOf[Int(sroot)]
+        let suffixRoot = slotOf[Int(sroot)]
 
         var entries: [WholeWord] = []
         for (id, token) in vocabulary.tokens.enumerated() where vocabulary.id(of: token) == Int32(id) {
@@ -208,40 +192,43 @@ final class FastWordPiece: @unchecked Sendable {
         }
         var capacity = 16
         while capacity < entries.count * 2 { capacity *= 2 }
-        wholeWords = .allocate(capacity: capacity)
+        let wholeWords = UnsafeMutableBufferPointer<WholeWord>.allocate(capacity: capacity)
         wholeWords.initialize(repeating: WholeWord())
-        wholeMask = capacity - 1
+        let wholeMask = capacity - 1
         for e in entries {
             var slot = e.hash & wholeMask
             while wholeWords[slot].count != 0 { slot = (slot + 1) & wholeMask }
             wholeWords[slot] = e
         }
+        matcher = WordPieceMatcher(base: base, check: check, failure: failure, popStart: popStart, popCount: popCount,
+                                   pops: pops, pieceLength: pieceLength, wholeWords: wholeWords, wholeMask: wholeMask,
+                                   suffixRoot: suffixRoot, unknownId: unknownId, maxInputCharsPerWord: maxInputCharsPerWord)
     }
 
     deinit {
-        base.deallocate(); check.deallocate(); failure.deallocate()
-        popStart.deallocate(); popCount.deallocate(); pops.deallocate(); pieceLength.deallocate()
-        wholeWords.deallocate()
-    }
-
-    /// The trie and the whole-word table as a plain value (pointers only) for the per-word code.
-    var matcher: WordPieceMatcher {
-        WordPieceMatcher(base: base, check: check, failure: failure, popStart: popStart, popCount: popCount,
-                         pops: pops, pieceLength: pieceLength, wholeWords: wholeWords, wholeMask: wholeMask,
-                         suffixRoot: suffixRoot, unknownId: unknownId, maxInputCharsPerWord: maxInputCharsPerWord)
+        let m = matcher
+        m.base.deallocate(); m.check.deallocate(); m.failure.deallocate()
+        m.popStart.deallocate(); m.popCount.deallocate(); m.pops.deallocate(); m.pieceLength.deallocate()
+        m.wholeWords.deallocate()
     }
 }
 
 /// Read-only view of a `FastWordPiece` (valid while it lives): copying it or calling its methods
-/// touches no reference count.
+/// touches no reference count, so threads share it freely.
 struct WordPieceMatcher: @unchecked Sendable {
+    /// Transition from node s by byte c: t = base[s] + c, valid when check[t] == s.
     let base: UnsafeMutableBufferPointer<Int32>
     let check: UnsafeMutableBufferPointer<Int32>
+    /// failure[s] < 0 means none: matching cannot go on and the word becomes the unknown token.
     let failure: UnsafeMutableBufferPointer<Int32>
     let popStart: UnsafeMutableBufferPointer<Int32>
     let popCount: UnsafeMutableBufferPointer<Int32>
     let pops: UnsafeMutableBufferPointer<Int32>
+    /// Bytes that a token covers in the word (without the continuation prefix).
     let pieceLength: UnsafeMutableBufferPointer<Int32>
+    /// Whole words that are vocabulary tokens, up to 16 bytes, by their bytes (open addressing):
+    /// for them greedy longest-match-first gives the word itself, found with one probe instead
+    /// of a walk through the trie. Most running-text words are such words.
     let wholeWords: UnsafeMutableBufferPointer<WholeWord>
     let wholeMask: Int
     let suffixRoot: Int32
