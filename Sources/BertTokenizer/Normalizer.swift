@@ -51,13 +51,6 @@ struct RawTokens {
     mutating func reserve(_ n: Int) {
         ids.reserveCapacity(n); starts.reserveCapacity(n); ends.reserveCapacity(n); words.reserveCapacity(n)
     }
-
-    mutating func removeAll() {
-        ids.removeAll(keepingCapacity: true)
-        starts.removeAll(keepingCapacity: true)
-        ends.removeAll(keepingCapacity: true)
-        words.removeAll(keepingCapacity: true)
-    }
 }
 
 /// Scratch memory for one thread: the current word's bytes, the original span of each byte,

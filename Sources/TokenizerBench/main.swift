@@ -77,7 +77,7 @@ if let dumpPath {
         out.append(contentsOf: row)
     }
     let d = out.withUnsafeBufferPointer { Data(buffer: $0) }
-    FileManager.default.createFile(atPath: dumpPath, contents: d)
+    if !FileManager.default.createFile(atPath: dumpPath, contents: d) { fail("\(dumpPath): cannot write") }
 }
 
 func entry(_ r: (seconds: Double, tokens: Int)) -> [String: Any] {
