@@ -158,19 +158,16 @@ final class FastWordPiece: @unchecked Sendable {
         }
         let lastUsed = checkArr.lastIndex { $0 != -1 } ?? 0
         let size = max(lastUsed, baseArr.max().map(Int.init) ?? 0) + 257  // base + any byte stays inside
-        let base = UnsafeMutableBufferPointer<Int32>.allocate(capacity: size)
-        let check = UnsafeMutableBufferPointer<Int32>.allocate(capacity: size)
+        let units = UnsafeMutableBufferPointer<TrieUnit>.allocate(capacity: size)
         let failure = UnsafeMutableBufferPointer<Int32>.allocate(capacity: size)
         let popStart = UnsafeMutableBufferPointer<Int32>.allocate(capacity: size)
         let popCount = UnsafeMutableBufferPointer<Int32>.allocate(capacity: size)
-        base.initialize(repeating: 0)
-        check.initialize(repeating: -1)
+        units.initialize(repeating: TrieUnit(base: 0, check: -1))
         failure.initialize(repeating: -1)
         popStart.initialize(repeating: 0)
         popCount.initialize(repeating: 0)
         for i in 0..<min(size, checkArr.count) {
-            base[i] = baseArr[i]
-            check[i] = checkArr[i]
+            units[i] = TrieUnit(base: baseArr[i], check: checkArr[i])
         }
         var flatPops: [Int32] = []
         for node in 0..<nodeCount {
@@ -200,14 +197,14 @@ final class FastWordPiece: @unchecked Sendable {
             while wholeWords[slot].count != 0 { slot = (slot + 1) & wholeMask }
             wholeWords[slot] = e
         }
-        matcher = WordPieceMatcher(base: base, check: check, failure: failure, popStart: popStart, popCount: popCount,
+        matcher = WordPieceMatcher(units: units, failure: failure, popStart: popStart, popCount: popCount,
                                    pops: pops, pieceLength: pieceLength, wholeWords: wholeWords, wholeMask: wholeMask,
                                    suffixRoot: suffixRoot, unknownId: unknownId, maxInputCharsPerWord: maxInputCharsPerWord)
     }
 
     deinit {
         let m = matcher
-        m.base.deallocate(); m.check.deallocate(); m.failure.deallocate()
+        m.units.deallocate(); m.failure.deallocate()
         m.popStart.deallocate(); m.popCount.deallocate(); m.pops.deallocate(); m.pieceLength.deallocate()
         m.wholeWords.deallocate()
     }
@@ -216,9 +213,10 @@ final class FastWordPiece: @unchecked Sendable {
 /// Read-only view of a `FastWordPiece` (valid while it lives): copying it or calling its methods
 /// touches no reference count, so threads share it freely.
 struct WordPieceMatcher: @unchecked Sendable {
-    /// Transition from node s by byte c: t = base[s] + c, valid when check[t] == s.
-    let base: UnsafeMutableBufferPointer<Int32>
-    let check: UnsafeMutableBufferPointer<Int32>
+    /// Transition from node s by byte c: t = units[s].base + c, valid when units[t].check == s.
+    /// Base and check side by side: the check of a node and its base (needed for the next
+    /// byte) share a cache line, one memory access per byte instead of two.
+    let units: UnsafeMutableBufferPointer<TrieUnit>
     /// failure[s] < 0 means none: matching cannot go on and the word becomes the unknown token.
     let failure: UnsafeMutableBufferPointer<Int32>
     let popStart: UnsafeMutableBufferPointer<Int32>
@@ -258,14 +256,14 @@ struct WordPieceMatcher: @unchecked Sendable {
         var pos: Int32 = 0
         var u: Int32 = 0
         var i = 0
-        let base = self.base.baseAddress!, check = self.check.baseAddress!
+        let units = self.units.baseAddress!
         let failure = self.failure.baseAddress!, pieceLength = self.pieceLength.baseAddress!
         let popStart = self.popStart.baseAddress!, popCount = self.popCount.baseAddress!
         let pops = self.pops.baseAddress!
         while true {
             if i < count {
-                let t = Int(base[Int(u)]) &+ Int(word[i])
-                if check[t] == u {
+                let t = Int(units[Int(u)].base) &+ Int(word[i])
+                if units[t].check == u {
                     u = Int32(truncatingIfNeeded: t)
                     i += 1
                     continue
@@ -357,4 +355,10 @@ struct WholeWord {
         let h = (k0 &* 0x9E37_79B9_7F4A_7C15) ^ (k1 &* 0xC2B2_AE3D_27D4_EB4F) ^ UInt64(UInt32(bitPattern: count))
         return Int(truncatingIfNeeded: ((h ^ (h &>> 29)) &* 0xBF58_476D_1CE4_E5B9) &>> 20)
     }
+}
+
+/// One cell of the double array.
+struct TrieUnit {
+    var base: Int32
+    var check: Int32
 }
