@@ -35,17 +35,20 @@ extension BertTokenizer {
     /// Loads a `tokenizer.json` with a WordPiece model, BertNormalizer and BertPreTokenizer.
     public init(tokenizerJSON url: URL) throws {
         let path = url.path
-        let root = try readJSONObject(url)
+        let root = try readJSONObject(url, pairsAt: ["model", "vocab"])
         func bad(_ why: String) -> TokenizerError { .malformed(path, why) }
 
         guard let model = root["model"] as? [String: Any] else { throw bad("no \"model\" object") }
         let modelType = model["type"] as? String ?? "WordPiece"
         guard modelType == "WordPiece" else { throw TokenizerError.unsupported(path, "model type \(modelType) (only WordPiece)") }
-        guard let vocabMap = model["vocab"] as? [String: Any] else { throw bad("the model has no \"vocab\" map") }
-        var ids = [String: Int](minimumCapacity: vocabMap.count)
-        for (token, value) in vocabMap {
+        guard let vocabPairs = model["vocab"] as? JSONObjectPairs else {
+            throw bad("the model has no \"vocab\" map")
+        }
+        var ids: [(String, Int)] = []
+        ids.reserveCapacity(vocabPairs.keys.count)
+        for (token, value) in zip(vocabPairs.keys, vocabPairs.values) {
             guard let id = (value as? NSNumber)?.intValue else { throw bad("vocabulary entry \"\(token)\" has no integer id") }
-            ids[token] = id
+            ids.append((token, id))
         }
         let vocabulary = try Vocabulary(map: ids, source: path)
         let unk = model["unk_token"] as? String ?? "[UNK]"
@@ -152,7 +155,7 @@ private func parsePostProcessor(_ p: [String: Any], path: String) throws -> Post
     }
 }
 
-func readJSONObject(_ url: URL) throws -> [String: Any] {
+func readJSONObject(_ url: URL, pairsAt pairsPath: [String] = []) throws -> [String: Any] {
     let data: Data
     do {
         data = try Data(contentsOf: url)
@@ -162,16 +165,10 @@ func readJSONObject(_ url: URL) throws -> [String: Any] {
     }
     let object: Any
     do {
-        object = try JSONSerialization.jsonObject(with: data)
+        object = try JSONReader.parse(data, pairsAt: pairsPath)
     } catch {
-        throw TokenizerError.malformed(url.path, "invalid JSON (\(jsonErrorSummary(error)))")
+        throw TokenizerError.malformed(url.path, "invalid JSON (\(error))")
     }
     guard let dict = object as? [String: Any] else { throw TokenizerError.malformed(url.path, "the top level is not a JSON object") }
     return dict
-}
-
-private func jsonErrorSummary(_ error: Error) -> String {
-    let ns = error as NSError
-    if let d = ns.userInfo[NSDebugDescriptionErrorKey] as? String { return d }
-    return ns.localizedDescription
 }

@@ -43,8 +43,9 @@ public final class Vocabulary: Sendable {
         self.ids = ids
     }
 
-    /// From a token -> id map (tokenizer.json). Ids must be 0..<count with no gaps.
-    public convenience init(map: [String: Int], source: String) throws {
+    /// From token -> id pairs (tokenizer.json's vocabulary object, keys byte-exact). Ids must be
+    /// 0..<count with no gaps.
+    public convenience init(map: [(String, Int)], source: String) throws {
         var tokens = [String?](repeating: nil, count: map.count)
         for (t, i) in map {
             guard i >= 0, i < map.count else {
@@ -56,7 +57,6 @@ public final class Vocabulary: Sendable {
             tokens[i] = t
         }
         if let gap = tokens.firstIndex(where: { $0 == nil }) {
-            // Also what a JSON reader keyed by String makes of two canonically equivalent tokens.
             throw TokenizerError.malformed(source, "no vocabulary token has id \(gap) (ids must run 0..<\(tokens.count) without gaps)")
         }
         self.init(tokens: tokens.map { $0! })

@@ -195,6 +195,17 @@ struct SplitMix {
         }
     }
 
+    /// tokenizer.json vocabulary keys are read byte-exact: canonically equivalent tokens keep
+    /// their own ids, and escapes (\\u, surrogate pairs) decode.
+    @Test func tokenizerJSONKeepsEquivalentTokensApart() throws {
+        let json = #"{"model": {"type": "WordPiece", "unk_token": "[UNK]", "vocab": {"[UNK]": 0, "[CLS]": 1, "[SEP]": 2, "K": 3, "\u212a": 4, "\ud83d\ude00": 5, "a\"b": 6}}, "normalizer": {"type": "BertNormalizer", "lowercase": false, "strip_accents": false}, "pre_tokenizer": {"type": "BertPreTokenizer"}}"#
+        let t = try BertTokenizer(tokenizerJSON: try temp("tokenizer.json", json))
+        #expect(t.vocabulary.count == 7)
+        #expect(t.vocabulary.id(of: "K") == 3 && t.vocabulary.id(of: "\u{212A}") == 4)
+        #expect(t.vocabulary.id(of: "😀") == 5 && t.vocabulary.id(of: "a\"b") == 6)
+        #expect(try t.encode("K \u{212A}", addSpecialTokens: false).ids == [3, 4])
+    }
+
     @Test func vocabularyWithoutUnknownToken() throws {
         let url = try temp("vocab.txt", "[CLS]\n[SEP]\nhello\n")
         #expect(throws: TokenizerError.self) { try BertTokenizer(vocabFile: url) }
