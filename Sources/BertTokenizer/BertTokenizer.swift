@@ -80,12 +80,13 @@ public struct BertTokenizer: Sendable {
         precondition(pairs == nil || pairs!.count == texts.count, "pairs must match texts one to one")
         // Each worker writes its encodings in place; an error (rare) is kept per chunk.
         let workers = resolvedThreads(threads, count: texts.count)
-        var failures = [Error?](repeating: nil, count: workers)
+        let chunks = chunkCount(texts.count, workers: workers)
+        var failures = [Error?](repeating: nil, count: chunks)
         var encodings = [Encoding](unsafeUninitializedCapacity: texts.count) { buffer, initialized in
             failures.withUnsafeMutableBufferPointer { failed in
                 nonisolated(unsafe) let out = buffer
                 nonisolated(unsafe) let failed = failed
-                parallelChunks(texts.count, threads: workers) { chunk, range in
+                parallelChunks(texts.count, threads: workers, chunks: chunks) { chunk, range in
                     let scratch = Scratch()
                     for i in range {
                         do {
@@ -118,10 +119,11 @@ public struct BertTokenizer: Sendable {
     /// Truncation applies (the first window); padding does not.
     public func encodeIdsBatch(_ texts: [String], addSpecialTokens: Bool = true, threads: Int? = nil) -> RaggedIds {
         let workers = resolvedThreads(threads, count: texts.count)
-        var parts = [RaggedIds](repeating: RaggedIds(), count: workers)
+        let chunks = chunkCount(texts.count, workers: workers)
+        var parts = [RaggedIds](repeating: RaggedIds(), count: chunks)
         parts.withUnsafeMutableBufferPointer { out in
             nonisolated(unsafe) let out = out
-            parallelChunks(texts.count, threads: workers) { chunk, range in
+            parallelChunks(texts.count, threads: workers, chunks: chunks) { chunk, range in
                 let scratch = Scratch()
                 var part = RaggedIds()
                 part.rowEnds.reserveCapacity(range.count)
@@ -470,10 +472,36 @@ func resolvedThreads(_ threads: Int?, count: Int) -> Int {
     max(1, min(threads ?? ProcessInfo.processInfo.activeProcessorCount, max(count, 1)))
 }
 
-/// Runs `body(chunk, range)` over `threads` contiguous chunks of 0..<count, one per thread.
-func parallelChunks(_ count: Int, threads workers: Int, _ body: @Sendable (Int, Range<Int>) -> Void) {
-    if workers <= 1 { body(0, 0..<count); return }
-    DispatchQueue.concurrentPerform(iterations: workers) { k in
-        body(k, (count * k / workers)..<(count * (k + 1) / workers))
+/// How many chunks to cut `count` items into for `workers` threads: several per thread, so a
+/// thread that gets less CPU (a busy machine) does not hold the others up.
+func chunkCount(_ count: Int, workers: Int) -> Int {
+    workers <= 1 ? 1 : max(1, min(count, workers * 8))
+}
+
+/// Runs `body(chunk, range)` over `chunks` contiguous chunks of 0..<count on `threads` threads,
+/// each thread taking the next chunk as it finishes one.
+func parallelChunks(_ count: Int, threads workers: Int, chunks: Int, _ body: @Sendable (Int, Range<Int>) -> Void) {
+    @Sendable func range(_ k: Int) -> Range<Int> { (count * k / chunks)..<(count * (k + 1) / chunks) }
+    if workers <= 1 {
+        for k in 0..<chunks { body(k, range(k)) }
+        return
+    }
+    let next = ChunkCounter()
+    DispatchQueue.concurrentPerform(iterations: workers) { _ in
+        while let k = next.take(below: chunks) { body(k, range(k)) }
+    }
+}
+
+/// A shared "next chunk" counter.
+final class ChunkCounter: @unchecked Sendable {  // guarded by the lock
+    private let lock = NSLock()
+    private var value = 0
+
+    func take(below limit: Int) -> Int? {
+        lock.lock()
+        defer { lock.unlock() }
+        guard value < limit else { return nil }
+        value += 1
+        return value - 1
     }
 }
