@@ -276,8 +276,11 @@ public struct BertTokenizer: Sendable {
         if truncation != nil {
             return (try? encodeUnpadded(text, pair: nil, addSpecialTokens: addSpecialTokens, scratch: scratch).ids) ?? []
         }
+        let (prefix, suffix) = singleTemplateIds(addSpecialTokens: addSpecialTokens)
         var raw = RawTokens()
-        appendIds(text, addSpecialTokens: addSpecialTokens, scratch: scratch, into: &raw)
+        raw.ids = prefix
+        rawTokens(text, offsets: false, scratch: scratch, into: &raw)
+        raw.ids += suffix
         return raw.ids
     }
 
@@ -293,20 +296,6 @@ public struct BertTokenizer: Sendable {
             }
         }
         return (prefix, suffix)
-    }
-
-    /// Appends the ids of `text` with the single-sequence template, no truncation.
-    private func appendIds(_ text: String, addSpecialTokens: Bool, scratch: Scratch, into raw: inout RawTokens) {
-        guard addSpecialTokens, let pp = postProcessor else {
-            rawTokens(text, offsets: false, scratch: scratch, into: &raw)
-            return
-        }
-        for piece in pp.single {
-            switch piece {
-            case .special(let s, _): raw.ids.append(contentsOf: s)
-            case .sequence: rawTokens(text, offsets: false, scratch: scratch, into: &raw)
-            }
-        }
     }
 
     /// The normalized, pre-tokenized words of `text` (added tokens left out), as `tokenizers`'

@@ -141,6 +141,7 @@ struct SplitMix {
         let t = try tokenizer()
         let texts = (0..<200).map { i in String(repeating: "the dog running, ", count: i % 7) + "中 \(i)" }
         let single = try texts.map { try t.encode($0) }
+        #expect(texts.indices.allSatisfy { t.encodeIds(texts[$0]) == single[$0].ids })
         for threads in [1, 2, 3] {
             #expect(try t.encodeBatch(texts, threads: threads) == single)
             let ragged = t.encodeIdsBatch(texts, threads: threads)
