@@ -6,6 +6,8 @@ let package = Package(
     platforms: [.macOS(.v13)],
     products: [
         .library(name: "BertTokenizer", targets: ["BertTokenizer"]),
+        .library(name: "BertCompute", targets: ["BertCompute"]),
+        .library(name: "Bert", targets: ["Bert"]),
         .executable(name: "bert", targets: ["BertCLI"]),
     ],
     dependencies: [
@@ -14,15 +16,28 @@ let package = Package(
     targets: [
         // WordPiece tokenization: no tensor code, no dependencies beyond Foundation.
         .target(name: "BertTokenizer"),
+        // CBLAS on Linux: Debian's OpenBLAS, found by pkg-config. Apple platforms use Accelerate.
+        .systemLibrary(
+            name: "COpenBLAS",
+            pkgConfig: "openblas",
+            providers: [.apt(["libopenblas-dev"])]),
+        // The compute core: Float buffers, BLAS matrix products, SIMD kernels, worker threads.
+        .target(
+            name: "BertCompute",
+            dependencies: [.target(name: "COpenBLAS", condition: .when(platforms: [.linux]))]),
+        // The model: configuration, checkpoints (safetensors), the encoder, heads and pooling.
+        .target(name: "Bert", dependencies: ["BertCompute", "BertTokenizer"]),
         // The thin command-line tool.
         .executableTarget(
             name: "BertCLI",
             dependencies: [
-                "BertTokenizer",
+                "BertTokenizer", "Bert",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         // Benchmarks live apart from the tests.
         .executableTarget(name: "TokenizerBench", dependencies: ["BertTokenizer"]),
+        .executableTarget(name: "EncoderBench", dependencies: ["Bert"]),
         .testTarget(name: "BertTokenizerTests", dependencies: ["BertTokenizer"]),
+        .testTarget(name: "BertModelTests", dependencies: ["Bert", "BertCompute"], exclude: ["Fixtures"]),
     ]
 )

@@ -1,0 +1,102 @@
+import BertCompute
+import Foundation
+
+/// Loading and saving Hugging Face checkpoints (`config.json` + `model.safetensors`).
+extension ParameterStore {
+    /// Fills every tensor of the layout from `file`. A tensor named N is looked up as
+    /// `filePrefix + N` (so "bert." can be added or removed); old TensorFlow-converted names
+    /// (LayerNorm.gamma / .beta) are accepted for LayerNorm weights. Tensors of the file that the
+    /// layout does not use (heads, `position_ids`) are ignored by this call.
+    public func load(from file: SafeTensorsFile, stripping strip: String = "", adding add: String = "") throws {
+        for t in layout.tensors {
+            var base = t.name
+            if !strip.isEmpty, base.hasPrefix(strip) { base.removeFirst(strip.count) }
+            var candidates = [add + base]
+            if base.hasSuffix("LayerNorm.weight") { candidates.append(add + base.dropLast(6) + "gamma") }
+            if base.hasSuffix("LayerNorm.bias") { candidates.append(add + base.dropLast(4) + "beta") }
+            guard let name = candidates.first(where: { file.info($0) != nil }), let info = file.info(name) else {
+                throw BertError("\(file.name): missing tensor '\(candidates[0])'")
+            }
+            guard info.shape == t.shape else {
+                throw BertError("\(file.name): tensor '\(name)' has shape \(info.shape) but the config gives \(t.shape); config.json does not match the weights")
+            }
+            do {
+                try file.copyFloats(name, into: UnsafeMutableBufferPointer(start: self[t], count: t.count))
+            } catch let e as SafeTensorsError {
+                throw BertError(e.description)
+            }
+        }
+    }
+
+    /// Every tensor as F32 under `prefix + name`, optionally only those `include` accepts.
+    public func addTensors(to writer: inout SafeTensorsWriter, include: (TensorRef) -> Bool = { _ in true }) {
+        for t in layout.tensors where include(t) {
+            writer.add(t.name, shape: t.shape, floats: UnsafeBufferPointer(start: self[t], count: t.count))
+        }
+    }
+}
+
+extension BertModel {
+    /// Loads a Hugging Face model folder (config.json + model.safetensors), e.g. a BertModel, a
+    /// sentence-transformers folder or a BertFor* checkpoint (its `bert.` encoder is used).
+    public convenience init(folder: URL) throws {
+        let configURL = folder.appendingPathComponent("config.json")
+        guard FileManager.default.fileExists(atPath: configURL.path) else {
+            throw BertError("\(folder.path): no config.json (is this a Hugging Face model folder?)")
+        }
+        let config = try BertConfig(contentsOf: configURL)
+        let weightsURL = folder.appendingPathComponent("model.safetensors")
+        guard FileManager.default.fileExists(atPath: weightsURL.path) else {
+            throw BertError("\(folder.path): no model.safetensors (PyTorch .bin checkpoints are not read; convert with transformers' save_pretrained(safe_serialization=True))")
+        }
+        let file: SafeTensorsFile
+        do { file = try SafeTensorsFile(contentsOf: weightsURL) } catch let e as SafeTensorsError {
+            throw BertError(e.description)
+        }
+        try self.init(config: config, file: file)
+    }
+
+    /// A BertModel from an opened checkpoint, with or without the `bert.` prefix. The pooler is
+    /// loaded when the checkpoint has one.
+    public convenience init(config: BertConfig, file: SafeTensorsFile) throws {
+        let prefix: String
+        if file.info("embeddings.word_embeddings.weight") != nil {
+            prefix = ""
+        } else if file.info("bert.embeddings.word_embeddings.weight") != nil {
+            prefix = "bert."
+        } else {
+            throw BertError("\(file.name): no BERT embeddings (expected a tensor 'embeddings.word_embeddings.weight' or 'bert.embeddings.word_embeddings.weight')")
+        }
+        // Layers beyond num_hidden_layers mean the config does not describe these weights.
+        let layerPrefix = prefix + "encoder.layer."
+        for t in file.tensors where t.name.hasPrefix(layerPrefix) {
+            let rest = t.name.dropFirst(layerPrefix.count)
+            if let n = Int(rest.prefix(while: { $0.isNumber })), n >= config.numHiddenLayers {
+                throw BertError("\(file.name): tensor '\(t.name)' belongs to layer \(n), but config.json has num_hidden_layers = \(config.numHiddenLayers)")
+            }
+        }
+        let hasPooler = file.info(prefix + "pooler.dense.weight") != nil
+        try self.init(config: config, addPoolingLayer: hasPooler)
+        try parameters.load(from: file, adding: prefix)
+    }
+
+    /// Writes config.json and model.safetensors (names as transformers' BertModel: no prefix),
+    /// each atomically. Creates the folder when needed.
+    public func save(to folder: URL) throws {
+        do {
+            try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        } catch {
+            throw BertError("\(folder.path): cannot create the folder (\(error.localizedDescription))")
+        }
+        var c = config
+        c.architectures = ["BertModel"]
+        try c.write(to: folder.appendingPathComponent("config.json"))
+        var writer = SafeTensorsWriter()
+        parameters.addTensors(to: &writer)
+        do {
+            try writer.write(to: folder.appendingPathComponent("model.safetensors"))
+        } catch let e as SafeTensorsError {
+            throw BertError(e.description)
+        }
+    }
+}

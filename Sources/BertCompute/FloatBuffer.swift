@@ -1,0 +1,44 @@
+import Foundation
+
+/// An owned, 64-byte aligned, contiguous block of Floats. The unit of storage for parameters,
+/// gradients and activations: kernels take its raw pointer, never an Array.
+public final class FloatBuffer: @unchecked Sendable {
+    public let pointer: UnsafeMutablePointer<Float>
+    public let count: Int
+
+    /// A zero-filled buffer of `count` Floats.
+    public init(count: Int) {
+        precondition(count >= 0, "FloatBuffer: negative count")
+        self.count = count
+        let raw = UnsafeMutableRawPointer.allocate(byteCount: max(count, 1) * MemoryLayout<Float>.stride,
+                                                   alignment: 64)
+        pointer = raw.bindMemory(to: Float.self, capacity: max(count, 1))
+        pointer.initialize(repeating: 0, count: max(count, 1))
+    }
+
+    public convenience init(_ values: [Float]) {
+        self.init(count: values.count)
+        values.withUnsafeBufferPointer { src in
+            if let base = src.baseAddress { pointer.update(from: base, count: values.count) }
+        }
+    }
+
+    deinit { UnsafeMutableRawPointer(pointer).deallocate() }
+
+    public var buffer: UnsafeMutableBufferPointer<Float> { UnsafeMutableBufferPointer(start: pointer, count: count) }
+
+    public func zero() { pointer.update(repeating: 0, count: count) }
+
+    public func toArray() -> [Float] { Array(UnsafeBufferPointer(start: pointer, count: count)) }
+}
+
+/// A grow-only scratch buffer: reused across calls so steady-state forwards allocate nothing.
+public final class Workspace: @unchecked Sendable {
+    private var storage: FloatBuffer = FloatBuffer(count: 0)
+    public init() {}
+    /// A pointer to at least `count` Floats (contents unspecified).
+    public func floats(_ count: Int) -> UnsafeMutablePointer<Float> {
+        if storage.count < count { storage = FloatBuffer(count: count) }
+        return storage.pointer
+    }
+}

@@ -1,0 +1,179 @@
+// Row-wise kernels on contiguous row-major Float matrices. Each works on a range of rows so the
+// caller can split rows over threads; none allocates.
+
+/// Activation of the feed-forward block, as named by Hugging Face's `hidden_act`.
+public enum Activation: String, Sendable, CaseIterable {
+    case gelu            // exact erf form
+    case geluTanh        // tanh approximation
+    case relu
+
+    /// Parses a `hidden_act` value; nil when unsupported.
+    public init?(huggingFaceName name: String) {
+        switch name {
+        case "gelu": self = .gelu
+        case "gelu_new", "gelu_pytorch_tanh", "gelu_fast": self = .geluTanh
+        case "relu": self = .relu
+        default: return nil
+        }
+    }
+
+    public var huggingFaceName: String {
+        switch self {
+        case .gelu: return "gelu"
+        case .geluTanh: return "gelu_new"
+        case .relu: return "relu"
+        }
+    }
+}
+
+public enum Kernels {
+    /// y[r, :] = act(x[r, :] + bias) for rows in `rows`; `y` may equal `x`.
+    public static func biasActivation(_ x: UnsafeMutablePointer<Float>, bias: UnsafePointer<Float>,
+                                      output y: UnsafeMutablePointer<Float>, cols: Int, rows: Range<Int>,
+                                      activation: Activation) {
+        for r in rows {
+            let xr = x + r * cols, yr = y + r * cols
+            var c = 0
+            switch activation {
+            case .gelu:
+                while c + 16 <= cols { storeVec(vgeluErf(loadVec(xr + c) + loadVec(bias + c)), yr + c); c += 16 }
+                if c < cols { storePartial(vgeluErf(loadPartial(xr + c, cols - c) + loadPartial(bias + c, cols - c)), yr + c, cols - c) }
+            case .geluTanh:
+                while c + 16 <= cols { storeVec(vgeluTanh(loadVec(xr + c) + loadVec(bias + c)), yr + c); c += 16 }
+                if c < cols { storePartial(vgeluTanh(loadPartial(xr + c, cols - c) + loadPartial(bias + c, cols - c)), yr + c, cols - c) }
+            case .relu:
+                while c < cols { yr[c] = max(0, xr[c] + bias[c]); c += 1 }
+            }
+        }
+    }
+
+    /// y[r, :] = tanh(x[r, :] + bias); `y` may equal `x`.
+    public static func biasTanh(_ x: UnsafeMutablePointer<Float>, bias: UnsafePointer<Float>,
+                                output y: UnsafeMutablePointer<Float>, cols: Int, rows: Range<Int>) {
+        for r in rows {
+            let xr = x + r * cols, yr = y + r * cols
+            var c = 0
+            while c + 16 <= cols { storeVec(vtanh(loadVec(xr + c) + loadVec(bias + c)), yr + c); c += 16 }
+            if c < cols { storePartial(vtanh(loadPartial(xr + c, cols - c) + loadPartial(bias + c, cols - c)), yr + c, cols - c) }
+        }
+    }
+
+    /// LayerNorm of each row: y = (x − mean)/√(var + eps)·gamma + beta (biased variance, as torch).
+    /// `y` may equal `x`. When given, the row's mean and 1/√(var+eps) are stored for a backward pass.
+    public static func layerNorm(_ x: UnsafePointer<Float>, output y: UnsafeMutablePointer<Float>,
+                                 gamma: UnsafePointer<Float>, beta: UnsafePointer<Float>, eps: Float,
+                                 cols: Int, rows: Range<Int>,
+                                 mean meanOut: UnsafeMutablePointer<Float>? = nil,
+                                 rstd rstdOut: UnsafeMutablePointer<Float>? = nil) {
+        let n = Float(cols)
+        for r in rows {
+            let xr = x + r * cols, yr = y + r * cols
+            var acc = Vec16()
+            var c = 0
+            while c + 16 <= cols { acc += loadVec(xr + c); c += 16 }
+            var sum = acc.sum()
+            while c < cols { sum += xr[c]; c += 1 }
+            let mean = sum / n
+            let m = Vec16(repeating: mean)
+            var acc2 = Vec16()
+            c = 0
+            while c + 16 <= cols { let d = loadVec(xr + c) - m; acc2 += d * d; c += 16 }
+            var ss = acc2.sum()
+            while c < cols { let d = xr[c] - mean; ss += d * d; c += 1 }
+            let rstd = 1 / (ss / n + eps).squareRoot()
+            let s = Vec16(repeating: rstd)
+            c = 0
+            while c + 16 <= cols {
+                storeVec((loadVec(xr + c) - m) * s * loadVec(gamma + c) + loadVec(beta + c), yr + c)
+                c += 16
+            }
+            while c < cols { yr[c] = (xr[c] - mean) * rstd * gamma[c] + beta[c]; c += 1 }
+            meanOut?[r] = mean
+            rstdOut?[r] = rstd
+        }
+    }
+
+    /// The end of a BERT sub-layer: z = x + bias + residual (stored back into `x`, the LayerNorm's
+    /// input a backward pass needs), then y = LayerNorm(z). `y` may equal `residual`.
+    public static func biasResidualLayerNorm(_ x: UnsafeMutablePointer<Float>, bias: UnsafePointer<Float>,
+                                             residual: UnsafePointer<Float>,
+                                             output y: UnsafeMutablePointer<Float>,
+                                             gamma: UnsafePointer<Float>, beta: UnsafePointer<Float>, eps: Float,
+                                             cols: Int, rows: Range<Int>,
+                                             mean: UnsafeMutablePointer<Float>? = nil,
+                                             rstd: UnsafeMutablePointer<Float>? = nil) {
+        for r in rows {
+            let xr = x + r * cols, rr = residual + r * cols
+            var c = 0
+            while c + 16 <= cols { storeVec(loadVec(xr + c) + loadVec(bias + c) + loadVec(rr + c), xr + c); c += 16 }
+            while c < cols { xr[c] = xr[c] + bias[c] + rr[c]; c += 1 }
+            layerNorm(x, output: y, gamma: gamma, beta: beta, eps: eps, cols: cols, rows: r..<(r + 1),
+                      mean: mean, rstd: rstd)
+        }
+    }
+
+    /// In-place softmax of each row of length `cols` with row stride `ld`.
+    public static func softmax(_ x: UnsafeMutablePointer<Float>, cols: Int, ld: Int, rows: Range<Int>) {
+        for r in rows {
+            let xr = x + r * ld
+            var c = 0
+            var mv = Vec16(repeating: -.infinity)
+            while c + 16 <= cols { mv = pointwiseMaxFast(mv, loadVec(xr + c)); c += 16 }
+            var mx = mv.max()
+            while c < cols { mx = max(mx, xr[c]); c += 1 }
+            let m = Vec16(repeating: mx)
+            var acc = Vec16()
+            c = 0
+            while c + 16 <= cols { let e = vexp(loadVec(xr + c) - m); storeVec(e, xr + c); acc += e; c += 16 }
+            var sum = acc.sum()
+            if c < cols {
+                let e = vexp(loadPartial(xr + c, cols - c, fill: -.infinity) - m)
+                storePartial(e, xr + c, cols - c)
+                sum += e.sum()
+            }
+            let inv = Vec16(repeating: 1 / sum)
+            c = 0
+            while c + 16 <= cols { storeVec(loadVec(xr + c) * inv, xr + c); c += 16 }
+            while c < cols { xr[c] *= inv[0]; c += 1 }
+        }
+    }
+
+    @inline(__always)
+    static func pointwiseMaxFast(_ a: Vec16, _ b: Vec16) -> Vec16 {
+        a.replacing(with: b, where: b .> a)
+    }
+
+    /// y[r, :] += x[r, :] for the rows given.
+    public static func add(_ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>, cols: Int, rows: Range<Int>) {
+        let lo = rows.lowerBound * cols, hi = rows.upperBound * cols
+        var i = lo
+        while i + 16 <= hi { storeVec(loadVec(y + i) + loadVec(x + i), y + i); i += 16 }
+        while i < hi { y[i] += x[i]; i += 1 }
+    }
+}
+
+extension Kernels {
+    /// x[r, :] += bias for the rows given.
+    public static func addBias(_ x: UnsafeMutablePointer<Float>, bias: UnsafePointer<Float>, cols: Int, rows: Range<Int>) {
+        for r in rows {
+            let xr = x + r * cols
+            var c = 0
+            while c + 16 <= cols { storeVec(loadVec(xr + c) + loadVec(bias + c), xr + c); c += 16 }
+            while c < cols { xr[c] += bias[c]; c += 1 }
+        }
+    }
+
+    /// x[t, :] = a[ia[t], :] + b[ib[t], :] + c[ic[t], :]: the sum of three embedding rows per token.
+    public static func gatherSum3(_ x: UnsafeMutablePointer<Float>, cols: Int, rows: Range<Int>,
+                                  a: UnsafePointer<Float>, ia: UnsafePointer<Int32>,
+                                  b: UnsafePointer<Float>, ib: UnsafePointer<Int32>,
+                                  c: UnsafePointer<Float>, ic: UnsafePointer<Int32>) {
+        for t in rows {
+            let xr = x + t * cols
+            let ar = a + Int(ia[t]) * cols, br = b + Int(ib[t]) * cols, cr = c + Int(ic[t]) * cols
+            var j = 0
+            while j + 16 <= cols { storeVec(loadVec(ar + j) + loadVec(br + j) + loadVec(cr + j), xr + j); j += 16 }
+            while j < cols { xr[j] = ar[j] + br[j] + cr[j]; j += 1 }
+        }
+    }
+}

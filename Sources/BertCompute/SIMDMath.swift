@@ -1,0 +1,93 @@
+// Vectorised transcendental functions on 16 Float lanes. libm's expf/erff/tanhf are scalar and
+// never vectorise; these are the inner loops of softmax, GELU and the pooler's tanh.
+
+public typealias Vec16 = SIMD16<Float>
+
+@inline(__always)
+public func loadVec(_ p: UnsafePointer<Float>) -> Vec16 {
+    UnsafeRawPointer(p).loadUnaligned(as: Vec16.self)
+}
+
+@inline(__always)
+public func storeVec(_ v: Vec16, _ p: UnsafeMutablePointer<Float>) {
+    UnsafeMutableRawPointer(p).storeBytes(of: v, as: Vec16.self)
+}
+
+/// Loads `n` < 16 Floats into the low lanes; the other lanes are `fill`.
+@inline(__always)
+public func loadPartial(_ p: UnsafePointer<Float>, _ n: Int, fill: Float = 0) -> Vec16 {
+    var v = Vec16(repeating: fill)
+    for i in 0..<n { v[i] = p[i] }
+    return v
+}
+
+@inline(__always)
+public func storePartial(_ v: Vec16, _ p: UnsafeMutablePointer<Float>, _ n: Int) {
+    for i in 0..<n { p[i] = v[i] }
+}
+
+/// e^x, relative error below 2e-7 on [-87, 88]; 0 below -87, clamped above 88.
+@inline(__always)
+public func vexp(_ x: Vec16) -> Vec16 {
+    let tooSmall = x .< -87
+    var x = x.replacing(with: 88, where: x .> 88)
+    x.replace(with: -87, where: tooSmall)
+    // x = n·ln2 + r with |r| <= ln2/2; n rounded by the 1.5·2^23 shifter trick.
+    let shifter: Float = 12_582_912
+    let n = (x * 1.442_695_040_888_963_4 + shifter) - shifter
+    var r = x - n * 0.693_145_751_953_125
+    r = r - n * 1.428_606_765_330_187_0e-06
+    var p = Vec16(repeating: 1.0 / 5040)
+    p = p * r + (1.0 / 720)
+    p = p * r + (1.0 / 120)
+    p = p * r + (1.0 / 24)
+    p = p * r + (1.0 / 6)
+    p = p * r + 0.5
+    p = p * r + 1
+    p = p * r + 1
+    let bits = (SIMD16<Int32>(n) &+ 127) &<< 23
+    var result = p * unsafeBitCast(bits, to: Vec16.self)
+    result.replace(with: 0, where: tooSmall)
+    return result
+}
+
+/// erf(x) by Abramowitz & Stegun 7.1.26 (absolute error below 2e-7 in Float).
+@inline(__always)
+public func verf(_ x: Vec16) -> Vec16 {
+    let negative = x .< 0
+    let a = x.replacing(with: -x, where: negative)
+    let t = 1 / (1 + 0.327_591_1 * a)
+    var p = Vec16(repeating: 1.061_405_429)
+    p = p * t - 1.453_152_027
+    p = p * t + 1.421_413_741
+    p = p * t - 0.284_496_736
+    p = p * t + 0.254_829_592
+    let y = 1 - p * t * vexp(-(a * a))
+    return y.replacing(with: -y, where: negative)
+}
+
+/// tanh(x) = sign(x)·(1 − 2/(e^{2|x|}+1)), absolute error below 3e-7.
+@inline(__always)
+public func vtanh(_ x: Vec16) -> Vec16 {
+    let negative = x .< 0
+    var a = x.replacing(with: -x, where: negative)
+    a.replace(with: 10, where: a .> 10)
+    let y = 1 - 2 / (vexp(2 * a) + 1)
+    return y.replacing(with: -y, where: negative)
+}
+
+/// GELU, exact form: x·Φ(x) = 0.5·x·(1 + erf(x/√2)) (hidden_act "gelu").
+@inline(__always)
+public func vgeluErf(_ x: Vec16) -> Vec16 {
+    0.5 * x * (1 + verf(x * 0.707_106_781_186_547_5))
+}
+
+/// GELU, tanh approximation: 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))) (hidden_act "gelu_new",
+/// "gelu_pytorch_tanh", "gelu_fast" all compute this up to rounding).
+@inline(__always)
+public func vgeluTanh(_ x: Vec16) -> Vec16 {
+    0.5 * x * (1 + vtanh(0.797_884_560_802_865_4 * (x + 0.044_715 * x * x * x)))
+}
+
+@inline(__always)
+public func hsum(_ v: Vec16) -> Float { v.sum() }
