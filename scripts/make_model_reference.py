@@ -9,7 +9,7 @@ Run (from the repository root, with the project venv):
 Options: --corpus DIR (default .cache/corpus; must hold en.txt and zh.txt),
 --threads N (torch threads, default 2). The script is deterministic: the
 inputs are chosen by a fixed rule, every random draw is seeded
-(torch.manual_seed / numpy-free torch.Generator), and every number is computed
+(torch.manual_seed, seeded torch.Generator), and every number is computed
 in float32 on the CPU with model.eval() and torch.no_grad(). Everything runs
 offline (HF_HUB_OFFLINE=1, TRANSFORMERS_OFFLINE=1).
 

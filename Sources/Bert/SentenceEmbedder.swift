@@ -1,0 +1,169 @@
+import BertCompute
+import BertTokenizer
+import Foundation
+
+/// How token vectors become one sentence vector (sentence-transformers' Pooling modes).
+public enum Pooling: String, Sendable, CaseIterable {
+    case cls, max, mean
+    case meanSqrtLen = "mean_sqrt_len"
+}
+
+/// What sentence-transformers' files say about a model folder (modules.json, the Pooling module's
+/// config.json, sentence_bert_config.json). Absent files give the defaults of a plain BERT folder.
+public struct SentenceEmbeddingSettings: Sendable, Equatable {
+    /// In sentence-transformers' concatenation order (cls, max, mean, mean_sqrt_len).
+    public var pooling: [Pooling] = [.mean]
+    public var normalize = false
+    /// sentence_bert_config.json's max_seq_length, if any.
+    public var maxSeqLength: Int?
+    public init() {}
+
+    public init(folder: URL) throws {
+        self.init()
+        let modulesURL = folder.appendingPathComponent("modules.json")
+        guard FileManager.default.fileExists(atPath: modulesURL.path) else { return }
+        guard let modules = try readJSON(modulesURL) as? [[String: Any]] else {
+            throw BertError("\(modulesURL.path): expected a JSON list of modules")
+        }
+        for module in modules {
+            let type = module["type"] as? String ?? ""
+            let path = module["path"] as? String ?? ""
+            if type.hasSuffix(".Pooling") {
+                let url = folder.appendingPathComponent(path).appendingPathComponent("config.json")
+                guard let config = try readJSON(url) as? [String: Any] else {
+                    throw BertError("\(url.path): expected a JSON object")
+                }
+                let modes: [(String, Pooling)] = [("pooling_mode_cls_token", .cls), ("pooling_mode_max_tokens", .max),
+                                                  ("pooling_mode_mean_tokens", .mean), ("pooling_mode_mean_sqrt_len_tokens", .meanSqrtLen)]
+                pooling = modes.filter { config[$0.0] as? Bool == true }.map(\.1)
+                for unsupported in ["pooling_mode_weightedmean_tokens", "pooling_mode_lasttoken"] where config[unsupported] as? Bool == true {
+                    throw BertError("\(url.path): \(unsupported) is not supported (cls, max, mean, mean_sqrt_len are)")
+                }
+                if pooling.isEmpty { throw BertError("\(url.path): no pooling mode is enabled") }
+            } else if type.hasSuffix(".Normalize") {
+                normalize = true
+            }
+        }
+        let stConfig = folder.appendingPathComponent("sentence_bert_config.json")
+        if FileManager.default.fileExists(atPath: stConfig.path),
+           let object = try readJSON(stConfig) as? [String: Any], let n = object["max_seq_length"] as? Int {
+            maxSeqLength = n
+        }
+    }
+}
+
+func readJSON(_ url: URL) throws -> Any {
+    let data: Data
+    do { data = try Data(contentsOf: url) } catch {
+        throw BertError("\(url.path): cannot read (\(error.localizedDescription))")
+    }
+    do { return try JSONSerialization.jsonObject(with: data) } catch {
+        throw BertError("\(url.path): invalid JSON")
+    }
+}
+
+/// Sentence embeddings as sentence-transformers computes them: tokenize (truncating at the
+/// model's max_seq_length), encode, pool over the real tokens, optionally L2-normalise.
+public final class SentenceEmbedder: @unchecked Sendable {
+    public let model: BertModel
+    public private(set) var tokenizer: BertTokenizer
+    public let pooling: [Pooling]
+    public let normalize: Bool
+    public let maxLength: Int
+    /// When false, an input longer than `maxLength` tokens is an error instead of being truncated.
+    public let truncate: Bool
+
+    /// Loads a model folder; nil options take the folder's sentence-transformers settings.
+    public convenience init(folder: URL, pooling: [Pooling]? = nil, normalize: Bool? = nil, maxLength: Int? = nil,
+                truncate: Bool = true) throws {
+        let settings = try SentenceEmbeddingSettings(folder: folder)
+        let model = try BertModel(folder: folder)
+        let tokenizer: BertTokenizer
+        do { tokenizer = try BertTokenizer(modelFolder: folder) } catch {
+            throw BertError("\(folder.path): cannot load the tokenizer: \(error)")
+        }
+        try self.init(model: model, tokenizer: tokenizer,
+                      pooling: pooling ?? settings.pooling, normalize: normalize ?? settings.normalize,
+                      maxLength: maxLength ?? settings.maxSeqLength ?? model.config.maxPositionEmbeddings,
+                      truncate: truncate)
+    }
+
+    public init(model: BertModel, tokenizer: BertTokenizer, pooling: [Pooling] = [.mean], normalize: Bool = false,
+                maxLength: Int? = nil, truncate: Bool = true) throws {
+        let limit = model.config.maxPositionEmbeddings
+        let maxLength = maxLength ?? limit
+        guard maxLength >= 2 else { throw BertError("max length must be at least 2 (room for [CLS] and [SEP]), got \(maxLength)") }
+        guard maxLength <= limit else {
+            throw BertError("max length \(maxLength) is longer than the model's max_position_embeddings \(limit)")
+        }
+        guard !pooling.isEmpty else { throw BertError("no pooling mode given") }
+        if tokenizer.vocabulary.count > model.config.vocabSize {
+            throw BertError("the tokenizer's vocabulary (\(tokenizer.vocabulary.count) tokens) is larger than the model's vocab_size \(model.config.vocabSize)")
+        }
+        self.model = model
+        self.pooling = pooling
+        self.normalize = normalize
+        self.maxLength = maxLength
+        self.truncate = truncate
+        var t = tokenizer
+        t.padding = nil
+        t.truncation = truncate ? Truncation(maxLength: maxLength) : nil
+        self.tokenizer = t
+    }
+
+    /// The dimension of one embedding.
+    public var dimension: Int { model.config.hiddenSize * pooling.count }
+
+    /// Embeds every text; the result is in input order. Inputs are sorted by length and batched
+    /// (`batchSize` per forward), so padding is minimal.
+    public func embed(_ texts: [String], batchSize: Int = 32) throws -> [[Float]] {
+        let encodings = try tokenizer.encodeBatch(texts)
+        if !truncate, let i = encodings.firstIndex(where: { $0.count > maxLength }) {
+            throw BertError("input \(i + 1) has \(encodings[i].count) tokens, more than the maximum \(maxLength), and truncation is off")
+        }
+        var result = [[Float]](repeating: [], count: texts.count)
+        let order = encodings.indices.sorted { encodings[$0].count < encodings[$1].count }
+        var start = 0
+        while start < order.count {
+            let group = Array(order[start..<min(order.count, start + max(1, batchSize))])
+            start += group.count
+            let batch = EncoderBatch.padded(group.map { encodings[$0].ids }, tokenTypeIds: group.map { encodings[$0].typeIds })
+            let out = try model.forward(batch)
+            for (row, index) in group.enumerated() {
+                result[index] = pool(out, row: row, length: encodings[index].count)
+            }
+        }
+        return result
+    }
+
+    /// Pools one row of a right-padded output whose first `length` positions are real.
+    func pool(_ out: EncoderOutput, row: Int, length: Int) -> [Float] {
+        let h = out.hiddenSize
+        var v: [Float] = []
+        v.reserveCapacity(h * pooling.count)
+        let base = row * out.sequenceLength * h
+        out.lastHiddenState.withUnsafeBufferPointer { x in
+            for mode in pooling {
+                switch mode {
+                case .cls:
+                    v.append(contentsOf: x[base..<(base + h)])
+                case .max:
+                    var m = [Float](repeating: -.infinity, count: h)
+                    for p in 0..<length { for j in 0..<h { m[j] = Swift.max(m[j], x[base + p * h + j]) } }
+                    v.append(contentsOf: m)
+                case .mean, .meanSqrtLen:
+                    var s = [Float](repeating: 0, count: h)
+                    for p in 0..<length { for j in 0..<h { s[j] += x[base + p * h + j] } }
+                    let d = mode == .mean ? Float(Swift.max(length, 1)) : Float(Swift.max(length, 1)).squareRoot()
+                    v.append(contentsOf: s.map { $0 / d })
+                }
+            }
+        }
+        if normalize {
+            let norm = v.reduce(Float(0)) { $0 + $1 * $1 }.squareRoot()
+            let scale = 1 / Swift.max(norm, 1e-12)
+            for j in v.indices { v[j] *= scale }
+        }
+        return v
+    }
+}
