@@ -338,6 +338,12 @@ func linear(_ input: UnsafePointer<Float>, rows m: Int, inFeatures k: Int, weigh
                        b: weight, ldb: k, c: output + rows.lowerBound * n, ldc: n)
             epilogue(rows)
         }
+    } else if m <= BLAS.smallRowLimit {
+        // Few rows: stream each weight row once, columns split over the threads.
+        Compute.parallelRanges(n, parts: threads, granularity: 4) { cols in
+            BLAS.smallGemmNT(m: m, k: k, a: input, lda: k, b: weight, ldb: k, c: output, ldc: n, cols: cols)
+        }
+        epilogue(0..<m)  // a few rows: cheaper than waking the other threads again
     } else {
         BLAS.parallelSgemm(transB: true, m: m, n: n, k: k, a: input, lda: k, b: weight, ldb: k, c: output, ldc: n)
         Compute.parallelRanges(m, parts: rowParts(m, threads)) { epilogue($0) }

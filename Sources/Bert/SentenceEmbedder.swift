@@ -119,7 +119,7 @@ public final class SentenceEmbedder: @unchecked Sendable {
     public func embed(_ texts: [String], batchSize: Int = 32) throws -> [[Float]] {
         let encodings = try tokenizer.encodeBatch(texts)
         if !truncate, let i = encodings.firstIndex(where: { $0.count > maxLength }) {
-            throw BertError("input \(i + 1) has \(encodings[i].count) tokens, more than the maximum \(maxLength), and truncation is off")
+            throw InputTooLongError(index: i, tokens: encodings[i].count, maxLength: maxLength)
         }
         var result = [[Float]](repeating: [], count: texts.count)
         let order = encodings.indices.sorted { encodings[$0].count < encodings[$1].count }
@@ -165,5 +165,16 @@ public final class SentenceEmbedder: @unchecked Sendable {
             for j in v.indices { v[j] *= scale }
         }
         return v
+    }
+}
+
+/// An input with more tokens than allowed while truncation is off.
+public struct InputTooLongError: Error, CustomStringConvertible, Sendable {
+    /// Position of the input in the list given.
+    public let index: Int
+    public let tokens: Int
+    public let maxLength: Int
+    public var description: String {
+        "input \(index + 1) has \(tokens) tokens, more than the maximum \(maxLength), and truncation is off"
     }
 }

@@ -33,8 +33,9 @@ public func vexp(_ x: Vec16) -> Vec16 {
     var x = x.replacing(with: 88, where: x .> 88)
     x.replace(with: -87, where: tooSmall)
     // x = n·ln2 + r with |r| <= ln2/2; n rounded by the 1.5·2^23 shifter trick.
-    let shifter: Float = 12_582_912
-    let n = (x * 1.442_695_040_888_963_4 + shifter) - shifter
+    let shifter: Float = 12_582_912  // 1.5·2^23: adding it rounds to an integer kept in the low bits
+    let shifted = x * 1.442_695_040_888_963_4 + shifter
+    let n = shifted - shifter
     var r = x - n * 0.693_145_751_953_125
     r = r - n * 1.428_606_765_330_187_0e-06
     var p = Vec16(repeating: 1.0 / 5040)
@@ -45,7 +46,8 @@ public func vexp(_ x: Vec16) -> Vec16 {
     p = p * r + 0.5
     p = p * r + 1
     p = p * r + 1
-    let bits = (SIMD16<Int32>(n) &+ 127) &<< 23
+    // 2^n from the shifted value's bits (integer lane arithmetic vectorises; Float→Int32 does not).
+    let bits = (unsafeBitCast(shifted, to: SIMD16<Int32>.self) &- 0x4B40_0000 &+ 127) &<< 23
     var result = p * unsafeBitCast(bits, to: Vec16.self)
     result.replace(with: 0, where: tooSmall)
     return result

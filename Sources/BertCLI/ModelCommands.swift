@@ -1,0 +1,186 @@
+import ArgumentParser
+import Bert
+import BertCompute
+import Foundation
+
+/// `bert embed`: sentence embeddings, one JSON array per input line.
+struct Embed: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Sentence embeddings (JSON Lines, one array per input line) as sentence-transformers computes them.")
+
+    @Option(help: "A Hugging Face model folder (config.json, model.safetensors, tokenizer files).")
+    var model: String
+    @Option(help: "Pooling: mean, cls, max or mean_sqrt_len (default: the folder's 1_Pooling, else mean).")
+    var pooling: String?
+    @Flag(inversion: .prefixedNo, help: "L2-normalise the embeddings (default: when the folder has a Normalize module).")
+    var normalize: Bool?
+    @Option(help: "Truncate inputs to N tokens (default: sentence_bert_config.json's max_seq_length, else max_position_embeddings).")
+    var maxLength: Int?
+    @Flag(help: "Fail on an input longer than the maximum length instead of truncating it.")
+    var noTruncation = false
+    @Option(help: "Inputs per forward pass (inputs are sorted by length first).")
+    var batchSize = 32
+    @Option(help: "Worker threads (default: all cores).")
+    var threads: Int?
+    @Option(help: "Digits after the decimal point in the output.")
+    var precision = 7
+    @Argument(help: "Input files, one text per line (default: stdin).")
+    var files: [String] = []
+
+    func validate() throws {
+        if batchSize < 1 { throw ValidationError("--batch-size must be at least 1") }
+        if let t = threads, t < 1 { throw ValidationError("--threads must be at least 1") }
+        if let p = pooling, Pooling(rawValue: p) == nil {
+            throw ValidationError("--pooling must be one of: \(Pooling.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        if !(1...9).contains(precision) { throw ValidationError("--precision must be between 1 and 9") }
+    }
+
+    func run() throws {
+        if let t = threads { Compute.threads = t }
+        let embedder = try SentenceEmbedder(folder: URL(fileURLWithPath: model),
+                                            pooling: pooling.map { [Pooling(rawValue: $0)!] },
+                                            normalize: normalize, maxLength: maxLength, truncate: !noTruncation)
+        let out = Output()
+        var reader = LineReader(paths: files)
+        var lineNumber = 0
+        try reader.forEachBatch(size: 4096) { lines in
+            let vectors: [[Float]]
+            do { vectors = try embedder.embed(lines, batchSize: batchSize) } catch let e as InputTooLongError {
+                throw CLIError("line \(lineNumber + e.index + 1): \(e.tokens) tokens, more than the maximum \(e.maxLength), and --no-truncation is set")
+            }
+            for v in vectors {
+                out.write("[" + v.map { formatFloat($0, precision) }.joined(separator: ",") + "]\n")
+            }
+            lineNumber += lines.count
+        }
+        out.flush()
+    }
+}
+
+/// Shortest-ish fixed formatting: %.{p}g keeps the output compact and exact enough.
+func formatFloat(_ x: Float, _ precision: Int) -> String {
+    if x.isNaN { return "NaN" }  // never produced by a healthy model; kept visible rather than hidden
+    return String(format: "%.\(precision)g", Double(x))
+}
+
+/// `bert params`: the parameter count by component.
+struct Params: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Parameter count by component, from a model folder, a config.json or a preset.")
+
+    @Option(help: "A model folder: counts the tensors of its model.safetensors (and checks them against config.json).")
+    var model: String?
+    @Option(help: "A config.json: counts the BertModel (with pooler) it describes.")
+    var config: String?
+    @Option(help: "A preset: \(BertConfig.presetNames.joined(separator: ", ")).")
+    var preset: String?
+    @Flag(help: "Print JSON instead of a table.")
+    var json = false
+
+    func validate() throws {
+        if [model, config, preset].compactMap({ $0 }).count != 1 {
+            throw ValidationError("give exactly one of --model, --config, --preset")
+        }
+    }
+
+    func run() throws {
+        let breakdown: ParameterBreakdown
+        var title: String
+        if let model {
+            let folder = URL(fileURLWithPath: model)
+            let file = try SafeTensorsFile(contentsOf: folder.appendingPathComponent("model.safetensors"))
+            breakdown = ParameterBreakdown(file: file)
+            title = "\(model)/model.safetensors"
+            if let cfg = try? BertConfig(contentsOf: folder.appendingPathComponent("config.json")) {
+                let fromConfig = ParameterBreakdown(config: cfg, pooler: file.info("pooler.dense.weight") != nil
+                                                    || file.info("bert.pooler.dense.weight") != nil)
+                let encoderTotal = breakdown.entries.filter { !$0.component.contains("head") }.reduce(0) { $0 + $1.count }
+                if encoderTotal != fromConfig.total {
+                    warn("warning: the checkpoint's encoder has \(encoderTotal) parameters but config.json describes \(fromConfig.total)")
+                }
+            }
+        } else if let config {
+            breakdown = ParameterBreakdown(config: try BertConfig(contentsOf: URL(fileURLWithPath: config)))
+            title = config
+        } else {
+            let cfg = try BertConfig.preset(preset!)
+            breakdown = ParameterBreakdown(config: cfg)
+            title = "preset \(preset!): \(cfg.numHiddenLayers) layers, hidden \(cfg.hiddenSize), \(cfg.numAttentionHeads) heads, feed-forward \(cfg.intermediateSize), vocabulary \(cfg.vocabSize)"
+        }
+        if json {
+            let object: [String: Any] = [
+                "source": title, "total": breakdown.total, "layers": breakdown.layers,
+                "components": breakdown.entries.map { ["component": $0.component, "parameters": $0.count, "tensors": $0.tensors] },
+            ]
+            let data = try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])
+            print(String(decoding: data, as: UTF8.self))
+        } else {
+            print(title)
+            print(breakdown.table())
+        }
+    }
+}
+
+/// `bert inspect`: the config and every tensor.
+struct Inspect: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Print a model folder's config and every tensor's name, dtype and shape.")
+
+    @Option(help: "A model folder (config.json, model.safetensors).")
+    var model: String
+
+    func run() throws {
+        let folder = URL(fileURLWithPath: model)
+        let configURL = folder.appendingPathComponent("config.json")
+        let config = try BertConfig(contentsOf: configURL)
+        print("config.json:")
+        print(String(decoding: config.jsonData(), as: UTF8.self), terminator: "")
+        let file = try SafeTensorsFile(contentsOf: folder.appendingPathComponent("model.safetensors"))
+        print("model.safetensors: \(file.tensors.count) tensors" + (file.metadata.isEmpty ? "" : ", metadata \(file.metadata)"))
+        let width = (file.tensors.map(\.name.count).max() ?? 0) + 2
+        for t in file.tensors.sorted(by: { $0.name < $1.name }) {
+            print(t.name + String(repeating: " ", count: width - t.name.count) + t.dtype.rawValue.padding(toLength: 6, withPad: " ", startingAt: 0) + "\(t.shape)")
+        }
+        let breakdown = ParameterBreakdown(file: file)
+        print("parameters: \(breakdown.total)")
+    }
+}
+
+/// `bert init`: a randomly initialised model folder (BERT's initialisation), e.g. to check that
+/// transformers loads what we write.
+struct InitModel: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "init",
+        abstract: "Write a randomly initialised BertModel (config.json + model.safetensors) to a folder.")
+
+    @Option(help: "A preset: \(BertConfig.presetNames.joined(separator: ", ")).")
+    var preset: String?
+    @Option(help: "A config.json.")
+    var config: String?
+    @Option(help: "Output folder.")
+    var out: String
+    @Option(help: "Random seed.")
+    var seed: UInt64 = 0
+    @Option(help: "A vocab.txt to copy into the folder (its size sets vocab_size).")
+    var vocab: String?
+
+    func validate() throws {
+        if (preset == nil) == (config == nil) { throw ValidationError("give exactly one of --preset, --config") }
+    }
+
+    func run() throws {
+        var cfg = try preset.map { try BertConfig.preset($0) } ?? BertConfig(contentsOf: URL(fileURLWithPath: config!))
+        let folder = URL(fileURLWithPath: out)
+        if let vocab {
+            let text = try String(contentsOf: URL(fileURLWithPath: vocab), encoding: .utf8)
+            var lines = text.split(separator: "\n", omittingEmptySubsequences: false)
+            if lines.last == "" { lines.removeLast() }
+            cfg.vocabSize = lines.count
+            try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+            try Data(text.utf8).write(to: folder.appendingPathComponent("vocab.txt"), options: .atomic)
+        }
+        let model = try BertModel(config: cfg)
+        model.initializeWeights(seed: seed)
+        try model.save(to: folder)
+        print("wrote \(folder.path): \(model.parameterCount) parameters")
+    }
+}
