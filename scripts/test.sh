@@ -11,6 +11,9 @@ START=$SECONDS
 need_cmd swift "install Swift 6 from swift.org"
 log "swift: $(swift --version 2>&1 | head -1)"
 
+log "build dependencies: OpenBLAS (matrix products) and pkg-config (finds it)"
+need_apt libopenblas-dev pkg-config
+
 log "test data: model, corpus, reference encodings"
 bash scripts/prepare-test-data.sh
 

@@ -326,13 +326,15 @@ extension BertModelWeights {
 @inline(__always)
 func rowParts(_ rows: Int, _ threads: Int) -> Int { max(1, min(threads, rows / 8)) }
 
-/// out[M, N] = input[M, K] · weight[N, K]ᵀ, then `epilogue(rows)` on the finished rows. With enough
-/// rows each thread multiplies its own row block and runs the epilogue on it while it is in cache.
+/// out[M, N] = input[M, K] · weight[N, K]ᵀ, then `epilogue(rows)` on the finished rows. With many
+/// rows each thread multiplies its own row block and runs the epilogue on it while it is in cache;
+/// with fewer, the threads split the weight's rows instead (BLAS packs the weights on every call,
+/// and a row split would have every thread pack and stream all of them).
 func linear(_ input: UnsafePointer<Float>, rows m: Int, inFeatures k: Int, weight: UnsafePointer<Float>,
             outFeatures n: Int, output: UnsafeMutablePointer<Float>, epilogue: (Range<Int>) -> Void) {
     let threads = Compute.threads
     nonisolated(unsafe) let input = input, weight = weight, output = output
-    if threads > 1 && m >= 32 * threads {
+    if threads > 1 && m >= 256 * threads {
         Compute.parallelRanges(m, parts: threads, granularity: 8) { rows in
             BLAS.sgemm(transB: true, m: rows.count, n: n, k: k, a: input + rows.lowerBound * k, lda: k,
                        b: weight, ldb: k, c: output + rows.lowerBound * n, ldc: n)
