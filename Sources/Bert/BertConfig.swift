@@ -75,6 +75,19 @@ public struct BertConfig: @unchecked Sendable, Equatable {
         try positive(intermediateSize, "intermediate_size")
         try positive(maxPositionEmbeddings, "max_position_embeddings")
         try positive(typeVocabSize, "type_vocab_size")
+        // Sizes whose parameter count would overflow, or could never fit in memory, are errors here,
+        // before anything is allocated.
+        let limit = 1 << 40
+        var total = 0
+        for (a, b) in [(vocabSize + maxPositionEmbeddings + typeVocabSize, hiddenSize),
+                       (numHiddenLayers, 4 * hiddenSize * hiddenSize + 2 * hiddenSize * intermediateSize)] {
+            let (ab, o1) = a.multipliedReportingOverflow(by: b)
+            let (sum, o2) = total.addingReportingOverflow(ab)
+            if o1 || o2 || sum > limit || hiddenSize > 1 << 20 || intermediateSize > 1 << 22 {
+                throw BertError("\(source): the sizes describe an impossibly large model (vocab_size \(vocabSize), hidden_size \(hiddenSize), intermediate_size \(intermediateSize), num_hidden_layers \(numHiddenLayers))")
+            }
+            total = sum
+        }
         if hiddenSize % numAttentionHeads != 0 {
             throw BertError("\(source): hidden_size \(hiddenSize) is not a multiple of num_attention_heads \(numAttentionHeads)")
         }

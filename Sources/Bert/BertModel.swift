@@ -97,7 +97,7 @@ public final class BertModel: @unchecked Sendable {
         self.config = config
         var layout = ParameterLayout()
         weights = BertModelWeights(&layout, config: config, addPoolingLayer: addPoolingLayer)
-        parameters = ParameterStore(layout: layout)
+        parameters = try ParameterStore(layout: layout)
     }
 
     public var embeddings: BertEmbeddings { weights.embeddings }
@@ -144,7 +144,8 @@ extension BertModelWeights {
     func pack(_ batch: EncoderBatch) throws -> PackedBatch {
         let b = batch.batchSize, s = batch.sequenceLength
         guard b >= 0, s >= 0 else { throw BertError("batch size and sequence length must not be negative") }
-        let n = b * s
+        let (n, overflow) = b.multipliedReportingOverflow(by: s)
+        guard !overflow else { throw BertError("batch size \(b) × sequence length \(s) is too large") }
         guard batch.inputIds.count == n else {
             throw BertError("input_ids has \(batch.inputIds.count) values, expected batch \(b) × length \(s) = \(n)")
         }
@@ -257,11 +258,9 @@ extension BertModelWeights {
         let sequences = packed.sequenceStart.indices.filter { packed.sequenceLength[$0] > 0 }
         for layer in encoder.layer {
             let att = layer.attention
-            // Q, K, V in one product with the adjacent [3H, H] weights.
+            // Q, K, V in one product with the adjacent [3H, H] weights (and [3H] biases).
             linear(x, rows: t, inFeatures: h, weight: p.data.pointer + att.self_.fusedWeightOffset, outFeatures: 3 * h,
-                   output: qkv) { rows in
-                Kernels.addBias(qkv, bias: p.data.pointer + att.self_.fusedBiasOffset, cols: 3 * h, rows: rows)
-            }
+                   bias: p.data.pointer + att.self_.fusedBiasOffset, output: qkv) { _ in }
             // Scaled dot-product attention, one (sequence, head) per work item, over real tokens only.
             Compute.parallelForWorker(sequences.count * heads) { worker, item in
                 let s = sequences[item / heads], head = item % heads
@@ -276,20 +275,23 @@ extension BertModelWeights {
             }
             // Output projection, residual, LayerNorm.
             let ao = att.output
-            linear(ctx, rows: t, inFeatures: h, weight: p[ao.dense.weight], outFeatures: h, output: tmp) { rows in
-                Kernels.biasResidualLayerNorm(tmp, bias: p[ao.dense.bias], residual: x, output: x,
+            linear(ctx, rows: t, inFeatures: h, weight: p[ao.dense.weight], outFeatures: h, bias: p[ao.dense.bias],
+                   output: tmp) { rows in
+                Kernels.residualLayerNorm(tmp, residual: x, output: x,
                                               gamma: p[ao.layerNorm.weight], beta: p[ao.layerNorm.bias], eps: eps,
                                               cols: h, rows: rows)
             }
             // Feed-forward: dense + activation, dense + residual + LayerNorm.
             let act = c.activation
             let inter1 = layer.intermediate.dense
-            linear(x, rows: t, inFeatures: h, weight: p[inter1.weight], outFeatures: inter, output: ffn) { rows in
-                Kernels.biasActivation(ffn, bias: p[inter1.bias], output: ffn, cols: inter, rows: rows, activation: act)
+            linear(x, rows: t, inFeatures: h, weight: p[inter1.weight], outFeatures: inter, bias: p[inter1.bias],
+                   output: ffn) { rows in
+                Kernels.activation(ffn, output: ffn, cols: inter, rows: rows, activation: act)
             }
             let out = layer.output
-            linear(ffn, rows: t, inFeatures: inter, weight: p[out.dense.weight], outFeatures: h, output: tmp) { rows in
-                Kernels.biasResidualLayerNorm(tmp, bias: p[out.dense.bias], residual: x, output: x,
+            linear(ffn, rows: t, inFeatures: inter, weight: p[out.dense.weight], outFeatures: h, bias: p[out.dense.bias],
+                   output: tmp) { rows in
+                Kernels.residualLayerNorm(tmp, residual: x, output: x,
                                               gamma: p[out.layerNorm.weight], beta: p[out.layerNorm.bias], eps: eps,
                                               cols: h, rows: rows)
             }
@@ -326,28 +328,32 @@ extension BertModelWeights {
 @inline(__always)
 func rowParts(_ rows: Int, _ threads: Int) -> Int { max(1, min(threads, rows / 8)) }
 
-/// out[M, N] = input[M, K] · weight[N, K]ᵀ, then `epilogue(rows)` on the finished rows. With many
-/// rows each thread multiplies its own row block and runs the epilogue on it while it is in cache;
-/// with fewer, the threads split the weight's rows instead (BLAS packs the weights on every call,
-/// and a row split would have every thread pack and stream all of them).
+/// out[M, N] = input[M, K] · weight[N, K]ᵀ + bias, then `epilogue(rows)` on the finished rows. The
+/// bias is written first and the product accumulated onto it (BLAS with beta = 1 skips its own pass
+/// over C). With many rows each thread multiplies its own row block and runs the epilogue on it
+/// while it is in cache; with fewer, the threads split the weight's rows instead (BLAS packs the
+/// weights on every call, and a row split would have every thread pack and stream all of them).
 func linear(_ input: UnsafePointer<Float>, rows m: Int, inFeatures k: Int, weight: UnsafePointer<Float>,
-            outFeatures n: Int, output: UnsafeMutablePointer<Float>, epilogue: (Range<Int>) -> Void) {
+            outFeatures n: Int, bias: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>,
+            epilogue: (Range<Int>) -> Void) {
     let threads = Compute.threads
-    nonisolated(unsafe) let input = input, weight = weight, output = output
+    nonisolated(unsafe) let input = input, weight = weight, output = output, bias = bias
     if threads > 1 && m >= 256 * threads {
         Compute.parallelRanges(m, parts: threads, granularity: 8) { rows in
+            Kernels.fillRows(output, with: bias, cols: n, rows: rows)
             BLAS.sgemm(transB: true, m: rows.count, n: n, k: k, a: input + rows.lowerBound * k, lda: k,
-                       b: weight, ldb: k, c: output + rows.lowerBound * n, ldc: n)
+                       b: weight, ldb: k, beta: 1, c: output + rows.lowerBound * n, ldc: n)
             epilogue(rows)
         }
     } else if m <= BLAS.smallRowLimit {
         // Few rows: stream each weight row once, columns split over the threads.
         Compute.parallelRanges(n, parts: threads, granularity: 4) { cols in
-            BLAS.smallGemmNT(m: m, k: k, a: input, lda: k, b: weight, ldb: k, c: output, ldc: n, cols: cols)
+            BLAS.smallGemmNT(m: m, k: k, a: input, lda: k, b: weight, ldb: k, bias: bias, c: output, ldc: n, cols: cols)
         }
         epilogue(0..<m)  // a few rows: cheaper than waking the other threads again
     } else {
-        BLAS.parallelSgemm(transB: true, m: m, n: n, k: k, a: input, lda: k, b: weight, ldb: k, c: output, ldc: n)
+        Kernels.fillRows(output, with: bias, cols: n, rows: 0..<m)
+        BLAS.parallelSgemm(transB: true, m: m, n: n, k: k, a: input, lda: k, b: weight, ldb: k, beta: 1, c: output, ldc: n)
         Compute.parallelRanges(m, parts: rowParts(m, threads)) { epilogue($0) }
     }
 }

@@ -2,6 +2,32 @@ import BertCompute
 import Foundation
 
 /// Loading and saving Hugging Face checkpoints (`config.json` + `model.safetensors`).
+extension ParameterLayout {
+    /// The checkpoint name of a tensor of this layout in `file` (after `strip`/`add` of a prefix,
+    /// accepting TensorFlow's LayerNorm gamma/beta), checked for presence and shape, before anything
+    /// is allocated or read.
+    public func checkpointName(of t: TensorRef, in file: SafeTensorsFile, stripping strip: String = "",
+                               adding add: String = "") throws -> String {
+        var base = t.name
+        if !strip.isEmpty, base.hasPrefix(strip) { base.removeFirst(strip.count) }
+        var candidates = [add + base]
+        if base.hasSuffix("LayerNorm.weight") { candidates.append(add + base.dropLast(6) + "gamma") }
+        if base.hasSuffix("LayerNorm.bias") { candidates.append(add + base.dropLast(4) + "beta") }
+        guard let name = candidates.first(where: { file.info($0) != nil }), let info = file.info(name) else {
+            throw BertError("\(file.name): missing tensor '\(candidates[0])'")
+        }
+        guard info.shape == t.shape else {
+            throw BertError("\(file.name): tensor '\(name)' has shape \(info.shape) but the config gives \(t.shape); config.json does not match the weights")
+        }
+        return name
+    }
+
+    /// Checks every tensor of the layout against the file (names and shapes).
+    public func check(against file: SafeTensorsFile, stripping strip: String = "", adding add: String = "") throws {
+        for t in tensors { _ = try checkpointName(of: t, in: file, stripping: strip, adding: add) }
+    }
+}
+
 extension ParameterStore {
     /// Fills every tensor of the layout from `file`. A tensor named N is looked up as
     /// `filePrefix + N` (so "bert." can be added or removed); old TensorFlow-converted names
@@ -9,17 +35,7 @@ extension ParameterStore {
     /// layout does not use (heads, `position_ids`) are ignored by this call.
     public func load(from file: SafeTensorsFile, stripping strip: String = "", adding add: String = "") throws {
         for t in layout.tensors {
-            var base = t.name
-            if !strip.isEmpty, base.hasPrefix(strip) { base.removeFirst(strip.count) }
-            var candidates = [add + base]
-            if base.hasSuffix("LayerNorm.weight") { candidates.append(add + base.dropLast(6) + "gamma") }
-            if base.hasSuffix("LayerNorm.bias") { candidates.append(add + base.dropLast(4) + "beta") }
-            guard let name = candidates.first(where: { file.info($0) != nil }), let info = file.info(name) else {
-                throw BertError("\(file.name): missing tensor '\(candidates[0])'")
-            }
-            guard info.shape == t.shape else {
-                throw BertError("\(file.name): tensor '\(name)' has shape \(info.shape) but the config gives \(t.shape); config.json does not match the weights")
-            }
+            let name = try layout.checkpointName(of: t, in: file, stripping: strip, adding: add)
             do {
                 try file.copyFloats(name, into: UnsafeMutableBufferPointer(start: self[t], count: t.count))
             } catch let e as SafeTensorsError {
@@ -76,6 +92,11 @@ extension BertModel {
             }
         }
         let hasPooler = file.info(prefix + "pooler.dense.weight") != nil
+        // Names and shapes first: a config that does not describe these weights is an error before
+        // any memory is allocated for it.
+        var layout = ParameterLayout()
+        _ = BertModelWeights(&layout, config: config, addPoolingLayer: hasPooler)
+        try layout.check(against: file, adding: prefix)
         try self.init(config: config, addPoolingLayer: hasPooler)
         try parameters.load(from: file, adding: prefix)
     }

@@ -1,3 +1,4 @@
+import Foundation
 import BertCompute
 
 /// Where one named tensor lives inside a parameter block. Names are the Hugging Face checkpoint
@@ -35,9 +36,17 @@ public final class ParameterStore: @unchecked Sendable {
     public let layout: ParameterLayout
     public let data: FloatBuffer
 
-    public init(layout: ParameterLayout) {
+    /// Allocates the block; a layout too large for this machine's memory is an error, not a crash.
+    public init(layout: ParameterLayout) throws {
         self.layout = layout
-        data = FloatBuffer(count: layout.totalCount)
+        let bytes = UInt64(layout.totalCount) * 4
+        guard bytes < ProcessInfo.processInfo.physicalMemory else {
+            throw BertError("the model needs \(bytes >> 20) MiB for its \(layout.totalCount) parameters, more than this machine's memory (\(ProcessInfo.processInfo.physicalMemory >> 20) MiB)")
+        }
+        guard let buffer = FloatBuffer(allocatingZeroed: layout.totalCount) else {
+            throw BertError("cannot allocate \(layout.totalCount) parameters (\(layout.totalCount / 262_144) MiB of Float32)")
+        }
+        data = buffer
     }
 
     @inline(__always)

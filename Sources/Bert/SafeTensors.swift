@@ -137,7 +137,8 @@ public final class SafeTensorsFile: Sendable {
         var metadata: [String: String] = [:]
         var infos: [SafeTensorInfo] = []
         infos.reserveCapacity(object.count)
-        for (key, value) in object {
+        for key in object.keys.sorted() {  // sorted: the same file always reports the same first problem
+            let value = object[key]!
             if key == "__metadata__" {
                 if value is NSNull { continue }
                 guard let map = value as? [String: Any] else {
@@ -416,7 +417,7 @@ public final class SafeTensorsFile: Sendable {
             throw fail("tensor '\(name)': data_offsets begin \(begin) > end \(end)")
         }
         guard end <= bufferLength else {
-            throw fail("tensor '\(name)': data_offsets [\(begin), \(end)] out of range: the data buffer is \(bufferLength) bytes")
+            throw fail("tensor '\(name)': data_offsets [\(begin), \(end)] out of range: the data buffer is \(bufferLength) bytes (the file is truncated, or its header is wrong)")
         }
         guard end - begin == byteCount else {
             throw fail("tensor '\(name)': data_offsets [\(begin), \(end)] span \(end - begin) bytes but shape \(shape) with dtype \(dtype.rawValue) needs \(byteCount) bytes (\(elementCount) elements x \(dtype.byteSize))")

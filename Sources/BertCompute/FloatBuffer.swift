@@ -10,10 +10,22 @@ public final class FloatBuffer: @unchecked Sendable {
     public init(count: Int) {
         precondition(count >= 0, "FloatBuffer: negative count")
         self.count = count
-        let raw = UnsafeMutableRawPointer.allocate(byteCount: max(count, 1) * MemoryLayout<Float>.stride,
-                                                   alignment: 64)
+        var raw: UnsafeMutableRawPointer? = nil
+        guard posix_memalign(&raw, 64, max(count, 1) * MemoryLayout<Float>.stride) == 0, let raw else {
+            fatalError("FloatBuffer: out of memory allocating \(count) Floats")
+        }
         pointer = raw.bindMemory(to: Float.self, capacity: max(count, 1))
         pointer.initialize(repeating: 0, count: max(count, 1))
+    }
+
+    /// A zero-filled buffer, or nil when the memory cannot be had (instead of a crash).
+    public init?(allocatingZeroed count: Int) {
+        guard count >= 0, count <= Int.max / 8 else { return nil }
+        var raw: UnsafeMutableRawPointer? = nil
+        guard posix_memalign(&raw, 64, max(count, 1) * MemoryLayout<Float>.stride) == 0, let raw else { return nil }
+        memset(raw, 0, max(count, 1) * MemoryLayout<Float>.stride)
+        self.count = count
+        pointer = raw.bindMemory(to: Float.self, capacity: max(count, 1))
     }
 
     public convenience init(_ values: [Float]) {
@@ -23,7 +35,7 @@ public final class FloatBuffer: @unchecked Sendable {
         }
     }
 
-    deinit { UnsafeMutableRawPointer(pointer).deallocate() }
+    deinit { free(UnsafeMutableRawPointer(pointer)) }
 
     public var buffer: UnsafeMutableBufferPointer<Float> { UnsafeMutableBufferPointer(start: pointer, count: count) }
 

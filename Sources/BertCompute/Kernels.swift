@@ -177,3 +177,44 @@ extension Kernels {
         }
     }
 }
+
+extension Kernels {
+    /// y[r, :] = act(x[r, :]) (the bias already added, e.g. by `fillRows` before a product); `y` may equal `x`.
+    public static func activation(_ x: UnsafePointer<Float>, output y: UnsafeMutablePointer<Float>, cols: Int,
+                                  rows: Range<Int>, activation: Activation) {
+        let lo = rows.lowerBound * cols, hi = rows.upperBound * cols
+        var i = lo
+        switch activation {
+        case .gelu:
+            while i + 16 <= hi { storeVec(vgeluErf(loadVec(x + i)), y + i); i += 16 }
+            if i < hi { storePartial(vgeluErf(loadPartial(x + i, hi - i)), y + i, hi - i) }
+        case .geluTanh:
+            while i + 16 <= hi { storeVec(vgeluTanh(loadVec(x + i)), y + i); i += 16 }
+            if i < hi { storePartial(vgeluTanh(loadPartial(x + i, hi - i)), y + i, hi - i) }
+        case .relu:
+            while i < hi { y[i] = max(0, x[i]); i += 1 }
+        }
+    }
+
+    /// z = x + residual (stored back into `x`), then y = LayerNorm(z); `y` may equal `residual`.
+    public static func residualLayerNorm(_ x: UnsafeMutablePointer<Float>, residual: UnsafePointer<Float>,
+                                         output y: UnsafeMutablePointer<Float>,
+                                         gamma: UnsafePointer<Float>, beta: UnsafePointer<Float>, eps: Float,
+                                         cols: Int, rows: Range<Int>,
+                                         mean: UnsafeMutablePointer<Float>? = nil,
+                                         rstd: UnsafeMutablePointer<Float>? = nil) {
+        for r in rows {
+            let xr = x + r * cols, rr = residual + r * cols
+            var c = 0
+            while c + 16 <= cols { storeVec(loadVec(xr + c) + loadVec(rr + c), xr + c); c += 16 }
+            while c < cols { xr[c] += rr[c]; c += 1 }
+            layerNorm(x, output: y, gamma: gamma, beta: beta, eps: eps, cols: cols, rows: r..<(r + 1),
+                      mean: mean, rstd: rstd)
+        }
+    }
+
+    /// Copies `row` into every row of x (e.g. a bias, so that a product can accumulate onto it).
+    public static func fillRows(_ x: UnsafeMutablePointer<Float>, with row: UnsafePointer<Float>, cols: Int, rows: Range<Int>) {
+        for r in rows { (x + r * cols).update(from: row, count: cols) }
+    }
+}

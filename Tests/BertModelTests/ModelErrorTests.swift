@@ -404,13 +404,11 @@ private let tinyHidden = 32
         #expect(allMasked.poolerOutput!.allSatisfy { $0 == 0 })
     }
 
-    // BUG: batchSize × sequenceLength overflows Int in BertModelWeights.pack (`let n = b * s`) and
-    // traps, killing the process, instead of throwing a BertError. Disabled because a trap would take
-    // the whole test run down; enable it once pack uses multipliedReportingOverflow.
-    @Test(.disabled("BUG: Int overflow trap in BertModelWeights.pack for a huge batchSize × sequenceLength"))
+    // batchSize × sequenceLength must not overflow Int (a trap would end the process).
+    @Test
     func hugeBatchDimensionsAreAnErrorNotATrap() throws {
         let batch = EncoderBatch(batchSize: Int.max / 2 + 1, sequenceLength: 2, inputIds: [2, 3])
-        expectMentions(try forwardError(batch), ["input_ids"])
+        expectMentions(try forwardError(batch), ["too large"])
     }
 
     // MARK: Sentence embeddings on the tiny model
