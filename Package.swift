@@ -21,10 +21,12 @@ let package = Package(
             name: "COpenBLAS",
             pkgConfig: "openblas",
             providers: [.apt(["libopenblas-dev"])]),
+        // A software prefetch for the compute core (header only).
+        .target(name: "CSupport"),
         // The compute core: Float buffers, BLAS matrix products, SIMD kernels, worker threads.
         .target(
             name: "BertCompute",
-            dependencies: [.target(name: "COpenBLAS", condition: .when(platforms: [.linux]))]),
+            dependencies: ["CSupport", .target(name: "COpenBLAS", condition: .when(platforms: [.linux]))]),
         // The model: configuration, checkpoints (safetensors), the encoder, heads and pooling.
         .target(name: "Bert", dependencies: ["BertCompute", "BertTokenizer"]),
         // The thin command-line tool.

@@ -1,3 +1,5 @@
+import CSupport
+
 // Matrix products with few rows (one short sentence: 1x16 tokens). OpenBLAS packs both operands
 // on every call, which for 16 rows costs about as much as the arithmetic; here each weight row is
 // streamed once from memory and multiplied against all input rows while it sits in L1.
@@ -38,7 +40,11 @@ extension BLAS {
                 var s00 = Vec8(), s01 = Vec8(), s02 = Vec8(), s03 = Vec8()
                 var s10 = Vec8(), s11 = Vec8(), s12 = Vec8(), s13 = Vec8()
                 var p = 0
+                // Ask for the next block of weight rows, spread over the passes over A, so memory
+                // streams while we compute (each pass prefetches one next row, every cache line).
+                let prefetchRow = b0 + (4 + ((i >> 1) & 3)) * ldb  // past the end is harmless: prefetches never fault
                 while p < k8 {
+                    if p & 15 == 0 { bert_prefetch(prefetchRow + p) }
                     let x0 = load8(a0 + p), x1 = load8(a1 + p)
                     let w0 = load8(b0 + p), w1 = load8(b1 + p), w2 = load8(b2 + p), w3 = load8(b3 + p)
                     s00 = madd(s00, x0, w0); s01 = madd(s01, x0, w1); s02 = madd(s02, x0, w2); s03 = madd(s03, x0, w3)
