@@ -1,3 +1,4 @@
+import Foundation
 // Backward passes of the row kernels (the pretraining issue builds its training step on these).
 // Each takes what its forward kept (LayerNorm's input, mean and 1/std; the activation's input;
 // softmax's output) and the gradient of the output, and returns the gradient of the input;
@@ -123,5 +124,42 @@ extension BLAS {
         }
         parallelSgemm(transA: true, m: n, n: k, k: m, a: dy, lda: n, b: x, ldb: k, beta: 1, c: dw, ldc: k)
         if let db { Kernels.biasBackward(dy: dy, db: db, cols: n, rows: 0..<m) }
+    }
+}
+
+extension Kernels {
+    /// Softmax cross-entropy of each row against its label, in place: returns Σ loss (in Double)
+    /// and replaces each row's logits by the loss's gradient, (softmax − one-hot) · `scale`.
+    /// The loss is log Σ exp(x − max) + max − x[label], stable for any logits.
+    public static func crossEntropy(_ logits: UnsafeMutablePointer<Float>, labels: UnsafePointer<Int32>,
+                                    cols: Int, rows: Range<Int>, scale: Float) -> Double {
+        var total = 0.0
+        for r in rows {
+            let x = logits + r * cols
+            let label = Int(labels[r])
+            let target = x[label]
+            var mv = Vec16(repeating: -.infinity)
+            var c = 0
+            while c + 16 <= cols { let v = loadVec(x + c); mv = mv.replacing(with: v, where: v .> mv); c += 16 }
+            var m = mv.max()
+            while c < cols { m = max(m, x[c]); c += 1 }
+            let mvec = Vec16(repeating: m)
+            var acc = Vec16()
+            c = 0
+            while c + 16 <= cols { let e = vexp(loadVec(x + c) - mvec); storeVec(e, x + c); acc += e; c += 16 }
+            var sum = Double(acc.sum())
+            if c < cols {
+                let e = vexp(loadPartial(x + c, cols - c, fill: -.infinity) - mvec)
+                storePartial(e, x + c, cols - c)
+                sum += Double(e.sum())
+            }
+            total += Foundation.log(sum) + Double(m) - Double(target)
+            let k = Vec16(repeating: Float(Double(scale) / sum))
+            c = 0
+            while c + 16 <= cols { storeVec(loadVec(x + c) * k, x + c); c += 16 }
+            while c < cols { x[c] *= k[0]; c += 1 }
+            x[label] -= scale
+        }
+        return total
     }
 }
