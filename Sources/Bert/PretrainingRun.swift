@@ -1,0 +1,345 @@
+import BertCompute
+import BertTokenizer
+import Foundation
+
+/// Settings of a pretraining run (the `bert pretrain` flags).
+public struct PretrainingRunOptions: Sendable {
+    public var steps = 1000
+    public var batchSize = 32
+    public var learningRate = 1e-4
+    public var warmupSteps = 100
+    public var seed: UInt64 = 12345
+    public var maxGradNorm = 1.0
+    public var checkpointEvery = 200
+    public var evalEvery = 100
+    public var logEvery = 10
+    /// New masks each epoch (RoBERTa-style) instead of masks fixed when the data is made.
+    public var dynamicMasking = false
+    /// How many times the corpus is turned into instances (static masking, as the reference).
+    public var dupeFactor = 1
+    /// Documents held out for evaluation.
+    public var heldOutDocuments = 20
+    public var data = PretrainingDataOptions()
+    public init() {}
+}
+
+/// One line of progress.
+public struct PretrainingProgress: Sendable {
+    public var step: Int
+    public var loss: PretrainingLoss
+    public var learningRate: Double
+    public var tokensPerSecond: Double
+    public var secondsLeft: Double
+    public var evalLoss: PretrainingLoss?
+}
+
+/// Set by SIGINT: the run saves a checkpoint and stops at the next step boundary.
+nonisolated(unsafe) public var pretrainingInterrupted = false
+
+/// A pretraining run: data, model, optimizer and the output folder, with checkpoints that resume
+/// to exactly the losses of an uninterrupted run (the data order and masks are functions of the
+/// seed and the step; the model, the optimizer moments and the step are saved).
+public final class PretrainingRun {
+    public let model: BertForPreTraining
+    public let tokenizer: BertTokenizer
+    public let options: PretrainingRunOptions
+    public let output: URL
+    let builder: PretrainingDataBuilder
+    let training: [PretrainingInstance]
+    let staticMasks: [MaskedInstance]
+    let evaluation: [MaskedInstance]
+    public let optimizer: AdamW
+    public private(set) var step = 0
+    var history: [String] = []
+
+    public init(model: BertForPreTraining, tokenizer: BertTokenizer, documents: [[[Int32]]],
+                options: PretrainingRunOptions, output: URL) throws {
+        self.model = model
+        self.tokenizer = tokenizer
+        self.options = options
+        self.output = output
+        let builder = try PretrainingDataBuilder(tokenizer: tokenizer, options: options.data)
+        self.builder = builder
+        guard tokenizer.vocabulary.count <= model.config.vocabSize else {
+            throw BertError("the vocabulary (\(tokenizer.vocabulary.count) tokens) is larger than the model's vocab_size \(model.config.vocabSize)")
+        }
+        guard documents.count >= 2 else { throw BertError("pretraining needs at least 2 documents (blank lines separate documents)") }
+        let heldOut = min(options.heldOutDocuments, documents.count / 10)
+        var rng = SeededRandom(seed: options.seed)
+        var train: [PretrainingInstance] = []
+        let trainDocuments = Array(documents[heldOut...])
+        for _ in 0..<max(1, options.dupeFactor) {
+            for d in trainDocuments.indices { train += builder.instances(document: d, of: trainDocuments, rng: &rng) }
+        }
+        guard !train.isEmpty else { throw BertError("the corpus gives no training instances") }
+        training = train
+        staticMasks = options.dynamicMasking ? [] : train.map { builder.mask($0, rng: &rng) }
+        var evalRng = SeededRandom(seed: options.seed ^ 0xE7A1)
+        let evalDocuments = Array(documents[..<max(heldOut, 0)])
+        var evalInstances: [PretrainingInstance] = []
+        if evalDocuments.count >= 1 {
+            for d in evalDocuments.indices { evalInstances += builder.instances(document: d, of: evalDocuments.count > 1 ? evalDocuments : documents, rng: &evalRng) }
+        }
+        evaluation = evalInstances.prefix(256).map { builder.mask($0, rng: &evalRng) }
+        optimizer = AdamW(layout: model.parameters.layout)
+    }
+
+    public var instanceCount: Int { training.count }
+
+    /// The instances of step `s`: an epoch-wise permutation of the data, a function of the seed.
+    func batch(at s: Int) -> PretrainingBatch {
+        let n = training.count, b = options.batchSize
+        var items: [MaskedInstance] = []
+        for j in 0..<b {
+            let global = s * b + j
+            let epoch = global / n, position = global % n
+            let index = permutation(epoch: epoch)[position]
+            if options.dynamicMasking {
+                var rng = SeededRandom(seed: options.seed &+ UInt64(epoch) &* 0x9E37_79B9 &+ UInt64(index) &* 0x85EB_CA6B)
+                items.append(builder.mask(training[index], rng: &rng))
+            } else {
+                items.append(staticMasks[index])
+            }
+        }
+        return builder.batch(items)
+    }
+
+    private var cachedPermutation: (Int, [Int])?
+    func permutation(epoch: Int) -> [Int] {
+        if let (e, p) = cachedPermutation, e == epoch { return p }
+        var p = Array(0..<training.count)
+        var rng = SeededRandom(seed: options.seed &+ 0x5EED &+ UInt64(epoch))
+        for i in stride(from: p.count - 1, to: 0, by: -1) { p.swapAt(i, Int(rng.next() % UInt64(i + 1))) }
+        cachedPermutation = (epoch, p)
+        return p
+    }
+
+    /// Mean losses on the held-out instances (no update).
+    public func evaluate() throws -> PretrainingLoss? {
+        if evaluation.isEmpty { return nil }
+        let scratch = try model.makeGradients()
+        var total = PretrainingLoss()
+        var batches = 0
+        for start in stride(from: 0, to: evaluation.count, by: options.batchSize) {
+            let part = Array(evaluation[start..<min(evaluation.count, start + options.batchSize)])
+            let l = try model.lossAndGradients(builder.batch(part), into: scratch)
+            total.mlm += l.mlm; total.nsp += l.nsp
+            total.mlmCorrect += l.mlmCorrect; total.mlmCount += l.mlmCount
+            total.nspCorrect += l.nspCorrect; total.nspCount += l.nspCount
+            batches += 1
+        }
+        total.mlm /= Double(batches); total.nsp /= Double(batches)
+        return total
+    }
+
+    /// Trains until `options.steps`, checkpointing; returns the last step's losses.
+    public func run(resume: Bool, progress: (PretrainingProgress) -> Void) throws {
+        try FileManager.default.createDirectory(at: output, withIntermediateDirectories: true)
+        if resume { try restoreLatestCheckpoint() }
+        let schedule = LinearWarmupSchedule(warmupSteps: options.warmupSteps, totalSteps: options.steps)
+        let grads = try model.makeGradients()
+        let start = Date()
+        let startStep = step
+        var tokens = 0
+        while step < options.steps {
+            if pretrainingInterrupted {
+                try saveCheckpoint()
+                throw BertError("interrupted: checkpoint saved at step \(step); continue with --resume")
+            }
+            let batch = batch(at: step)
+            grads.data.zero()
+            let loss = try model.lossAndGradients(batch, into: grads)
+            guard loss.total.isFinite else {
+                throw BertError("the loss is \(loss.total) at step \(step + 1): training stopped; the last good checkpoint is kept (lower --lr or check the data)")
+            }
+            clipGradientNorm(grads, maxNorm: options.maxGradNorm)
+            let lr = options.learningRate * schedule.multiplier(at: step)
+            optimizer.update(model.parameters, gradients: grads, lr: lr)
+            step += 1
+            tokens += batch.inputs.attentionMask?.reduce(0) { $0 + Int($1) } ?? 0
+            var evalLoss: PretrainingLoss? = nil
+            if options.evalEvery > 0 && (step % options.evalEvery == 0 || step == options.steps) { evalLoss = try evaluate() }
+            let elapsed = Date().timeIntervalSince(start)
+            let rate = Double(tokens) / max(elapsed, 1e-9)
+            let left = elapsed / Double(step - startStep) * Double(options.steps - step)
+            history.append(csvLine(step: step, lr: lr, loss: loss, eval: evalLoss))
+            if step % max(1, options.logEvery) == 0 || step == options.steps || evalLoss != nil {
+                progress(PretrainingProgress(step: step, loss: loss, learningRate: lr, tokensPerSecond: rate,
+                                             secondsLeft: left, evalLoss: evalLoss))
+            }
+            if options.checkpointEvery > 0 && step % options.checkpointEvery == 0 && step < options.steps { try saveCheckpoint() }
+        }
+        try saveCheckpoint()
+        try saveModelFolder()
+    }
+
+    func csvLine(step: Int, lr: Double, loss: PretrainingLoss, eval: PretrainingLoss?) -> String {
+        func acc(_ c: Int, _ n: Int) -> String { n == 0 ? "" : String(format: "%.4f", Double(c) / Double(n)) }
+        var line = String(format: "%d,%.6g,%.6f,%.6f,%.6f,", step, lr, loss.total, loss.mlm, loss.nsp)
+        line += acc(loss.mlmCorrect, loss.mlmCount) + "," + acc(loss.nspCorrect, loss.nspCount) + ","
+        if let e = eval {
+            line += String(format: "%.6f,", e.total) + acc(e.mlmCorrect, e.mlmCount) + "," + acc(e.nspCorrect, e.nspCount)
+        } else {
+            line += ",,"
+        }
+        return line
+    }
+
+    // MARK: checkpoints
+
+    var checkpointsFolder: URL { output.appendingPathComponent("checkpoints") }
+
+    /// Writes checkpoints/step-N (model, optimizer moments, state) into a temporary folder, renames it
+    /// into place, then points checkpoints/latest at it (each step atomic), and removes older ones.
+    public func saveCheckpoint() throws {
+        let fm = FileManager.default
+        try fm.createDirectory(at: checkpointsFolder, withIntermediateDirectories: true)
+        let name = String(format: "step-%08d", step)
+        let final = checkpointsFolder.appendingPathComponent(name)
+        let temporary = checkpointsFolder.appendingPathComponent(name + ".tmp-\(ProcessInfo.processInfo.processIdentifier)")
+        try? fm.removeItem(at: temporary)
+        try fm.createDirectory(at: temporary, withIntermediateDirectories: true)
+        var weights = SafeTensorsWriter()
+        model.parameters.addTensors(to: &weights)
+        try weights.write(to: temporary.appendingPathComponent("model.safetensors"))
+        var moments = SafeTensorsWriter()
+        moments.add("m", shape: [optimizer.m.count], floats: UnsafeBufferPointer(start: optimizer.m.pointer, count: optimizer.m.count))
+        moments.add("v", shape: [optimizer.v.count], floats: UnsafeBufferPointer(start: optimizer.v.pointer, count: optimizer.v.count))
+        try moments.write(to: temporary.appendingPathComponent("optimizer.safetensors"))
+        let state: [String: Any] = ["step": step, "optimizer_step": optimizer.step, "seed": String(options.seed),
+                                    "batch_size": options.batchSize, "instances": training.count]
+        try JSONSerialization.data(withJSONObject: state, options: [.prettyPrinted, .sortedKeys])
+            .write(to: temporary.appendingPathComponent("state.json"))
+        try (history.joined(separator: "\n") + (history.isEmpty ? "" : "\n")).write(
+            to: temporary.appendingPathComponent("history.csv"), atomically: true, encoding: .utf8)
+        try? fm.removeItem(at: final)
+        try fm.moveItem(at: temporary, to: final)
+        try Data(name.utf8).write(to: checkpointsFolder.appendingPathComponent("latest"), options: .atomic)
+        for old in (try? fm.contentsOfDirectory(atPath: checkpointsFolder.path)) ?? []
+        where old.hasPrefix("step-") && old != name && !old.contains(".tmp-") {
+            try? fm.removeItem(at: checkpointsFolder.appendingPathComponent(old))
+        }
+        try writeCurve()
+    }
+
+    func restoreLatestCheckpoint() throws {
+        let latest = checkpointsFolder.appendingPathComponent("latest")
+        guard let name = try? String(contentsOf: latest, encoding: .utf8) else {
+            throw BertError("\(output.path): no checkpoint to resume from (checkpoints/latest is missing)")
+        }
+        let folder = checkpointsFolder.appendingPathComponent(name.trimmingCharacters(in: .whitespacesAndNewlines))
+        let state = try readJSON(folder.appendingPathComponent("state.json")) as? [String: Any] ?? [:]
+        guard let savedStep = state["step"] as? Int, let adamStep = state["optimizer_step"] as? Int else {
+            throw BertError("\(folder.path)/state.json: no step")
+        }
+        if let seed = state["seed"] as? String, seed != String(options.seed) {
+            throw BertError("the checkpoint was made with --seed \(seed), not \(options.seed): resuming would change the data order")
+        }
+        if let b = state["batch_size"] as? Int, b != options.batchSize {
+            throw BertError("the checkpoint was made with --batch-size \(b), not \(options.batchSize)")
+        }
+        let weights = try SafeTensorsFile(contentsOf: folder.appendingPathComponent("model.safetensors"))
+        try model.parameters.layout.check(against: weights)
+        try model.parameters.load(from: weights)
+        let moments = try SafeTensorsFile(contentsOf: folder.appendingPathComponent("optimizer.safetensors"))
+        try moments.copyFloats("m", into: optimizer.m.buffer)
+        try moments.copyFloats("v", into: optimizer.v.buffer)
+        optimizer.restore(step: adamStep)
+        step = savedStep
+        let csv = (try? String(contentsOf: folder.appendingPathComponent("history.csv"), encoding: .utf8)) ?? ""
+        history = csv.split(separator: "\n").map(String.init)
+    }
+
+    /// The loss curve as CSV and as an SVG plot in the output folder.
+    func writeCurve() throws {
+        let header = "step,lr,loss,mlm_loss,nsp_loss,mlm_accuracy,nsp_accuracy,eval_loss,eval_mlm_accuracy,eval_nsp_accuracy"
+        try ([header] + history).joined(separator: "\n").appending("\n")
+            .write(to: output.appendingPathComponent("training_curve.csv"), atomically: true, encoding: .utf8)
+        let points = history.compactMap { line -> (Double, Double, Double?)? in
+            let f = line.split(separator: ",", omittingEmptySubsequences: false)
+            guard f.count >= 8, let s = Double(f[0]), let l = Double(f[2]) else { return nil }
+            return (s, l, Double(f[7]))
+        }
+        try svgPlot(points).write(to: output.appendingPathComponent("training_curve.svg"), atomically: true, encoding: .utf8)
+    }
+
+    func svgPlot(_ points: [(Double, Double, Double?)]) -> String {
+        let w = 640.0, h = 360.0, left = 60.0, bottom = 40.0, top = 20.0, right = 20.0
+        let maxStep = max(1, points.map(\.0).max() ?? 1)
+        let losses = points.map(\.1) + points.compactMap(\.2)
+        let lo = max(0, (losses.min() ?? 0) - 0.2), hi = (losses.max() ?? 1) + 0.2
+        func x(_ s: Double) -> Double { left + (w - left - right) * s / maxStep }
+        func y(_ l: Double) -> Double { top + (h - top - bottom) * (1 - (l - lo) / max(hi - lo, 1e-9)) }
+        var svg = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(w))\" height=\"\(Int(h))\" font-family=\"sans-serif\" font-size=\"12\">\n"
+        svg += "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
+        svg += "<line x1=\"\(left)\" y1=\"\(h - bottom)\" x2=\"\(w - right)\" y2=\"\(h - bottom)\" stroke=\"black\"/>\n"
+        svg += "<line x1=\"\(left)\" y1=\"\(top)\" x2=\"\(left)\" y2=\"\(h - bottom)\" stroke=\"black\"/>\n"
+        for i in 0...4 {
+            let l = lo + (hi - lo) * Double(i) / 4
+            svg += String(format: "<text x=\"5\" y=\"%.1f\">%.2f</text>\n", y(l) + 4, l)
+            let s = maxStep * Double(i) / 4
+            svg += String(format: "<text x=\"%.1f\" y=\"%.1f\">%d</text>\n", x(s) - 10, h - bottom + 18, Int(s))
+        }
+        let train = points.map { String(format: "%.1f,%.1f", x($0.0), y($0.1)) }.joined(separator: " ")
+        svg += "<polyline fill=\"none\" stroke=\"steelblue\" stroke-width=\"1\" points=\"\(train)\"/>\n"
+        let evalPoints = points.compactMap { p in p.2.map { String(format: "%.1f,%.1f", x(p.0), y($0)) } }
+        if !evalPoints.isEmpty {
+            svg += "<polyline fill=\"none\" stroke=\"darkorange\" stroke-width=\"2\" points=\"\(evalPoints.joined(separator: " "))\"/>\n"
+        }
+        svg += "<text x=\"\(left + 10)\" y=\"\(top + 12)\" fill=\"steelblue\">training loss (MLM + NSP)</text>\n"
+        svg += "<text x=\"\(left + 10)\" y=\"\(top + 28)\" fill=\"darkorange\">held-out loss</text>\n"
+        svg += "<text x=\"\(w / 2)\" y=\"\(h - 5)\">step</text>\n</svg>\n"
+        return svg
+    }
+
+    /// The output folder as Hugging Face writes a BertForPreTraining: config.json, model.safetensors,
+    /// vocab.txt, tokenizer_config.json.
+    public func saveModelFolder() throws {
+        try model.save(to: output)
+        try tokenizer.vocabulary.write(to: output.appendingPathComponent("vocab.txt"))
+        let config: [String: Any] = ["do_lower_case": tokenizer.normalizer.lowercase, "tokenizer_class": "BertTokenizer",
+                                     "model_max_length": model.config.maxPositionEmbeddings,
+                                     "unk_token": "[UNK]", "sep_token": "[SEP]", "pad_token": "[PAD]", "cls_token": "[CLS]", "mask_token": "[MASK]"]
+        try JSONSerialization.data(withJSONObject: config, options: [.prettyPrinted, .sortedKeys])
+            .write(to: output.appendingPathComponent("tokenizer_config.json"), options: .atomic)
+    }
+}
+
+extension BertForPreTraining {
+    /// Writes config.json (architectures BertForPreTraining) and model.safetensors with
+    /// transformers' names (the decoder is tied to the word embeddings and not written twice).
+    public func save(to folder: URL) throws {
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        var c = config
+        c.architectures = ["BertForPreTraining"]
+        c.extra["tie_word_embeddings"] = true
+        try c.write(to: folder.appendingPathComponent("config.json"))
+        var writer = SafeTensorsWriter()
+        parameters.addTensors(to: &writer)
+        try writer.write(to: folder.appendingPathComponent("model.safetensors"))
+    }
+
+    /// Masked-LM probabilities at the given positions of one input: [positions, vocab].
+    public func maskedTokenProbabilities(_ batch: EncoderBatch, positions: [Int]) throws -> [[Float]] {
+        let acts = try bert.forwardForTraining(batch, parameters: parameters)
+        let h = config.hiddenSize, v = config.vocabSize, p = parameters
+        var rowOf: [Int: Int] = [:]
+        for (row, flat) in acts.packed.origin.enumerated() { rowOf[flat] = row }
+        var result: [[Float]] = []
+        for position in positions {
+            guard let row = rowOf[position] else { throw BertError("position \(position) is padding") }
+            let x = FloatBuffer(count: h), t = FloatBuffer(count: h), logits = FloatBuffer(count: v)
+            x.pointer.update(from: acts.output.pointer + row * h, count: h)
+            linear(x.pointer, rows: 1, inFeatures: h, weight: p[transformDense.weight], outFeatures: h,
+                   bias: p[transformDense.bias], output: t.pointer) { _ in }
+            Kernels.activation(t.pointer, output: t.pointer, cols: h, rows: 0..<1, activation: config.activation)
+            Kernels.layerNorm(t.pointer, output: t.pointer, gamma: p[transformLayerNorm.weight], beta: p[transformLayerNorm.bias],
+                              eps: Float(config.layerNormEps), cols: h, rows: 0..<1)
+            linear(t.pointer, rows: 1, inFeatures: h, weight: p[bert.embeddings.wordEmbeddings], outFeatures: v,
+                   bias: p[decoderBias], output: logits.pointer) { _ in }
+            Kernels.softmax(logits.pointer, cols: v, ld: v, rows: 0..<1)
+            result.append(logits.toArray())
+        }
+        return result
+    }
+}
