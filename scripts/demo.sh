@@ -2,7 +2,8 @@
 # The main job, end to end, on a fresh machine with Swift: fetches a real BERT tokenizer
 # (all-MiniLM-L6-v2) and real English and Chinese prose, builds `bert`, tokenizes the prose,
 # learns a WordPiece vocabulary from the English text and tokenizes with it, then loads the real
-# model and computes sentence embeddings, exactly as sentence-transformers does.
+# model and computes sentence embeddings, exactly as sentence-transformers does, then pretrains a
+# small BERT from scratch (masked LM + next sentence) and asks it to fill in masked words.
 # (Later issues grow this into pretrain -> fine-tune -> predict.)
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -10,14 +11,14 @@ cd "$REPO_ROOT"
 need_cmd swift "install Swift 6 from swift.org"
 need_apt libopenblas-dev pkg-config
 
-log "step 1/6: the all-MiniLM-L6-v2 tokenizer and the prose corpus"
+log "step 1/7: the all-MiniLM-L6-v2 tokenizer and the prose corpus"
 bash scripts/fetch-model.sh
 bash scripts/fetch-corpus.sh
 MODEL="$CACHE/models/all-MiniLM-L6-v2"
 OUT="$CACHE/demo"
 mkdir -p "$OUT"
 
-log "step 2/6: building bert (release)"
+log "step 2/7: building bert (release)"
 swift build -c release --product bert >&2
 BERT="$(swift build -c release --show-bin-path)/bert"
 
@@ -25,7 +26,7 @@ BERT="$(swift build -c release --show-bin-path)/bert"
 awk 'length($0) > 70 && /^[A-Z][a-z]+ [a-z]+ [a-z]+/' "$CACHE/corpus/en.txt" | sed -n '1p;500p;1000p;1500p;2000p' > "$OUT/sample.txt"
 grep -v '^[[:space:]]*$' "$CACHE/corpus/zh.txt" | sed -n '10,12p' >> "$OUT/sample.txt"
 
-log "step 3/6: bert tokenize --model $MODEL --format tokens"
+log "step 3/7: bert tokenize --model $MODEL --format tokens"
 "$BERT" tokenize --model "$MODEL" --format tokens "$OUT/sample.txt"
 log "the same lines as ids"
 "$BERT" tokenize --model "$MODEL" "$OUT/sample.txt"
@@ -35,17 +36,17 @@ log "a sentence pair (A<TAB>B), truncated to 16 tokens: ids | type ids"
 printf 'The quick brown fox jumps over the lazy dog.\tWhere did the fox jump?\n' \
     | "$BERT" tokenize --model "$MODEL" --pair --max-length 16
 
-log "step 4/6: learning a 16,000-piece WordPiece vocabulary from $CACHE/corpus/en.txt"
+log "step 4/7: learning a 16,000-piece WordPiece vocabulary from $CACHE/corpus/en.txt"
 "$BERT" vocab --size 16000 --out "$OUT/vocab.txt" "$CACHE/corpus/en.txt"
 log "the English sample with the learned vocabulary"
 grep -v '[^ -~]' "$OUT/sample.txt" | "$BERT" tokenize --vocab "$OUT/vocab.txt" --format tokens
-log "step 5/6: the model: bert params and bert inspect"
+log "step 5/7: the model: bert params and bert inspect"
 "$BERT" params --model "$MODEL"
 "$BERT" inspect --model "$MODEL" > "$OUT/inspect.txt"
 awk '/^model.safetensors/ { shown = 1 } shown && n++ < 8' "$OUT/inspect.txt"
 log "(the full listing is in $OUT/inspect.txt)"
 
-log "step 6/6: sentence embeddings (mean pooling + normalisation from the folder) and their cosine similarities"
+log "step 6/7: sentence embeddings (mean pooling + normalisation from the folder) and their cosine similarities"
 cat > "$OUT/sentences.txt" <<'TXT'
 A man is playing a guitar on stage.
 Someone performs music with a guitar.
@@ -63,4 +64,12 @@ for i, a in enumerate(texts):
     row = " ".join(f"{sum(x * y for x, y in zip(vecs[i], v)):6.3f}" for v in vecs)
     print(f"  {row}   {a}")
 PY
-log "done: outputs in $OUT"
+log "step 7/7: pretraining a small BERT (2 layers, hidden 128) from scratch on $CACHE/corpus/en.txt, about a minute"
+rm -rf "$OUT/pretrained"
+"$BERT" pretrain --corpus "$CACHE/corpus/en.txt" --split-sentences --preset tiny --learn-vocab 8000 \
+    --out "$OUT/pretrained" --steps 400 --batch-size 32 --seq-len 64 --lr 1e-3 --warmup 40 \
+    --checkpoint-every 200 --eval-every 100 --log-every 50
+log "fill-mask with the result (a minute of pretraining: expect frequent words)"
+"$BERT" fill-mask --model "$OUT/pretrained" --top-k 5 \
+    "the function returns a [MASK] of the values." "this module provides [MASK] for working with files."
+log "done: outputs in $OUT (the pretrained model: $OUT/pretrained, its loss curve: training_curve.svg)"
