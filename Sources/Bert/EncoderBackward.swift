@@ -1,6 +1,27 @@
 import BertCompute
 import Foundation
 
+/// Dropout in training mode, as BERT places it: after the embeddings' LayerNorm, on the attention
+/// probabilities, and on each sub-layer's output before the residual. Masks are functions of
+/// `seed` (and of the layer, site and item), so a step can be replayed exactly.
+public struct Dropout: Sendable, Equatable {
+    public var hiddenProbability: Float
+    public var attentionProbability: Float
+    public var seed: UInt64
+    public init(hiddenProbability: Float, attentionProbability: Float, seed: UInt64) {
+        self.hiddenProbability = hiddenProbability
+        self.attentionProbability = attentionProbability
+        self.seed = seed
+    }
+
+    /// A mask of `count` values: 0 with probability p, else 1/(1 − p).
+    public func mask(_ out: UnsafeMutablePointer<Float>, count: Int, probability p: Float, stream: UInt64) {
+        var rng = SeededRandom(seed: seed ^ (stream &* 0x9E37_79B9_7F4A_7C15))
+        let keep = 1 / (1 - p)
+        for i in 0..<count { out[i] = rng.nextUnitFloat() < p ? 0 : keep }
+    }
+}
+
 /// Everything a backward pass through BertModel needs from its forward: each layer's input, the
 /// Q/K/V projections, the attention probabilities, the LayerNorms' inputs and statistics, the
 /// feed-forward's pre-activation. Kept per layer on the packed (real) tokens.
@@ -17,7 +38,13 @@ public final class EncoderActivations: @unchecked Sendable {
         var act: FloatBuffer          // [T, I] after the activation
         var z2: FloatBuffer           // [T, H] feed-forward output + residual (LayerNorm input)
         var mean2: FloatBuffer, rstd2: FloatBuffer
+        // Dropout masks (empty without dropout).
+        var probsMask = FloatBuffer(count: 0)
+        var attentionOutputMask = FloatBuffer(count: 0)
+        var outputMask = FloatBuffer(count: 0)
     }
+    var dropout: Dropout?
+    var embeddingMask = FloatBuffer(count: 0)
     let packed: PackedBatch
     var embeddingSum: FloatBuffer     // [T, H] word + position + type (LayerNorm input)
     var mean0: FloatBuffer, rstd0: FloatBuffer
@@ -64,10 +91,13 @@ public final class EncoderActivations: @unchecked Sendable {
 extension BertModelWeights {
     /// The forward pass, keeping what the backward needs (no dropout: evaluation-mode numbers,
     /// equal to `forward`).
-    public func forwardForTraining(_ batch: EncoderBatch, parameters p: ParameterStore) throws -> EncoderActivations {
+    public func forwardForTraining(_ batch: EncoderBatch, parameters p: ParameterStore,
+                                   dropout: Dropout? = nil) throws -> EncoderActivations {
         let packed = try pack(batch)
         let c = config
         let a = EncoderActivations(packed: packed, config: c)
+        let dropout = dropout.flatMap { $0.hiddenProbability > 0 || $0.attentionProbability > 0 ? $0 : nil }
+        a.dropout = dropout
         let t = packed.tokenCount, h = c.hiddenSize, inter = c.intermediateSize
         let heads = c.numAttentionHeads, d = c.headSize
         let eps = Float(c.layerNormEps)
@@ -86,13 +116,33 @@ extension BertModelWeights {
         var x = a.layers.first?.input.pointer ?? a.output.pointer
         Kernels.layerNorm(a.embeddingSum.pointer, output: x, gamma: p[emb.layerNorm.weight], beta: p[emb.layerNorm.bias],
                           eps: eps, cols: h, rows: 0..<t, mean: a.mean0.pointer, rstd: a.rstd0.pointer)
+        if let dropout, dropout.hiddenProbability > 0 {
+            a.embeddingMask = FloatBuffer(count: t * h)
+            dropout.mask(a.embeddingMask.pointer, count: t * h, probability: dropout.hiddenProbability, stream: 1)
+            for i in 0..<(t * h) { x[i] *= a.embeddingMask.pointer[i] }
+        }
         for (l, layer) in encoder.layer.enumerated() {
+            if let dropout {
+                if dropout.attentionProbability > 0 { a.layers[l].probsMask = FloatBuffer(count: a.layers[l].probs.count) }
+                if dropout.hiddenProbability > 0 {
+                    a.layers[l].attentionOutputMask = FloatBuffer(count: t * h)
+                    a.layers[l].outputMask = FloatBuffer(count: t * h)
+                    dropout.mask(a.layers[l].attentionOutputMask.pointer, count: t * h, probability: dropout.hiddenProbability,
+                                 stream: UInt64(100 + 3 * l))
+                    dropout.mask(a.layers[l].outputMask.pointer, count: t * h, probability: dropout.hiddenProbability,
+                                 stream: UInt64(101 + 3 * l))
+                }
+            }
             let s = a.layers[l]
             let att = layer.attention
             linear(x, rows: t, inFeatures: h, weight: p.data.pointer + att.self_.fusedWeightOffset, outFeatures: 3 * h,
                    bias: p.data.pointer + att.self_.fusedBiasOffset, output: s.qkv.pointer) { _ in }
             nonisolated(unsafe) let qkv = s.qkv.pointer, ctx = s.ctx.pointer, probs = s.probs.pointer
-            Compute.parallelFor(packed.sequenceLength.count * heads) { item in
+            nonisolated(unsafe) let probsMask = s.probsMask.count > 0 ? s.probsMask.pointer : nil
+            let maxLen = packed.sequenceLength.max() ?? 0
+            let dropped = FloatBuffer(count: probsMask == nil ? 0 : Compute.threads * maxLen * maxLen)
+            nonisolated(unsafe) let droppedBase = dropped.pointer
+            Compute.parallelForWorker(packed.sequenceLength.count * heads) { worker, item in
                 let seq = item / heads, head = item % heads
                 let len = packed.sequenceLength[seq], start = packed.sequenceStart[seq]
                 if len == 0 { return }
@@ -101,12 +151,22 @@ extension BertModelWeights {
                 BLAS.sgemm(transB: true, m: len, n: len, k: d, alpha: scale, a: q, lda: 3 * h, b: q + h, ldb: 3 * h,
                            c: pr, ldc: len)
                 Kernels.softmax(pr, cols: len, ld: len, rows: 0..<len)
-                BLAS.sgemm(m: len, n: d, k: len, a: pr, lda: len, b: q + 2 * h, ldb: 3 * h,
+                var used = UnsafePointer(pr)
+                if let probsMask, let dropout {
+                    let mk = probsMask + a.probOffsets[item]
+                    dropout.mask(mk, count: len * len, probability: dropout.attentionProbability,
+                                 stream: UInt64(1_000_000 + l * 100_000 + item))
+                    let dp = droppedBase + worker * maxLen * maxLen
+                    for i in 0..<(len * len) { dp[i] = pr[i] * mk[i] }
+                    used = UnsafePointer(dp)
+                }
+                BLAS.sgemm(m: len, n: d, k: len, a: used, lda: len, b: q + 2 * h, ldb: 3 * h,
                            c: ctx + start * h + head * d, ldc: h)
             }
             let ao = att.output
             linear(ctx, rows: t, inFeatures: h, weight: p[ao.dense.weight], outFeatures: h, bias: p[ao.dense.bias],
                    output: s.z1.pointer) { _ in }
+            if s.attentionOutputMask.count > 0 { for i in 0..<(t * h) { s.z1.pointer[i] *= s.attentionOutputMask.pointer[i] } }
             Kernels.residualLayerNorm(s.z1.pointer, residual: x, output: s.h1.pointer, gamma: p[ao.layerNorm.weight],
                                       beta: p[ao.layerNorm.bias], eps: eps, cols: h, rows: 0..<t,
                                       mean: s.mean1.pointer, rstd: s.rstd1.pointer)
@@ -117,6 +177,7 @@ extension BertModelWeights {
             let out = layer.output
             linear(s.act.pointer, rows: t, inFeatures: inter, weight: p[out.dense.weight], outFeatures: h,
                    bias: p[out.dense.bias], output: s.z2.pointer) { _ in }
+            if s.outputMask.count > 0 { for i in 0..<(t * h) { s.z2.pointer[i] *= s.outputMask.pointer[i] } }
             let next = l + 1 < a.layers.count ? a.layers[l + 1].input.pointer : a.output.pointer
             Kernels.residualLayerNorm(s.z2.pointer, residual: s.h1.pointer, output: next, gamma: p[out.layerNorm.weight],
                                       beta: p[out.layerNorm.bias], eps: eps, cols: h, rows: 0..<t,
@@ -175,6 +236,7 @@ extension BertModelWeights {
                                       gamma: p[out.layerNorm.weight], dx: dz.pointer, dgamma: g[out.layerNorm.weight],
                                       dbeta: g[out.layerNorm.bias], cols: h, rows: 0..<t)
             dh1.pointer.update(from: dz.pointer, count: t * h)
+            if s.outputMask.count > 0 { for i in 0..<(t * h) { dz.pointer[i] *= s.outputMask.pointer[i] } }
             BLAS.linearBackward(dy: dz.pointer, x: s.act.pointer, w: p[out.dense.weight], m: t, n: h, k: inter,
                                 dx: dact.pointer, dw: g[out.dense.weight], db: g[out.dense.bias])
             Kernels.activationBackward(dy: dact.pointer, x: s.pre.pointer, dx: dact.pointer, count: t * inter,
@@ -186,6 +248,7 @@ extension BertModelWeights {
                                       gamma: p[ao.layerNorm.weight], dx: dz.pointer, dgamma: g[ao.layerNorm.weight],
                                       dbeta: g[ao.layerNorm.bias], cols: h, rows: 0..<t)
             dx.pointer.update(from: dz.pointer, count: t * h)
+            if s.attentionOutputMask.count > 0 { for i in 0..<(t * h) { dz.pointer[i] *= s.attentionOutputMask.pointer[i] } }
             BLAS.linearBackward(dy: dz.pointer, x: s.ctx.pointer, w: p[ao.dense.weight], m: t, n: h, k: h,
                                 dx: dctx.pointer, dw: g[ao.dense.weight], db: g[ao.dense.bias])
             // Attention, per (sequence, head): dP = dctx·Vᵀ, dV = Pᵀ·dctx, dS = softmax'(dP),
@@ -193,19 +256,28 @@ extension BertModelWeights {
             nonisolated(unsafe) let qkv = s.qkv.pointer, probs = s.probs.pointer
             nonisolated(unsafe) let dq = dqkv.pointer, dc = dctx.pointer
             let maxLen = packed.sequenceLength.max() ?? 0
-            let scratch = FloatBuffer(count: Compute.threads * maxLen * maxLen)
+            let scratch = FloatBuffer(count: 2 * Compute.threads * maxLen * maxLen)
             nonisolated(unsafe) let sc = scratch.pointer
+            nonisolated(unsafe) let probsMask = s.probsMask.count > 0 ? s.probsMask.pointer : nil
             Compute.parallelForWorker(packed.sequenceLength.count * heads) { worker, item in
                 let seq = item / heads, head = item % heads
                 let len = packed.sequenceLength[seq], start = packed.sequenceStart[seq]
                 if len == 0 { return }
                 let pr = probs + a.probOffsets[item]
-                let dp = sc + worker * maxLen * maxLen
+                let dp = sc + 2 * worker * maxLen * maxLen
                 let q = qkv + start * 3 * h + head * d, k = q + h, v = q + 2 * h
                 let dqh = dq + start * 3 * h + head * d, dkh = dqh + h, dvh = dqh + 2 * h
                 let dch = dc + start * h + head * d
+                var used = UnsafePointer(pr)
+                let mk = probsMask.map { $0 + a.probOffsets[item] }
+                if let mk {
+                    let dropped = dp + maxLen * maxLen
+                    for i in 0..<(len * len) { dropped[i] = pr[i] * mk[i] }
+                    used = UnsafePointer(dropped)
+                }
                 BLAS.sgemm(transB: true, m: len, n: len, k: d, a: dch, lda: h, b: v, ldb: 3 * h, c: dp, ldc: len)
-                BLAS.sgemm(transA: true, m: len, n: d, k: len, a: pr, lda: len, b: dch, ldb: h, c: dvh, ldc: 3 * h)
+                BLAS.sgemm(transA: true, m: len, n: d, k: len, a: used, lda: len, b: dch, ldb: h, c: dvh, ldc: 3 * h)
+                if let mk { for i in 0..<(len * len) { dp[i] *= mk[i] } }
                 Kernels.softmaxBackward(p: pr, dp: dp, ds: dp, cols: len, ld: len, rows: 0..<len)
                 BLAS.sgemm(m: len, n: d, k: len, alpha: scale, a: dp, lda: len, b: k, ldb: 3 * h, c: dqh, ldc: 3 * h)
                 BLAS.sgemm(transA: true, m: len, n: d, k: len, alpha: scale, a: dp, lda: len, b: q, ldb: 3 * h,
@@ -216,7 +288,8 @@ extension BertModelWeights {
                                 m: t, n: 3 * h, k: h, dx: dx.pointer, dw: g.data.pointer + sa.fusedWeightOffset,
                                 db: g.data.pointer + sa.fusedBiasOffset, accumulateInput: true)
         }
-        // Embeddings: LayerNorm, then each table's rows.
+        // Embeddings: dropout, LayerNorm, then each table's rows.
+        if a.embeddingMask.count > 0 { for i in 0..<(t * h) { dx.pointer[i] *= a.embeddingMask.pointer[i] } }
         let emb = embeddings
         Kernels.layerNormBackward(dy: dx.pointer, x: a.embeddingSum.pointer, mean: a.mean0.pointer, rstd: a.rstd0.pointer,
                                   gamma: p[emb.layerNorm.weight], dx: dz.pointer, dgamma: g[emb.layerNorm.weight],
@@ -238,8 +311,8 @@ extension BertModel {
     public func makeGradients() throws -> ParameterStore { try ParameterStore(layout: parameters.layout) }
 
     /// The forward pass keeping what `backward` needs.
-    public func forwardForTraining(_ batch: EncoderBatch) throws -> EncoderActivations {
-        try weights.forwardForTraining(batch, parameters: parameters)
+    public func forwardForTraining(_ batch: EncoderBatch, dropout: Dropout? = nil) throws -> EncoderActivations {
+        try weights.forwardForTraining(batch, parameters: parameters, dropout: dropout)
     }
 
     /// Adds the gradients of a loss into `gradients`, given the loss's gradient with respect to

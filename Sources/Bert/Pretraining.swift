@@ -73,7 +73,8 @@ public final class BertForPreTraining: @unchecked Sendable {
     public func makeGradients() throws -> ParameterStore { try ParameterStore(layout: parameters.layout) }
 
     /// Forward and backward of one batch: returns the losses and adds their gradients into `grads`.
-    public func lossAndGradients(_ batch: PretrainingBatch, into grads: ParameterStore) throws -> PretrainingLoss {
+    public func lossAndGradients(_ batch: PretrainingBatch, into grads: ParameterStore,
+                                 dropout: Dropout? = nil) throws -> PretrainingLoss {
         let c = config, h = c.hiddenSize, v = c.vocabSize
         let n = batch.inputs.batchSize * batch.inputs.sequenceLength
         guard batch.mlmLabels.count == n else {
@@ -86,7 +87,7 @@ public final class BertForPreTraining: @unchecked Sendable {
             guard nsp.allSatisfy({ $0 == 0 || $0 == 1 }) else { throw BertError("next-sentence labels must be 0 or 1") }
         }
         let p = parameters
-        let acts = try bert.forwardForTraining(batch.inputs, parameters: p)
+        let acts = try bert.forwardForTraining(batch.inputs, parameters: p, dropout: dropout)
         let packed = acts.packed
         var result = PretrainingLoss()
 

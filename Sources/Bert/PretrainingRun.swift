@@ -148,7 +148,12 @@ public final class PretrainingRun {
             }
             let batch = batch(at: step)
             grads.data.zero()
-            let loss = try model.lossAndGradients(batch, into: grads)
+            // Dropout as configured (hidden_dropout_prob, attention_probs_dropout_prob), masks a
+            // function of the seed and the step, so a resumed run replays them.
+            let dropout = Dropout(hiddenProbability: Float(model.config.hiddenDropoutProb),
+                                  attentionProbability: Float(model.config.attentionProbsDropoutProb),
+                                  seed: options.seed &+ 0xD0 &+ UInt64(step) &* 0x2545_F491_4F6C_DD1D)
+            let loss = try model.lossAndGradients(batch, into: grads, dropout: dropout)
             guard loss.total.isFinite else {
                 throw BertError("the loss is \(loss.total) at step \(step + 1): training stopped; the last good checkpoint is kept (lower --lr or check the data)")
             }

@@ -79,4 +79,52 @@ import Testing
             }
         }
     }
+
+    /// With dropout on (fixed masks from the seed), the backward still equals finite differences
+    /// of the training forward, and the masks drop about the configured share.
+    @Test func finiteDifferencesWithDropout() throws {
+        let r1 = try reference.floats("R1"), r2 = try reference.floats("R2")
+        let dropout = Dropout(hiddenProbability: 0.2, attentionProbability: 0.3, seed: 77)
+        func trainingLoss() throws -> Double {
+            let a = try model.forwardForTraining(batch, dropout: dropout)
+            var s = 0.0
+            for (y, r) in zip(a.lastHiddenState, r1) { s += Double(y) * Double(r) }
+            for (y, r) in zip(a.pooled!, r2) { s += Double(y) * Double(r) }
+            return s
+        }
+        let a = try model.forwardForTraining(batch, dropout: dropout)
+        let plain = try model.forward(batch)
+        #expect(maxAbsDiff(a.lastHiddenState, plain.lastHiddenState) > 1e-3, "dropout changes the output")
+        #expect(try model.forwardForTraining(batch, dropout: dropout).lastHiddenState == a.lastHiddenState, "same seed, same masks")
+        let grads = try model.makeGradients()
+        model.backward(a, dHidden: r1, dPooled: r2, into: grads)
+        var rng = SeededRandom(seed: 6)
+        let p = model.parameters.data.pointer
+        for t in model.parameters.layout.tensors {
+            let i = t.offset + Int(rng.next() % UInt64(t.count))
+            let saved = p[i]
+            let eps: Float = 1e-2
+            p[i] = saved + eps
+            let plus = try trainingLoss()
+            p[i] = saved - eps
+            let minus = try trainingLoss()
+            p[i] = saved
+            let numeric = (plus - minus) / (2 * Double(eps))
+            let analytic = Double(grads.data.pointer[i])
+            #expect(abs(numeric - analytic) <= 2e-3 + 2e-2 * abs(numeric), "\(t.name)[\(i - t.offset)]: analytic \(analytic), numeric \(numeric)")
+        }
+    }
+
+    @Test func dropoutMasksDropTheConfiguredShare() {
+        let d = Dropout(hiddenProbability: 0.1, attentionProbability: 0.1, seed: 3)
+        let n = 200_000
+        var values = [Float](repeating: -1, count: n)
+        d.mask(&values, count: n, probability: 0.1, stream: 9)
+        let zeros = values.filter { $0 == 0 }.count
+        #expect(abs(Double(zeros) / Double(n) - 0.1) < 0.003, "dropped share \(Double(zeros) / Double(n))")
+        #expect(values.allSatisfy { $0 == 0 || abs($0 - 1 / 0.9) < 1e-6 })
+        var other = [Float](repeating: -1, count: n)
+        d.mask(&other, count: n, probability: 0.1, stream: 10)
+        #expect(other != values, "each site gets its own mask")
+    }
 }
