@@ -298,15 +298,10 @@ public final class PretrainingRun {
     }
 
     /// The output folder as Hugging Face writes a BertForPreTraining: config.json, model.safetensors,
-    /// vocab.txt, tokenizer_config.json.
+    /// tokenizer.json, vocab.txt, tokenizer_config.json.
     public func saveModelFolder() throws {
         try model.save(to: output)
-        try tokenizer.vocabulary.write(to: output.appendingPathComponent("vocab.txt"))
-        let config: [String: Any] = ["do_lower_case": tokenizer.normalizer.lowercase, "tokenizer_class": "BertTokenizer",
-                                     "model_max_length": model.config.maxPositionEmbeddings,
-                                     "unk_token": "[UNK]", "sep_token": "[SEP]", "pad_token": "[PAD]", "cls_token": "[CLS]", "mask_token": "[MASK]"]
-        try JSONSerialization.data(withJSONObject: config, options: [.prettyPrinted, .sortedKeys])
-            .write(to: output.appendingPathComponent("tokenizer_config.json"), options: .atomic)
+        try tokenizer.write(to: output)
     }
 }
 

@@ -116,7 +116,7 @@ struct Pretrain: ParsableCommand {
         } catch let e as BertError {
             throw CLIError(e.message)
         }
-        warn("wrote \(output.path): config.json, model.safetensors, vocab.txt, tokenizer_config.json, training_curve.csv/.svg, checkpoints/")
+        warn("wrote \(output.path): config.json, model.safetensors, tokenizer.json, vocab.txt, tokenizer_config.json, training_curve.csv/.svg, checkpoints/")
     }
 }
 

@@ -238,3 +238,21 @@ struct RealTokenizerTests {
         #expect(try t.encode("hello").count == 128)
     }
 }
+
+@Suite struct TokenizerWriterTests {
+    @Test func writtenTokenizerJSONLoadsBackWithTheSameEncodings() throws {
+        let vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "hello", "world", "##s", "\"quoted\"", "back\\slash", "café", "cafe\u{301}", ",", "!"]
+        var tokenizer = try BertTokenizer(vocabulary: Vocabulary(tokens: vocab), normalizer: .cased)
+        tokenizer.normalizer = NormalizerOptions(cleanText: true, handleChineseChars: true, stripAccents: false, lowercase: false)
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("tokwrite-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        try tokenizer.write(to: folder)
+        let loaded = try BertTokenizer(modelFolder: folder)
+        #expect(loaded.vocabulary.tokens == vocab, "byte-exact tokens, canonically equivalent ones kept apart")
+        #expect(loaded.normalizer == tokenizer.normalizer)
+        for text in ["hello worlds!", "café cafe\u{301} [MASK] hello", "\"quoted\" back\\slash ,"] {
+            #expect(try loaded.encode(text) == tokenizer.encode(text), "\(text)")
+            #expect(try loaded.encode(text, pair: "world") == tokenizer.encode(text, pair: "world"))
+        }
+    }
+}
