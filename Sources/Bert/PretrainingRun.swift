@@ -144,7 +144,8 @@ public final class PretrainingRun {
         while step < options.steps {
             if pretrainingInterrupted {
                 try saveCheckpoint()
-                throw BertError("interrupted: checkpoint saved at step \(step); continue with --resume")
+                try saveModelFolder()  // the model so far is usable (fill-mask, fine-tuning) right away
+                throw BertError("interrupted: checkpoint and model saved at step \(step); continue with --resume")
             }
             let batch = batch(at: step)
             grads.data.zero()
