@@ -27,26 +27,6 @@ public enum Activation: String, Sendable, CaseIterable {
 }
 
 public enum Kernels {
-    /// y[r, :] = act(x[r, :] + bias) for rows in `rows`; `y` may equal `x`.
-    public static func biasActivation(_ x: UnsafeMutablePointer<Float>, bias: UnsafePointer<Float>,
-                                      output y: UnsafeMutablePointer<Float>, cols: Int, rows: Range<Int>,
-                                      activation: Activation) {
-        for r in rows {
-            let xr = x + r * cols, yr = y + r * cols
-            var c = 0
-            switch activation {
-            case .gelu:
-                while c + 16 <= cols { storeVec(vgeluErf(loadVec(xr + c) + loadVec(bias + c)), yr + c); c += 16 }
-                if c < cols { storePartial(vgeluErf(loadPartial(xr + c, cols - c) + loadPartial(bias + c, cols - c)), yr + c, cols - c) }
-            case .geluTanh:
-                while c + 16 <= cols { storeVec(vgeluTanh(loadVec(xr + c) + loadVec(bias + c)), yr + c); c += 16 }
-                if c < cols { storePartial(vgeluTanh(loadPartial(xr + c, cols - c) + loadPartial(bias + c, cols - c)), yr + c, cols - c) }
-            case .relu:
-                while c < cols { yr[c] = max(0, xr[c] + bias[c]); c += 1 }
-            }
-        }
-    }
-
     /// y[r, :] = tanh(x[r, :] + bias); `y` may equal `x`.
     public static func biasTanh(_ x: UnsafeMutablePointer<Float>, bias: UnsafePointer<Float>,
                                 output y: UnsafeMutablePointer<Float>, cols: Int, rows: Range<Int>) {
@@ -93,25 +73,6 @@ public enum Kernels {
         }
     }
 
-    /// The end of a BERT sub-layer: z = x + bias + residual (stored back into `x`, the LayerNorm's
-    /// input a backward pass needs), then y = LayerNorm(z). `y` may equal `residual`.
-    public static func biasResidualLayerNorm(_ x: UnsafeMutablePointer<Float>, bias: UnsafePointer<Float>,
-                                             residual: UnsafePointer<Float>,
-                                             output y: UnsafeMutablePointer<Float>,
-                                             gamma: UnsafePointer<Float>, beta: UnsafePointer<Float>, eps: Float,
-                                             cols: Int, rows: Range<Int>,
-                                             mean: UnsafeMutablePointer<Float>? = nil,
-                                             rstd: UnsafeMutablePointer<Float>? = nil) {
-        for r in rows {
-            let xr = x + r * cols, rr = residual + r * cols
-            var c = 0
-            while c + 16 <= cols { storeVec(loadVec(xr + c) + loadVec(bias + c) + loadVec(rr + c), xr + c); c += 16 }
-            while c < cols { xr[c] = xr[c] + bias[c] + rr[c]; c += 1 }
-            layerNorm(x, output: y, gamma: gamma, beta: beta, eps: eps, cols: cols, rows: r..<(r + 1),
-                      mean: mean, rstd: rstd)
-        }
-    }
-
     /// In-place softmax of each row of length `cols` with row stride `ld`.
     public static func softmax(_ x: UnsafeMutablePointer<Float>, cols: Int, ld: Int, rows: Range<Int>) {
         for r in rows {
@@ -142,27 +103,9 @@ public enum Kernels {
     static func pointwiseMaxFast(_ a: Vec16, _ b: Vec16) -> Vec16 {
         a.replacing(with: b, where: b .> a)
     }
-
-    /// y[r, :] += x[r, :] for the rows given.
-    public static func add(_ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>, cols: Int, rows: Range<Int>) {
-        let lo = rows.lowerBound * cols, hi = rows.upperBound * cols
-        var i = lo
-        while i + 16 <= hi { storeVec(loadVec(y + i) + loadVec(x + i), y + i); i += 16 }
-        while i < hi { y[i] += x[i]; i += 1 }
-    }
 }
 
 extension Kernels {
-    /// x[r, :] += bias for the rows given.
-    public static func addBias(_ x: UnsafeMutablePointer<Float>, bias: UnsafePointer<Float>, cols: Int, rows: Range<Int>) {
-        for r in rows {
-            let xr = x + r * cols
-            var c = 0
-            while c + 16 <= cols { storeVec(loadVec(xr + c) + loadVec(bias + c), xr + c); c += 16 }
-            while c < cols { xr[c] += bias[c]; c += 1 }
-        }
-    }
-
     /// x[t, :] = a[ia[t], :] + b[ib[t], :] + c[ic[t], :]: the sum of three embedding rows per token.
     public static func gatherSum3(_ x: UnsafeMutablePointer<Float>, cols: Int, rows: Range<Int>,
                                   a: UnsafePointer<Float>, ia: UnsafePointer<Int32>,
