@@ -24,6 +24,8 @@ struct Pretrain: ParsableCommand {
     var vocab: String?
     @Option(help: "Learn a WordPiece vocabulary of N tokens from the corpus first.")
     var learnVocab: Int?
+    @Option(help: "How --learn-vocab ranks merges: frequency (keeps frequent words whole) or likelihood.")
+    var vocabScoring: String = "frequency"
     @Option(help: "Output folder.")
     var out: String
     @Option(help: "Optimizer steps.") var steps = 1000
@@ -66,6 +68,10 @@ struct Pretrain: ParsableCommand {
             if !(resume && FileManager.default.fileExists(atPath: vocabURL.path)) {
                 warn("learning a \(learnVocab!)-token WordPiece vocabulary from the corpus")
                 var learner = WordPieceLearner(size: learnVocab!, normalizer: normalizer)
+                guard let scoring = MergeScoring(rawValue: vocabScoring) else {
+                    throw CLIError("--vocab-scoring must be frequency or likelihood")
+                }
+                learner.scoring = scoring
                 for f in files { try learner.add(file: f) }
                 try learner.learn().write(to: vocabURL)
             }

@@ -26,6 +26,9 @@ struct LearnVocab: ParsableCommand {
     @Option(name: .long, help: "Pairs seen fewer times are never merged.")
     var minFrequency: Int = 2
 
+    @Option(name: .long, help: "Merge ranking: likelihood (WordPiece's count(ab)/(count(a)count(b))) or frequency (most frequent pair first, as tokenizers' WordPieceTrainer).")
+    var scoring: String = "likelihood"
+
     @Option(name: .long, help: "Comma-separated special tokens, first in the vocabulary.")
     var specialTokens: String = WordPieceLearner.defaultSpecialTokens.joined(separator: ",")
 
@@ -58,8 +61,12 @@ struct LearnVocab: ParsableCommand {
         guard FileManager.default.fileExists(atPath: folder, isDirectory: &isDirectory), isDirectory.boolValue else {
             throw CLIError("\(out): cannot write: no folder \(folder)")
         }
+        guard let mergeScoring = MergeScoring(rawValue: scoring) else {
+            throw CLIError("--scoring must be likelihood or frequency")
+        }
         var learner = WordPieceLearner(size: size, normalizer: cased ? .cased : .uncased,
                                        minFrequency: minFrequency, specialTokens: specials)
+        learner.scoring = mergeScoring
         do {
             if files.isEmpty {
                 try learner.add(handle: FileHandle.standardInput, source: "<stdin>")

@@ -29,6 +29,12 @@ import Foundation
 /// uncased); the learned vocabulary, loaded with the same normalizer, tokenizes every word of the
 /// corpus without the unknown token (except words longer than `maxInputCharsPerWord`, which BERT
 /// always maps to it). The result is deterministic: the same text gives the same vocabulary.
+/// How a vocabulary learner ranks the pairs it may merge.
+public enum MergeScoring: String, Sendable, CaseIterable {
+    case likelihood
+    case frequency
+}
+
 public struct WordPieceLearner: Sendable {
     /// The special tokens BERT expects, in the order of Google's vocabularies.
     public static let defaultSpecialTokens = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
@@ -43,6 +49,10 @@ public struct WordPieceLearner: Sendable {
     /// Words with more Unicode scalars than this are not learned from: BERT's tokenizer maps
     /// them to the unknown token whatever the vocabulary.
     public var maxInputCharsPerWord: Int = 100
+    /// How merges are ranked: `.likelihood` (WordPiece's count(ab)/(count(a)·count(b)), the
+    /// default) or `.frequency` (the most frequent pair first, as BPE and `tokenizers`'
+    /// WordPieceTrainer rank them), which keeps frequent words such as "the" whole.
+    public var scoring: MergeScoring = .likelihood
     /// The normalization words are counted with. Fixed at creation: the counts depend on it.
     public let normalizer: NormalizerOptions
 
@@ -136,6 +146,7 @@ public struct WordPieceLearner: Sendable {
     /// Learns the vocabulary and tells how it went.
     public func learnWithDetails() -> Result {
         var trainer = MergeTrainer(counter: counter, maxChars: maxInputCharsPerWord, minFrequency: max(1, minFrequency))
+        trainer.byFrequency = scoring == .frequency
         return trainer.run(size: size, specialTokens: specialTokens, wordCount: counter.total,
                            distinctWordCount: counter.distinct)
     }
@@ -231,6 +242,8 @@ struct WordCounter: Sendable {
 /// The state of the merges: units, words as unit sequences, pair counts and the priority queue.
 private struct MergeTrainer {
     let minFrequency: Int
+    /// Rank pairs by frequency alone (the denominator of every key is 1).
+    var byFrequency = false
 
     // Units ("symbols"): their token bytes and their frequency in the corpus.
     var symbolBytes: [[UInt8]] = []
@@ -410,7 +423,7 @@ private struct MergeTrainer {
             if at >= 0 { remove(at: at) }
             return
         }
-        let key = (p: p, q: symbolFreq[Int(pairLeft[i])] * symbolFreq[Int(pairRight[i])])
+        let key = (p: p, q: byFrequency ? 1 : symbolFreq[Int(pairLeft[i])] * symbolFreq[Int(pairRight[i])])
         if at >= 0 {
             let old = pairKey[i]
             if old == key { return }

@@ -300,3 +300,27 @@ private func naiveLearn(_ words: [[UInt8]], minFrequency: Int) -> [(left: String
     }
     return merges
 }
+
+@Suite("Merge scoring") struct MergeScoringTests {
+    /// Likelihood scoring (WordPiece's) merges frequent letters last, so "the" stays in pieces at
+    /// 4k tokens; frequency scoring (BPE-style, as tokenizers' trainer) keeps it whole. Both
+    /// tokenize their corpus without [UNK].
+    @Test(.enabled(if: VocabCorpus.enabled("en.txt")))
+    func frequencyScoringKeepsFrequentWordsWhole() throws {
+        let text = try VocabCorpus.slice("en.txt", bytes: 1_000_000)
+        var pieces: [MergeScoring: [String]] = [:]
+        for scoring in MergeScoring.allCases {
+            var learner = WordPieceLearner(size: 4000)
+            learner.scoring = scoring
+            learner.add(text: text)
+            let vocabulary = learner.learn()
+            #expect(vocabulary.count == 4000)
+            let tokenizer = try BertTokenizer(vocabulary: vocabulary)
+            pieces[scoring] = tokenizer.tokens(tokenizer.encodeIds("the function returns the value", addSpecialTokens: false))
+            let ids = tokenizer.encodeIdsBatch(text.split(separator: "\n").map(String.init), addSpecialTokens: false)
+            #expect(!ids.ids.contains(tokenizer.tokenId("[UNK]")!), "\(scoring): [UNK] in its own corpus")
+        }
+        #expect(pieces[.frequency] == ["the", "function", "returns", "the", "value"], "\(pieces[.frequency]!)")
+        #expect(pieces[.likelihood]!.count > 5, "\(pieces[.likelihood]!)")
+    }
+}
