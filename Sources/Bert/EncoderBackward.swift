@@ -119,7 +119,7 @@ extension BertModelWeights {
         if let dropout, dropout.hiddenProbability > 0 {
             a.embeddingMask = FloatBuffer(count: t * h)
             dropout.mask(a.embeddingMask.pointer, count: t * h, probability: dropout.hiddenProbability, stream: 1)
-            for i in 0..<(t * h) { x[i] *= a.embeddingMask.pointer[i] }
+            applyMask(a.embeddingMask, to: x)
         }
         for (l, layer) in encoder.layer.enumerated() {
             if let dropout {
@@ -166,7 +166,7 @@ extension BertModelWeights {
             let ao = att.output
             linear(ctx, rows: t, inFeatures: h, weight: p[ao.dense.weight], outFeatures: h, bias: p[ao.dense.bias],
                    output: s.z1.pointer) { _ in }
-            if s.attentionOutputMask.count > 0 { for i in 0..<(t * h) { s.z1.pointer[i] *= s.attentionOutputMask.pointer[i] } }
+            applyMask(s.attentionOutputMask, to: s.z1.pointer)
             Kernels.residualLayerNorm(s.z1.pointer, residual: x, output: s.h1.pointer, gamma: p[ao.layerNorm.weight],
                                       beta: p[ao.layerNorm.bias], eps: eps, cols: h, rows: 0..<t,
                                       mean: s.mean1.pointer, rstd: s.rstd1.pointer)
@@ -177,7 +177,7 @@ extension BertModelWeights {
             let out = layer.output
             linear(s.act.pointer, rows: t, inFeatures: inter, weight: p[out.dense.weight], outFeatures: h,
                    bias: p[out.dense.bias], output: s.z2.pointer) { _ in }
-            if s.outputMask.count > 0 { for i in 0..<(t * h) { s.z2.pointer[i] *= s.outputMask.pointer[i] } }
+            applyMask(s.outputMask, to: s.z2.pointer)
             let next = l + 1 < a.layers.count ? a.layers[l + 1].input.pointer : a.output.pointer
             Kernels.residualLayerNorm(s.z2.pointer, residual: s.h1.pointer, output: next, gamma: p[out.layerNorm.weight],
                                       beta: p[out.layerNorm.bias], eps: eps, cols: h, rows: 0..<t,
@@ -236,7 +236,7 @@ extension BertModelWeights {
                                       gamma: p[out.layerNorm.weight], dx: dz.pointer, dgamma: g[out.layerNorm.weight],
                                       dbeta: g[out.layerNorm.bias], cols: h, rows: 0..<t)
             dh1.pointer.update(from: dz.pointer, count: t * h)
-            if s.outputMask.count > 0 { for i in 0..<(t * h) { dz.pointer[i] *= s.outputMask.pointer[i] } }
+            applyMask(s.outputMask, to: dz.pointer)
             BLAS.linearBackward(dy: dz.pointer, x: s.act.pointer, w: p[out.dense.weight], m: t, n: h, k: inter,
                                 dx: dact.pointer, dw: g[out.dense.weight], db: g[out.dense.bias])
             Kernels.activationBackward(dy: dact.pointer, x: s.pre.pointer, dx: dact.pointer, count: t * inter,
@@ -248,7 +248,7 @@ extension BertModelWeights {
                                       gamma: p[ao.layerNorm.weight], dx: dz.pointer, dgamma: g[ao.layerNorm.weight],
                                       dbeta: g[ao.layerNorm.bias], cols: h, rows: 0..<t)
             dx.pointer.update(from: dz.pointer, count: t * h)
-            if s.attentionOutputMask.count > 0 { for i in 0..<(t * h) { dz.pointer[i] *= s.attentionOutputMask.pointer[i] } }
+            applyMask(s.attentionOutputMask, to: dz.pointer)
             BLAS.linearBackward(dy: dz.pointer, x: s.ctx.pointer, w: p[ao.dense.weight], m: t, n: h, k: h,
                                 dx: dctx.pointer, dw: g[ao.dense.weight], db: g[ao.dense.bias])
             // Attention, per (sequence, head): dP = dctx·Vᵀ, dV = Pᵀ·dctx, dS = softmax'(dP),
@@ -289,21 +289,25 @@ extension BertModelWeights {
                                 db: g.data.pointer + sa.fusedBiasOffset, accumulateInput: true)
         }
         // Embeddings: dropout, LayerNorm, then each table's rows.
-        if a.embeddingMask.count > 0 { for i in 0..<(t * h) { dx.pointer[i] *= a.embeddingMask.pointer[i] } }
+        applyMask(a.embeddingMask, to: dx.pointer)
         let emb = embeddings
         Kernels.layerNormBackward(dy: dx.pointer, x: a.embeddingSum.pointer, mean: a.mean0.pointer, rstd: a.rstd0.pointer,
                                   gamma: p[emb.layerNorm.weight], dx: dz.pointer, dgamma: g[emb.layerNorm.weight],
                                   dbeta: g[emb.layerNorm.bias], cols: h, rows: 0..<t)
-        packed.ids.withUnsafeBufferPointer { ids in
-            Kernels.embeddingBackward(dy: dz.pointer, ids: ids.baseAddress!, dtable: g[emb.wordEmbeddings], cols: h, rows: 0..<t)
-        }
-        packed.positions.withUnsafeBufferPointer { pos in
-            Kernels.embeddingBackward(dy: dz.pointer, ids: pos.baseAddress!, dtable: g[emb.positionEmbeddings], cols: h, rows: 0..<t)
-        }
-        packed.types.withUnsafeBufferPointer { types in
-            Kernels.embeddingBackward(dy: dz.pointer, ids: types.baseAddress!, dtable: g[emb.tokenTypeEmbeddings], cols: h, rows: 0..<t)
+        for (indices, table) in [(packed.ids, emb.wordEmbeddings), (packed.positions, emb.positionEmbeddings),
+                                 (packed.types, emb.tokenTypeEmbeddings)] {
+            indices.withUnsafeBufferPointer {
+                Kernels.embeddingBackward(dy: dz.pointer, ids: $0.baseAddress!, dtable: g[table], cols: h, rows: 0..<t)
+            }
         }
     }
+}
+
+/// x ⊙= mask, a dropout mask of the same size (an empty mask, dropout off, leaves x alone). The
+/// forward applies it to an output, the backward to that output's gradient.
+private func applyMask(_ mask: FloatBuffer, to x: UnsafeMutablePointer<Float>) {
+    if mask.count == 0 { return }
+    for i in 0..<mask.count { x[i] *= mask.pointer[i] }
 }
 
 extension BertModel {

@@ -57,7 +57,6 @@ public final class BertForPreTraining: @unchecked Sendable {
             throw BertError(e.description)
         }
         try self.init(config: config)
-        try parameters.layout.check(against: file)
         try parameters.load(from: file)
     }
 

@@ -245,7 +245,6 @@ public final class PretrainingRun {
             throw BertError("the checkpoint was made with --batch-size \(b), not \(options.batchSize)")
         }
         let weights = try SafeTensorsFile(contentsOf: folder.appendingPathComponent("model.safetensors"))
-        try model.parameters.layout.check(against: weights)
         try model.parameters.load(from: weights)
         let moments = try SafeTensorsFile(contentsOf: folder.appendingPathComponent("optimizer.safetensors"))
         try moments.copyFloats("m", into: optimizer.m.buffer)

@@ -9,23 +9,7 @@ public enum Compute {
     /// Iterations are handed out dynamically, so uneven items (attention of different lengths) balance.
     @inlinable
     public static func parallelFor(_ count: Int, _ body: (Int) -> Void) {
-        if count <= 0 { return }
-        let workers = min(threads, count)
-        if workers <= 1 {
-            for i in 0..<count { body(i) }
-            return
-        }
-        withoutActuallyEscaping(body) { escaping in
-            nonisolated(unsafe) let body = escaping
-            let next = AtomicCounter()
-            DispatchQueue.concurrentPerform(iterations: workers) { _ in
-                while true {
-                    let i = next.increment()
-                    if i >= count { break }
-                    body(i)
-                }
-            }
-        }
+        parallelForWorker(count) { _, i in body(i) }
     }
 
     /// Like `parallelFor`, but also passes the worker's index (0..<min(threads, count)), so each
