@@ -39,6 +39,7 @@ let package = Package(
         // Benchmarks live apart from the tests.
         .executableTarget(name: "TokenizerBench", dependencies: ["BertTokenizer"]),
         .executableTarget(name: "EncoderBench", dependencies: ["Bert"]),
+        .executableTarget(name: "PretrainBench", dependencies: ["Bert"]),
         .testTarget(name: "BertTokenizerTests", dependencies: ["BertTokenizer"]),
         .testTarget(name: "BertModelTests", dependencies: ["Bert", "BertCompute"], exclude: ["Fixtures"]),
     ]

@@ -8,8 +8,9 @@
 # Sources: the Python 3.11 documentation (python3.11-doc, reST sources), the Linux kernel's
 # Documentation (linux-source-6.1, .rst/.txt), Perl's documentation (perl-doc, POD), and the Debian
 # Administrator's Handbook and Debian Reference, the PostgreSQL 15, Git, Django, SQLite and
-# scikit-learn documentation (HTML or Sphinx sources, text extracted), the Rust books, and the
-# Jargon File. Paragraphs are blank-line
+# scikit-learn, SQLAlchemy, Sphinx, Erlang/OTP, Node.js, GNU Octave and Apache httpd documentation
+# (HTML or Sphinx sources, text extracted), Vim's help files, the Bash and Zsh manuals (info), the
+# Rust books, and the Jargon File. Paragraphs are blank-line
 # separated blocks joined into one line; indented blocks (code), markup-only lines and short or
 # mostly non-letter blocks are dropped. Idempotent.
 set -euo pipefail
@@ -28,7 +29,8 @@ TMP="$(mktemp -d "${TMPDIR:-/tmp}/swift-bert-pretrain.XXXXXX")"
 trap 'rm -rf "$TMP"' EXIT
 
 apt_download "$TMP/debs" python3.11-doc linux-source-6.1 perl-doc debian-handbook debian-reference-en \
-    postgresql-doc-15 git-doc python-django-doc sqlite3-doc python-sklearn-doc jargon-text rust-doc
+    postgresql-doc-15 git-doc python-django-doc sqlite3-doc python-sklearn-doc jargon-text rust-doc \
+    python-sqlalchemy-doc sphinx-doc erlang-doc nodejs-doc octave-doc apache2-doc vim-runtime bash-doc zsh-doc
 for deb in "$TMP"/debs/*.deb; do
     log "unpacking $(basename "$deb")"
     dpkg-deb -x "$deb" "$TMP/root"
@@ -40,7 +42,7 @@ tar -xJf "$tarball" -C "$TMP/linux" --wildcards '*/Documentation/*'
 
 mkdir -p "$DEST"
 "$PYTHON" - "$TMP" "$OUT.partial" <<'PY'
-import glob, html, os, re, sys
+import glob, gzip, html, os, re, sys
 from html.parser import HTMLParser
 
 tmp, out_path = sys.argv[1:3]
@@ -84,12 +86,17 @@ sources += sorted(p for p in glob.glob(os.path.join(root, "usr/share/perl/**/*.p
 sources += sorted(glob.glob(os.path.join(root, "usr/share/doc/python-django-doc/**/_sources/**/*.txt"), recursive=True))
 sources += sorted(glob.glob(os.path.join(root, "usr/share/doc/python-sklearn-doc/**/_sources/**/*.txt"), recursive=True))
 sources += sorted(glob.glob(os.path.join(root, "usr/share/jargon/**/*"), recursive=True))
+sources += sorted(glob.glob(os.path.join(root, "usr/share/doc/sphinx-doc/**/_sources/**/*.txt"), recursive=True))
+sources += sorted(glob.glob(os.path.join(root, "usr/share/vim/vim*/doc/*.txt")))
+sources += sorted(glob.glob(os.path.join(root, "usr/share/info/bash.info*.gz")))
+sources += sorted(glob.glob(os.path.join(root, "usr/share/info/zsh.info*.gz")))
 htmls = sorted(glob.glob(os.path.join(root, "usr/share/doc/debian-handbook/html/en-US/*.html")))
 htmls += sorted(glob.glob(os.path.join(root, "usr/share/debian-reference/*.en.html")))
 # The Rust books (not the API pages).
 for book in ("book", "reference", "nomicon", "rustc", "cargo", "rust-by-example", "edition-guide", "embedded-book", "rustdoc", "unstable-book"):
     htmls += sorted(glob.glob(os.path.join(root, "usr/share/doc/rust-doc/html", book, "**/*.html"), recursive=True))
-for d in ("postgresql-doc-15", "git-doc", "sqlite3-doc"):
+htmls += sorted(glob.glob(os.path.join(root, "usr/share/doc/apache2-doc/manual/en/**/*.html"), recursive=True))
+for d in ("postgresql-doc-15", "git-doc", "sqlite3-doc", "python-sqlalchemy-doc", "erlang-doc", "nodejs", "octave"):
     htmls += sorted(glob.glob(os.path.join(root, "usr/share/doc", d, "**/*.html"), recursive=True))
 size = docs = 0
 with open(out_path, "w", encoding="utf-8", newline="\n") as out:
@@ -99,7 +106,8 @@ with open(out_path, "w", encoding="utf-8", newline="\n") as out:
         if not os.path.isfile(path):
             continue
         try:
-            with open(path, encoding="utf-8") as f:
+            opener = gzip.open if path.endswith(".gz") else open
+            with opener(path, "rt", encoding="utf-8") as f:
                 text = f.read()
         except (UnicodeDecodeError, OSError):
             continue

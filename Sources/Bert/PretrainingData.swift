@@ -194,29 +194,14 @@ public struct PretrainingDataBuilder: Sendable {
 }
 
 /// Reads documents in the original format: one sentence per line, blank lines between documents.
-/// With `splitSentences`, each non-blank line is a paragraph that is split into sentences.
+/// With `splitSentences`, each non-blank line is a paragraph that is split into sentences. The
+/// whole corpus is held in memory; `preparePretrainingShards` streams it to disk instead.
 public func readDocuments(files: [URL], tokenizer: BertTokenizer, splitSentences: Bool) throws -> [[[Int32]]] {
     var documents: [[[Int32]]] = []
-    for url in files {
-        let text: String
-        do { text = try String(contentsOf: url, encoding: .utf8) } catch {
-            throw BertError("\(url.path): cannot read as UTF-8 (\(error.localizedDescription))")
-        }
-        var current: [String] = []
-        func flush() {
-            if !current.isEmpty {
-                let ids = tokenizer.encodeIdsBatch(current, addSpecialTokens: false)
-                let doc = (0..<ids.count).map { Array(ids[$0]) }.filter { !$0.isEmpty }
-                if !doc.isEmpty { documents.append(doc) }
-            }
-            current = []
-        }
-        for line in text.split(separator: "\n", omittingEmptySubsequences: false) {
-            let trimmed = line.trimmingCharacters(in: .whitespaces)
-            if trimmed.isEmpty { flush(); continue }
-            if splitSentences { current.append(contentsOf: splitIntoSentences(trimmed)) } else { current.append(trimmed) }
-        }
-        flush()
+    try forEachDocument(files: files, splitSentences: splitSentences) { sentences in
+        let ids = tokenizer.encodeIdsBatch(sentences, addSpecialTokens: false)
+        let doc = (0..<ids.count).map { Array(ids[$0]) }.filter { !$0.isEmpty }
+        if !doc.isEmpty { documents.append(doc) }
     }
     return documents
 }

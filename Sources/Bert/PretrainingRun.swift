@@ -19,6 +19,9 @@ public struct PretrainingRunOptions: Sendable {
     public var dupeFactor = 1
     /// Documents held out for evaluation.
     public var heldOutDocuments = 20
+    /// Micro-batches of `batchSize` whose gradients are averaged into one step (gradient
+    /// accumulation: the effective batch is accumulationSteps × batchSize).
+    public var accumulationSteps = 1
     public var data = PretrainingDataOptions()
     public init() {}
 }
@@ -45,15 +48,53 @@ public final class PretrainingRun {
     public let options: PretrainingRunOptions
     public let output: URL
     let builder: PretrainingDataBuilder
-    let training: [PretrainingInstance]
-    let staticMasks: [MaskedInstance]
+    /// The training instances (in memory, or prepared shards on disk).
+    public let source: PretrainingInstanceSource
     let evaluation: [MaskedInstance]
     public let optimizer: AdamW
     public private(set) var step = 0
     var history: [String] = []
 
-    public init(model: BertForPreTraining, tokenizer: BertTokenizer, documents: [[[Int32]]],
-                options: PretrainingRunOptions, output: URL) throws {
+    /// A run over documents held in memory (a small corpus, the tests): instances are made here,
+    /// the first documents (at most `heldOutDocuments`, at most a tenth) held out for evaluation.
+    public convenience init(model: BertForPreTraining, tokenizer: BertTokenizer, documents: [[[Int32]]],
+                            options: PretrainingRunOptions, output: URL) throws {
+        let builder = try PretrainingDataBuilder(tokenizer: tokenizer, options: options.data)
+        guard documents.count >= 2 else { throw BertError("pretraining needs at least 2 documents (blank lines separate documents)") }
+        let heldOut = min(options.heldOutDocuments, documents.count / 10)
+        var rng = SeededRandom(seed: chunkSeed(options.seed, chunk: 0))
+        var train: [PretrainingInstance] = []
+        let trainDocuments = Array(documents[heldOut...])
+        for _ in 0..<max(1, options.dupeFactor) {
+            for d in trainDocuments.indices { train += builder.instances(document: d, of: trainDocuments, rng: &rng) }
+        }
+        guard !train.isEmpty else { throw BertError("the corpus gives no training instances") }
+        var evalRng = SeededRandom(seed: options.seed ^ 0xE7A1)
+        let evalDocuments = Array(documents[..<max(heldOut, 0)])
+        var evalInstances: [PretrainingInstance] = []
+        for d in evalDocuments.indices {
+            evalInstances += builder.instances(document: d, of: evalDocuments.count > 1 ? evalDocuments : documents, rng: &evalRng)
+        }
+        try self.init(model: model, tokenizer: tokenizer, source: InMemoryInstances(train, seed: options.seed),
+                      heldOut: evalInstances, options: options, output: output)
+    }
+
+    /// A run over prepared shards (`preparePretrainingShards`, `bert prepare-data`): only the
+    /// shards in use are mapped, so the corpus can be larger than memory.
+    public convenience init(model: BertForPreTraining, tokenizer: BertTokenizer, shards: PretrainingShardSet,
+                            options: PretrainingRunOptions, output: URL) throws {
+        guard shards.vocabularySize == tokenizer.vocabulary.count else {
+            throw BertError("\(shards.folder.path) was prepared with a \(shards.vocabularySize)-token vocabulary, this run has \(tokenizer.vocabulary.count)")
+        }
+        guard shards.maxSeqLength <= options.data.maxSeqLength else {
+            throw BertError("\(shards.folder.path) was prepared for sequences of \(shards.maxSeqLength) tokens, longer than this run's \(options.data.maxSeqLength)")
+        }
+        try self.init(model: model, tokenizer: tokenizer, source: shards, heldOut: try shards.heldOut(limit: 256),
+                      options: options, output: output)
+    }
+
+    public init(model: BertForPreTraining, tokenizer: BertTokenizer, source: PretrainingInstanceSource,
+                heldOut: [PretrainingInstance], options: PretrainingRunOptions, output: URL) throws {
         self.model = model
         self.tokenizer = tokenizer
         self.options = options
@@ -63,55 +104,32 @@ public final class PretrainingRun {
         guard tokenizer.vocabulary.count <= model.config.vocabSize else {
             throw BertError("the vocabulary (\(tokenizer.vocabulary.count) tokens) is larger than the model's vocab_size \(model.config.vocabSize)")
         }
-        guard documents.count >= 2 else { throw BertError("pretraining needs at least 2 documents (blank lines separate documents)") }
-        let heldOut = min(options.heldOutDocuments, documents.count / 10)
-        var rng = SeededRandom(seed: options.seed)
-        var train: [PretrainingInstance] = []
-        let trainDocuments = Array(documents[heldOut...])
-        for _ in 0..<max(1, options.dupeFactor) {
-            for d in trainDocuments.indices { train += builder.instances(document: d, of: trainDocuments, rng: &rng) }
-        }
-        guard !train.isEmpty else { throw BertError("the corpus gives no training instances") }
-        training = train
-        staticMasks = options.dynamicMasking ? [] : train.map { builder.mask($0, rng: &rng) }
-        var evalRng = SeededRandom(seed: options.seed ^ 0xE7A1)
-        let evalDocuments = Array(documents[..<max(heldOut, 0)])
-        var evalInstances: [PretrainingInstance] = []
-        if evalDocuments.count >= 1 {
-            for d in evalDocuments.indices { evalInstances += builder.instances(document: d, of: evalDocuments.count > 1 ? evalDocuments : documents, rng: &evalRng) }
-        }
-        evaluation = evalInstances.prefix(256).map { builder.mask($0, rng: &evalRng) }
+        guard options.accumulationSteps >= 1 else { throw BertError("gradient accumulation steps must be at least 1") }
+        guard source.count > 0 else { throw BertError("the corpus gives no training instances") }
+        self.source = source
+        var evalRng = SeededRandom(seed: options.seed ^ 0xE7A1 ^ 0x3A5C)
+        evaluation = heldOut.prefix(256).map { builder.mask($0, rng: &evalRng) }
         optimizer = AdamW(layout: model.parameters.layout)
     }
 
-    public var instanceCount: Int { training.count }
+    public var instanceCount: Int { source.count }
 
-    /// The instances of step `s`: an epoch-wise permutation of the data, a function of the seed.
-    func batch(at s: Int) -> PretrainingBatch {
-        let n = training.count, b = options.batchSize
+    /// Micro-batch `s` (step × accumulation + k): consecutive positions of an epoch-wise seeded
+    /// order of the instances. The masks are a function of the seed and the instance (and the
+    /// epoch with dynamic masking), so they are the same whenever the batch is made again.
+    public func microBatch(at s: Int) throws -> PretrainingBatch {
+        let n = source.count, b = options.batchSize
         var items: [MaskedInstance] = []
         for j in 0..<b {
             let global = s * b + j
-            let epoch = global / n, position = global % n
-            let index = permutation(epoch: epoch)[position]
-            if options.dynamicMasking {
-                var rng = SeededRandom(seed: options.seed &+ UInt64(epoch) &* 0x9E37_79B9 &+ UInt64(index) &* 0x85EB_CA6B)
-                items.append(builder.mask(training[index], rng: &rng))
-            } else {
-                items.append(staticMasks[index])
-            }
+            let epoch = global / n
+            let (index, instance) = try source.instance(epoch: epoch, position: global % n)
+            var seed = options.seed &+ 0x3A5C &+ UInt64(index) &* 0x85EB_CA6B
+            if options.dynamicMasking { seed = seed &+ UInt64(epoch) &* 0x9E37_79B9 }
+            var rng = SeededRandom(seed: seed)
+            items.append(builder.mask(instance, rng: &rng))
         }
         return builder.batch(items)
-    }
-
-    private var cachedPermutation: (Int, [Int])?
-    func permutation(epoch: Int) -> [Int] {
-        if let (e, p) = cachedPermutation, e == epoch { return p }
-        var p = Array(0..<training.count)
-        var rng = SeededRandom(seed: options.seed &+ 0x5EED &+ UInt64(epoch))
-        for i in stride(from: p.count - 1, to: 0, by: -1) { p.swapAt(i, Int(rng.next() % UInt64(i + 1))) }
-        cachedPermutation = (epoch, p)
-        return p
     }
 
     /// Mean losses on the held-out instances (no update).
@@ -147,22 +165,34 @@ public final class PretrainingRun {
                 try saveModelFolder()  // the model so far is usable (fill-mask, fine-tuning) right away
                 throw BertError("interrupted: checkpoint and model saved at step \(step); continue with --resume")
             }
-            let batch = batch(at: step)
             grads.data.zero()
-            // Dropout as configured (hidden_dropout_prob, attention_probs_dropout_prob), masks a
-            // function of the seed and the step, so a resumed run replays them.
-            let dropout = Dropout(hiddenProbability: Float(model.config.hiddenDropoutProb),
-                                  attentionProbability: Float(model.config.attentionProbsDropoutProb),
-                                  seed: options.seed &+ 0xD0 &+ UInt64(step) &* 0x2545_F491_4F6C_DD1D)
-            let loss = try model.lossAndGradients(batch, into: grads, dropout: dropout)
-            guard loss.total.isFinite else {
-                throw BertError("the loss is \(loss.total) at step \(step + 1): training stopped; the last good checkpoint is kept (lower --lr or check the data)")
+            var loss = PretrainingLoss()
+            let a = options.accumulationSteps
+            for k in 0..<a {
+                let batch = try microBatch(at: step * a + k)
+                // Dropout as configured (hidden_dropout_prob, attention_probs_dropout_prob), masks a
+                // function of the seed and the micro-batch, so a resumed run replays them.
+                let dropout = Dropout(hiddenProbability: Float(model.config.hiddenDropoutProb),
+                                      attentionProbability: Float(model.config.attentionProbsDropoutProb),
+                                      seed: options.seed &+ 0xD0 &+ UInt64(step * a + k) &* 0x2545_F491_4F6C_DD1D)
+                let part = try model.lossAndGradients(batch, into: grads, dropout: dropout)
+                guard part.total.isFinite else {
+                    throw BertError("the loss is \(part.total) at step \(step + 1): training stopped; the last good checkpoint is kept (lower --lr or check the data)")
+                }
+                loss.mlm += part.mlm / Double(a); loss.nsp += part.nsp / Double(a)
+                loss.mlmCorrect += part.mlmCorrect; loss.mlmCount += part.mlmCount
+                loss.nspCorrect += part.nspCorrect; loss.nspCount += part.nspCount
+                tokens += batch.inputs.attentionMask?.reduce(0) { $0 + Int($1) } ?? 0
+            }
+            if a > 1 {
+                // Each micro-batch's gradient is its own mean; the step's is their average.
+                let scale = 1 / Float(a)
+                for i in 0..<grads.data.count { grads.data.pointer[i] *= scale }
             }
             clipGradientNorm(grads, maxNorm: options.maxGradNorm)
             let lr = options.learningRate * schedule.multiplier(at: step)
             optimizer.update(model.parameters, gradients: grads, lr: lr)
             step += 1
-            tokens += batch.inputs.attentionMask?.reduce(0) { $0 + Int($1) } ?? 0
             var evalLoss: PretrainingLoss? = nil
             if options.evalEvery > 0 && (step % options.evalEvery == 0 || step == options.steps) { evalLoss = try evaluate() }
             let elapsed = Date().timeIntervalSince(start)
@@ -213,7 +243,8 @@ public final class PretrainingRun {
         moments.add("v", shape: [optimizer.v.count], floats: UnsafeBufferPointer(start: optimizer.v.pointer, count: optimizer.v.count))
         try moments.write(to: temporary.appendingPathComponent("optimizer.safetensors"))
         let state: [String: Any] = ["step": step, "optimizer_step": optimizer.step, "seed": String(options.seed),
-                                    "batch_size": options.batchSize, "instances": training.count]
+                                    "batch_size": options.batchSize, "accumulation_steps": options.accumulationSteps,
+                                    "instances": source.count]
         try JSONSerialization.data(withJSONObject: state, options: [.prettyPrinted, .sortedKeys])
             .write(to: temporary.appendingPathComponent("state.json"))
         try (history.joined(separator: "\n") + (history.isEmpty ? "" : "\n")).write(
@@ -243,6 +274,12 @@ public final class PretrainingRun {
         }
         if let b = state["batch_size"] as? Int, b != options.batchSize {
             throw BertError("the checkpoint was made with --batch-size \(b), not \(options.batchSize)")
+        }
+        if let a = state["accumulation_steps"] as? Int, a != options.accumulationSteps {
+            throw BertError("the checkpoint was made with --accumulate \(a), not \(options.accumulationSteps)")
+        }
+        if let n = state["instances"] as? Int, n != source.count {
+            throw BertError("the checkpoint was made on \(n) training instances, this data has \(source.count): resuming would change the data order")
         }
         let weights = try SafeTensorsFile(contentsOf: folder.appendingPathComponent("model.safetensors"))
         try model.parameters.load(from: weights)

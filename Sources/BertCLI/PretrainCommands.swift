@@ -10,12 +10,16 @@ struct Pretrain: ParsableCommand {
         abstract: "Pretrain a BERT (masked LM + next-sentence prediction) from raw text.",
         discussion: """
             The corpus is one sentence per line with blank lines between documents (the original \
-            format), or, with --split-sentences, one paragraph per line. The output folder is a \
-            Hugging Face BertForPreTraining folder, plus checkpoints/, training_curve.csv and .svg.
+            format), or, with --split-sentences, one paragraph per line. It is streamed into \
+            shards in OUT/data (as bert prepare-data does), so it need not fit in memory; or give \
+            shards prepared before with --data. The output folder is a Hugging Face \
+            BertForPreTraining folder, plus checkpoints/, training_curve.csv and .svg.
             """)
 
     @Option(parsing: .upToNextOption, help: "Corpus files.")
-    var corpus: [String]
+    var corpus: [String] = []
+    @Option(help: "Shards prepared by bert prepare-data (instead of --corpus); its vocab.txt unless --vocab.")
+    var data: String?
     @Option(help: "A preset: \(BertConfig.presetNames.joined(separator: ", ")).")
     var preset: String?
     @Option(help: "A config.json.")
@@ -30,6 +34,8 @@ struct Pretrain: ParsableCommand {
     var out: String
     @Option(help: "Optimizer steps.") var steps = 1000
     @Option(help: "Instances per step.") var batchSize = 32
+    @Option(help: "Micro-batches of --batch-size accumulated into each step (gradient accumulation).") var accumulate = 1
+    @Option(help: "Shard files to stream the corpus into.") var shards = 16
     @Option(help: "Maximum sequence length of an instance.") var seqLen = 128
     @Option(help: "Peak learning rate.") var lr = 1e-4
     @Option(help: "Warm-up steps (then linear decay to 0).") var warmup = 100
@@ -47,8 +53,14 @@ struct Pretrain: ParsableCommand {
 
     func validate() throws {
         if (preset == nil) == (config == nil) { throw ValidationError("give exactly one of --preset, --config") }
-        if (vocab == nil) == (learnVocab == nil) { throw ValidationError("give exactly one of --vocab, --learn-vocab") }
-        if steps < 1 || batchSize < 1 { throw ValidationError("--steps and --batch-size must be positive") }
+        if corpus.isEmpty == (data == nil) { throw ValidationError("give exactly one of --corpus FILE..., --data DIR") }
+        if data != nil {
+            if learnVocab != nil { throw ValidationError("--learn-vocab needs --corpus (prepared data has its vocabulary)") }
+        } else if (vocab == nil) == (learnVocab == nil) {
+            throw ValidationError("give exactly one of --vocab, --learn-vocab")
+        }
+        if steps < 1 || batchSize < 1 || accumulate < 1 { throw ValidationError("--steps, --batch-size and --accumulate must be positive") }
+        if shards < 1 || shards > 65536 { throw ValidationError("--shards must be between 1 and 65536") }
         if seqLen < 8 { throw ValidationError("--seq-len must be at least 8") }
         if !(lr > 0) { throw ValidationError("--lr must be positive") }
     }
@@ -63,6 +75,8 @@ struct Pretrain: ParsableCommand {
         let vocabURL: URL
         if let vocab {
             vocabURL = URL(fileURLWithPath: vocab)
+        } else if let data {
+            vocabURL = URL(fileURLWithPath: data).appendingPathComponent("vocab.txt")
         } else {
             vocabURL = output.appendingPathComponent("vocab.txt")
             if !(resume && FileManager.default.fileExists(atPath: vocabURL.path)) {
@@ -85,8 +99,6 @@ struct Pretrain: ParsableCommand {
         if seqLen > cfg.maxPositionEmbeddings { throw CLIError("--seq-len \(seqLen) is longer than max_position_embeddings \(cfg.maxPositionEmbeddings)") }
         let model = try BertForPreTraining(config: cfg)
         model.initializeWeights(seed: seed)
-        warn("reading and tokenizing the corpus")
-        let documents = try readDocuments(files: files, tokenizer: tokenizer, splitSentences: splitSentences)
         var options = PretrainingRunOptions()
         options.steps = steps
         options.batchSize = batchSize
@@ -101,9 +113,27 @@ struct Pretrain: ParsableCommand {
         options.data.maxSeqLength = seqLen
         options.data.wholeWordMask = wholeWordMask
         options.data.maxPredictionsPerSeq = max(1, Int((Double(seqLen) * 0.15).rounded(.up)))
-        let run = try PretrainingRun(model: model, tokenizer: tokenizer, documents: documents, options: options, output: output)
+        options.accumulationSteps = accumulate
+        let shardSet: PretrainingShardSet
+        if let data {
+            shardSet = try PretrainingShardSet(folder: URL(fileURLWithPath: data))
+        } else {
+            let folder = output.appendingPathComponent("data")
+            if resume, let existing = try? PretrainingShardSet(folder: folder) {
+                shardSet = existing
+            } else {
+                var shardOptions = ShardOptions()
+                shardOptions.data = options.data
+                shardOptions.seed = seed
+                shardOptions.dupeFactor = dupeFactor
+                shardOptions.shardCount = shards
+                shardOptions.splitSentences = splitSentences
+                shardSet = try prepareShards(files: files, tokenizer: tokenizer, options: shardOptions, folder: folder)
+            }
+        }
+        let run = try PretrainingRun(model: model, tokenizer: tokenizer, shards: shardSet, options: options, output: output)
         let parameters = ParameterBreakdown(layout: model.parameters.layout).total
-        warn("\(documents.count) documents, \(run.instanceCount) instances; model \(cfg.numHiddenLayers) layers, hidden \(cfg.hiddenSize), \(parameters) parameters; \(Compute.threads) threads")
+        warn("\(shardSet.documents) documents, \(run.instanceCount) instances; model \(cfg.numHiddenLayers) layers, hidden \(cfg.hiddenSize), \(parameters) parameters; \(Compute.threads) threads")
         signal(SIGINT) { _ in pretrainingInterrupted = true }
         do {
             try run.run(resume: resume) { p in
@@ -123,6 +153,71 @@ struct Pretrain: ParsableCommand {
             throw CLIError(e.message)
         }
         warn("wrote \(output.path): config.json, model.safetensors, tokenizer.json, vocab.txt, tokenizer_config.json, training_curve.csv/.svg, checkpoints/")
+    }
+}
+
+/// Streams the corpus into shards, saying how far it got.
+func prepareShards(files: [URL], tokenizer: BertTokenizer, options: ShardOptions, folder: URL) throws -> PretrainingShardSet {
+    warn("streaming the corpus into \(options.shardCount) shards in \(folder.path)")
+    do {
+        let set = try preparePretrainingShards(files: files, tokenizer: tokenizer, options: options, folder: folder) { documents, instances in
+            warn("  \(documents) documents, \(instances) instances")
+        }
+        try? FileManager.default.removeItem(at: folder.appendingPathComponent("vocab.txt"))
+        try tokenizer.vocabulary.write(to: folder.appendingPathComponent("vocab.txt"))
+        return set
+    } catch let e as BertError {
+        throw CLIError(e.message)
+    }
+}
+
+/// `bert prepare-data`: the corpus as pretraining shards on disk (for `bert pretrain --data`).
+struct PrepareData: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "prepare-data",
+        abstract: "Turn raw documents into pretraining instances in shard files (streamed: any corpus size).",
+        discussion: """
+            Instances follow create_pretraining_data.py (target length with short_seq_prob, IsNext \
+            or a random span of another document, the longer side truncated at random); each goes \
+            to a random shard. Masks are made during training from the seed and the instance. \
+            The folder gets shard-NNNNN.bin, heldout.bin, vocab.txt and manifest.json (written \
+            last). The same seed gives the same shards.
+            """)
+
+    @Option(parsing: .upToNextOption, help: "Corpus files.") var corpus: [String]
+    @Option(help: "A vocab.txt.") var vocab: String
+    @Option(help: "Output folder.") var out: String
+    @Option(help: "Maximum sequence length of an instance.") var seqLen = 128
+    @Option(help: "Probability of a shorter target length.") var shortSeqProb = 0.1
+    @Option(help: "Times the corpus is turned into instances.") var dupeFactor = 1
+    @Option(help: "Number of shard files.") var shards = 16
+    @Option(help: "Random seed.") var seed: UInt64 = 12345
+    @Option(help: "Documents held out for evaluation (at most a tenth of the first 4096).") var heldOut = 20
+    @Flag(help: "Split each line into sentences (paragraph input).") var splitSentences = false
+    @Flag(help: "Keep case (no lowercasing or accent stripping).") var cased = false
+
+    func validate() throws {
+        if seqLen < 8 || seqLen > 65535 { throw ValidationError("--seq-len must be between 8 and 65535") }
+        if shards < 1 || shards > 65536 { throw ValidationError("--shards must be between 1 and 65536") }
+        if dupeFactor < 1 { throw ValidationError("--dupe-factor must be positive") }
+        if !(0...1).contains(shortSeqProb) { throw ValidationError("--short-seq-prob must be between 0 and 1") }
+    }
+
+    func run() throws {
+        let files = corpus.map { URL(fileURLWithPath: $0) }
+        for f in files where !FileManager.default.fileExists(atPath: f.path) { throw CLIError("\(f.path): file not found") }
+        let tokenizer: BertTokenizer
+        do { tokenizer = try BertTokenizer(vocabFile: URL(fileURLWithPath: vocab), normalizer: cased ? .cased : .uncased) }
+        catch let e as TokenizerError { throw CLIError(e.description) }
+        var options = ShardOptions()
+        options.data.maxSeqLength = seqLen
+        options.data.shortSeqProb = shortSeqProb
+        options.seed = seed
+        options.dupeFactor = dupeFactor
+        options.shardCount = shards
+        options.heldOutDocuments = heldOut
+        options.splitSentences = splitSentences
+        let set = try prepareShards(files: files, tokenizer: tokenizer, options: options, folder: URL(fileURLWithPath: out))
+        warn("wrote \(out): \(set.documents) documents, \(set.count) training instances in \(shards) shards")
     }
 }
 

@@ -1,0 +1,391 @@
+import BertCompute
+import BertTokenizer
+import Foundation
+
+// Pretraining data on disk, so the corpus is not limited by memory.
+//
+// `preparePretrainingShards` streams the corpus document by document: documents are gathered in
+// chunks (a few thousand at a time), each chunk is turned into instances by the reference rules
+// (NotNext spans come from other documents of the same chunk, as the reference does per input
+// file), and every instance is appended to one of N shard files chosen at random, so each shard is
+// a mixture of the whole corpus. The first documents are held out for evaluation (heldout.bin).
+// Masks are not stored: they are a function of the seed and the instance's index (and the epoch
+// with dynamic masking), so the same seed gives the same instances and masks.
+//
+// A shard file: the 8 bytes "BERTSHD1", then records of
+//   u16 token count n, u16 length of segment A (from [CLS] to the first [SEP], inclusive),
+//   u8 1 if B is a random span (NotNext) else 0, n × i32 token ids (all little-endian).
+// manifest.json names the shards with their instance counts and the settings they were made with;
+// it is written last, so a folder without one is an unfinished preparation.
+
+/// Where the instances of a run come from: `count` instances in an order that is a function of the
+/// seed and the epoch. `index` is the instance's stable identity (its masks derive from it).
+public protocol PretrainingInstanceSource: AnyObject {
+    var count: Int { get }
+    func instance(epoch: Int, position: Int) throws -> (index: Int, instance: PretrainingInstance)
+}
+
+/// Instances held in memory, visited in a seeded permutation per epoch.
+public final class InMemoryInstances: PretrainingInstanceSource {
+    let instances: [PretrainingInstance]
+    let seed: UInt64
+    private var cached: (epoch: Int, order: [Int])?
+
+    public init(_ instances: [PretrainingInstance], seed: UInt64) {
+        self.instances = instances
+        self.seed = seed
+    }
+
+    public var count: Int { instances.count }
+
+    public func instance(epoch: Int, position: Int) -> (index: Int, instance: PretrainingInstance) {
+        if cached?.epoch != epoch { cached = (epoch, seededPermutation(count, seed: seed &+ 0x5EED &+ UInt64(epoch))) }
+        let index = cached!.order[position]
+        return (index, instances[index])
+    }
+}
+
+/// A Fisher–Yates permutation of 0..<n from a seed.
+func seededPermutation(_ n: Int, seed: UInt64) -> [Int] {
+    var p = Array(0..<n)
+    var rng = SeededRandom(seed: seed)
+    for i in stride(from: n - 1, to: 0, by: -1) { p.swapAt(i, Int(rng.next() % UInt64(i + 1))) }
+    return p
+}
+
+/// Calls `body` with each document of the files (its lines, or its sentences with
+/// `splitSentences`), reading a few MB at a time. Documents are separated by blank lines.
+public func forEachDocument(files: [URL], splitSentences: Bool, _ body: ([String]) throws -> Void) throws {
+    for url in files {
+        let handle: FileHandle
+        do { handle = try FileHandle(forReadingFrom: url) } catch {
+            throw BertError("\(url.path): cannot open (\(error.localizedDescription))")
+        }
+        defer { try? handle.close() }
+        var current: [String] = []
+        var pending: [UInt8] = []
+        var lineNumber = 0
+        func line(_ bytes: ArraySlice<UInt8>) throws {
+            lineNumber += 1
+            guard let text = String(bytes: bytes, encoding: .utf8) else {
+                throw BertError("\(url.path):\(lineNumber): not valid UTF-8")
+            }
+            let trimmed = text.trimmingCharacters(in: .whitespacesAndNewlines)
+            if trimmed.isEmpty {
+                if !current.isEmpty { try body(current) }
+                current = []
+            } else if splitSentences {
+                current.append(contentsOf: splitIntoSentences(trimmed))
+            } else {
+                current.append(trimmed)
+            }
+        }
+        while true {
+            let chunk: Data?
+            do { chunk = try handle.read(upToCount: 1 << 22) } catch {
+                throw BertError("\(url.path): read failed (\(error.localizedDescription))")
+            }
+            guard let chunk, !chunk.isEmpty else { break }
+            pending.append(contentsOf: chunk)
+            var start = 0
+            while let nl = pending[start...].firstIndex(of: 0x0A) {
+                try line(pending[start..<nl])
+                start = nl + 1
+            }
+            pending.removeFirst(start)
+        }
+        if !pending.isEmpty { try line(pending[...]) }
+        if !current.isEmpty { try body(current) }
+    }
+}
+
+/// The seed of the instances made from chunk `k` of the corpus (chunk 0's is also the in-memory
+/// run's, so a corpus of one chunk gives the same instances either way).
+func chunkSeed(_ seed: UInt64, chunk k: Int) -> UInt64 { seed &+ 0xC4A2 &+ UInt64(k) &* 0x9E37_79B9_7F4A_7C15 }
+
+/// Settings of a shard preparation (recorded in manifest.json).
+public struct ShardOptions: Sendable {
+    public var data = PretrainingDataOptions()
+    public var seed: UInt64 = 12345
+    public var dupeFactor = 1
+    public var shardCount = 16
+    /// Documents gathered before instances are made from them (NotNext spans come from the same chunk).
+    public var chunkDocuments = 4096
+    /// Documents held out for evaluation: at most this many, and at most a tenth of the first chunk.
+    public var heldOutDocuments = 20
+    public var splitSentences = false
+    public init() {}
+}
+
+let shardMagic = Array("BERTSHD1".utf8)
+
+/// Appends records to a shard file through a buffer.
+final class ShardFileWriter {
+    let handle: FileHandle
+    var buffer: [UInt8] = []
+    private(set) var count = 0
+
+    init(url: URL) throws {
+        guard FileManager.default.createFile(atPath: url.path, contents: Data(shardMagic)) else {
+            throw BertError("\(url.path): cannot create")
+        }
+        handle = try FileHandle(forWritingTo: url)
+        try handle.seekToEnd()
+    }
+
+    func append(_ instance: PretrainingInstance) throws {
+        let n = instance.tokens.count
+        let aLength = instance.segmentIds.firstIndex(of: 1) ?? n
+        buffer.append(UInt8(n & 0xFF)); buffer.append(UInt8(n >> 8))
+        buffer.append(UInt8(aLength & 0xFF)); buffer.append(UInt8(aLength >> 8))
+        buffer.append(instance.isRandomNext ? 1 : 0)
+        for t in instance.tokens {
+            let u = UInt32(bitPattern: t)
+            buffer.append(UInt8(u & 0xFF)); buffer.append(UInt8((u >> 8) & 0xFF))
+            buffer.append(UInt8((u >> 16) & 0xFF)); buffer.append(UInt8(u >> 24))
+        }
+        count += 1
+        if buffer.count >= 1 << 20 { try flush() }
+    }
+
+    func flush() throws {
+        if buffer.isEmpty { return }
+        try handle.write(contentsOf: buffer)
+        buffer.removeAll(keepingCapacity: true)
+    }
+
+    func close() throws {
+        try flush()
+        try handle.synchronize()
+        try handle.close()
+    }
+}
+
+/// Streams the corpus into shards in `folder` (created; an existing manifest is replaced) and
+/// returns them opened. Memory holds one chunk of documents at a time.
+@discardableResult
+public func preparePretrainingShards(files: [URL], tokenizer: BertTokenizer, options: ShardOptions, folder: URL,
+                                     progress: (Int, Int) -> Void = { _, _ in }) throws -> PretrainingShardSet {
+    guard options.shardCount >= 1 && options.shardCount <= 65536 else { throw BertError("the shard count must be between 1 and 65536") }
+    guard options.data.maxSeqLength <= Int(UInt16.max) else { throw BertError("max sequence length too large for a shard") }
+    let builder = try PretrainingDataBuilder(tokenizer: tokenizer, options: options.data)
+    let fm = FileManager.default
+    try fm.createDirectory(at: folder, withIntermediateDirectories: true)
+    let manifestURL = folder.appendingPathComponent("manifest.json")
+    try? fm.removeItem(at: manifestURL)
+    func name(_ i: Int) -> String { String(format: "shard-%05d.bin", i) }
+    let writers = try (0..<options.shardCount).map { try ShardFileWriter(url: folder.appendingPathComponent(name($0) + ".partial")) }
+    let heldOutWriter = try ShardFileWriter(url: folder.appendingPathComponent("heldout.bin.partial"))
+    var chunk: [[[Int32]]] = []
+    var chunkIndex = 0, documents = 0, heldOut = -1, tokens = 0
+    func makeInstances() throws {
+        if chunk.isEmpty { return }
+        var training = chunk
+        if heldOut < 0 {
+            // The held-out documents come from the first chunk: their instances use only each other.
+            heldOut = min(options.heldOutDocuments, chunk.count / 10)
+            let evalDocuments = Array(chunk[..<heldOut])
+            var rng = SeededRandom(seed: options.seed ^ 0xE7A1)
+            for d in evalDocuments.indices {
+                for inst in builder.instances(document: d, of: evalDocuments.count > 1 ? evalDocuments : chunk, rng: &rng) {
+                    try heldOutWriter.append(inst)
+                }
+            }
+            training = Array(chunk[heldOut...])
+        }
+        var rng = SeededRandom(seed: chunkSeed(options.seed, chunk: chunkIndex))
+        var placement = SeededRandom(seed: chunkSeed(options.seed ^ 0x5A4D, chunk: chunkIndex))
+        if training.count >= 1 {
+            for _ in 0..<max(1, options.dupeFactor) {
+                for d in training.indices {
+                    for inst in builder.instances(document: d, of: training, rng: &rng) {
+                        try writers[Int(placement.next() % UInt64(writers.count))].append(inst)
+                    }
+                }
+            }
+        }
+        chunkIndex += 1
+        chunk.removeAll(keepingCapacity: true)
+        progress(documents, writers.reduce(0) { $0 + $1.count })
+    }
+    try forEachDocument(files: files, splitSentences: options.splitSentences) { sentences in
+        let ids = tokenizer.encodeIdsBatch(sentences, addSpecialTokens: false)
+        let document = (0..<ids.count).map { Array(ids[$0]) }.filter { !$0.isEmpty }
+        if document.isEmpty { return }
+        tokens += document.reduce(0) { $0 + $1.count }
+        chunk.append(document)
+        documents += 1
+        if chunk.count >= options.chunkDocuments { try makeInstances() }
+    }
+    try makeInstances()
+    guard documents >= 2 else { throw BertError("pretraining needs at least 2 documents (blank lines separate documents)") }
+    var shards: [[String: Any]] = []
+    for (i, w) in writers.enumerated() {
+        try w.close()
+        let final = folder.appendingPathComponent(name(i))
+        try? fm.removeItem(at: final)
+        try fm.moveItem(at: folder.appendingPathComponent(name(i) + ".partial"), to: final)
+        shards.append(["file": name(i), "instances": w.count])
+    }
+    try heldOutWriter.close()
+    let heldOutURL = folder.appendingPathComponent("heldout.bin")
+    try? fm.removeItem(at: heldOutURL)
+    try fm.moveItem(at: folder.appendingPathComponent("heldout.bin.partial"), to: heldOutURL)
+    guard writers.contains(where: { $0.count > 0 }) else { throw BertError("the corpus gives no training instances") }
+    let manifest: [String: Any] = [
+        "format": "swift-bert pretraining shards", "version": 1,
+        "shards": shards, "held_out": ["file": "heldout.bin", "instances": heldOutWriter.count, "documents": heldOut],
+        "documents": documents, "tokens": tokens, "vocab_size": tokenizer.vocabulary.count,
+        "seed": String(options.seed), "dupe_factor": options.dupeFactor, "max_seq_length": options.data.maxSeqLength,
+        "short_seq_prob": options.data.shortSeqProb, "chunk_documents": options.chunkDocuments,
+    ]
+    let json = try JSONSerialization.data(withJSONObject: manifest, options: [.prettyPrinted, .sortedKeys])
+    try json.write(to: manifestURL, options: .atomic)
+    return try PretrainingShardSet(folder: folder)
+}
+
+/// One shard file, memory-mapped, with the offsets of its records.
+final class ShardFile {
+    let url: URL
+    let data: Data
+    let offsets: [Int]
+
+    init(url: URL, expected: Int) throws {
+        do { data = try Data(contentsOf: url, options: .alwaysMapped) } catch {
+            throw BertError("\(url.path): cannot read (\(error.localizedDescription))")
+        }
+        guard data.count >= 8, Array(data.prefix(8)) == shardMagic else { throw BertError("\(url.path): not a swift-bert shard") }
+        var offsets: [Int] = []
+        offsets.reserveCapacity(expected)
+        try data.withUnsafeBytes { (raw: UnsafeRawBufferPointer) in
+            var at = 8
+            while at < raw.count {
+                guard at + 5 <= raw.count else { throw BertError("\(url.path): truncated record at byte \(at)") }
+                let n = Int(raw[at]) | Int(raw[at + 1]) << 8
+                let a = Int(raw[at + 2]) | Int(raw[at + 3]) << 8
+                guard n >= 3, a >= 2, a < n, raw[at + 4] <= 1, at + 5 + 4 * n <= raw.count else {
+                    throw BertError("\(url.path): corrupt record at byte \(at)")
+                }
+                offsets.append(at)
+                at += 5 + 4 * n
+            }
+        }
+        guard offsets.count == expected else {
+            throw BertError("\(url.path): \(offsets.count) instances, the manifest says \(expected)")
+        }
+        self.url = url
+        self.offsets = offsets
+    }
+
+    func instance(_ i: Int, vocabularySize: Int) throws -> PretrainingInstance {
+        try data.withUnsafeBytes { (raw: UnsafeRawBufferPointer) in
+            let at = offsets[i]
+            let n = Int(raw[at]) | Int(raw[at + 1]) << 8
+            let a = Int(raw[at + 2]) | Int(raw[at + 3]) << 8
+            var tokens = [Int32](repeating: 0, count: n)
+            for j in 0..<n {
+                let t = Int32(littleEndian: raw.loadUnaligned(fromByteOffset: at + 5 + 4 * j, as: Int32.self))
+                guard t >= 0 && Int(t) < vocabularySize else {
+                    throw BertError("\(url.path): token id \(t) outside the vocabulary (size \(vocabularySize))")
+                }
+                tokens[j] = t
+            }
+            let segments = [Int32](repeating: 0, count: a) + [Int32](repeating: 1, count: n - a)
+            return PretrainingInstance(tokens: tokens, segmentIds: segments, isRandomNext: raw[at + 4] == 1)
+        }
+    }
+}
+
+/// Prepared shards, read back: the training instances in a seeded order (shards in a random order
+/// per epoch, instances in a random order within each), and the held-out instances. Only the
+/// shards in use are opened (memory-mapped), so the corpus can be larger than memory.
+public final class PretrainingShardSet: PretrainingInstanceSource {
+    public let folder: URL
+    public let vocabularySize: Int
+    public let maxSeqLength: Int
+    public let seed: UInt64
+    let files: [String]
+    let counts: [Int]
+    let bases: [Int]
+    let heldOutFile: String
+    let heldOutCount: Int
+    public let documents: Int
+    private var open: [Int: ShardFile] = [:]
+    private var order: (epoch: Int, shards: [Int])?
+    private var within: [Int: (epoch: Int, order: [Int])] = [:]
+
+    public init(folder: URL) throws {
+        self.folder = folder
+        let url = folder.appendingPathComponent("manifest.json")
+        guard let data = try? Data(contentsOf: url) else {
+            throw BertError("\(folder.path): no manifest.json (not prepared, or the preparation did not finish)")
+        }
+        guard let m = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
+              m["format"] as? String == "swift-bert pretraining shards", m["version"] as? Int == 1,
+              let shards = m["shards"] as? [[String: Any]], let held = m["held_out"] as? [String: Any],
+              let vocab = m["vocab_size"] as? Int, let seq = m["max_seq_length"] as? Int,
+              let seedText = m["seed"] as? String, let seed = UInt64(seedText) else {
+            throw BertError("\(url.path): not a swift-bert shard manifest (version 1)")
+        }
+        var files: [String] = [], counts: [Int] = []
+        for s in shards {
+            guard let f = s["file"] as? String, let n = s["instances"] as? Int, n >= 0, !f.contains("/") else {
+                throw BertError("\(url.path): bad shard entry \(s)")
+            }
+            files.append(f); counts.append(n)
+        }
+        guard let hf = held["file"] as? String, let hn = held["instances"] as? Int, !hf.contains("/") else {
+            throw BertError("\(url.path): bad held_out entry")
+        }
+        for f in files + [hf] where !FileManager.default.fileExists(atPath: folder.appendingPathComponent(f).path) {
+            throw BertError("\(folder.path)/\(f): missing (the manifest names it)")
+        }
+        self.files = files
+        self.counts = counts
+        var bases: [Int] = [], total = 0
+        for n in counts { bases.append(total); total += n }
+        self.bases = bases
+        heldOutFile = hf
+        heldOutCount = hn
+        vocabularySize = vocab
+        maxSeqLength = seq
+        self.seed = seed
+        documents = m["documents"] as? Int ?? 0
+        guard total > 0 else { throw BertError("\(url.path): no training instances") }
+    }
+
+    public var count: Int { counts.reduce(0, +) }
+
+    private func shard(_ i: Int) throws -> ShardFile {
+        if let f = open[i] { return f }
+        // Keep at most a few shards mapped: a batch may span two.
+        if open.count >= 3 { open.removeAll() }
+        let f = try ShardFile(url: folder.appendingPathComponent(files[i]), expected: counts[i])
+        open[i] = f
+        return f
+    }
+
+    public func instance(epoch: Int, position: Int) throws -> (index: Int, instance: PretrainingInstance) {
+        if order?.epoch != epoch { order = (epoch, seededPermutation(files.count, seed: seed &+ 0x5EED &+ UInt64(epoch))) }
+        var p = position
+        for s in order!.shards {
+            if p < counts[s] {
+                if within[s]?.epoch != epoch {
+                    if within.count >= 3 { within.removeAll() }
+                    within[s] = (epoch, seededPermutation(counts[s], seed: seed &+ 0x5EED &+ UInt64(epoch) &* 0x1_0000 &+ UInt64(s) &* 0x9E37_79B9))
+                }
+                let local = within[s]!.order[p]
+                return (bases[s] + local, try shard(s).instance(local, vocabularySize: vocabularySize))
+            }
+            p -= counts[s]
+        }
+        throw BertError("instance position \(position) is past the \(count) instances")
+    }
+
+    /// The held-out instances (at most `limit`).
+    public func heldOut(limit: Int) throws -> [PretrainingInstance] {
+        if heldOutCount == 0 { return [] }
+        let f = try ShardFile(url: folder.appendingPathComponent(heldOutFile), expected: heldOutCount)
+        return try (0..<min(limit, heldOutCount)).map { try f.instance($0, vocabularySize: vocabularySize) }
+    }
+}
