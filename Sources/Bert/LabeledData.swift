@@ -1,0 +1,147 @@
+import Foundation
+
+/// One labeled example of a sequence task: a text, an optional second text (pairs) and its label
+/// (a class name, or a number for regression), with where it came from for error messages.
+public struct LabeledExample: Sendable, Equatable {
+    public var text: String
+    public var textPair: String?
+    public var label: String?
+    public var source: String
+    public init(text: String, textPair: String? = nil, label: String? = nil, source: String = "") {
+        self.text = text
+        self.textPair = textPair
+        self.label = label
+        self.source = source
+    }
+}
+
+/// Which columns hold the text, the second text and the label.
+public struct ColumnNames: Sendable {
+    public var text = "text"
+    public var textPair: String? = "text_pair"
+    public var label = "label"
+    public init() {}
+}
+
+/// Reads CSV (RFC 4180: quoted fields may hold commas, quotes and newlines), TSV (tab-separated,
+/// no quoting) or JSON Lines, chosen by the file's extension; the first row of CSV/TSV names the
+/// columns. A row that lacks the text column, or the label when `requireLabel`, is an error naming
+/// the file and line. A missing text_pair column means single sentences.
+public func readLabeledExamples(_ url: URL, columns: ColumnNames = ColumnNames(), requireLabel: Bool = true) throws -> [LabeledExample] {
+    let data: Data
+    do { data = try Data(contentsOf: url) } catch {
+        throw BertError("\(url.path): cannot read (\(error.localizedDescription))")
+    }
+    guard let text = String(data: data, encoding: .utf8) else { throw BertError("\(url.path): not valid UTF-8") }
+    let ext = url.pathExtension.lowercased()
+    var rows: [(line: Int, fields: [String: String])] = []
+    if ext == "jsonl" || ext == "json" || ext == "ndjson" {
+        for (i, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            let trimmed = line.trimmingCharacters(in: .whitespacesAndNewlines)
+            if trimmed.isEmpty { continue }
+            guard let object = try? JSONSerialization.jsonObject(with: Data(trimmed.utf8)) as? [String: Any] else {
+                throw BertError("\(url.path):\(i + 1): not a JSON object")
+            }
+            var fields: [String: String] = [:]
+            for (k, v) in object {
+                if v is NSNull { continue }
+                if let s = v as? String { fields[k] = s } else if let n = v as? NSNumber { fields[k] = n.stringValue } else {
+                    throw BertError("\(url.path):\(i + 1): field '\(k)' must be a string or a number")
+                }
+            }
+            rows.append((i + 1, fields))
+        }
+    } else if ext == "csv" || ext == "tsv" || ext == "txt" {
+        let table = ext == "csv" ? try parseCSV(text, source: url.path) : parseTSV(text)
+        guard let header = table.first else { throw BertError("\(url.path): empty file") }
+        let names = header.fields.map { $0.trimmingCharacters(in: .whitespaces) }
+        for row in table.dropFirst() {
+            if row.fields.count == 1 && row.fields[0].isEmpty { continue }  // blank line
+            guard row.fields.count == names.count else {
+                throw BertError("\(url.path):\(row.line): \(row.fields.count) fields, the header has \(names.count)")
+            }
+            rows.append((row.line, Dictionary(zip(names, row.fields), uniquingKeysWith: { a, _ in a })))
+        }
+    } else {
+        throw BertError("\(url.path): unknown format (use .csv, .tsv or .jsonl)")
+    }
+    return try rows.map { row in
+        guard let t = row.fields[columns.text] else {
+            throw BertError("\(url.path):\(row.line): no '\(columns.text)' column")
+        }
+        let label = row.fields[columns.label]
+        if requireLabel && (label ?? "").isEmpty {
+            throw BertError("\(url.path):\(row.line): no '\(columns.label)' value")
+        }
+        let pair = columns.textPair.flatMap { row.fields[$0] }
+        return LabeledExample(text: t, textPair: pair, label: label, source: "\(url.path):\(row.line)")
+    }
+}
+
+func parseTSV(_ text: String) -> [(line: Int, fields: [String])] {
+    text.split(separator: "\n", omittingEmptySubsequences: false).enumerated().compactMap { i, line in
+        var l = Substring(line)
+        if l.hasSuffix("\r") { l = l.dropLast() }
+        if l.isEmpty && i > 0 { return nil }
+        return (i + 1, l.split(separator: "\t", omittingEmptySubsequences: false).map(String.init))
+    }
+}
+
+/// RFC 4180 CSV on Unicode scalars: fields separated by commas, records by CRLF or LF, quoted
+/// fields with doubled quotes inside. Each record keeps the line it starts on.
+func parseCSV(_ text: String, source: String) throws -> [(line: Int, fields: [String])] {
+    var records: [(line: Int, fields: [String])] = []
+    var fields: [String] = []
+    var field = String.UnicodeScalarView()
+    var inQuotes = false, fieldStarted = false
+    var line = 1, recordLine = 1
+    var scalars = text.unicodeScalars.makeIterator()
+    var pending: Unicode.Scalar? = nil
+    func next() -> Unicode.Scalar? {
+        if let p = pending { pending = nil; return p }
+        return scalars.next()
+    }
+    func endRecord() {
+        fields.append(String(field))
+        records.append((recordLine, fields))
+        fields = []
+        field = String.UnicodeScalarView()
+        fieldStarted = false
+    }
+    while let c = next() {
+        if inQuotes {
+            if c == "\"" {
+                if let d = next() {
+                    if d == "\"" { field.append("\"") } else { inQuotes = false; pending = d }
+                } else {
+                    inQuotes = false
+                }
+            } else {
+                if c == "\n" { line += 1 }
+                field.append(c)
+            }
+            continue
+        }
+        switch c {
+        case "\"" where !fieldStarted && field.isEmpty:
+            inQuotes = true
+            fieldStarted = true
+        case ",":
+            fields.append(String(field))
+            field = String.UnicodeScalarView()
+            fieldStarted = false
+        case "\r":
+            continue
+        case "\n":
+            endRecord()
+            line += 1
+            recordLine = line
+        default:
+            field.append(c)
+            fieldStarted = true
+        }
+    }
+    if inQuotes { throw BertError("\(source):\(recordLine): a quoted field is not closed") }
+    if !fields.isEmpty || !field.isEmpty { endRecord() }
+    return records
+}

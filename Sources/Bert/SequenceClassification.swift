@@ -1,0 +1,207 @@
+import BertCompute
+import Foundation
+
+/// What a sequence head predicts: one of N labels (softmax cross-entropy) or a number (mean
+/// squared error), as transformers' problem_type "single_label_classification" / "regression".
+public enum SequenceTask: String, Sendable {
+    case classification = "single_label_classification"
+    case regression
+}
+
+/// Losses and counts of one batch of a sequence head.
+public struct SequenceLoss: Sendable {
+    public var loss = 0.0
+    public var count = 0
+    public init() {}
+}
+
+/// Transformers' BertForSequenceClassification: the encoder ("bert.", with its pooler), dropout on
+/// the pooled `[CLS]` output and a linear classifier ("classifier"). One parameter block, names as
+/// transformers', so a model saved here loads there and back.
+public final class BertForSequenceClassification: @unchecked Sendable {
+    public let config: BertConfig
+    public let task: SequenceTask
+    /// Label names by id (classification); ["score"] for regression.
+    public let labels: [String]
+    public let bert: BertModelWeights
+    public let classifier: Linear
+    public let parameters: ParameterStore
+
+    public var numLabels: Int { labels.count }
+
+    public init(config: BertConfig, task: SequenceTask, labels: [String]) throws {
+        try config.validate()
+        switch task {
+        case .classification:
+            guard labels.count >= 2 else { throw BertError("classification needs at least 2 labels, got \(labels.count)") }
+            guard Set(labels).count == labels.count else { throw BertError("label names must be distinct: \(labels)") }
+        case .regression:
+            guard labels.count == 1 else { throw BertError("regression has exactly one output") }
+        }
+        var c = config
+        c.architectures = ["BertForSequenceClassification"]
+        c.extra["problem_type"] = task.rawValue
+        c.extra["id2label"] = Dictionary(uniqueKeysWithValues: labels.enumerated().map { (String($0.offset), $0.element) })
+        c.extra["label2id"] = Dictionary(uniqueKeysWithValues: labels.enumerated().map { ($0.element, $0.offset) })
+        self.config = c
+        self.task = task
+        self.labels = labels
+        var layout = ParameterLayout()
+        bert = BertModelWeights(&layout, config: config, prefix: "bert.", addPoolingLayer: true)
+        classifier = Linear(&layout, "classifier", out: labels.count, in: config.hiddenSize)
+        parameters = try ParameterStore(layout: layout)
+    }
+
+    /// A new head on a pretrained encoder (a BertModel, BertForPreTraining, sentence-transformers
+    /// or BertFor* folder): the encoder's tensors are loaded (with or without the `bert.` prefix),
+    /// the classifier (and a pooler the checkpoint lacks) initialised as BERT does. Returns the
+    /// names of the tensors that were newly initialised.
+    public static func fromPretrained(folder: URL, task: SequenceTask, labels: [String], seed: UInt64) throws
+        -> (model: BertForSequenceClassification, initialised: [String]) {
+        let (config, file) = try openCheckpoint(folder)
+        var base = config
+        base.extra.removeValue(forKey: "id2label")
+        base.extra.removeValue(forKey: "label2id")
+        base.extra.removeValue(forKey: "problem_type")
+        let model = try BertForSequenceClassification(config: base, task: task, labels: labels)
+        var rng = SeededRandom(seed: seed)
+        initializeBertParameters(model.parameters, config: base, rng: &rng)
+        let prefix = file.info("bert.embeddings.word_embeddings.weight") != nil ? "bert." : ""
+        var initialised: [String] = []
+        for t in model.parameters.layout.tensors {
+            if t.name.hasPrefix("classifier.") { initialised.append(t.name); continue }
+            let name = prefix + t.name.dropFirst("bert.".count)
+            if file.info(name) == nil && t.name.hasPrefix("bert.pooler.") { initialised.append(t.name); continue }
+            let found = try model.parameters.layout.checkpointName(of: t, in: file, stripping: "bert.", adding: prefix)
+            do {
+                try file.copyFloats(found, into: UnsafeMutableBufferPointer(start: model.parameters[t], count: t.count))
+            } catch let e as SafeTensorsError {
+                throw BertError(e.description)
+            }
+        }
+        return (model, initialised)
+    }
+
+    /// Loads a BertForSequenceClassification folder (saved here or by transformers).
+    public convenience init(folder: URL) throws {
+        let (config, file) = try openCheckpoint(folder)
+        let problem = config.extra["problem_type"] as? String
+        var labels: [String]
+        if let id2label = config.extra["id2label"] as? [String: Any] {
+            labels = try (0..<id2label.count).map { i in
+                guard let name = id2label[String(i)] else { throw BertError("\(folder.path)/config.json: id2label has no id \(i)") }
+                return "\(name)"
+            }
+        } else {
+            labels = ["LABEL_0", "LABEL_1"]
+        }
+        let task: SequenceTask = problem == "regression" || labels.count == 1 ? .regression : .classification
+        if task == .regression && labels.count != 1 { labels = ["score"] }
+        guard file.info("classifier.weight") != nil else {
+            throw BertError("\(folder.path): no classifier.weight (not a BertForSequenceClassification; fine-tune it first)")
+        }
+        try self.init(config: config, task: task, labels: labels)
+        try parameters.layout.check(against: file)
+        try parameters.load(from: file)
+    }
+
+    /// Writes config.json (architectures, problem_type, id2label/label2id) and model.safetensors.
+    public func save(to folder: URL) throws {
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        try config.write(to: folder.appendingPathComponent("config.json"))
+        var writer = SafeTensorsWriter()
+        parameters.addTensors(to: &writer)
+        do { try writer.write(to: folder.appendingPathComponent("model.safetensors")) } catch let e as SafeTensorsError {
+            throw BertError(e.description)
+        }
+    }
+
+    /// Logits [batch, numLabels] with dropout off.
+    public func logits(_ batch: EncoderBatch) throws -> [Float] {
+        let acts = try bert.forwardForTraining(batch, parameters: parameters)
+        guard let pooled = acts.poolerOutput else { throw BertError("the encoder has no pooler") }
+        let b = batch.batchSize, out = FloatBuffer(count: b * numLabels)
+        linear(pooled.pointer, rows: b, inFeatures: config.hiddenSize, weight: parameters[classifier.weight],
+               outFeatures: numLabels, bias: parameters[classifier.bias], output: out.pointer) { _ in }
+        return out.toArray()
+    }
+
+    /// Forward and backward of one batch: returns the mean loss and adds its gradients into
+    /// `grads`. Classification labels are label ids (`classLabels`), regression targets `targets`.
+    public func lossAndGradients(_ batch: EncoderBatch, classLabels: [Int32]? = nil, targets: [Float]? = nil,
+                                 into grads: ParameterStore, dropout: Dropout? = nil) throws -> (loss: Double, logits: [Float]) {
+        let b = batch.batchSize, h = config.hiddenSize, n = numLabels
+        switch task {
+        case .classification:
+            guard let labels = classLabels, labels.count == b else { throw BertError("classification needs \(b) label ids") }
+            guard labels.allSatisfy({ $0 >= 0 && Int($0) < n }) else { throw BertError("a label id is outside 0..<\(n)") }
+        case .regression:
+            guard let t = targets, t.count == b else { throw BertError("regression needs \(b) targets") }
+            guard t.allSatisfy(\.isFinite) else { throw BertError("a regression target is not finite") }
+        }
+        let p = parameters
+        let acts = try bert.forwardForTraining(batch, parameters: p, dropout: dropout)
+        guard let pooled = acts.poolerOutput else { throw BertError("the encoder has no pooler") }
+        // Dropout on the pooled output: config's classifier_dropout when set, else the run's
+        // hidden-dropout probability (transformers uses hidden_dropout_prob then).
+        let x = FloatBuffer(count: b * h)
+        x.pointer.update(from: pooled.pointer, count: b * h)
+        var mask: FloatBuffer? = nil
+        let classifierDropout = (config.extra["classifier_dropout"] as? NSNumber).map { Float(truncating: $0) }
+        if let d = dropout, (classifierDropout ?? d.hiddenProbability) > 0 {
+            let m = FloatBuffer(count: b * h)
+            d.mask(m.pointer, count: b * h, probability: classifierDropout ?? d.hiddenProbability, stream: 0xC1A5_51F1)
+            for i in 0..<(b * h) { x.pointer[i] *= m.pointer[i] }
+            mask = m
+        }
+        let logits = FloatBuffer(count: b * n)
+        linear(x.pointer, rows: b, inFeatures: h, weight: p[classifier.weight], outFeatures: n,
+               bias: p[classifier.bias], output: logits.pointer) { _ in }
+        let values = logits.toArray()
+        let loss: Double
+        switch task {
+        case .classification:
+            loss = classLabels!.withUnsafeBufferPointer {
+                Kernels.crossEntropy(logits.pointer, labels: $0.baseAddress!, cols: n, rows: 0..<b, scale: 1 / Float(b))
+            } / Double(b)
+        case .regression:
+            loss = Kernels.meanSquaredError(logits.pointer, targets: targets!, count: b)
+        }
+        let dx = FloatBuffer(count: b * h)
+        BLAS.linearBackward(dy: logits.pointer, x: x.pointer, w: p[classifier.weight], m: b, n: n, k: h,
+                            dx: dx.pointer, dw: grads[classifier.weight], db: grads[classifier.bias])
+        if let m = mask { for i in 0..<(b * h) { dx.pointer[i] *= m.pointer[i] } }
+        bert.backward(acts, dHidden: nil, dPooled: dx.toArray(), parameters: p, gradients: grads)
+        return (loss, values)
+    }
+}
+
+/// config.json and model.safetensors of a model folder, with clear errors.
+func openCheckpoint(_ folder: URL) throws -> (BertConfig, SafeTensorsFile) {
+    let configURL = folder.appendingPathComponent("config.json")
+    guard FileManager.default.fileExists(atPath: configURL.path) else {
+        throw BertError("\(folder.path): no config.json (is this a Hugging Face model folder?)")
+    }
+    let config = try BertConfig(contentsOf: configURL)
+    let weightsURL = folder.appendingPathComponent("model.safetensors")
+    guard FileManager.default.fileExists(atPath: weightsURL.path) else {
+        throw BertError("\(folder.path): no model.safetensors")
+    }
+    do { return (config, try SafeTensorsFile(contentsOf: weightsURL)) } catch let e as SafeTensorsError {
+        throw BertError(e.description)
+    }
+}
+
+extension Kernels {
+    /// Mean squared error of `count` predictions against targets, in place: returns the mean
+    /// loss and replaces each prediction by the loss's gradient, 2 (p − t) / count.
+    public static func meanSquaredError(_ predictions: UnsafeMutablePointer<Float>, targets: [Float], count: Int) -> Double {
+        var total = 0.0
+        for i in 0..<count {
+            let d = predictions[i] - targets[i]
+            total += Double(d) * Double(d)
+            predictions[i] = 2 * d / Float(count)
+        }
+        return total / Double(count)
+    }
+}

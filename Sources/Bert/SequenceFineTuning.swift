@@ -1,0 +1,202 @@
+import BertCompute
+import BertTokenizer
+import Foundation
+
+/// Settings of a sequence fine-tuning run (the `bert finetune` flags).
+public struct FineTuneOptions: Sendable {
+    public var epochs = 3
+    public var learningRate = 2e-5
+    public var batchSize = 32
+    public var maxLength = 128
+    public var seed: UInt64 = 42
+    /// Share of the steps spent warming up (then linear decay to 0).
+    public var warmupRatio = 0.1
+    public var weightDecay = 0.01
+    public var maxGradNorm = 1.0
+    public var logEvery = 20
+    public init() {}
+}
+
+/// One epoch's result.
+public struct EpochReport: Sendable {
+    public var epoch: Int
+    public var trainLoss: Double
+    public var metrics: [String: Double]
+    public var improved: Bool
+}
+
+/// Encodes labeled examples into padded batches for a sequence model.
+public struct SequenceEncoder: Sendable {
+    public var tokenizer: BertTokenizer
+
+    public init(tokenizer: BertTokenizer, maxLength: Int) {
+        var t = tokenizer
+        t.truncation = Truncation(maxLength: maxLength)
+        t.padding = nil
+        self.tokenizer = t
+    }
+
+    public func batch(_ examples: ArraySlice<LabeledExample>) throws -> EncoderBatch {
+        let texts = examples.map(\.text)
+        let pairs: [String]? = examples.contains { $0.textPair != nil } ? examples.map { $0.textPair ?? "" } : nil
+        let encodings: [Encoding]
+        do { encodings = try tokenizer.encodeBatch(texts, pairs: pairs) } catch {
+            throw BertError("\(examples.first?.source ?? ""): \(error)")
+        }
+        let s = encodings.map(\.ids.count).max() ?? 0
+        var ids = [Int32](repeating: 0, count: encodings.count * s), types = ids, mask = ids
+        for (b, e) in encodings.enumerated() {
+            for (j, id) in e.ids.enumerated() {
+                ids[b * s + j] = id
+                types[b * s + j] = e.typeIds[j]
+                mask[b * s + j] = 1
+            }
+        }
+        return EncoderBatch(batchSize: encodings.count, sequenceLength: s, inputIds: ids, tokenTypeIds: types, attentionMask: mask)
+    }
+}
+
+/// The label names of a classification set, in a fixed order: numerically when every label is an
+/// integer, otherwise sorted as strings.
+public func labelNames(of examples: [LabeledExample]) -> [String] {
+    let names = Set(examples.compactMap(\.label))
+    if names.allSatisfy({ Int($0) != nil }) { return names.sorted { Int($0)! < Int($1)! } }
+    return names.sorted()
+}
+
+/// Fine-tunes a BertForSequenceClassification on labeled examples: AdamW with warm-up and linear
+/// decay, clipping, dropout; evaluates on the validation set after each epoch and saves the best
+/// model (by accuracy, or Pearson for regression) to the output folder as a Hugging Face folder.
+public final class SequenceFineTuner {
+    public let model: BertForSequenceClassification
+    public let encoder: SequenceEncoder
+    public let options: FineTuneOptions
+    public let output: URL
+
+    public init(model: BertForSequenceClassification, tokenizer: BertTokenizer, options: FineTuneOptions, output: URL) {
+        self.model = model
+        self.encoder = SequenceEncoder(tokenizer: tokenizer, maxLength: options.maxLength)
+        self.options = options
+        self.output = output
+    }
+
+    /// Label ids (classification) or numeric targets (regression) of examples, with errors naming the row.
+    func targets(_ examples: ArraySlice<LabeledExample>) throws -> ([Int32]?, [Float]?) {
+        switch model.task {
+        case .classification:
+            let index = Dictionary(uniqueKeysWithValues: model.labels.enumerated().map { ($0.element, Int32($0.offset)) })
+            return (try examples.map { e in
+                guard let l = e.label, let id = index[l] else {
+                    throw BertError("\(e.source): label '\(e.label ?? "")' is not one of the model's labels \(model.labels)")
+                }
+                return id
+            }, nil)
+        case .regression:
+            return (nil, try examples.map { e in
+                guard let l = e.label, let v = Float(l.trimmingCharacters(in: .whitespaces)), v.isFinite else {
+                    throw BertError("\(e.source): label '\(e.label ?? "")' is not a number")
+                }
+                return v
+            })
+        }
+    }
+
+    /// Trains for `options.epochs` epochs; `report` is called with progress lines and epoch results.
+    public func train(_ trainSet: [LabeledExample], validation: [LabeledExample],
+                      progress: (String) -> Void = { _ in }, report: (EpochReport) -> Void = { _ in }) throws {
+        guard !trainSet.isEmpty else { throw BertError("the training set is empty") }
+        _ = try targets(trainSet[...])
+        _ = try targets(validation[...])
+        let b = options.batchSize
+        let stepsPerEpoch = (trainSet.count + b - 1) / b
+        let total = stepsPerEpoch * options.epochs
+        let schedule = LinearWarmupSchedule(warmupSteps: Int((Double(total) * options.warmupRatio).rounded()), totalSteps: total)
+        let optimizer = AdamW(layout: model.parameters.layout, weightDecay: options.weightDecay)
+        let grads = try ParameterStore(layout: model.parameters.layout)
+        var best = -Double.infinity
+        var step = 0
+        let start = Date()
+        for epoch in 0..<options.epochs {
+            let order = seededPermutation(trainSet.count, seed: options.seed &+ 0xF17E &+ UInt64(epoch))
+            var epochLoss = 0.0, batches = 0
+            for first in stride(from: 0, to: order.count, by: b) {
+                let part = order[first..<min(order.count, first + b)].map { trainSet[$0] }
+                let batch = try encoder.batch(part[...])
+                let (labels, values) = try targets(part[...])
+                grads.data.zero()
+                let dropout = Dropout(hiddenProbability: Float(model.config.hiddenDropoutProb),
+                                      attentionProbability: Float(model.config.attentionProbsDropoutProb),
+                                      seed: options.seed &+ 0xD0 &+ UInt64(step) &* 0x2545_F491_4F6C_DD1D)
+                let (loss, _) = try model.lossAndGradients(batch, classLabels: labels, targets: values, into: grads, dropout: dropout)
+                guard loss.isFinite else { throw BertError("the loss is \(loss) at step \(step + 1): training stopped (lower --lr)") }
+                clipGradientNorm(grads, maxNorm: options.maxGradNorm)
+                optimizer.update(model.parameters, gradients: grads, lr: options.learningRate * schedule.multiplier(at: step))
+                step += 1
+                epochLoss += loss
+                batches += 1
+                if step % max(1, options.logEvery) == 0 {
+                    let elapsed = Date().timeIntervalSince(start)
+                    progress(String(format: "epoch %d  step %d/%d  loss %.4f  %.1f examples/s", epoch + 1, step, total,
+                                    epochLoss / Double(batches), Double(step * b) / max(elapsed, 1e-9)))
+                }
+            }
+            var metrics: [String: Double] = [:]
+            var improved = true
+            if !validation.isEmpty {
+                metrics = try evaluate(validation)
+                let key = model.task == .classification ? "accuracy" : "pearson"
+                let score = metrics[key] ?? -Double.infinity
+                improved = score > best
+                if improved { best = score }
+            }
+            if improved { try save() }
+            report(EpochReport(epoch: epoch + 1, trainLoss: epochLoss / Double(max(batches, 1)), metrics: metrics, improved: improved))
+        }
+    }
+
+    public func save() throws {
+        try model.save(to: output)
+        try encoder.tokenizer.write(to: output)
+    }
+
+    /// Predictions for examples: the logits of each, in order (batched, dropout off).
+    public func logits(_ examples: [LabeledExample]) throws -> [[Float]] {
+        var result: [[Float]] = []
+        let b = max(1, options.batchSize)
+        for first in stride(from: 0, to: examples.count, by: b) {
+            let part = examples[first..<min(examples.count, first + b)]
+            let flat = try model.logits(try encoder.batch(part))
+            let n = model.numLabels
+            for i in 0..<part.count { result.append(Array(flat[i * n..<(i + 1) * n])) }
+        }
+        return result
+    }
+
+    /// The task's metrics on labeled examples: accuracy, F1 (binary: of the second label; else
+    /// macro) and Matthews correlation, or Pearson and Spearman for regression; plus the loss.
+    public func evaluate(_ examples: [LabeledExample]) throws -> [String: Double] {
+        let out = try logits(examples)
+        switch model.task {
+        case .classification:
+            let (labels, _) = try targets(examples[...])
+            let gold = labels!.map(Int.init)
+            let predicted = out.map { row in row.indices.max { row[$0] < row[$1] }! }
+            var loss = 0.0
+            for (row, g) in zip(out, gold) {
+                let m = row.max()!
+                loss += Double(log(row.reduce(Float(0)) { $0 + exp($1 - m) }) + m - row[g])
+            }
+            let n = model.numLabels
+            return ["accuracy": Metrics.accuracy(predicted, gold),
+                    "f1": n == 2 ? Metrics.f1(predicted, gold, positive: 1) : Metrics.macroF1(predicted, gold, classes: n),
+                    "matthews": Metrics.matthews(predicted, gold, classes: n),
+                    "loss": loss / Double(max(gold.count, 1)), "examples": Double(gold.count)]
+        case .regression:
+            let (_, values) = try targets(examples[...])
+            let gold = values!.map(Double.init), predicted = out.map { Double($0[0]) }
+            let mse = zip(predicted, gold).reduce(0.0) { $0 + ($1.0 - $1.1) * ($1.0 - $1.1) } / Double(max(gold.count, 1))
+            return ["pearson": Metrics.pearson(predicted, gold), "spearman": Metrics.spearman(predicted, gold),
+                    "mse": mse, "examples": Double(gold.count)]
+        }
+    }
+}

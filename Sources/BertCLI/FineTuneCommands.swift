@@ -1,0 +1,204 @@
+import ArgumentParser
+import Bert
+import BertCompute
+import BertTokenizer
+import Foundation
+
+/// The column options shared by finetune, predict and evaluate.
+struct ColumnOptions: ParsableArguments {
+    @Option(help: "Column of the text (CSV/TSV header or JSON key).") var textColumn = "text"
+    @Option(help: "Column of the second text of a pair (absent: single sentences).") var pairColumn = "text_pair"
+    @Option(help: "Column of the label.") var labelColumn = "label"
+
+    var names: ColumnNames {
+        var c = ColumnNames()
+        c.text = textColumn
+        c.textPair = pairColumn
+        c.label = labelColumn
+        return c
+    }
+}
+
+func readExamples(_ path: String, columns: ColumnNames, requireLabel: Bool = true) throws -> [LabeledExample] {
+    guard FileManager.default.fileExists(atPath: path) else { throw CLIError("\(path): file not found") }
+    do { return try readLabeledExamples(URL(fileURLWithPath: path), columns: columns, requireLabel: requireLabel) } catch let e as BertError {
+        throw CLIError(e.message)
+    }
+}
+
+func formatMetrics(_ m: [String: Double]) -> String {
+    m.keys.sorted().filter { $0 != "examples" }.map { String(format: "%@ %.4f", $0 as NSString, m[$0]!) }.joined(separator: "  ")
+}
+
+/// `bert finetune`: a pretrained BERT plus a task head, all parameters trained on labeled data.
+struct FineTune: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "finetune",
+        abstract: "Fine-tune a model on labeled data (classify: sentence or pair classification; regress: a number).",
+        discussion: """
+            Data: CSV (with a header), TSV (with a header) or JSON Lines, columns text, text_pair \\
+            (optional) and label. Class names are ordered numerically when all are integers, else \\
+            sorted. The model is evaluated on --validation after each epoch and the best epoch \\
+            (accuracy; Pearson for regress) is saved to --out as a Hugging Face \\
+            BertForSequenceClassification folder with its tokenizer.
+            """)
+
+    @Option(help: "classify or regress.") var task: String
+    @Option(help: "A pretrained model folder (BertModel, BertForPreTraining, sentence-transformers, ...).") var model: String
+    @Option(help: "Training data.") var train: String
+    @Option(help: "Validation data.") var validation: String
+    @Option(help: "Output folder.") var out: String
+    @Option(help: "Epochs.") var epochs = 3
+    @Option(help: "Peak learning rate (linear warm-up over --warmup-ratio of the steps, then linear decay).") var lr = 2e-5
+    @Option(help: "Share of the steps spent warming up.") var warmupRatio = 0.1
+    @Option(help: "Examples per step.") var batchSize = 32
+    @Option(help: "Maximum tokens per example (longer ones are truncated, longest first for pairs).") var maxLength = 128
+    @Option(help: "Random seed (head initialisation, order, dropout).") var seed: UInt64 = 42
+    @Option(help: "Worker threads (default: all cores).") var threads: Int?
+    @OptionGroup var columns: ColumnOptions
+
+    func validate() throws {
+        if !["classify", "regress"].contains(task) {
+            if ["tag", "qa", "choice"].contains(task) { throw ValidationError("--task \(task) is not implemented yet (classify and regress are)") }
+            throw ValidationError("--task must be classify or regress")
+        }
+        if epochs < 1 || batchSize < 1 || maxLength < 4 { throw ValidationError("--epochs, --batch-size must be positive and --max-length at least 4") }
+        if !(lr > 0) { throw ValidationError("--lr must be positive") }
+        if !(0...1).contains(warmupRatio) { throw ValidationError("--warmup-ratio must be between 0 and 1") }
+        if let t = threads, t < 1 { throw ValidationError("--threads must be at least 1") }
+    }
+
+    func run() throws {
+        if let t = threads { Compute.threads = t }
+        let trainSet = try readExamples(train, columns: columns.names)
+        let validationSet = try readExamples(validation, columns: columns.names)
+        let sequenceTask: SequenceTask = task == "classify" ? .classification : .regression
+        let labels = sequenceTask == .classification ? labelNames(of: trainSet) : ["score"]
+        if sequenceTask == .classification {
+            guard labels.count >= 2 else { throw CLIError("\(train): classification needs at least 2 distinct labels, found \(labels)") }
+            if let unknown = validationSet.first(where: { !labels.contains($0.label ?? "") }) {
+                throw CLIError("\(unknown.source): label '\(unknown.label ?? "")' does not occur in the training data \(labels)")
+            }
+        }
+        let folder = URL(fileURLWithPath: model)
+        let tokenizer: BertTokenizer
+        do { tokenizer = try BertTokenizer(modelFolder: folder) } catch let e as TokenizerError { throw CLIError(e.description) }
+        do {
+            let (network, initialised) = try BertForSequenceClassification.fromPretrained(folder: folder, task: sequenceTask, labels: labels, seed: seed)
+            warn("\(trainSet.count) training and \(validationSet.count) validation examples; labels \(labels); newly initialised: \(initialised.joined(separator: ", "))")
+            var options = FineTuneOptions()
+            options.epochs = epochs
+            options.learningRate = lr
+            options.warmupRatio = warmupRatio
+            options.batchSize = batchSize
+            options.maxLength = maxLength
+            options.seed = seed
+            let tuner = SequenceFineTuner(model: network, tokenizer: tokenizer, options: options, output: URL(fileURLWithPath: out))
+            var history: [[String: Any]] = []
+            try tuner.train(trainSet, validation: validationSet, progress: { print($0); fflush(nil) }) { r in
+                print(String(format: "epoch %d  train loss %.4f  validation: %@%@", r.epoch, r.trainLoss,
+                             formatMetrics(r.metrics) as NSString, r.improved ? "  (best so far: saved)" : ""))
+                fflush(nil)
+                history.append(["epoch": r.epoch, "train_loss": r.trainLoss, "validation": r.metrics, "saved": r.improved])
+                let data = try? JSONSerialization.data(withJSONObject: history, options: [.prettyPrinted, .sortedKeys])
+                try? data?.write(to: URL(fileURLWithPath: out).appendingPathComponent("eval_history.json"), options: .atomic)
+            }
+        } catch let e as BertError {
+            throw CLIError(e.message)
+        }
+        warn("wrote \(out): config.json, model.safetensors, tokenizer files, eval_history.json")
+    }
+}
+
+/// Loads a fine-tuned sequence model folder and its tokenizer.
+func loadSequenceModel(_ path: String, maxLength: Int?) throws -> SequenceFineTuner {
+    let folder = URL(fileURLWithPath: path)
+    do {
+        let network = try BertForSequenceClassification(folder: folder)
+        let tokenizer: BertTokenizer
+        do { tokenizer = try BertTokenizer(modelFolder: folder) } catch let e as TokenizerError { throw CLIError(e.description) }
+        var options = FineTuneOptions()
+        options.maxLength = min(maxLength ?? network.config.maxPositionEmbeddings, network.config.maxPositionEmbeddings)
+        return SequenceFineTuner(model: network, tokenizer: tokenizer, options: options, output: folder)
+    } catch let e as BertError {
+        throw CLIError(e.message)
+    }
+}
+
+/// `bert predict`: labels (or scores) of new inputs, one JSON object per line.
+struct Predict: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Predict with a fine-tuned model: one JSON object per input (JSON Lines).",
+        discussion: """
+            Inputs are lines of text from the files or stdin (with --pair, "A<TAB>B"), or the \\
+            rows of .csv/.tsv/.jsonl files (their text and text_pair columns). Classification \\
+            prints {"label", "probability", "probabilities"}; regression prints {"score"}.
+            """)
+
+    @Option(help: "A fine-tuned model folder (BertForSequenceClassification).") var model: String
+    @Option(help: "Maximum tokens per input (default: the model's limit).") var maxLength: Int?
+    @Flag(help: "Each line is a pair: first and second text separated by a tab.") var pair = false
+    @OptionGroup var columns: ColumnOptions
+    @Argument(help: "Input files (default: stdin).") var files: [String] = []
+
+    func run() throws {
+        let tuner = try loadSequenceModel(model, maxLength: maxLength)
+        var examples: [LabeledExample] = []
+        let tabular = !files.isEmpty && files.allSatisfy { ["csv", "tsv", "jsonl", "json", "ndjson"].contains(URL(fileURLWithPath: $0).pathExtension.lowercased()) }
+        if tabular {
+            for f in files { examples += try readExamples(f, columns: columns.names, requireLabel: false) }
+        } else {
+            var reader = LineReader(paths: files)
+            try reader.forEachBatch { lines in
+                for line in lines {
+                    if pair {
+                        let parts = line.split(separator: "\t", maxSplits: 1, omittingEmptySubsequences: false)
+                        examples.append(LabeledExample(text: String(parts[0]), textPair: parts.count > 1 ? String(parts[1]) : ""))
+                    } else {
+                        examples.append(LabeledExample(text: line))
+                    }
+                }
+            }
+        }
+        let logits: [[Float]]
+        do { logits = try tuner.logits(examples) } catch let e as BertError { throw CLIError(e.message) }
+        let out = Output()
+        let network = tuner.model
+        for row in logits {
+            var object: [String: Any]
+            if network.task == .regression {
+                object = ["score": Double(row[0])]
+            } else {
+                let m = row.max()!
+                let e = row.map { exp(Double($0 - m)) }
+                let sum = e.reduce(0, +)
+                let best = row.indices.max { row[$0] < row[$1] }!
+                object = ["label": network.labels[best], "probability": e[best] / sum,
+                          "probabilities": Dictionary(uniqueKeysWithValues: network.labels.enumerated().map { ($0.element, e[$0.offset] / sum) })]
+            }
+            let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
+            out.write(String(decoding: data, as: UTF8.self) + "\n")
+        }
+        out.flush()
+    }
+}
+
+/// `bert evaluate`: the task's metrics of a fine-tuned model on labeled data.
+struct Evaluate: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Evaluate a fine-tuned model on labeled data; prints the metrics as JSON.")
+
+    @Option(help: "A fine-tuned model folder (BertForSequenceClassification).") var model: String
+    @Option(help: "Labeled data (.csv, .tsv or .jsonl).") var data: String
+    @Option(help: "Maximum tokens per example (default: the model's limit).") var maxLength: Int?
+    @OptionGroup var columns: ColumnOptions
+
+    func run() throws {
+        let tuner = try loadSequenceModel(model, maxLength: maxLength)
+        let examples = try readExamples(data, columns: columns.names)
+        let metrics: [String: Double]
+        do { metrics = try tuner.evaluate(examples) } catch let e as BertError { throw CLIError(e.message) }
+        let json = try JSONSerialization.data(withJSONObject: metrics, options: [.prettyPrinted, .sortedKeys])
+        print(String(decoding: json, as: UTF8.self))
+    }
+}

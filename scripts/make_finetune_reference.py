@@ -1,0 +1,78 @@
+"""BertForSequenceClassification in PyTorch: the reference for SequenceClassificationTests.
+
+    .cache/venv/bin/python scripts/make_finetune_reference.py
+
+From Fixtures/tiny-pretraining's encoder, transformers makes two BertForSequenceClassification
+models (torch seed 0 for the new classifier): 3 labels ("neg", "neu", "pos",
+single_label_classification) and 1 output (regression), saved with save_pretrained to
+Fixtures/tiny-seqcls-classify and Fixtures/tiny-seqcls-regress. With dropout off (eval mode) and
+the batch of tiny_reference.safetensors (padded rows included), it records in
+Fixtures/tiny_seqcls_reference.safetensors, for each model M in (classify, regress):
+  M.labels, M.loss [1], M.logits [3, L] and M.grad.<name> for every parameter.
+Fixtures/metrics_reference.json holds scikit-learn's and scipy's accuracy, F1, macro F1, Matthews
+correlation, Pearson and Spearman on fixed predictions, for MetricsTests.
+"""
+import json
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+import numpy as np  # noqa: E402
+import scipy.stats  # noqa: E402
+import sklearn.metrics as skm  # noqa: E402
+import torch  # noqa: E402
+from safetensors.torch import load_file, save_file  # noqa: E402
+from transformers import BertForSequenceClassification  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FIXTURES = os.path.join(ROOT, "Tests", "BertModelTests", "Fixtures")
+
+
+def main():
+    ref = load_file(os.path.join(FIXTURES, "tiny_reference.safetensors"))
+    ids, types, mask = ref["input_ids"], ref["token_type_ids"], ref["attention_mask"]
+    tensors = {}
+    cases = {
+        "classify": dict(num_labels=3, id2label={0: "neg", 1: "neu", 2: "pos"}, label2id={"neg": 0, "neu": 1, "pos": 2},
+                         problem_type="single_label_classification", labels=torch.tensor([2, 0, 1])),
+        "regress": dict(num_labels=1, problem_type="regression", labels=torch.tensor([0.5, -1.25, 2.0])),
+    }
+    for name, case in cases.items():
+        labels = case.pop("labels")
+        torch.manual_seed(0)
+        model = BertForSequenceClassification.from_pretrained(
+            os.path.join(FIXTURES, "tiny-pretraining"), attn_implementation="eager", **case)
+        folder = os.path.join(FIXTURES, f"tiny-seqcls-{name}")
+        model.save_pretrained(folder, safe_serialization=True)
+        model = BertForSequenceClassification.from_pretrained(folder, attn_implementation="eager")
+        model.eval()
+        out = model(input_ids=ids, token_type_ids=types, attention_mask=mask, labels=labels)
+        out.loss.backward()
+        tensors[f"{name}.labels"] = labels
+        tensors[f"{name}.loss"] = out.loss.detach().reshape(1)
+        tensors[f"{name}.logits"] = out.logits.detach().contiguous()
+        for n, p in model.named_parameters():
+            tensors[f"{name}.grad.{n}"] = p.grad.detach().clone().contiguous()
+    save_file(tensors, os.path.join(FIXTURES, "tiny_seqcls_reference.safetensors"))
+
+    rng = np.random.default_rng(0)
+    gold3 = rng.integers(0, 3, 200)
+    pred3 = np.where(rng.random(200) < 0.6, gold3, rng.integers(0, 3, 200))
+    gold2, pred2 = gold3 % 2, pred3 % 2
+    x = rng.normal(size=300)
+    y = 0.7 * x + rng.normal(size=300)
+    y[::7] = y[0]  # ties for Spearman
+    metrics = {
+        "gold3": gold3.tolist(), "pred3": pred3.tolist(), "gold2": gold2.tolist(), "pred2": pred2.tolist(),
+        "x": x.tolist(), "y": y.tolist(),
+        "accuracy3": skm.accuracy_score(gold3, pred3), "macro_f1_3": skm.f1_score(gold3, pred3, average="macro"),
+        "mcc3": skm.matthews_corrcoef(gold3, pred3), "f1_2": skm.f1_score(gold2, pred2), "mcc2": skm.matthews_corrcoef(gold2, pred2),
+        "pearson": scipy.stats.pearsonr(x, y).statistic, "spearman": scipy.stats.spearmanr(x, y).statistic,
+    }
+    with open(os.path.join(FIXTURES, "metrics_reference.json"), "w") as f:
+        json.dump(metrics, f)
+
+
+if __name__ == "__main__":
+    main()
