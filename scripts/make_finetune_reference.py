@@ -9,8 +9,11 @@ Fixtures/tiny-seqcls-classify and Fixtures/tiny-seqcls-regress. With dropout off
 the batch of tiny_reference.safetensors (padded rows included), it records in
 Fixtures/tiny_seqcls_reference.safetensors, for each model M in (classify, regress):
   M.labels, M.loss [1], M.logits [3, L] and M.grad.<name> for every parameter.
-Fixtures/metrics_reference.json holds scikit-learn's and scipy's accuracy, F1, macro F1, Matthews
-correlation, Pearson and Spearman on fixed predictions, for MetricsTests.
+A BertForTokenClassification with 5 BIO tags (Fixtures/tiny-tokcls) gets the same treatment under
+"tag." (labels −100 at padding and at some real positions). Fixtures/metrics_reference.json holds
+scikit-learn's and scipy's accuracy, F1, macro F1, Matthews correlation, Pearson and Spearman on
+fixed predictions, and seqeval's entities and entity precision/recall/F1 (default mode) on random
+BIO sequences (pip install seqeval), for MetricsTests.
 """
 import json
 import os
@@ -23,7 +26,9 @@ import scipy.stats  # noqa: E402
 import sklearn.metrics as skm  # noqa: E402
 import torch  # noqa: E402
 from safetensors.torch import load_file, save_file  # noqa: E402
-from transformers import BertForSequenceClassification  # noqa: E402
+from seqeval.metrics import f1_score as seqeval_f1, precision_score as seqeval_precision, recall_score as seqeval_recall  # noqa: E402
+from seqeval.metrics.sequence_labeling import get_entities  # noqa: E402
+from transformers import BertForSequenceClassification, BertForTokenClassification  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIXTURES = os.path.join(ROOT, "Tests", "BertModelTests", "Fixtures")
@@ -54,6 +59,29 @@ def main():
         tensors[f"{name}.logits"] = out.logits.detach().contiguous()
         for n, p in model.named_parameters():
             tensors[f"{name}.grad.{n}"] = p.grad.detach().clone().contiguous()
+    # Token classification: 5 tags, labels on some real positions, -100 elsewhere (padding included).
+    torch.manual_seed(0)
+    tags = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
+    model = BertForTokenClassification.from_pretrained(
+        os.path.join(FIXTURES, "tiny-pretraining"), attn_implementation="eager", num_labels=5,
+        id2label=dict(enumerate(tags)), label2id={t: i for i, t in enumerate(tags)})
+    folder = os.path.join(FIXTURES, "tiny-tokcls")
+    model.save_pretrained(folder, safe_serialization=True)
+    model = BertForTokenClassification.from_pretrained(folder, attn_implementation="eager")
+    model.eval()
+    labels = torch.full_like(ids, -100)
+    g = torch.Generator().manual_seed(3)
+    for b in range(ids.shape[0]):
+        for p in range(1, int(mask[b].sum()) - 1):
+            if torch.rand(1, generator=g).item() < 0.7:
+                labels[b, p] = int(torch.randint(0, 5, (1,), generator=g))
+    out = model(input_ids=ids, token_type_ids=types, attention_mask=mask, labels=labels)
+    out.loss.backward()
+    tensors["tag.labels"] = labels
+    tensors["tag.loss"] = out.loss.detach().reshape(1)
+    tensors["tag.logits"] = out.logits.detach().contiguous()
+    for n, p in model.named_parameters():
+        tensors["tag.grad." + n] = p.grad.detach().clone().contiguous()
     save_file(tensors, os.path.join(FIXTURES, "tiny_seqcls_reference.safetensors"))
 
     rng = np.random.default_rng(0)
@@ -70,6 +98,15 @@ def main():
         "mcc3": skm.matthews_corrcoef(gold3, pred3), "f1_2": skm.f1_score(gold2, pred2), "mcc2": skm.matthews_corrcoef(gold2, pred2),
         "pearson": scipy.stats.pearsonr(x, y).statistic, "spearman": scipy.stats.spearmanr(x, y).statistic,
     }
+    # seqeval (default mode) on random and malformed BIO sequences (I- after O, type changes, E-/S-).
+    pool = ["O", "O", "O", "B-PER", "I-PER", "B-LOC", "I-LOC", "I-ORG", "E-PER", "S-LOC", "B-ORG"]
+    gold_tags = [[pool[i] for i in rng.integers(0, len(pool), rng.integers(1, 15))] for _ in range(120)]
+    pred_tags = [[t if rng.random() < 0.7 else pool[rng.integers(0, len(pool))] for t in s] for s in gold_tags]
+    metrics["gold_tags"], metrics["pred_tags"] = gold_tags, pred_tags
+    metrics["entities"] = [[list(e) for e in get_entities(s)] for s in gold_tags]
+    metrics["seqeval_precision"] = seqeval_precision(gold_tags, pred_tags)
+    metrics["seqeval_recall"] = seqeval_recall(gold_tags, pred_tags)
+    metrics["seqeval_f1"] = seqeval_f1(gold_tags, pred_tags)
     with open(os.path.join(FIXTURES, "metrics_reference.json"), "w") as f:
         json.dump(metrics, f)
 

@@ -64,21 +64,7 @@ public final class BertForSequenceClassification: @unchecked Sendable {
         base.extra.removeValue(forKey: "label2id")
         base.extra.removeValue(forKey: "problem_type")
         let model = try BertForSequenceClassification(config: base, task: task, labels: labels)
-        var rng = SeededRandom(seed: seed)
-        initializeBertParameters(model.parameters, config: base, rng: &rng)
-        let prefix = file.info("bert.embeddings.word_embeddings.weight") != nil ? "bert." : ""
-        var initialised: [String] = []
-        for t in model.parameters.layout.tensors {
-            if t.name.hasPrefix("classifier.") { initialised.append(t.name); continue }
-            let name = prefix + t.name.dropFirst("bert.".count)
-            if file.info(name) == nil && t.name.hasPrefix("bert.pooler.") { initialised.append(t.name); continue }
-            let found = try model.parameters.layout.checkpointName(of: t, in: file, stripping: "bert.", adding: prefix)
-            do {
-                try file.copyFloats(found, into: UnsafeMutableBufferPointer(start: model.parameters[t], count: t.count))
-            } catch let e as SafeTensorsError {
-                throw BertError(e.description)
-            }
-        }
+        let initialised = try loadPretrainedEncoder(model.parameters, config: base, file: file, seed: seed)
         return (model, initialised)
     }
 
@@ -174,6 +160,33 @@ public final class BertForSequenceClassification: @unchecked Sendable {
         bert.backward(acts, dHidden: nil, dPooled: dx.toArray(), parameters: p, gradients: grads)
         return (loss, values)
     }
+}
+
+/// Fills a task model's parameters: BERT's initialisation everywhere, then every "bert." tensor
+/// from a pretrained checkpoint (with or without the prefix; a pooler it lacks stays initialised).
+/// Returns the names of the tensors that were not in the checkpoint.
+func loadPretrainedEncoder(_ parameters: ParameterStore, config: BertConfig, file: SafeTensorsFile, seed: UInt64) throws -> [String] {
+    var rng = SeededRandom(seed: seed)
+    initializeBertParameters(parameters, config: config, rng: &rng)
+    guard file.info("bert.embeddings.word_embeddings.weight") != nil || file.info("embeddings.word_embeddings.weight") != nil else {
+        throw BertError("\(file.name): no BERT embeddings (expected 'embeddings.word_embeddings.weight' or 'bert.embeddings.word_embeddings.weight')")
+    }
+    let prefix = file.info("bert.embeddings.word_embeddings.weight") != nil ? "bert." : ""
+    var initialised: [String] = []
+    for t in parameters.layout.tensors {
+        guard t.name.hasPrefix("bert.") else { initialised.append(t.name); continue }
+        if t.name.hasPrefix("bert.pooler.") && file.info(prefix + t.name.dropFirst("bert.".count)) == nil {
+            initialised.append(t.name)
+            continue
+        }
+        let found = try parameters.layout.checkpointName(of: t, in: file, stripping: "bert.", adding: prefix)
+        do {
+            try file.copyFloats(found, into: UnsafeMutableBufferPointer(start: parameters[t], count: t.count))
+        } catch let e as SafeTensorsError {
+            throw BertError(e.description)
+        }
+    }
+    return initialised
 }
 
 /// config.json and model.safetensors of a model folder, with clear errors.

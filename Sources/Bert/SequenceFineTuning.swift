@@ -64,6 +64,58 @@ public func labelNames(of examples: [LabeledExample]) -> [String] {
     return names.sorted()
 }
 
+/// The fine-tuning loop shared by every task: epochs over a seeded permutation of `count`
+/// examples in batches, AdamW (BERT's decay exemptions) with linear warm-up and decay, global-norm
+/// clipping, dropout replayable from the seed; after each epoch `evaluate` (when given) and a save
+/// of the best epoch (higher score is better; every epoch is saved without evaluation).
+public func runFineTuning(parameters: ParameterStore, config: BertConfig, count: Int, options: FineTuneOptions,
+                          progress: (String) -> Void, report: (EpochReport) -> Void, save: () throws -> Void,
+                          evaluate: (() throws -> (score: Double, metrics: [String: Double]))?,
+                          step lossAndGradients: (ArraySlice<Int>, ParameterStore, Dropout) throws -> Double) throws {
+    guard count > 0 else { throw BertError("the training set is empty") }
+    let b = options.batchSize
+    let stepsPerEpoch = (count + b - 1) / b
+    let total = stepsPerEpoch * options.epochs
+    let schedule = LinearWarmupSchedule(warmupSteps: Int((Double(total) * options.warmupRatio).rounded()), totalSteps: total)
+    let optimizer = AdamW(layout: parameters.layout, weightDecay: options.weightDecay)
+    let grads = try ParameterStore(layout: parameters.layout)
+    var best = -Double.infinity
+    var step = 0
+    let start = Date()
+    for epoch in 0..<options.epochs {
+        let order = seededPermutation(count, seed: options.seed &+ 0xF17E &+ UInt64(epoch))
+        var epochLoss = 0.0, batches = 0
+        for first in stride(from: 0, to: order.count, by: b) {
+            grads.data.zero()
+            let dropout = Dropout(hiddenProbability: Float(config.hiddenDropoutProb),
+                                  attentionProbability: Float(config.attentionProbsDropoutProb),
+                                  seed: options.seed &+ 0xD0 &+ UInt64(step) &* 0x2545_F491_4F6C_DD1D)
+            let loss = try lossAndGradients(order[first..<min(order.count, first + b)], grads, dropout)
+            guard loss.isFinite else { throw BertError("the loss is \(loss) at step \(step + 1): training stopped (lower --lr)") }
+            clipGradientNorm(grads, maxNorm: options.maxGradNorm)
+            optimizer.update(parameters, gradients: grads, lr: options.learningRate * schedule.multiplier(at: step))
+            step += 1
+            epochLoss += loss
+            batches += 1
+            if step % max(1, options.logEvery) == 0 {
+                let elapsed = Date().timeIntervalSince(start)
+                progress(String(format: "epoch %d  step %d/%d  loss %.4f  %.1f examples/s", epoch + 1, step, total,
+                                epochLoss / Double(batches), Double(min(step * b, count * options.epochs)) / max(elapsed, 1e-9)))
+            }
+        }
+        var metrics: [String: Double] = [:]
+        var improved = true
+        if let evaluate {
+            let (score, m) = try evaluate()
+            metrics = m
+            improved = score > best
+            if improved { best = score }
+        }
+        if improved { try save() }
+        report(EpochReport(epoch: epoch + 1, trainLoss: epochLoss / Double(max(batches, 1)), metrics: metrics, improved: improved))
+    }
+}
+
 /// Fine-tunes a BertForSequenceClassification on labeled examples: AdamW with warm-up and linear
 /// decay, clipping, dropout; evaluates on the validation set after each epoch and saves the best
 /// model (by accuracy, or Pearson for regression) to the output folder as a Hugging Face folder.
@@ -107,50 +159,14 @@ public final class SequenceFineTuner {
         guard !trainSet.isEmpty else { throw BertError("the training set is empty") }
         _ = try targets(trainSet[...])
         _ = try targets(validation[...])
-        let b = options.batchSize
-        let stepsPerEpoch = (trainSet.count + b - 1) / b
-        let total = stepsPerEpoch * options.epochs
-        let schedule = LinearWarmupSchedule(warmupSteps: Int((Double(total) * options.warmupRatio).rounded()), totalSteps: total)
-        let optimizer = AdamW(layout: model.parameters.layout, weightDecay: options.weightDecay)
-        let grads = try ParameterStore(layout: model.parameters.layout)
-        var best = -Double.infinity
-        var step = 0
-        let start = Date()
-        for epoch in 0..<options.epochs {
-            let order = seededPermutation(trainSet.count, seed: options.seed &+ 0xF17E &+ UInt64(epoch))
-            var epochLoss = 0.0, batches = 0
-            for first in stride(from: 0, to: order.count, by: b) {
-                let part = order[first..<min(order.count, first + b)].map { trainSet[$0] }
-                let batch = try encoder.batch(part[...])
-                let (labels, values) = try targets(part[...])
-                grads.data.zero()
-                let dropout = Dropout(hiddenProbability: Float(model.config.hiddenDropoutProb),
-                                      attentionProbability: Float(model.config.attentionProbsDropoutProb),
-                                      seed: options.seed &+ 0xD0 &+ UInt64(step) &* 0x2545_F491_4F6C_DD1D)
-                let (loss, _) = try model.lossAndGradients(batch, classLabels: labels, targets: values, into: grads, dropout: dropout)
-                guard loss.isFinite else { throw BertError("the loss is \(loss) at step \(step + 1): training stopped (lower --lr)") }
-                clipGradientNorm(grads, maxNorm: options.maxGradNorm)
-                optimizer.update(model.parameters, gradients: grads, lr: options.learningRate * schedule.multiplier(at: step))
-                step += 1
-                epochLoss += loss
-                batches += 1
-                if step % max(1, options.logEvery) == 0 {
-                    let elapsed = Date().timeIntervalSince(start)
-                    progress(String(format: "epoch %d  step %d/%d  loss %.4f  %.1f examples/s", epoch + 1, step, total,
-                                    epochLoss / Double(batches), Double(step * b) / max(elapsed, 1e-9)))
-                }
-            }
-            var metrics: [String: Double] = [:]
-            var improved = true
-            if !validation.isEmpty {
-                metrics = try evaluate(validation)
-                let key = model.task == .classification ? "accuracy" : "pearson"
-                let score = metrics[key] ?? -Double.infinity
-                improved = score > best
-                if improved { best = score }
-            }
-            if improved { try save() }
-            report(EpochReport(epoch: epoch + 1, trainLoss: epochLoss / Double(max(batches, 1)), metrics: metrics, improved: improved))
+        let key = model.task == .classification ? "accuracy" : "pearson"
+        try runFineTuning(parameters: model.parameters, config: model.config, count: trainSet.count, options: options,
+                          progress: progress, report: report, save: save,
+                          evaluate: validation.isEmpty ? nil : { let m = try self.evaluate(validation); return (m[key] ?? -.infinity, m) }) { indices, grads, dropout in
+            let part = indices.map { trainSet[$0] }
+            let (labels, values) = try targets(part[...])
+            return try model.lossAndGradients(try encoder.batch(part[...]), classLabels: labels, targets: values,
+                                              into: grads, dropout: dropout).loss
         }
     }
 

@@ -43,7 +43,7 @@ struct FineTune: ParsableCommand {
             BertForSequenceClassification folder with its tokenizer.
             """)
 
-    @Option(help: "classify or regress.") var task: String
+    @Option(help: "classify, regress or tag.") var task: String
     @Option(help: "A pretrained model folder (BertModel, BertForPreTraining, sentence-transformers, ...).") var model: String
     @Option(help: "Training data.") var train: String
     @Option(help: "Validation data.") var validation: String
@@ -58,9 +58,9 @@ struct FineTune: ParsableCommand {
     @OptionGroup var columns: ColumnOptions
 
     func validate() throws {
-        if !["classify", "regress"].contains(task) {
-            if ["tag", "qa", "choice"].contains(task) { throw ValidationError("--task \(task) is not implemented yet (classify and regress are)") }
-            throw ValidationError("--task must be classify or regress")
+        if !["classify", "regress", "tag"].contains(task) {
+            if ["qa", "choice"].contains(task) { throw ValidationError("--task \(task) is not implemented yet (classify, regress and tag are)") }
+            throw ValidationError("--task must be classify, regress or tag")
         }
         if epochs < 1 || batchSize < 1 || maxLength < 4 { throw ValidationError("--epochs, --batch-size must be positive and --max-length at least 4") }
         if !(lr > 0) { throw ValidationError("--lr must be positive") }
@@ -68,8 +68,55 @@ struct FineTune: ParsableCommand {
         if let t = threads, t < 1 { throw ValidationError("--threads must be at least 1") }
     }
 
+    var options: FineTuneOptions {
+        var o = FineTuneOptions()
+        o.epochs = epochs
+        o.learningRate = lr
+        o.warmupRatio = warmupRatio
+        o.batchSize = batchSize
+        o.maxLength = maxLength
+        o.seed = seed
+        return o
+    }
+
+    func printReport(_ r: EpochReport, history: inout [[String: Any]]) {
+        print(String(format: "epoch %d  train loss %.4f  validation: %@%@", r.epoch, r.trainLoss,
+                     formatMetrics(r.metrics) as NSString, r.improved ? "  (best so far: saved)" : ""))
+        fflush(nil)
+        history.append(["epoch": r.epoch, "train_loss": r.trainLoss, "validation": r.metrics, "saved": r.improved])
+        let data = try? JSONSerialization.data(withJSONObject: history, options: [.prettyPrinted, .sortedKeys])
+        try? data?.write(to: URL(fileURLWithPath: out).appendingPathComponent("eval_history.json"), options: .atomic)
+    }
+
+    func runTagging(tokenizer: BertTokenizer, folder: URL) throws {
+        let trainSet: [TaggedSentence], validationSet: [TaggedSentence]
+        do {
+            for f in [train, validation] where !FileManager.default.fileExists(atPath: f) { throw CLIError("\(f): file not found") }
+            trainSet = try readTaggedSentences(URL(fileURLWithPath: train))
+            validationSet = try readTaggedSentences(URL(fileURLWithPath: validation))
+            let tags = tagNames(of: trainSet)
+            if let bad = validationSet.first(where: { $0.tags.contains { !tags.contains($0) } }) {
+                throw CLIError("\(bad.source): a tag that does not occur in the training data \(tags)")
+            }
+            let (network, initialised) = try BertForTokenClassification.fromPretrained(folder: folder, labels: tags, seed: seed)
+            warn("\(trainSet.count) training and \(validationSet.count) validation sentences; tags \(tags); newly initialised: \(initialised.joined(separator: ", "))")
+            let tagger = TokenTagger(model: network, tokenizer: tokenizer, options: options, output: URL(fileURLWithPath: out))
+            var history: [[String: Any]] = []
+            try tagger.train(trainSet, validation: validationSet, progress: { print($0); fflush(nil) }) { printReport($0, history: &history) }
+        } catch let e as BertError {
+            throw CLIError(e.message)
+        }
+        warn("wrote \(out): config.json, model.safetensors, tokenizer files, eval_history.json")
+    }
+
     func run() throws {
         if let t = threads { Compute.threads = t }
+        if task == "tag" {
+            let folder = URL(fileURLWithPath: model)
+            let tokenizer: BertTokenizer
+            do { tokenizer = try BertTokenizer(modelFolder: folder) } catch let e as TokenizerError { throw CLIError(e.description) }
+            return try runTagging(tokenizer: tokenizer, folder: folder)
+        }
         let trainSet = try readExamples(train, columns: columns.names)
         let validationSet = try readExamples(validation, columns: columns.names)
         let sequenceTask: SequenceTask = task == "classify" ? .classification : .regression
@@ -86,27 +133,37 @@ struct FineTune: ParsableCommand {
         do {
             let (network, initialised) = try BertForSequenceClassification.fromPretrained(folder: folder, task: sequenceTask, labels: labels, seed: seed)
             warn("\(trainSet.count) training and \(validationSet.count) validation examples; labels \(labels); newly initialised: \(initialised.joined(separator: ", "))")
-            var options = FineTuneOptions()
-            options.epochs = epochs
-            options.learningRate = lr
-            options.warmupRatio = warmupRatio
-            options.batchSize = batchSize
-            options.maxLength = maxLength
-            options.seed = seed
             let tuner = SequenceFineTuner(model: network, tokenizer: tokenizer, options: options, output: URL(fileURLWithPath: out))
             var history: [[String: Any]] = []
-            try tuner.train(trainSet, validation: validationSet, progress: { print($0); fflush(nil) }) { r in
-                print(String(format: "epoch %d  train loss %.4f  validation: %@%@", r.epoch, r.trainLoss,
-                             formatMetrics(r.metrics) as NSString, r.improved ? "  (best so far: saved)" : ""))
-                fflush(nil)
-                history.append(["epoch": r.epoch, "train_loss": r.trainLoss, "validation": r.metrics, "saved": r.improved])
-                let data = try? JSONSerialization.data(withJSONObject: history, options: [.prettyPrinted, .sortedKeys])
-                try? data?.write(to: URL(fileURLWithPath: out).appendingPathComponent("eval_history.json"), options: .atomic)
-            }
+            try tuner.train(trainSet, validation: validationSet, progress: { print($0); fflush(nil) }) { printReport($0, history: &history) }
         } catch let e as BertError {
             throw CLIError(e.message)
         }
         warn("wrote \(out): config.json, model.safetensors, tokenizer files, eval_history.json")
+    }
+}
+
+/// The head a fine-tuned folder holds (config.json's architectures).
+func architecture(of path: String) throws -> String {
+    let url = URL(fileURLWithPath: path).appendingPathComponent("config.json")
+    guard let data = try? Data(contentsOf: url), let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+        throw CLIError("\(url.path): missing or not JSON (is this a model folder?)")
+    }
+    return (object["architectures"] as? [String])?.first ?? "BertModel"
+}
+
+/// Loads a fine-tuned tagging model folder and its tokenizer.
+func loadTagger(_ path: String, maxLength: Int?) throws -> TokenTagger {
+    let folder = URL(fileURLWithPath: path)
+    do {
+        let network = try BertForTokenClassification(folder: folder)
+        let tokenizer: BertTokenizer
+        do { tokenizer = try BertTokenizer(modelFolder: folder) } catch let e as TokenizerError { throw CLIError(e.description) }
+        var options = FineTuneOptions()
+        options.maxLength = min(maxLength ?? network.config.maxPositionEmbeddings, network.config.maxPositionEmbeddings)
+        return TokenTagger(model: network, tokenizer: tokenizer, options: options, output: folder)
+    } catch let e as BertError {
+        throw CLIError(e.message)
     }
 }
 
@@ -141,7 +198,28 @@ struct Predict: ParsableCommand {
     @OptionGroup var columns: ColumnOptions
     @Argument(help: "Input files (default: stdin).") var files: [String] = []
 
+    func runTagging() throws {
+        let tagger = try loadTagger(model, maxLength: maxLength)
+        let out = Output()
+        var reader = LineReader(paths: files)
+        try reader.forEachBatch { lines in
+            for line in lines {
+                let (words, found) = try tagger.tag(line)
+                let object: [String: Any] = [
+                    "words": words.map { ["word": $0.word, "tag": $0.tag, "start": $0.start, "end": $0.end] as [String: Any] },
+                    "entities": found.map { ["type": $0.type, "text": $0.text, "start": $0.start, "end": $0.end] as [String: Any] },
+                ]
+                let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
+                out.write(String(decoding: data, as: UTF8.self) + "\n")
+            }
+        }
+        out.flush()
+    }
+
     func run() throws {
+        if try architecture(of: model) == "BertForTokenClassification" {
+            do { return try runTagging() } catch let e as BertError { throw CLIError(e.message) }
+        }
         let tuner = try loadSequenceModel(model, maxLength: maxLength)
         var examples: [LabeledExample] = []
         let tabular = !files.isEmpty && files.allSatisfy { ["csv", "tsv", "jsonl", "json", "ndjson"].contains(URL(fileURLWithPath: $0).pathExtension.lowercased()) }
@@ -194,6 +272,15 @@ struct Evaluate: ParsableCommand {
     @OptionGroup var columns: ColumnOptions
 
     func run() throws {
+        if try architecture(of: model) == "BertForTokenClassification" {
+            let tagger = try loadTagger(model, maxLength: maxLength)
+            guard FileManager.default.fileExists(atPath: data) else { throw CLIError("\(data): file not found") }
+            let metrics: [String: Double]
+            do { metrics = try tagger.evaluate(try readTaggedSentences(URL(fileURLWithPath: data))) } catch let e as BertError { throw CLIError(e.message) }
+            let json = try JSONSerialization.data(withJSONObject: metrics, options: [.prettyPrinted, .sortedKeys])
+            print(String(decoding: json, as: UTF8.self))
+            return
+        }
         let tuner = try loadSequenceModel(model, maxLength: maxLength)
         let examples = try readExamples(data, columns: columns.names)
         let metrics: [String: Double]

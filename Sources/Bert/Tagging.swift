@@ -1,0 +1,244 @@
+import BertCompute
+import BertTokenizer
+import Foundation
+
+/// A sentence of words with their tags (BIO), from a CoNLL-style file.
+public struct TaggedSentence: Sendable, Equatable {
+    public var words: [String]
+    public var tags: [String]
+    public var source: String
+    public init(words: [String], tags: [String], source: String = "") {
+        self.words = words
+        self.tags = tags
+        self.source = source
+    }
+}
+
+/// Reads a CoNLL-style file: one token per line, its tag in the last column (tab- or
+/// space-separated), blank lines between sentences; `-DOCSTART-` lines are skipped. A line with
+/// a single column is an error naming the file and line.
+public func readTaggedSentences(_ url: URL) throws -> [TaggedSentence] {
+    let data: Data
+    do { data = try Data(contentsOf: url) } catch { throw BertError("\(url.path): cannot read (\(error.localizedDescription))") }
+    guard let text = String(data: data, encoding: .utf8) else { throw BertError("\(url.path): not valid UTF-8") }
+    var sentences: [TaggedSentence] = []
+    var words: [String] = [], tags: [String] = [], start = 1
+    for (i, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+        let line = raw.trimmingCharacters(in: .whitespacesAndNewlines)
+        if line.isEmpty || line.hasPrefix("-DOCSTART-") {
+            if !words.isEmpty { sentences.append(TaggedSentence(words: words, tags: tags, source: "\(url.path):\(start)")) }
+            words = []; tags = []
+            continue
+        }
+        let fields = line.split(whereSeparator: { $0 == "\t" || $0 == " " })
+        guard fields.count >= 2 else { throw BertError("\(url.path):\(i + 1): expected 'token<TAB>tag', got '\(line)'") }
+        if words.isEmpty { start = i + 1 }
+        words.append(String(fields[0]))
+        tags.append(String(fields[fields.count - 1]))
+    }
+    if !words.isEmpty { sentences.append(TaggedSentence(words: words, tags: tags, source: "\(url.path):\(start)")) }
+    return sentences
+}
+
+/// An entity: its type and the half-open range of words (or tokens) it covers.
+public struct Entity: Sendable, Hashable {
+    public var type: String
+    public var start: Int
+    public var end: Int
+}
+
+/// Entities of a tag sequence by the CoNLL evaluation rules (as seqeval's default mode): a chunk
+/// starts at B-, S-, or an I-/E- whose type differs from the previous tag's or follows O; it ends
+/// before O, B-, S-, after E-/S-, or where the type changes.
+public func entities(_ tags: [String]) -> [Entity] {
+    func split(_ t: String) -> (String, String) {
+        if t == "O" || t.isEmpty { return ("O", "") }
+        if let dash = t.firstIndex(where: { $0 == "-" || $0 == "_" }), t.distance(from: t.startIndex, to: dash) == 1 {
+            return (String(t[t.startIndex]), String(t[t.index(after: dash)...]))
+        }
+        return ("I", t)
+    }
+    var result: [Entity] = []
+    var prevPrefix = "O", prevType = "", begin = -1
+    for (i, tag) in (tags + ["O"]).enumerated() {
+        let (prefix, type) = split(tag)
+        let ends = (prevPrefix == "E" || prevPrefix == "S") ||
+            (prevPrefix == "B" && ["B", "S", "O"].contains(prefix)) ||
+            (prevPrefix == "I" && ["B", "S", "O"].contains(prefix)) ||
+            (prevPrefix != "O" && prevType != type)
+        if ends && begin >= 0 {
+            result.append(Entity(type: prevType, start: begin, end: i))
+            begin = -1
+        }
+        let starts = prefix == "B" || prefix == "S" ||
+            (prevPrefix == "E" && (prefix == "E" || prefix == "I")) ||
+            (prevPrefix == "S" && (prefix == "E" || prefix == "I")) ||
+            (prevPrefix == "O" && (prefix == "E" || prefix == "I")) ||
+            (prefix != "O" && prevType != type)
+        if starts && prefix != "O" { begin = i }
+        prevPrefix = prefix
+        prevType = type
+    }
+    return result
+}
+
+extension Metrics {
+    /// Entity-level precision, recall and F1 (micro over all entities, as seqeval).
+    public static func entityScores(predicted: [[String]], gold: [[String]]) -> (precision: Double, recall: Double, f1: Double) {
+        var correct = 0, nPredicted = 0, nGold = 0
+        for (p, g) in zip(predicted, gold) {
+            let pe = Set(entities(p)), ge = Set(entities(g))
+            correct += pe.intersection(ge).count
+            nPredicted += pe.count
+            nGold += ge.count
+        }
+        let precision = nPredicted == 0 ? 0 : Double(correct) / Double(nPredicted)
+        let recall = nGold == 0 ? 0 : Double(correct) / Double(nGold)
+        return (precision, recall, precision + recall == 0 ? 0 : 2 * precision * recall / (precision + recall))
+    }
+}
+
+/// The tags of a data set in a fixed order: "O" first, then sorted.
+public func tagNames(of sentences: [TaggedSentence]) -> [String] {
+    let all = Set(sentences.flatMap(\.tags))
+    return (all.contains("O") ? ["O"] : []) + all.subtracting(["O"]).sorted()
+}
+
+/// Fine-tunes and runs a BertForTokenClassification on words: each word's WordPieces get its tag
+/// on the first piece only (the others are ignored by the loss), predictions are read there.
+public final class TokenTagger {
+    public let model: BertForTokenClassification
+    public let tokenizer: BertTokenizer
+    public let options: FineTuneOptions
+    public let output: URL
+
+    public init(model: BertForTokenClassification, tokenizer: BertTokenizer, options: FineTuneOptions, output: URL) {
+        self.model = model
+        var t = tokenizer
+        t.truncation = Truncation(maxLength: options.maxLength)
+        t.padding = nil
+        self.tokenizer = t
+        self.options = options
+        self.output = output
+    }
+
+    /// A padded batch of word sequences: ids, the first-piece position of every word (nil when
+    /// the word has no pieces or falls past max length) and, with tags, the labels.
+    public func encode(_ sentences: [[String]], tags: [[String]]?) throws -> (EncoderBatch, [[Int?]], [Int32]) {
+        guard let cls = tokenizer.tokenId("[CLS]"), let sep = tokenizer.tokenId("[SEP]") else {
+            throw BertError("the vocabulary needs [CLS] and [SEP]")
+        }
+        let index = Dictionary(uniqueKeysWithValues: model.labels.enumerated().map { ($0.element, Int32($0.offset)) })
+        var rows: [[Int32]] = [], firsts: [[Int?]] = [], rowLabels: [[Int32]] = []
+        let limit = max(2, options.maxLength) - 2
+        for (s, words) in sentences.enumerated() {
+            var ids: [Int32] = [cls], labels: [Int32] = [-100], first: [Int?] = []
+            for (w, word) in words.enumerated() {
+                let pieces = tokenizer.encodeIds(word, addSpecialTokens: false)
+                if pieces.isEmpty || ids.count - 1 + pieces.count > limit { first.append(nil); continue }
+                first.append(ids.count)
+                ids += pieces
+                var label: Int32 = -100
+                if let tags {
+                    guard let id = index[tags[s][w]] else { throw BertError("tag '\(tags[s][w])' is not one of the model's tags \(model.labels)") }
+                    label = id
+                }
+                labels.append(label)
+                labels += [Int32](repeating: -100, count: pieces.count - 1)
+            }
+            ids.append(sep)
+            labels.append(-100)
+            rows.append(ids); firsts.append(first); rowLabels.append(labels)
+        }
+        let length = rows.map(\.count).max() ?? 0
+        var ids = [Int32](repeating: 0, count: rows.count * length), mask = ids
+        var labels = [Int32](repeating: -100, count: rows.count * length)
+        for (b, row) in rows.enumerated() {
+            for (j, id) in row.enumerated() {
+                ids[b * length + j] = id
+                mask[b * length + j] = 1
+                labels[b * length + j] = rowLabels[b][j]
+            }
+        }
+        let batch = EncoderBatch(batchSize: rows.count, sequenceLength: length, inputIds: ids,
+                                 tokenTypeIds: [Int32](repeating: 0, count: ids.count), attentionMask: mask)
+        return (batch, firsts, labels)
+    }
+
+    public func train(_ trainSet: [TaggedSentence], validation: [TaggedSentence],
+                      progress: (String) -> Void = { _ in }, report: (EpochReport) -> Void = { _ in }) throws {
+        for s in trainSet + validation {
+            for t in s.tags where !model.labels.contains(t) { throw BertError("\(s.source): tag '\(t)' is not one of \(model.labels)") }
+        }
+        try runFineTuning(parameters: model.parameters, config: model.config, count: trainSet.count, options: options,
+                          progress: progress, report: report, save: save,
+                          evaluate: validation.isEmpty ? nil : { let m = try self.evaluate(validation); return (m["f1"] ?? 0, m) }) { indices, grads, dropout in
+            let part = indices.map { trainSet[$0] }
+            let (batch, _, labels) = try encode(part.map(\.words), tags: part.map(\.tags))
+            return try model.lossAndGradients(batch, labels: labels, into: grads, dropout: dropout)
+        }
+    }
+
+    public func save() throws {
+        try model.save(to: output)
+        try tokenizer.write(to: output)
+    }
+
+    /// The predicted tag of every word ("O" for a word cut off by max length or without pieces).
+    public func predict(_ sentences: [[String]]) throws -> [[String]] {
+        var result: [[String]] = []
+        let b = max(1, options.batchSize), n = model.numLabels
+        for first in stride(from: 0, to: sentences.count, by: b) {
+            let part = Array(sentences[first..<min(sentences.count, first + b)])
+            let (batch, positions, _) = try encode(part, tags: nil)
+            let logits = try model.logits(batch)
+            for (row, words) in positions.enumerated() {
+                result.append(words.map { position in
+                    guard let position else { return "O" }
+                    let base = (row * batch.sequenceLength + position) * n
+                    let best = (0..<n).max { logits[base + $0] < logits[base + $1] }!
+                    return model.labels[best]
+                })
+            }
+        }
+        return result
+    }
+
+    /// Entity precision, recall and F1 (seqeval rules) and word accuracy.
+    public func evaluate(_ sentences: [TaggedSentence]) throws -> [String: Double] {
+        let predicted = try predict(sentences.map(\.words))
+        let gold = sentences.map(\.tags)
+        let scores = Metrics.entityScores(predicted: predicted, gold: gold)
+        let words = gold.reduce(0) { $0 + $1.count }
+        let right = zip(predicted, gold).reduce(0) { $0 + zip($1.0, $1.1).filter { $0 == $1 }.count }
+        return ["precision": scores.precision, "recall": scores.recall, "f1": scores.f1,
+                "accuracy": Double(right) / Double(max(words, 1)), "sentences": Double(sentences.count)]
+    }
+
+    /// Tags a raw text: its words as the tokenizer splits them (whitespace and punctuation), each
+    /// with its tag and character span in the original text (the tokenizer's offset unit), and
+    /// the entities those tags make.
+    public func tag(_ text: String) throws -> (words: [(word: String, tag: String, start: Int, end: Int)], entities: [(type: String, text: String, start: Int, end: Int)]) {
+        var t = tokenizer
+        t.truncation = nil
+        let e = try t.encode(text, addSpecialTokens: false)
+        var spans: [(start: Int, end: Int)] = []
+        for (i, w) in e.wordIds.enumerated() where w >= 0 {
+            if Int(w) == spans.count { spans.append((e.offsets[i].start, e.offsets[i].end)) } else if Int(w) == spans.count - 1 {
+                spans[spans.count - 1].end = e.offsets[i].end
+            }
+        }
+        let units: [String] = tokenizer.offsetUnit == .utf8 ? [] : text.unicodeScalars.map { String($0) }
+        func slice(_ s: Int, _ end: Int) -> String {
+            if units.isEmpty { return String(decoding: Array(text.utf8)[s..<end], as: UTF8.self) }
+            return units[s..<end].joined()
+        }
+        let words = spans.map { slice($0.start, $0.end) }
+        let tags = try predict([words])[0]
+        let tagged = zip(words, zip(tags, spans)).map { (word: $0.0, tag: $0.1.0, start: $0.1.1.start, end: $0.1.1.end) }
+        let found = entities(tags).map { en in
+            (type: en.type, text: slice(spans[en.start].start, spans[en.end - 1].end), start: spans[en.start].start, end: spans[en.end - 1].end)
+        }
+        return (tagged, found)
+    }
+}

@@ -1,0 +1,143 @@
+import BertCompute
+import Foundation
+
+/// Transformers' BertForTokenClassification: the encoder ("bert.", no pooler), dropout on every
+/// token's last hidden state and a linear classifier ("classifier") per token.
+public final class BertForTokenClassification: @unchecked Sendable {
+    public let config: BertConfig
+    /// Tag names by id (e.g. "O", "B-PER", "I-PER").
+    public let labels: [String]
+    public let bert: BertModelWeights
+    public let classifier: Linear
+    public let parameters: ParameterStore
+
+    public var numLabels: Int { labels.count }
+
+    public init(config: BertConfig, labels: [String]) throws {
+        try config.validate()
+        guard labels.count >= 1, Set(labels).count == labels.count else { throw BertError("tag names must be distinct and not empty: \(labels)") }
+        var c = config
+        c.architectures = ["BertForTokenClassification"]
+        c.extra.removeValue(forKey: "problem_type")
+        c.extra["id2label"] = Dictionary(uniqueKeysWithValues: labels.enumerated().map { (String($0.offset), $0.element) })
+        c.extra["label2id"] = Dictionary(uniqueKeysWithValues: labels.enumerated().map { ($0.element, $0.offset) })
+        self.config = c
+        self.labels = labels
+        var layout = ParameterLayout()
+        bert = BertModelWeights(&layout, config: config, prefix: "bert.", addPoolingLayer: false)
+        classifier = Linear(&layout, "classifier", out: labels.count, in: config.hiddenSize)
+        parameters = try ParameterStore(layout: layout)
+    }
+
+    /// A new tagging head on a pretrained encoder; returns the newly initialised tensor names.
+    public static func fromPretrained(folder: URL, labels: [String], seed: UInt64) throws -> (model: BertForTokenClassification, initialised: [String]) {
+        let (config, file) = try openCheckpoint(folder)
+        var base = config
+        for k in ["id2label", "label2id", "problem_type"] { base.extra.removeValue(forKey: k) }
+        let model = try BertForTokenClassification(config: base, labels: labels)
+        return (model, try loadPretrainedEncoder(model.parameters, config: base, file: file, seed: seed))
+    }
+
+    /// Loads a BertForTokenClassification folder (saved here or by transformers).
+    public convenience init(folder: URL) throws {
+        let (config, file) = try openCheckpoint(folder)
+        guard file.info("classifier.weight") != nil else {
+            throw BertError("\(folder.path): no classifier.weight (not a BertForTokenClassification; fine-tune it first)")
+        }
+        try self.init(config: config, labels: try labelList(config, folder: folder))
+        try parameters.layout.check(against: file)
+        try parameters.load(from: file)
+    }
+
+    public func save(to folder: URL) throws {
+        try saveTaskModel(config: config, parameters: parameters, to: folder)
+    }
+
+    /// Logits [batch × sequence, numLabels] with dropout off (zeros at padding).
+    public func logits(_ batch: EncoderBatch) throws -> [Float] {
+        let acts = try bert.forwardForTraining(batch, parameters: parameters)
+        let t = acts.packed.tokenCount, n = numLabels
+        let out = FloatBuffer(count: max(1, t * n))
+        linear(acts.output.pointer, rows: t, inFeatures: config.hiddenSize, weight: parameters[classifier.weight],
+               outFeatures: n, bias: parameters[classifier.bias], output: out.pointer) { _ in }
+        var result = [Float](repeating: 0, count: batch.batchSize * batch.sequenceLength * n)
+        for (row, flat) in acts.packed.origin.enumerated() {
+            for j in 0..<n { result[flat * n + j] = out.pointer[row * n + j] }
+        }
+        return result
+    }
+
+    /// Forward and backward of one batch: labels per position (−100 where no loss is taken);
+    /// returns the mean cross-entropy over labelled positions and adds its gradients into `grads`.
+    public func lossAndGradients(_ batch: EncoderBatch, labels: [Int32], into grads: ParameterStore,
+                                 dropout: Dropout? = nil) throws -> Double {
+        let h = config.hiddenSize, n = numLabels
+        guard labels.count == batch.batchSize * batch.sequenceLength else {
+            throw BertError("token labels: \(labels.count) values, expected \(batch.batchSize * batch.sequenceLength)")
+        }
+        guard labels.allSatisfy({ $0 == -100 || ($0 >= 0 && Int($0) < n) }) else { throw BertError("a tag id is outside 0..<\(n)") }
+        let p = parameters
+        let acts = try bert.forwardForTraining(batch, parameters: p, dropout: dropout)
+        // The labelled tokens, in packed order.
+        var rows: [Int] = [], targets: [Int32] = []
+        for (row, flat) in acts.packed.origin.enumerated() where labels[flat] != -100 {
+            rows.append(row)
+            targets.append(labels[flat])
+        }
+        let count = rows.count
+        guard count > 0 else { return 0 }
+        let x = FloatBuffer(count: count * h)
+        for (i, row) in rows.enumerated() { (x.pointer + i * h).update(from: acts.output.pointer + row * h, count: h) }
+        var mask: FloatBuffer? = nil
+        let classifierDropout = (config.extra["classifier_dropout"] as? NSNumber).map { Float(truncating: $0) }
+        if let d = dropout, (classifierDropout ?? d.hiddenProbability) > 0 {
+            // One mask row per packed token (the same whichever tokens are labelled).
+            let tokens = acts.packed.tokenCount
+            let all = FloatBuffer(count: tokens * h)
+            d.mask(all.pointer, count: tokens * h, probability: classifierDropout ?? d.hiddenProbability, stream: 0x7A66_E201)
+            let m = FloatBuffer(count: count * h)
+            for (i, row) in rows.enumerated() { (m.pointer + i * h).update(from: all.pointer + row * h, count: h) }
+            for i in 0..<(count * h) { x.pointer[i] *= m.pointer[i] }
+            mask = m
+        }
+        let logits = FloatBuffer(count: count * n)
+        linear(x.pointer, rows: count, inFeatures: h, weight: p[classifier.weight], outFeatures: n,
+               bias: p[classifier.bias], output: logits.pointer) { _ in }
+        let loss = targets.withUnsafeBufferPointer {
+            Kernels.crossEntropy(logits.pointer, labels: $0.baseAddress!, cols: n, rows: 0..<count, scale: 1 / Float(count))
+        } / Double(count)
+        let dx = FloatBuffer(count: count * h)
+        BLAS.linearBackward(dy: logits.pointer, x: x.pointer, w: p[classifier.weight], m: count, n: n, k: h,
+                            dx: dx.pointer, dw: grads[classifier.weight], db: grads[classifier.bias])
+        if let m = mask { for i in 0..<(count * h) { dx.pointer[i] *= m.pointer[i] } }
+        var dHidden = [Float](repeating: 0, count: batch.batchSize * batch.sequenceLength * h)
+        for (i, row) in rows.enumerated() {
+            let flat = acts.packed.origin[row]
+            for j in 0..<h { dHidden[flat * h + j] = dx.pointer[i * h + j] }
+        }
+        bert.backward(acts, dHidden: dHidden, dPooled: nil, parameters: p, gradients: grads)
+        return loss
+    }
+}
+
+/// The label names of a task config (id2label in id order).
+func labelList(_ config: BertConfig, folder: URL) throws -> [String] {
+    guard let id2label = config.extra["id2label"] as? [String: Any], !id2label.isEmpty else {
+        throw BertError("\(folder.path)/config.json: no id2label")
+    }
+    return try (0..<id2label.count).map { i in
+        guard let name = id2label[String(i)] else { throw BertError("\(folder.path)/config.json: id2label has no id \(i)") }
+        return "\(name)"
+    }
+}
+
+/// config.json and model.safetensors of a task model.
+func saveTaskModel(config: BertConfig, parameters: ParameterStore, to folder: URL) throws {
+    try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+    try config.write(to: folder.appendingPathComponent("config.json"))
+    var writer = SafeTensorsWriter()
+    parameters.addTensors(to: &writer)
+    do { try writer.write(to: folder.appendingPathComponent("model.safetensors")) } catch let e as SafeTensorsError {
+        throw BertError(e.description)
+    }
+}
