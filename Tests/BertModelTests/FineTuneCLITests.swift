@@ -1,0 +1,94 @@
+import Bert
+import Foundation
+import Testing
+
+/// `bert finetune`, `bert predict` and `bert evaluate` end to end on all-MiniLM-L6-v2 with a few
+/// examples (a smoke test of the commands; the real runs are in the README), and their errors.
+@Suite(.serialized, .enabled(if: ModelFixtures.haveMiniLM || ModelFixtures.required, "needs all-MiniLM-L6-v2"))
+struct FineTuneCLITests {
+    let root = FileManager.default.temporaryDirectory.appendingPathComponent("finetune-cli-\(UUID().uuidString)")
+    var miniLM: String { ModelFixtures.miniLMFolder.path }
+
+    func file(_ name: String, _ text: String) throws -> String {
+        try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
+        let url = root.appendingPathComponent(name)
+        try text.write(to: url, atomically: true, encoding: .utf8)
+        return url.path
+    }
+
+    @Test func classifyPredictEvaluate() throws {
+        defer { try? FileManager.default.removeItem(at: root) }
+        var rows = "text,label\n"
+        for i in 0..<12 { rows += i % 2 == 0 ? "\"A wonderful, moving film number \(i).\",good\n" : "Dull and tedious picture \(i),bad\n" }
+        let train = try file("train.csv", rows)
+        let out = root.appendingPathComponent("model").path
+        let r = try runBertCLI(["finetune", "--task", "classify", "--model", miniLM, "--train", train, "--validation", train,
+                                "--out", out, "--epochs", "1", "--batch-size", "4", "--max-length", "32", "--lr", "1e-4"])
+        #expect(r.status == 0 && !r.crashed, "\(r.stderr)")
+        #expect(r.stdout.contains("epoch 1") && r.stdout.contains("accuracy"))
+        for f in ["config.json", "model.safetensors", "vocab.txt", "tokenizer.json", "eval_history.json"] {
+            #expect(FileManager.default.fileExists(atPath: out + "/" + f), "\(f)")
+        }
+        let p = try runBertCLI(["predict", "--model", out], stdin: Data("A wonderful film\nDull and tedious\n".utf8))
+        #expect(p.status == 0, "\(p.stderr)")
+        let lines = p.stdout.split(separator: "\n")
+        #expect(lines.count == 2)
+        for line in lines {
+            let object = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+            #expect(["bad", "good"].contains(object["label"] as? String ?? ""))
+            let probabilities = try #require(object["probabilities"] as? [String: Double])
+            #expect(abs(probabilities.values.reduce(0, +) - 1) < 1e-6)
+        }
+        let e = try runBertCLI(["evaluate", "--model", out, "--data", train])
+        #expect(e.status == 0, "\(e.stderr)")
+        let metrics = try #require(try JSONSerialization.jsonObject(with: Data(e.stdout.utf8)) as? [String: Double])
+        #expect(metrics["examples"] == 12 && (0...1).contains(metrics["accuracy"] ?? -1) && metrics["matthews"] != nil)
+    }
+
+    @Test func tagPredictEvaluate() throws {
+        defer { try? FileManager.default.removeItem(at: root) }
+        var conll = ""
+        for i in 0..<8 { conll += "John\tB-person\nSmith\tI-person\nvisited\tO\nParis\tB-geo-loc\nday\tO\n\(i)\tO\n\n" }
+        let train = try file("train.txt", conll)
+        let out = root.appendingPathComponent("tagger").path
+        let r = try runBertCLI(["finetune", "--task", "tag", "--model", miniLM, "--train", train, "--validation", train,
+                                "--out", out, "--epochs", "2", "--batch-size", "4", "--lr", "1e-3"])
+        #expect(r.status == 0 && !r.crashed, "\(r.stderr)")
+        #expect(r.stdout.contains("f1"))
+        let p = try runBertCLI(["predict", "--model", out], stdin: Data("John Smith visited Paris!\n".utf8))
+        #expect(p.status == 0, "\(p.stderr)")
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(p.stdout.utf8)) as? [String: Any])
+        let words = try #require(object["words"] as? [[String: Any]])
+        #expect(words.map { $0["word"] as? String } == ["John", "Smith", "visited", "Paris", "!"])
+        #expect(words.map { $0["start"] as? Int } == [0, 5, 11, 19, 24])
+        #expect(object["entities"] is [[String: Any]])
+        let e = try runBertCLI(["evaluate", "--model", out, "--data", train])
+        #expect(e.status == 0, "\(e.stderr)")
+        let metrics = try #require(try JSONSerialization.jsonObject(with: Data(e.stdout.utf8)) as? [String: Double])
+        #expect(metrics["sentences"] == 8 && metrics["f1"] != nil)
+    }
+
+    @Test func badDataAndOptionsAreErrorsNotCrashes() throws {
+        defer { try? FileManager.default.removeItem(at: root) }
+        let good = try file("good.csv", "text,label\na,x\nb,y\n")
+        let cases: [([String], String)] = [
+            (["--train", try file("nolabel.csv", "text,label\na,x\nb,\n")], "nolabel.csv:3"),
+            (["--train", try file("ragged.csv", "text,label\na,x\nb,y,z\n")], "ragged.csv:3"),
+            (["--train", try file("one.csv", "text,label\na,x\nb,x\n")], "at least 2"),
+            (["--train", good, "--validation", try file("unseen.csv", "text,label\na,z\n")], "unseen.csv:2"),
+            (["--train", root.appendingPathComponent("missing.csv").path], "not found"),
+            (["--train", good, "--task", "qa"], "not implemented yet"),
+        ]
+        for (extra, message) in cases {
+            // Each option once: the case's values replace the defaults.
+            var options = ["--task": "classify", "--model": miniLM, "--validation": good, "--out": root.appendingPathComponent("o").path]
+            for i in stride(from: 0, to: extra.count - 1, by: 2) { options[extra[i]] = extra[i + 1] }
+            let args = ["finetune"] + options.keys.sorted().flatMap { [$0, options[$0]!] }
+            let r = try runBertCLI(args)
+            #expect(r.status != 0 && !r.crashed)
+            #expect(r.stderr.contains(message), "\(extra): \(r.stderr)")
+        }
+        let p = try runBertCLI(["predict", "--model", miniLM], stdin: Data("x\n".utf8))
+        #expect(p.status != 0 && !p.crashed && p.stderr.contains("classifier"), "\(p.stderr)")
+    }
+}
