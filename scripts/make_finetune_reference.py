@@ -9,6 +9,7 @@ Fixtures/tiny-seqcls-classify and Fixtures/tiny-seqcls-regress. With dropout off
 the batch of tiny_reference.safetensors (padded rows included), it records in
 Fixtures/tiny_seqcls_reference.safetensors, for each model M in (classify, regress):
   M.labels, M.loss [1], M.logits [3, L] and M.grad.<name> for every parameter.
+A BertForQuestionAnswering (Fixtures/tiny-qa) is checked under "qa." on two unpadded rows.
 A BertForTokenClassification with 5 BIO tags (Fixtures/tiny-tokcls) gets the same treatment under
 "tag." (labels −100 at padding and at some real positions). Fixtures/metrics_reference.json holds
 scikit-learn's and scipy's accuracy, F1, macro F1, Matthews correlation, Pearson and Spearman on
@@ -28,7 +29,7 @@ import torch  # noqa: E402
 from safetensors.torch import load_file, save_file  # noqa: E402
 from seqeval.metrics import f1_score as seqeval_f1, precision_score as seqeval_precision, recall_score as seqeval_recall  # noqa: E402
 from seqeval.metrics.sequence_labeling import get_entities  # noqa: E402
-from transformers import BertForSequenceClassification, BertForTokenClassification  # noqa: E402
+from transformers import BertForQuestionAnswering, BertForSequenceClassification, BertForTokenClassification  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIXTURES = os.path.join(ROOT, "Tests", "BertModelTests", "Fixtures")
@@ -82,6 +83,27 @@ def main():
     tensors["tag.logits"] = out.logits.detach().contiguous()
     for n, p in model.named_parameters():
         tensors["tag.grad." + n] = p.grad.detach().clone().contiguous()
+    # Question answering: rows without padding (transformers scores padding positions too; we do
+    # not), start/end positions per row.
+    torch.manual_seed(0)
+    model = BertForQuestionAnswering.from_pretrained(os.path.join(FIXTURES, "tiny-pretraining"), attn_implementation="eager")
+    folder = os.path.join(FIXTURES, "tiny-qa")
+    model.save_pretrained(folder, safe_serialization=True)
+    model = BertForQuestionAnswering.from_pretrained(folder, attn_implementation="eager")
+    model.eval()
+    g = torch.Generator().manual_seed(4)
+    qa_ids = torch.randint(5, 99, (2, 12), generator=g)
+    qa_types = torch.zeros_like(qa_ids)
+    qa_types[:, 5:] = 1
+    starts, ends = torch.tensor([6, 0]), torch.tensor([8, 0])
+    out = model(input_ids=qa_ids, token_type_ids=qa_types, attention_mask=torch.ones_like(qa_ids),
+                start_positions=starts, end_positions=ends)
+    out.loss.backward()
+    tensors.update({"qa.input_ids": qa_ids, "qa.token_type_ids": qa_types, "qa.starts": starts, "qa.ends": ends,
+                    "qa.loss": out.loss.detach().reshape(1), "qa.start_logits": out.start_logits.detach().contiguous(),
+                    "qa.end_logits": out.end_logits.detach().contiguous()})
+    for n, p in model.named_parameters():
+        tensors["qa.grad." + n] = p.grad.detach().clone().contiguous()
     save_file(tensors, os.path.join(FIXTURES, "tiny_seqcls_reference.safetensors"))
 
     rng = np.random.default_rng(0)
@@ -107,6 +129,31 @@ def main():
     metrics["seqeval_precision"] = seqeval_precision(gold_tags, pred_tags)
     metrics["seqeval_recall"] = seqeval_recall(gold_tags, pred_tags)
     metrics["seqeval_f1"] = seqeval_f1(gold_tags, pred_tags)
+    # The official SQuAD v2 scoring functions (normalize_answer, compute_exact, compute_f1), restated.
+    import collections, re, string
+
+    def normalize_answer(s):
+        s = s.lower()
+        s = "".join(ch for ch in s if ch not in set(string.punctuation))
+        s = re.sub(r"\b(a|an|the)\b", " ", s)
+        return " ".join(s.split())
+
+    def compute_f1(gold, pred):
+        g, p = normalize_answer(gold).split(), normalize_answer(pred).split()
+        if not g or not p:
+            return float(g == p)
+        common = collections.Counter(g) & collections.Counter(p)
+        same = sum(common.values())
+        if same == 0:
+            return 0.0
+        precision, recall = same / len(p), same / len(g)
+        return 2 * precision * recall / (precision + recall)
+
+    pairs = [("The Eiffel Tower!", "eiffel tower"), ("in 1889, Paris", "1889"), ("a cat and the dog", "The cat, a dog."),
+             ("Denver Broncos", "Carolina Panthers"), ("", "nothing"), ("$5.00 (approx.)", "5.00 approx"),
+             ("an apple an apple", "apple"), ("Zoë's café", "zoës cafe")]
+    metrics["squad"] = [[gold, pred, float(normalize_answer(gold) == normalize_answer(pred)), compute_f1(gold, pred)]
+                        for gold, pred in pairs]
     with open(os.path.join(FIXTURES, "metrics_reference.json"), "w") as f:
         json.dump(metrics, f)
 

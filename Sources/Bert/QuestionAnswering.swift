@@ -1,0 +1,392 @@
+import BertCompute
+import BertTokenizer
+import Foundation
+
+/// Transformers' BertForQuestionAnswering: the encoder ("bert.", no pooler) and "qa_outputs", a
+/// linear layer giving each token a start and an end logit.
+public final class BertForQuestionAnswering: @unchecked Sendable {
+    public let config: BertConfig
+    public let bert: BertModelWeights
+    public let qaOutputs: Linear
+    public let parameters: ParameterStore
+
+    public init(config: BertConfig) throws {
+        try config.validate()
+        var c = config
+        c.architectures = ["BertForQuestionAnswering"]
+        for k in ["id2label", "label2id", "problem_type"] { c.extra.removeValue(forKey: k) }
+        self.config = c
+        var layout = ParameterLayout()
+        bert = BertModelWeights(&layout, config: config, prefix: "bert.", addPoolingLayer: false)
+        qaOutputs = Linear(&layout, "qa_outputs", out: 2, in: config.hiddenSize)
+        parameters = try ParameterStore(layout: layout)
+    }
+
+    public static func fromPretrained(folder: URL, seed: UInt64) throws -> (model: BertForQuestionAnswering, initialised: [String]) {
+        let (config, file) = try openCheckpoint(folder)
+        let model = try BertForQuestionAnswering(config: config)
+        return (model, try loadPretrainedEncoder(model.parameters, config: config, file: file, seed: seed))
+    }
+
+    public convenience init(folder: URL) throws {
+        let (config, file) = try openCheckpoint(folder)
+        guard file.info("qa_outputs.weight") != nil else {
+            throw BertError("\(folder.path): no qa_outputs.weight (not a BertForQuestionAnswering; fine-tune it first)")
+        }
+        try self.init(config: config)
+        try parameters.layout.check(against: file)
+        try parameters.load(from: file)
+    }
+
+    public func save(to folder: URL) throws { try saveTaskModel(config: config, parameters: parameters, to: folder) }
+
+    /// Start and end logits, each [batch × sequence] (−∞ at padding, which is never an answer).
+    public func logits(_ batch: EncoderBatch) throws -> (start: [Float], end: [Float]) {
+        let acts = try bert.forwardForTraining(batch, parameters: parameters)
+        let t = acts.packed.tokenCount
+        let out = FloatBuffer(count: max(1, 2 * t))
+        linear(acts.output.pointer, rows: t, inFeatures: config.hiddenSize, weight: parameters[qaOutputs.weight],
+               outFeatures: 2, bias: parameters[qaOutputs.bias], output: out.pointer) { _ in }
+        var start = [Float](repeating: -.infinity, count: batch.batchSize * batch.sequenceLength), end = start
+        for (row, flat) in acts.packed.origin.enumerated() {
+            start[flat] = out.pointer[2 * row]
+            end[flat] = out.pointer[2 * row + 1]
+        }
+        return (start, end)
+    }
+
+    /// Forward and backward of one batch with start and end positions per row (positions within
+    /// the row; softmax over its real tokens): loss = (CE(start) + CE(end)) / 2, averaged over rows.
+    public func lossAndGradients(_ batch: EncoderBatch, starts: [Int], ends: [Int], into grads: ParameterStore,
+                                 dropout: Dropout? = nil) throws -> Double {
+        let b = batch.batchSize, s = batch.sequenceLength, h = config.hiddenSize
+        guard starts.count == b, ends.count == b else { throw BertError("question answering needs a start and an end per row") }
+        let mask = batch.attentionMask ?? [Int32](repeating: 1, count: b * s)
+        for r in 0..<b {
+            for p in [starts[r], ends[r]] where !(0..<s).contains(p) || mask[r * s + p] == 0 {
+                throw BertError("answer position \(p) of row \(r) is outside its tokens")
+            }
+        }
+        let p = parameters
+        let acts = try bert.forwardForTraining(batch, parameters: p, dropout: dropout)
+        let packed = acts.packed, t = packed.tokenCount
+        let x = FloatBuffer(count: t * h)
+        x.pointer.update(from: acts.output.pointer, count: t * h)
+        let logits = FloatBuffer(count: 2 * t)
+        linear(x.pointer, rows: t, inFeatures: h, weight: p[qaOutputs.weight], outFeatures: 2,
+               bias: p[qaOutputs.bias], output: logits.pointer) { _ in }
+        // Softmax cross-entropy along each row's tokens, for the start and the end column.
+        let dLogits = FloatBuffer(count: 2 * t)
+        dLogits.zero()
+        var loss = 0.0
+        for r in 0..<b {
+            let first = packed.sequenceStart[r], n = packed.sequenceLength[r]
+            // The packed row of position p in sequence r: real tokens are packed in order.
+            var rowOf: [Int: Int] = [:]
+            for k in 0..<n { rowOf[packed.origin[first + k] - r * s] = first + k }
+            for (column, target) in [(0, starts[r]), (1, ends[r])] {
+                guard let targetRow = rowOf[target] else { throw BertError("answer position \(target) of row \(r) is padding") }
+                var m = -Float.infinity
+                for k in 0..<n { m = max(m, logits.pointer[2 * (first + k) + column]) }
+                var sum = 0.0
+                for k in 0..<n { sum += Double(exp(logits.pointer[2 * (first + k) + column] - m)) }
+                loss += log(sum) + Double(m) - Double(logits.pointer[2 * targetRow + column])
+                let scale = 1 / Float(2 * b)
+                for k in 0..<n {
+                    let q = Float(Double(exp(logits.pointer[2 * (first + k) + column] - m)) / sum)
+                    dLogits.pointer[2 * (first + k) + column] = q * scale
+                }
+                dLogits.pointer[2 * targetRow + column] -= scale
+            }
+        }
+        let dx = FloatBuffer(count: t * h)
+        BLAS.linearBackward(dy: dLogits.pointer, x: x.pointer, w: p[qaOutputs.weight], m: t, n: 2, k: h,
+                            dx: dx.pointer, dw: grads[qaOutputs.weight], db: grads[qaOutputs.bias])
+        var dHidden = [Float](repeating: 0, count: b * s * h)
+        for (row, flat) in packed.origin.enumerated() {
+            for j in 0..<h { dHidden[flat * h + j] = dx.pointer[row * h + j] }
+        }
+        bert.backward(acts, dHidden: dHidden, dPooled: nil, parameters: p, gradients: grads)
+        return loss / Double(2 * b)
+    }
+}
+
+// MARK: SQuAD data
+
+/// A SQuAD question: its context, the gold answers (text and character start in the context, in
+/// Unicode scalars) and whether it has no answer (SQuAD 2.0).
+public struct SquadExample: Sendable {
+    public var id: String
+    public var question: String
+    public var context: String
+    public var answers: [(text: String, start: Int)]
+    public var isImpossible: Bool
+    public init(id: String, question: String, context: String, answers: [(text: String, start: Int)] = [], isImpossible: Bool = false) {
+        self.id = id
+        self.question = question
+        self.context = context
+        self.answers = answers
+        self.isImpossible = isImpossible
+    }
+}
+
+/// Reads SQuAD v1.1 / v2.0 JSON ({"data": [{"paragraphs": [{"context", "qas": [{"id", "question",
+/// "answers": [{"text", "answer_start"}], "is_impossible"}]}]}]}). An answer whose text is not at
+/// its answer_start in the context is an error naming the question.
+public func readSquad(_ url: URL, requireAnswers: Bool = true) throws -> [SquadExample] {
+    let data: Data
+    do { data = try Data(contentsOf: url) } catch { throw BertError("\(url.path): cannot read (\(error.localizedDescription))") }
+    guard let root = try? JSONSerialization.jsonObject(with: data) as? [String: Any], let articles = root["data"] as? [[String: Any]] else {
+        throw BertError("\(url.path): not SQuAD JSON (expected an object with a \"data\" list)")
+    }
+    var result: [SquadExample] = []
+    for (a, article) in articles.enumerated() {
+        guard let paragraphs = article["paragraphs"] as? [[String: Any]] else { throw BertError("\(url.path): data[\(a)] has no paragraphs") }
+        for (p, paragraph) in paragraphs.enumerated() {
+            guard let context = paragraph["context"] as? String, let qas = paragraph["qas"] as? [[String: Any]] else {
+                throw BertError("\(url.path): data[\(a)].paragraphs[\(p)] needs context and qas")
+            }
+            let scalars = Array(context.unicodeScalars)
+            for (q, qa) in qas.enumerated() {
+                let id = (qa["id"] as? String) ?? (qa["id"].map { "\($0)" } ?? "\(a)-\(p)-\(q)")
+                guard let question = qa["question"] as? String else { throw BertError("\(url.path): question \(id) has no text") }
+                let impossible = (qa["is_impossible"] as? Bool) ?? false
+                var answers: [(String, Int)] = []
+                for answer in (qa["answers"] as? [[String: Any]]) ?? [] {
+                    guard let text = answer["text"] as? String, let start = (answer["answer_start"] as? NSNumber)?.intValue else {
+                        throw BertError("\(url.path): question \(id): an answer needs text and answer_start")
+                    }
+                    let n = text.unicodeScalars.count
+                    guard start >= 0, start + n <= scalars.count,
+                          String(String.UnicodeScalarView(scalars[start..<start + n])) == text else {
+                        throw BertError("\(url.path): question \(id): answer '\(text)' is not at character \(start) of its context")
+                    }
+                    answers.append((text, start))
+                }
+                if requireAnswers && !impossible && answers.isEmpty {
+                    throw BertError("\(url.path): question \(id) has no answers and is not marked is_impossible")
+                }
+                result.append(SquadExample(id: id, question: question, context: context, answers: answers, isImpossible: impossible))
+            }
+        }
+    }
+    return result
+}
+
+/// SQuAD's official scoring: answers normalised (lowercase, punctuation and the articles a/an/the
+/// removed, whitespace collapsed); exact match and token F1, the best over the gold answers; a
+/// question without answers scores 1 only for an empty prediction.
+public enum SquadMetrics {
+    public static func normalize(_ s: String) -> String {
+        let lower = s.lowercased()
+        let noPunct = String(String.UnicodeScalarView(lower.unicodeScalars.filter { !($0.isASCII && CharacterSet.punctuationCharacters.union(.symbols).contains($0)) }))
+        let words = noPunct.split(whereSeparator: { $0.isWhitespace }).filter { !["a", "an", "the"].contains($0) }
+        return words.joined(separator: " ")
+    }
+
+    public static func exactMatch(_ prediction: String, _ gold: [String]) -> Double {
+        if gold.isEmpty { return prediction.isEmpty ? 1 : 0 }
+        return gold.contains { normalize($0) == normalize(prediction) } ? 1 : 0
+    }
+
+    public static func f1(_ prediction: String, _ gold: [String]) -> Double {
+        if gold.isEmpty { return prediction.isEmpty ? 1 : 0 }
+        let p = normalize(prediction).split(separator: " ")
+        return gold.map { g -> Double in
+            let t = normalize(g).split(separator: " ")
+            if p.isEmpty || t.isEmpty { return p.isEmpty && t.isEmpty ? 1 : 0 }
+            var counts: [Substring: Int] = [:]
+            for w in t { counts[w, default: 0] += 1 }
+            var common = 0
+            for w in p where (counts[w] ?? 0) > 0 { common += 1; counts[w]! -= 1 }
+            if common == 0 { return 0 }
+            let precision = Double(common) / Double(p.count), recall = Double(common) / Double(t.count)
+            return 2 * precision * recall / (precision + recall)
+        }.max() ?? 0
+    }
+}
+
+/// Settings of extractive question answering (as transformers' run_qa.py defaults).
+public struct QAOptions: Sendable {
+    public var maxLength = 384
+    public var docStride = 128
+    public var maxQueryLength = 64
+    public var maxAnswerLength = 30
+    public var nBest = 20
+    /// SQuAD 2.0: answer "" when the null score exceeds the best span's by more than this.
+    public var nullThreshold = 0.0
+    /// Whether a null answer may be predicted (SQuAD 2.0 data).
+    public var allowNull = false
+    public init() {}
+}
+
+/// One window of a question over its context.
+public struct QAFeature: Sendable {
+    public var example: Int
+    public var ids: [Int32]
+    public var typeIds: [Int32]
+    /// Character span in the context of each token (nil for question and special tokens).
+    public var contextOffsets: [(start: Int, end: Int)?]
+    public var startPosition: Int
+    public var endPosition: Int
+}
+
+/// A predicted answer.
+public struct QAPrediction: Sendable {
+    public var id: String
+    public var text: String
+    public var start: Int
+    public var end: Int
+    public var score: Float
+    public var nullScore: Float
+}
+
+/// Fine-tunes and runs a BertForQuestionAnswering on SQuAD-style data: questions over long
+/// contexts become overlapping windows; the best span is chosen over every window.
+public final class QuestionAnswerer {
+    public let model: BertForQuestionAnswering
+    public let tokenizer: BertTokenizer
+    public let options: FineTuneOptions
+    public let qa: QAOptions
+    public let output: URL
+
+    public init(model: BertForQuestionAnswering, tokenizer: BertTokenizer, options: FineTuneOptions, qa: QAOptions, output: URL) {
+        self.model = model
+        var t = tokenizer
+        t.padding = nil
+        t.offsetUnit = .unicodeScalars
+        self.tokenizer = t
+        self.options = options
+        self.qa = qa
+        self.output = output
+    }
+
+    /// The windows of examples: question first (cut to maxQueryLength tokens), the context cut
+    /// into windows of maxLength tokens overlapping by docStride; the answer's token span, or
+    /// [CLS] (position 0) when the window does not contain it or there is none.
+    public func features(_ examples: [SquadExample], offset: Int = 0) throws -> [QAFeature] {
+        var t = tokenizer
+        t.truncation = Truncation(maxLength: qa.maxLength, strategy: .onlySecond, stride: qa.docStride)
+        var result: [QAFeature] = []
+        for (i, ex) in examples.enumerated() {
+            var question = ex.question.trimmingCharacters(in: .whitespaces)
+            let q = try tokenizer.encode(question, addSpecialTokens: false)
+            if q.count > qa.maxQueryLength {
+                let cut = q.offsets[qa.maxQueryLength - 1].end
+                question = String(String.UnicodeScalarView(Array(question.unicodeScalars)[..<cut]))
+            }
+            let main: Encoding
+            do { main = try t.encode(question, pair: ex.context) } catch {
+                throw BertError("question \(ex.id): \(error) (raise --max-length or lower --max-query-length)")
+            }
+            for e in [main] + main.overflowing {
+                var offsets: [(start: Int, end: Int)?] = []
+                for k in 0..<e.count { offsets.append(e.sequenceIds[k] == 1 ? (e.offsets[k].start, e.offsets[k].end) : nil) }
+                var start = 0, end = 0
+                if !ex.isImpossible, let answer = ex.answers.first {
+                    let a = answer.start, b = answer.start + answer.text.unicodeScalars.count
+                    let inside = offsets.indices.filter { offsets[$0] != nil }
+                    if let first = inside.first, let last = inside.last, offsets[first]!.start <= a, offsets[last]!.end >= b {
+                        start = inside.last { offsets[$0]!.start <= a } ?? first
+                        end = inside.first { offsets[$0]!.end >= b } ?? last
+                        if end < start { end = start }
+                    }
+                }
+                result.append(QAFeature(example: offset + i, ids: e.ids, typeIds: e.typeIds, contextOffsets: offsets,
+                                        startPosition: start, endPosition: end))
+            }
+        }
+        return result
+    }
+
+    func batch(_ features: ArraySlice<QAFeature>) -> EncoderBatch {
+        let s = features.map(\.ids.count).max() ?? 0
+        var ids = [Int32](repeating: 0, count: features.count * s), types = ids, mask = ids
+        for (b, f) in features.enumerated() {
+            for j in 0..<f.ids.count {
+                ids[b * s + j] = f.ids[j]; types[b * s + j] = f.typeIds[j]; mask[b * s + j] = 1
+            }
+        }
+        return EncoderBatch(batchSize: features.count, sequenceLength: s, inputIds: ids, tokenTypeIds: types, attentionMask: mask)
+    }
+
+    public func train(_ trainSet: [SquadExample], validation: [SquadExample],
+                      progress: (String) -> Void = { _ in }, report: (EpochReport) -> Void = { _ in }) throws {
+        let features = try self.features(trainSet)
+        progress("\(trainSet.count) questions give \(features.count) training windows")
+        try runFineTuning(parameters: model.parameters, config: model.config, count: features.count, options: options,
+                          progress: progress, report: report, save: save,
+                          evaluate: validation.isEmpty ? nil : { let m = try self.evaluate(validation); return (m["f1"] ?? 0, m) }) { indices, grads, dropout in
+            let part = indices.map { features[$0] }
+            return try model.lossAndGradients(batch(part[...]), starts: part.map(\.startPosition), ends: part.map(\.endPosition),
+                                              into: grads, dropout: dropout)
+        }
+    }
+
+    public func save() throws {
+        try model.save(to: output)
+        try tokenizer.write(to: output)
+    }
+
+    /// The best answer of each example: over every window, the n-best start and end logits of
+    /// context tokens make spans (end ≥ start, at most maxAnswerLength tokens) scored by start +
+    /// end; with `allowNull`, "" when the smallest [CLS] score beats the best span by the threshold.
+    public func predict(_ examples: [SquadExample]) throws -> [QAPrediction] {
+        let features = try self.features(examples)
+        var best = examples.map { QAPrediction(id: $0.id, text: "", start: 0, end: 0, score: -.infinity, nullScore: .infinity) }
+        let b = max(1, options.batchSize)
+        for first in stride(from: 0, to: features.count, by: b) {
+            let part = features[first..<min(features.count, first + b)]
+            let batch = batch(part)
+            let (startLogits, endLogits) = try model.logits(batch)
+            let s = batch.sequenceLength
+            for (row, f) in part.enumerated() {
+                let st = Array(startLogits[row * s..<row * s + f.ids.count]), en = Array(endLogits[row * s..<row * s + f.ids.count])
+                let e = f.example
+                best[e].nullScore = min(best[e].nullScore, st[0] + en[0])
+                let context = f.contextOffsets.indices.filter { f.contextOffsets[$0] != nil }
+                let topStarts = context.sorted { st[$0] > st[$1] }.prefix(qa.nBest)
+                let topEnds = context.sorted { en[$0] > en[$1] }.prefix(qa.nBest)
+                for i in topStarts {
+                    for j in topEnds where j >= i && j - i + 1 <= qa.maxAnswerLength {
+                        let score = st[i] + en[j]
+                        if score > best[e].score {
+                            let a = f.contextOffsets[i]!.start, z = f.contextOffsets[j]!.end
+                            let scalars = Array(examples[e].context.unicodeScalars)
+                            best[e] = QAPrediction(id: best[e].id, text: String(String.UnicodeScalarView(scalars[a..<z])), start: a, end: z,
+                                                   score: score, nullScore: best[e].nullScore)
+                        }
+                    }
+                }
+            }
+        }
+        if qa.allowNull {
+            for i in best.indices where best[i].score == -.infinity || Double(best[i].nullScore - best[i].score) > qa.nullThreshold {
+                best[i].text = ""
+                best[i].start = 0
+                best[i].end = 0
+            }
+        }
+        return best
+    }
+
+    /// SQuAD exact match and F1 (in percent), overall and split by has-answer / no-answer.
+    public func evaluate(_ examples: [SquadExample]) throws -> [String: Double] {
+        let predictions = try predict(examples)
+        var em = 0.0, f1 = 0.0, hasEM = 0.0, hasF1 = 0.0, noEM = 0.0, has = 0, none = 0
+        for (p, ex) in zip(predictions, examples) {
+            let gold = ex.isImpossible ? [] : ex.answers.map(\.text)
+            let e = SquadMetrics.exactMatch(p.text, gold), f = SquadMetrics.f1(p.text, gold)
+            em += e; f1 += f
+            if gold.isEmpty { noEM += e; none += 1 } else { hasEM += e; hasF1 += f; has += 1 }
+        }
+        let n = Double(max(examples.count, 1))
+        var result = ["exact_match": 100 * em / n, "f1": 100 * f1 / n, "questions": Double(examples.count)]
+        if none > 0 {
+            result["has_answer_exact_match"] = 100 * hasEM / Double(max(has, 1))
+            result["has_answer_f1"] = 100 * hasF1 / Double(max(has, 1))
+            result["no_answer_accuracy"] = 100 * noEM / Double(none)
+        }
+        return result
+    }
+}
