@@ -43,7 +43,7 @@ struct FineTune: ParsableCommand {
             BertForSequenceClassification folder with its tokenizer.
             """)
 
-    @Option(help: "classify, regress or tag.") var task: String
+    @Option(help: "classify, regress, tag or qa.") var task: String
     @Option(help: "A pretrained model folder (BertModel, BertForPreTraining, sentence-transformers, ...).") var model: String
     @Option(help: "Training data.") var train: String
     @Option(help: "Validation data.") var validation: String
@@ -52,17 +52,23 @@ struct FineTune: ParsableCommand {
     @Option(help: "Peak learning rate (linear warm-up over --warmup-ratio of the steps, then linear decay).") var lr = 2e-5
     @Option(help: "Share of the steps spent warming up.") var warmupRatio = 0.1
     @Option(help: "Examples per step.") var batchSize = 32
-    @Option(help: "Maximum tokens per example (longer ones are truncated, longest first for pairs).") var maxLength = 128
+    @Option(help: "Maximum tokens per example (longer ones are truncated, longest first for pairs; qa: the window size). Default 128, qa 384.") var maxLength: Int?
+    var length: Int { maxLength ?? (task == "qa" ? 384 : 128) }
     @Option(help: "Random seed (head initialisation, order, dropout).") var seed: UInt64 = 42
     @Option(help: "Worker threads (default: all cores).") var threads: Int?
+    @Option(help: "qa: overlap of consecutive context windows, in tokens.") var docStride = 128
+    @Option(help: "qa: question tokens kept.") var maxQueryLength = 64
+    @Option(help: "qa: longest answer, in tokens.") var maxAnswerLength = 30
+    @Option(help: "qa (SQuAD 2.0): answer nothing when the null score beats the best span by more than this.") var nullThreshold = 0.0
     @OptionGroup var columns: ColumnOptions
 
     func validate() throws {
-        if !["classify", "regress", "tag"].contains(task) {
-            if ["qa", "choice"].contains(task) { throw ValidationError("--task \(task) is not implemented yet (classify, regress and tag are)") }
-            throw ValidationError("--task must be classify, regress or tag")
+        if !["classify", "regress", "tag", "qa"].contains(task) {
+            if task == "choice" { throw ValidationError("--task choice is not implemented yet (classify, regress, tag and qa are)") }
+            throw ValidationError("--task must be classify, regress, tag or qa")
         }
-        if epochs < 1 || batchSize < 1 || maxLength < 4 { throw ValidationError("--epochs, --batch-size must be positive and --max-length at least 4") }
+        if docStride < 0 || maxQueryLength < 1 || maxAnswerLength < 1 { throw ValidationError("--doc-stride, --max-query-length, --max-answer-length must be positive") }
+        if epochs < 1 || batchSize < 1 || length < 4 { throw ValidationError("--epochs, --batch-size must be positive and --max-length at least 4") }
         if !(lr > 0) { throw ValidationError("--lr must be positive") }
         if !(0...1).contains(warmupRatio) { throw ValidationError("--warmup-ratio must be between 0 and 1") }
         if let t = threads, t < 1 { throw ValidationError("--threads must be at least 1") }
@@ -74,7 +80,7 @@ struct FineTune: ParsableCommand {
         o.learningRate = lr
         o.warmupRatio = warmupRatio
         o.batchSize = batchSize
-        o.maxLength = maxLength
+        o.maxLength = length
         o.seed = seed
         return o
     }
@@ -109,8 +115,40 @@ struct FineTune: ParsableCommand {
         warn("wrote \(out): config.json, model.safetensors, tokenizer files, eval_history.json")
     }
 
+    func runQA(tokenizer: BertTokenizer, folder: URL) throws {
+        do {
+            for f in [train, validation] where !FileManager.default.fileExists(atPath: f) { throw CLIError("\(f): file not found") }
+            let trainSet = try readSquad(URL(fileURLWithPath: train))
+            let validationSet = try readSquad(URL(fileURLWithPath: validation))
+            var qa = QAOptions()
+            qa.maxLength = length
+            qa.docStride = docStride
+            qa.maxQueryLength = maxQueryLength
+            qa.maxAnswerLength = maxAnswerLength
+            qa.nullThreshold = nullThreshold
+            qa.allowNull = (trainSet + validationSet).contains { $0.isImpossible }
+            let (network, initialised) = try BertForQuestionAnswering.fromPretrained(folder: folder, seed: seed)
+            warn("\(trainSet.count) training and \(validationSet.count) validation questions\(qa.allowNull ? " (SQuAD 2.0: null answers allowed)" : ""); newly initialised: \(initialised.joined(separator: ", "))")
+            let output = URL(fileURLWithPath: out)
+            let answerer = QuestionAnswerer(model: network, tokenizer: tokenizer, options: options, qa: qa, output: output)
+            try FileManager.default.createDirectory(at: output, withIntermediateDirectories: true)
+            try saveQASettings(qa, to: output)
+            var history: [[String: Any]] = []
+            try answerer.train(trainSet, validation: validationSet, progress: { print($0); fflush(nil) }) { printReport($0, history: &history) }
+        } catch let e as BertError {
+            throw CLIError(e.message)
+        }
+        warn("wrote \(out): config.json, model.safetensors, qa_settings.json, tokenizer files, eval_history.json")
+    }
+
     func run() throws {
         if let t = threads { Compute.threads = t }
+        if task == "qa" {
+            let folder = URL(fileURLWithPath: model)
+            let tokenizer: BertTokenizer
+            do { tokenizer = try BertTokenizer(modelFolder: folder) } catch let e as TokenizerError { throw CLIError(e.description) }
+            return try runQA(tokenizer: tokenizer, folder: folder)
+        }
         if task == "tag" {
             let folder = URL(fileURLWithPath: model)
             let tokenizer: BertTokenizer
@@ -150,6 +188,41 @@ func architecture(of path: String) throws -> String {
         throw CLIError("\(url.path): missing or not JSON (is this a model folder?)")
     }
     return (object["architectures"] as? [String])?.first ?? "BertModel"
+}
+
+/// The window and answer settings of a QA model, kept beside it (qa_settings.json).
+func saveQASettings(_ qa: QAOptions, to folder: URL) throws {
+    let object: [String: Any] = ["max_length": qa.maxLength, "doc_stride": qa.docStride, "max_query_length": qa.maxQueryLength,
+                                 "max_answer_length": qa.maxAnswerLength, "n_best": qa.nBest, "null_threshold": qa.nullThreshold,
+                                 "version_2_with_negative": qa.allowNull]
+    try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])
+        .write(to: folder.appendingPathComponent("qa_settings.json"), options: .atomic)
+}
+
+/// Loads a fine-tuned QA folder, its tokenizer and its qa_settings.json (defaults when absent).
+func loadAnswerer(_ path: String, maxLength: Int?) throws -> QuestionAnswerer {
+    let folder = URL(fileURLWithPath: path)
+    do {
+        let network = try BertForQuestionAnswering(folder: folder)
+        let tokenizer: BertTokenizer
+        do { tokenizer = try BertTokenizer(modelFolder: folder) } catch let e as TokenizerError { throw CLIError(e.description) }
+        var qa = QAOptions()
+        if let data = try? Data(contentsOf: folder.appendingPathComponent("qa_settings.json")),
+           let s = try? JSONSerialization.jsonObject(with: data) as? [String: Any] {
+            qa.maxLength = s["max_length"] as? Int ?? qa.maxLength
+            qa.docStride = s["doc_stride"] as? Int ?? qa.docStride
+            qa.maxQueryLength = s["max_query_length"] as? Int ?? qa.maxQueryLength
+            qa.maxAnswerLength = s["max_answer_length"] as? Int ?? qa.maxAnswerLength
+            qa.nBest = s["n_best"] as? Int ?? qa.nBest
+            qa.nullThreshold = (s["null_threshold"] as? NSNumber)?.doubleValue ?? qa.nullThreshold
+            qa.allowNull = s["version_2_with_negative"] as? Bool ?? qa.allowNull
+        }
+        if let m = maxLength { qa.maxLength = m }
+        qa.maxLength = min(qa.maxLength, network.config.maxPositionEmbeddings)
+        return QuestionAnswerer(model: network, tokenizer: tokenizer, options: FineTuneOptions(), qa: qa, output: folder)
+    } catch let e as BertError {
+        throw CLIError(e.message)
+    }
 }
 
 /// Loads a fine-tuned tagging model folder and its tokenizer.
@@ -216,9 +289,42 @@ struct Predict: ParsableCommand {
         out.flush()
     }
 
+    func runQA() throws {
+        let answerer = try loadAnswerer(model, maxLength: maxLength)
+        var examples: [SquadExample] = []
+        if files.count == 1 && files[0].lowercased().hasSuffix(".json") {
+            examples = try readSquad(URL(fileURLWithPath: files[0]), requireAnswers: false)
+        } else {
+            var reader = LineReader(paths: files)
+            var n = 0
+            try reader.forEachBatch { lines in
+                for line in lines where !line.trimmingCharacters(in: .whitespaces).isEmpty {
+                    n += 1
+                    guard let o = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
+                          let q = o["question"] as? String, let c = o["context"] as? String else {
+                        throw CLIError("input line \(n): expected a JSON object with \"question\" and \"context\"")
+                    }
+                    examples.append(SquadExample(id: (o["id"] as? String) ?? String(n), question: q, context: c))
+                }
+            }
+        }
+        let out = Output()
+        for p in try answerer.predict(examples) {
+            let object: [String: Any] = ["id": p.id, "answer": p.text, "start": p.start, "end": p.end,
+                                         "score": Double(p.score.isFinite ? p.score : 0), "null_score": Double(p.nullScore.isFinite ? p.nullScore : 0)]
+            let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
+            out.write(String(decoding: data, as: UTF8.self) + "\n")
+        }
+        out.flush()
+    }
+
     func run() throws {
-        if try architecture(of: model) == "BertForTokenClassification" {
+        let head = try architecture(of: model)
+        if head == "BertForTokenClassification" {
             do { return try runTagging() } catch let e as BertError { throw CLIError(e.message) }
+        }
+        if head == "BertForQuestionAnswering" {
+            do { return try runQA() } catch let e as BertError { throw CLIError(e.message) }
         }
         let tuner = try loadSequenceModel(model, maxLength: maxLength)
         var examples: [LabeledExample] = []
@@ -272,6 +378,15 @@ struct Evaluate: ParsableCommand {
     @OptionGroup var columns: ColumnOptions
 
     func run() throws {
+        if try architecture(of: model) == "BertForQuestionAnswering" {
+            let answerer = try loadAnswerer(model, maxLength: maxLength)
+            guard FileManager.default.fileExists(atPath: data) else { throw CLIError("\(data): file not found") }
+            let metrics: [String: Double]
+            do { metrics = try answerer.evaluate(try readSquad(URL(fileURLWithPath: data))) } catch let e as BertError { throw CLIError(e.message) }
+            let json = try JSONSerialization.data(withJSONObject: metrics, options: [.prettyPrinted, .sortedKeys])
+            print(String(decoding: json, as: UTF8.self))
+            return
+        }
         if try architecture(of: model) == "BertForTokenClassification" {
             let tagger = try loadTagger(model, maxLength: maxLength)
             guard FileManager.default.fileExists(atPath: data) else { throw CLIError("\(data): file not found") }

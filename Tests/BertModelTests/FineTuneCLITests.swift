@@ -68,6 +68,37 @@ struct FineTuneCLITests {
         #expect(metrics["sentences"] == 8 && metrics["f1"] != nil)
     }
 
+    @Test func qaPredictEvaluate() throws {
+        defer { try? FileManager.default.removeItem(at: root) }
+        let context = "The Eiffel Tower was finished in 1889. It stands in Paris, on the Champ de Mars."
+        func at(_ s: String) -> Int { context.unicodeScalars.count - (context.range(of: s).map { context[$0.lowerBound...].unicodeScalars.count } ?? 0) }
+        let qas: [[String: Any]] = [
+            ["id": "a", "question": "When was the tower finished?", "answers": [["text": "1889", "answer_start": at("1889")]]],
+            ["id": "b", "question": "Where does it stand?", "answers": [["text": "Paris", "answer_start": at("Paris")]]],
+            ["id": "c", "question": "Who painted it?", "answers": [], "is_impossible": true],
+        ]
+        let squad = try file("squad.json", String(decoding: try JSONSerialization.data(withJSONObject: ["data": [["paragraphs": [["context": context, "qas": qas]]]]]), as: UTF8.self))
+        let out = root.appendingPathComponent("qa").path
+        let r = try runBertCLI(["finetune", "--task", "qa", "--model", miniLM, "--train", squad, "--validation", squad,
+                                "--out", out, "--epochs", "1", "--batch-size", "2", "--max-length", "32", "--doc-stride", "8"])
+        #expect(r.status == 0 && !r.crashed, "\(r.stderr)")
+        #expect(r.stderr.contains("SQuAD 2.0") && r.stdout.contains("exact_match"))
+        let settings = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: out + "/qa_settings.json"))) as? [String: Any]
+        #expect(settings?["doc_stride"] as? Int == 8 && settings?["version_2_with_negative"] as? Bool == true)
+        let p = try runBertCLI(["predict", "--model", out], stdin: Data("{\"id\": \"q\", \"question\": \"When?\", \"context\": \"\(context)\"}\n".utf8))
+        #expect(p.status == 0, "\(p.stderr)")
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(p.stdout.utf8)) as? [String: Any])
+        #expect(object["id"] as? String == "q")
+        let answer = try #require(object["answer"] as? String), start = try #require(object["start"] as? Int), end = try #require(object["end"] as? Int)
+        if !answer.isEmpty { #expect(String(String.UnicodeScalarView(Array(context.unicodeScalars)[start..<end])) == answer) }
+        let e = try runBertCLI(["evaluate", "--model", out, "--data", squad])
+        #expect(e.status == 0, "\(e.stderr)")
+        let metrics = try #require(try JSONSerialization.jsonObject(with: Data(e.stdout.utf8)) as? [String: Double])
+        #expect(metrics["questions"] == 3 && metrics["no_answer_accuracy"] != nil && (0...100).contains(metrics["f1"] ?? -1))
+        let bad = try runBertCLI(["predict", "--model", out], stdin: Data("not json\n".utf8))
+        #expect(bad.status != 0 && !bad.crashed && bad.stderr.contains("line 1"), "\(bad.stderr)")
+    }
+
     @Test func badDataAndOptionsAreErrorsNotCrashes() throws {
         defer { try? FileManager.default.removeItem(at: root) }
         let good = try file("good.csv", "text,label\na,x\nb,y\n")
@@ -77,7 +108,7 @@ struct FineTuneCLITests {
             (["--train", try file("one.csv", "text,label\na,x\nb,x\n")], "at least 2"),
             (["--train", good, "--validation", try file("unseen.csv", "text,label\na,z\n")], "unseen.csv:2"),
             (["--train", root.appendingPathComponent("missing.csv").path], "not found"),
-            (["--train", good, "--task", "qa"], "not implemented yet"),
+            (["--train", good, "--task", "choice"], "not implemented yet"),
         ]
         for (extra, message) in cases {
             // Each option once: the case's values replace the defaults.
