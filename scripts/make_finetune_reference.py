@@ -9,7 +9,8 @@ Fixtures/tiny-seqcls-classify and Fixtures/tiny-seqcls-regress. With dropout off
 the batch of tiny_reference.safetensors (padded rows included), it records in
 Fixtures/tiny_seqcls_reference.safetensors, for each model M in (classify, regress):
   M.labels, M.loss [1], M.logits [3, L] and M.grad.<name> for every parameter.
-A BertForQuestionAnswering (Fixtures/tiny-qa) is checked under "qa." on two unpadded rows.
+A BertForQuestionAnswering (Fixtures/tiny-qa) is checked under "qa." on two unpadded rows, a
+BertForMultipleChoice (Fixtures/tiny-choice) under "mc." (2 questions x 3 choices, padded rows).
 A BertForTokenClassification with 5 BIO tags (Fixtures/tiny-tokcls) gets the same treatment under
 "tag." (labels −100 at padding and at some real positions). Fixtures/metrics_reference.json holds
 scikit-learn's and scipy's accuracy, F1, macro F1, Matthews correlation, Pearson and Spearman on
@@ -29,7 +30,8 @@ import torch  # noqa: E402
 from safetensors.torch import load_file, save_file  # noqa: E402
 from seqeval.metrics import f1_score as seqeval_f1, precision_score as seqeval_precision, recall_score as seqeval_recall  # noqa: E402
 from seqeval.metrics.sequence_labeling import get_entities  # noqa: E402
-from transformers import BertForQuestionAnswering, BertForSequenceClassification, BertForTokenClassification  # noqa: E402
+from transformers import (BertForMultipleChoice, BertForQuestionAnswering, BertForSequenceClassification,  # noqa: E402
+                          BertForTokenClassification)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIXTURES = os.path.join(ROOT, "Tests", "BertModelTests", "Fixtures")
@@ -104,6 +106,29 @@ def main():
                     "qa.end_logits": out.end_logits.detach().contiguous()})
     for n, p in model.named_parameters():
         tensors["qa.grad." + n] = p.grad.detach().clone().contiguous()
+    # Multiple choice: 2 questions x 3 choices x 9 tokens, some rows padded.
+    torch.manual_seed(0)
+    model = BertForMultipleChoice.from_pretrained(os.path.join(FIXTURES, "tiny-pretraining"), attn_implementation="eager")
+    folder = os.path.join(FIXTURES, "tiny-choice")
+    model.save_pretrained(folder, safe_serialization=True)
+    model = BertForMultipleChoice.from_pretrained(folder, attn_implementation="eager")
+    model.eval()
+    g = torch.Generator().manual_seed(5)
+    mc_ids = torch.randint(5, 99, (2, 3, 9), generator=g)
+    mc_mask = torch.ones_like(mc_ids)
+    mc_mask[0, 1, 6:] = 0
+    mc_mask[1, 2, 4:] = 0
+    mc_ids = mc_ids * mc_mask
+    mc_types = torch.zeros_like(mc_ids)
+    mc_types[:, :, 4:] = 1
+    mc_types = mc_types * mc_mask
+    mc_labels = torch.tensor([2, 0])
+    out = model(input_ids=mc_ids, token_type_ids=mc_types, attention_mask=mc_mask, labels=mc_labels)
+    out.loss.backward()
+    tensors.update({"mc.input_ids": mc_ids, "mc.token_type_ids": mc_types, "mc.attention_mask": mc_mask, "mc.labels": mc_labels,
+                    "mc.loss": out.loss.detach().reshape(1), "mc.logits": out.logits.detach().contiguous()})
+    for n, p in model.named_parameters():
+        tensors["mc.grad." + n] = p.grad.detach().clone().contiguous()
     save_file(tensors, os.path.join(FIXTURES, "tiny_seqcls_reference.safetensors"))
 
     rng = np.random.default_rng(0)

@@ -116,7 +116,7 @@ public final class BertForSequenceClassification: @unchecked Sendable {
     /// `grads`. Classification labels are label ids (`classLabels`), regression targets `targets`.
     public func lossAndGradients(_ batch: EncoderBatch, classLabels: [Int32]? = nil, targets: [Float]? = nil,
                                  into grads: ParameterStore, dropout: Dropout? = nil) throws -> (loss: Double, logits: [Float]) {
-        let b = batch.batchSize, h = config.hiddenSize, n = numLabels
+        let b = batch.batchSize, n = numLabels
         switch task {
         case .classification:
             guard let labels = classLabels, labels.count == b else { throw BertError("classification needs \(b) label ids") }
@@ -125,41 +125,51 @@ public final class BertForSequenceClassification: @unchecked Sendable {
             guard let t = targets, t.count == b else { throw BertError("regression needs \(b) targets") }
             guard t.allSatisfy(\.isFinite) else { throw BertError("a regression target is not finite") }
         }
-        let p = parameters
-        let acts = try bert.forwardForTraining(batch, parameters: p, dropout: dropout)
-        guard let pooled = acts.poolerOutput else { throw BertError("the encoder has no pooler") }
-        // Dropout on the pooled output: config's classifier_dropout when set, else the run's
-        // hidden-dropout probability (transformers uses hidden_dropout_prob then).
-        let x = FloatBuffer(count: b * h)
-        x.pointer.update(from: pooled.pointer, count: b * h)
-        var mask: FloatBuffer? = nil
-        let classifierDropout = (config.extra["classifier_dropout"] as? NSNumber).map { Float(truncating: $0) }
-        if let d = dropout, (classifierDropout ?? d.hiddenProbability) > 0 {
-            let m = FloatBuffer(count: b * h)
-            d.mask(m.pointer, count: b * h, probability: classifierDropout ?? d.hiddenProbability, stream: 0xC1A5_51F1)
-            for i in 0..<(b * h) { x.pointer[i] *= m.pointer[i] }
-            mask = m
+        return try pooledHeadLossAndGradients(bert: bert, classifier: classifier, config: config, parameters: parameters,
+                                              batch: batch, grads: grads, dropout: dropout) { logits in
+            switch task {
+            case .classification:
+                return classLabels!.withUnsafeBufferPointer {
+                    Kernels.crossEntropy(logits, labels: $0.baseAddress!, cols: n, rows: 0..<b, scale: 1 / Float(b))
+                } / Double(b)
+            case .regression:
+                return Kernels.meanSquaredError(logits, targets: targets!, count: b)
+            }
         }
-        let logits = FloatBuffer(count: b * n)
-        linear(x.pointer, rows: b, inFeatures: h, weight: p[classifier.weight], outFeatures: n,
-               bias: p[classifier.bias], output: logits.pointer) { _ in }
-        let values = logits.toArray()
-        let loss: Double
-        switch task {
-        case .classification:
-            loss = classLabels!.withUnsafeBufferPointer {
-                Kernels.crossEntropy(logits.pointer, labels: $0.baseAddress!, cols: n, rows: 0..<b, scale: 1 / Float(b))
-            } / Double(b)
-        case .regression:
-            loss = Kernels.meanSquaredError(logits.pointer, targets: targets!, count: b)
-        }
-        let dx = FloatBuffer(count: b * h)
-        BLAS.linearBackward(dy: logits.pointer, x: x.pointer, w: p[classifier.weight], m: b, n: n, k: h,
-                            dx: dx.pointer, dw: grads[classifier.weight], db: grads[classifier.bias])
-        if let m = mask { for i in 0..<(b * h) { dx.pointer[i] *= m.pointer[i] } }
-        bert.backward(acts, dHidden: nil, dPooled: dx.toArray(), parameters: p, gradients: grads)
-        return (loss, values)
     }
+}
+
+/// Forward and backward through the encoder, dropout on the pooled [CLS] output (config's
+/// classifier_dropout when set, else the hidden-dropout probability, as transformers) and a linear
+/// head. `loss` gets the head's logits [rows, outputs], returns the loss and leaves the loss's
+/// gradient in their place. Returns the loss and the logits.
+func pooledHeadLossAndGradients(bert: BertModelWeights, classifier: Linear, config: BertConfig, parameters p: ParameterStore,
+                                batch: EncoderBatch, grads: ParameterStore, dropout: Dropout?,
+                                loss: (UnsafeMutablePointer<Float>) throws -> Double) throws -> (loss: Double, logits: [Float]) {
+    let b = batch.batchSize, h = config.hiddenSize, n = classifier.outFeatures
+    let acts = try bert.forwardForTraining(batch, parameters: p, dropout: dropout)
+    guard let pooled = acts.poolerOutput else { throw BertError("the encoder has no pooler") }
+    let x = FloatBuffer(count: b * h)
+    x.pointer.update(from: pooled.pointer, count: b * h)
+    var mask: FloatBuffer? = nil
+    let classifierDropout = (config.extra["classifier_dropout"] as? NSNumber).map { Float(truncating: $0) }
+    if let d = dropout, (classifierDropout ?? d.hiddenProbability) > 0 {
+        let m = FloatBuffer(count: b * h)
+        d.mask(m.pointer, count: b * h, probability: classifierDropout ?? d.hiddenProbability, stream: 0xC1A5_51F1)
+        for i in 0..<(b * h) { x.pointer[i] *= m.pointer[i] }
+        mask = m
+    }
+    let logits = FloatBuffer(count: b * n)
+    linear(x.pointer, rows: b, inFeatures: h, weight: p[classifier.weight], outFeatures: n,
+           bias: p[classifier.bias], output: logits.pointer) { _ in }
+    let values = logits.toArray()
+    let value = try loss(logits.pointer)
+    let dx = FloatBuffer(count: b * h)
+    BLAS.linearBackward(dy: logits.pointer, x: x.pointer, w: p[classifier.weight], m: b, n: n, k: h,
+                        dx: dx.pointer, dw: grads[classifier.weight], db: grads[classifier.bias])
+    if let m = mask { for i in 0..<(b * h) { dx.pointer[i] *= m.pointer[i] } }
+    bert.backward(acts, dHidden: nil, dPooled: dx.toArray(), parameters: p, gradients: grads)
+    return (value, values)
 }
 
 /// Fills a task model's parameters: BERT's initialisation everywhere, then every "bert." tensor

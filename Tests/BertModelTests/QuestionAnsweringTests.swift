@@ -154,3 +154,80 @@ import Testing
         #expect(try QuestionAnswerer(model: model, tokenizer: tokenizer, options: FineTuneOptions(), qa: never, output: out).predict([example])[0].text == p.text)
     }
 }
+
+/// BertForMultipleChoice against transformers (Fixtures/tiny-choice), finite differences under
+/// dropout, and the JSON Lines reader.
+@Suite struct MultipleChoiceTests {
+    let reference: SafeTensorsFile
+    let batch: EncoderBatch
+
+    init() throws {
+        reference = try ModelFixtures.reference("tiny_seqcls_reference.safetensors")
+        batch = EncoderBatch(batchSize: 6, sequenceLength: 9, inputIds: try reference.int32s("mc.input_ids"),
+                             tokenTypeIds: try reference.int32s("mc.token_type_ids"), attentionMask: try reference.int32s("mc.attention_mask"))
+    }
+
+    @Test func scoresLossAndEveryGradientMatchTransformers() throws {
+        let model = try BertForMultipleChoice(folder: ModelFixtures.url("tiny-choice"))
+        let grads = try ParameterStore(layout: model.parameters.layout)
+        let (loss, logits) = try model.lossAndGradients(batch, choices: 3, labels: try reference.int32s("mc.labels"), into: grads)
+        #expect(abs(loss - Double(try reference.floats("mc.loss")[0])) <= 1e-5)
+        #expect(maxAbsDiff(logits, try reference.floats("mc.logits")) <= 1e-5)
+        #expect(maxAbsDiff(try model.scores(batch), try reference.floats("mc.logits")) <= 1e-5)
+        let tensors = model.parameters.layout.tensors
+        let overall = try tensors.map { try reference.floats("mc.grad." + $0.name).map { abs($0) }.max() ?? 0 }.max() ?? 0
+        for t in tensors {
+            let ref = try reference.floats("mc.grad." + t.name)
+            let scale = ref.map { abs($0) }.max() ?? 0
+            let err = maxAbsDiff(grads.values(t), ref)
+            #expect(err <= 1e-4 * max(scale, 1e-2 * overall), "\(t.name): max |diff| \(err), max |grad| \(scale)")
+        }
+        #expect(tensors.count == reference.tensors.filter { $0.name.hasPrefix("mc.grad.") }.count)
+        #expect(throws: BertError.self) { _ = try model.lossAndGradients(batch, choices: 4, labels: [0, 1], into: grads) }
+        #expect(throws: BertError.self) { _ = try model.lossAndGradients(batch, choices: 3, labels: [0, 3], into: grads) }
+    }
+
+    @Test func finiteDifferencesAgreeWithTheBackwardPassUnderDropout() throws {
+        let model = try BertForMultipleChoice(folder: ModelFixtures.url("tiny-choice"))
+        let labels: [Int32] = [1, 2]
+        let dropout = Dropout(hiddenProbability: 0.3, attentionProbability: 0.1, seed: 21)
+        let grads = try ParameterStore(layout: model.parameters.layout), scratch = try ParameterStore(layout: model.parameters.layout)
+        _ = try model.lossAndGradients(batch, choices: 3, labels: labels, into: grads, dropout: dropout)
+        var checked = 0
+        for name in ["classifier.weight", "classifier.bias", "bert.pooler.dense.weight", "bert.encoder.layer.1.intermediate.dense.weight"] {
+            let t = try #require(model.parameters.layout.tensor(named: name))
+            for i in stride(from: 0, to: t.count, by: max(1, t.count / 6)) {
+                let p = model.parameters[t] + i
+                let saved = p.pointee, eps: Float = 1e-2
+                p.pointee = saved + eps
+                let up = try model.lossAndGradients(batch, choices: 3, labels: labels, into: scratch, dropout: dropout).loss
+                p.pointee = saved - eps
+                let down = try model.lossAndGradients(batch, choices: 3, labels: labels, into: scratch, dropout: dropout).loss
+                p.pointee = saved
+                let numeric = (up - down) / Double(2 * eps), analytic = Double(grads[t][i])
+                #expect(abs(numeric - analytic) <= 2e-3 + 2e-2 * abs(numeric), "\(name)[\(i)]: numeric \(numeric), backward \(analytic)")
+                checked += 1
+            }
+        }
+        #expect(checked >= 18)
+    }
+
+    @Test func choiceFilesAreReadWithLineNumbersInErrors() throws {
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("choice-\(UUID().uuidString).jsonl")
+        defer { try? FileManager.default.removeItem(at: url) }
+        try "{\"context\": \"c\", \"endings\": [\"a\", \"b\", \"c\"], \"label\": 2}\n\n{\"context\": \"d\", \"endings\": [\"x\", \"y\"], \"label\": 0}\n"
+            .write(to: url, atomically: true, encoding: .utf8)
+        let e = try readChoiceExamples(url)
+        #expect(e.count == 2 && e[0].label == 2 && e[1].endings == ["x", "y"])
+        for (bad, line) in [("{\"context\": \"c\", \"endings\": [\"a\", \"b\"], \"label\": 2}\n", ":1"),
+                            ("{\"context\": \"c\", \"endings\": [\"a\", \"b\"], \"label\": 0}\n{\"context\": \"c\", \"endings\": [\"a\"], \"label\": 0}\n", ":2")] {
+            try bad.write(to: url, atomically: true, encoding: .utf8)
+            do {
+                _ = try readChoiceExamples(url)
+                Issue.record("no error for \(bad)")
+            } catch let err as BertError {
+                #expect(err.message.contains(url.path + line), "\(err.message)")
+            }
+        }
+    }
+}
