@@ -43,7 +43,7 @@ struct FineTune: ParsableCommand {
             BertForSequenceClassification folder with its tokenizer.
             """)
 
-    @Option(help: "classify, regress, tag or qa.") var task: String
+    @Option(help: "classify, regress, tag, qa or choice.") var task: String
     @Option(help: "A pretrained model folder (BertModel, BertForPreTraining, sentence-transformers, ...).") var model: String
     @Option(help: "Training data.") var train: String
     @Option(help: "Validation data.") var validation: String
@@ -63,9 +63,8 @@ struct FineTune: ParsableCommand {
     @OptionGroup var columns: ColumnOptions
 
     func validate() throws {
-        if !["classify", "regress", "tag", "qa"].contains(task) {
-            if task == "choice" { throw ValidationError("--task choice is not implemented yet (classify, regress, tag and qa are)") }
-            throw ValidationError("--task must be classify, regress, tag or qa")
+        if !["classify", "regress", "tag", "qa", "choice"].contains(task) {
+            throw ValidationError("--task must be classify, regress, tag, qa or choice")
         }
         if docStride < 0 || maxQueryLength < 1 || maxAnswerLength < 1 { throw ValidationError("--doc-stride, --max-query-length, --max-answer-length must be positive") }
         if epochs < 1 || batchSize < 1 || length < 4 { throw ValidationError("--epochs, --batch-size must be positive and --max-length at least 4") }
@@ -141,8 +140,30 @@ struct FineTune: ParsableCommand {
         warn("wrote \(out): config.json, model.safetensors, qa_settings.json, tokenizer files, eval_history.json")
     }
 
+    func runChoice(tokenizer: BertTokenizer, folder: URL) throws {
+        do {
+            for f in [train, validation] where !FileManager.default.fileExists(atPath: f) { throw CLIError("\(f): file not found") }
+            let trainSet = try readChoiceExamples(URL(fileURLWithPath: train))
+            let validationSet = try readChoiceExamples(URL(fileURLWithPath: validation))
+            let (network, initialised) = try BertForMultipleChoice.fromPretrained(folder: folder, seed: seed)
+            warn("\(trainSet.count) training and \(validationSet.count) validation questions; newly initialised: \(initialised.joined(separator: ", "))")
+            let solver = ChoiceSolver(model: network, tokenizer: tokenizer, options: options, output: URL(fileURLWithPath: out))
+            var history: [[String: Any]] = []
+            try solver.train(trainSet, validation: validationSet, progress: { print($0); fflush(nil) }) { printReport($0, history: &history) }
+        } catch let e as BertError {
+            throw CLIError(e.message)
+        }
+        warn("wrote \(out): config.json, model.safetensors, tokenizer files, eval_history.json")
+    }
+
     func run() throws {
         if let t = threads { Compute.threads = t }
+        if task == "choice" {
+            let folder = URL(fileURLWithPath: model)
+            let tokenizer: BertTokenizer
+            do { tokenizer = try BertTokenizer(modelFolder: folder) } catch let e as TokenizerError { throw CLIError(e.description) }
+            return try runChoice(tokenizer: tokenizer, folder: folder)
+        }
         if task == "qa" {
             let folder = URL(fileURLWithPath: model)
             let tokenizer: BertTokenizer
@@ -225,6 +246,21 @@ func loadAnswerer(_ path: String, maxLength: Int?) throws -> QuestionAnswerer {
     }
 }
 
+/// Loads a fine-tuned multiple-choice folder and its tokenizer.
+func loadSolver(_ path: String, maxLength: Int?) throws -> ChoiceSolver {
+    let folder = URL(fileURLWithPath: path)
+    do {
+        let network = try BertForMultipleChoice(folder: folder)
+        let tokenizer: BertTokenizer
+        do { tokenizer = try BertTokenizer(modelFolder: folder) } catch let e as TokenizerError { throw CLIError(e.description) }
+        var options = FineTuneOptions()
+        options.maxLength = min(maxLength ?? network.config.maxPositionEmbeddings, network.config.maxPositionEmbeddings)
+        return ChoiceSolver(model: network, tokenizer: tokenizer, options: options, output: folder)
+    } catch let e as BertError {
+        throw CLIError(e.message)
+    }
+}
+
 /// Loads a fine-tuned tagging model folder and its tokenizer.
 func loadTagger(_ path: String, maxLength: Int?) throws -> TokenTagger {
     let folder = URL(fileURLWithPath: path)
@@ -289,6 +325,29 @@ struct Predict: ParsableCommand {
         out.flush()
     }
 
+    func runChoice() throws {
+        let solver = try loadSolver(model, maxLength: maxLength)
+        var examples: [ChoiceExample] = []
+        if files.isEmpty {
+            let url = FileManager.default.temporaryDirectory.appendingPathComponent("bert-choice-\(UUID().uuidString).jsonl")
+            defer { try? FileManager.default.removeItem(at: url) }
+            try FileHandle.standardInput.readDataToEndOfFile().write(to: url)
+            examples = try readChoiceExamples(url, requireLabel: false)
+        } else {
+            for f in files {
+                guard FileManager.default.fileExists(atPath: f) else { throw CLIError("\(f): file not found") }
+                examples += try readChoiceExamples(URL(fileURLWithPath: f), requireLabel: false)
+            }
+        }
+        let out = Output()
+        for p in try solver.predict(examples) {
+            let best = p.indices.max { p[$0] < p[$1] }!
+            let data = try JSONSerialization.data(withJSONObject: ["label": best, "probabilities": p] as [String: Any], options: [.sortedKeys])
+            out.write(String(decoding: data, as: UTF8.self) + "\n")
+        }
+        out.flush()
+    }
+
     func runQA() throws {
         let answerer = try loadAnswerer(model, maxLength: maxLength)
         var examples: [SquadExample] = []
@@ -325,6 +384,9 @@ struct Predict: ParsableCommand {
         }
         if head == "BertForQuestionAnswering" {
             do { return try runQA() } catch let e as BertError { throw CLIError(e.message) }
+        }
+        if head == "BertForMultipleChoice" {
+            do { return try runChoice() } catch let e as BertError { throw CLIError(e.message) }
         }
         let tuner = try loadSequenceModel(model, maxLength: maxLength)
         var examples: [LabeledExample] = []
@@ -378,6 +440,15 @@ struct Evaluate: ParsableCommand {
     @OptionGroup var columns: ColumnOptions
 
     func run() throws {
+        if try architecture(of: model) == "BertForMultipleChoice" {
+            let solver = try loadSolver(model, maxLength: maxLength)
+            guard FileManager.default.fileExists(atPath: data) else { throw CLIError("\(data): file not found") }
+            let metrics: [String: Double]
+            do { metrics = try solver.evaluate(try readChoiceExamples(URL(fileURLWithPath: data))) } catch let e as BertError { throw CLIError(e.message) }
+            let json = try JSONSerialization.data(withJSONObject: metrics, options: [.prettyPrinted, .sortedKeys])
+            print(String(decoding: json, as: UTF8.self))
+            return
+        }
         if try architecture(of: model) == "BertForQuestionAnswering" {
             let answerer = try loadAnswerer(model, maxLength: maxLength)
             guard FileManager.default.fileExists(atPath: data) else { throw CLIError("\(data): file not found") }

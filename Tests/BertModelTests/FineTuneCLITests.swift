@@ -99,6 +99,26 @@ struct FineTuneCLITests {
         #expect(bad.status != 0 && !bad.crashed && bad.stderr.contains("line 1"), "\(bad.stderr)")
     }
 
+    @Test func choicePredictEvaluate() throws {
+        defer { try? FileManager.default.removeItem(at: root) }
+        var lines = ""
+        for i in 0..<6 { lines += "{\"context\": \"It rained all day, so Sam\", \"endings\": [\"took an umbrella.\", \"went swimming \(i).\", \"ate the sun.\"], \"label\": 0}\n" }
+        let train = try file("choice.jsonl", lines)
+        let out = root.appendingPathComponent("choice").path
+        let r = try runBertCLI(["finetune", "--task", "choice", "--model", miniLM, "--train", train, "--validation", train,
+                                "--out", out, "--epochs", "1", "--batch-size", "3", "--max-length", "32"])
+        #expect(r.status == 0 && !r.crashed, "\(r.stderr)")
+        let p = try runBertCLI(["predict", "--model", out], stdin: Data("{\"context\": \"A\", \"endings\": [\"b\", \"c\", \"d\", \"e\"]}\n".utf8))
+        #expect(p.status == 0, "\(p.stderr)")
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(p.stdout.utf8)) as? [String: Any])
+        let probabilities = try #require(object["probabilities"] as? [Double])
+        #expect(probabilities.count == 4 && abs(probabilities.reduce(0, +) - 1) < 1e-6)
+        let e = try runBertCLI(["evaluate", "--model", out, "--data", train])
+        #expect(e.status == 0, "\(e.stderr)")
+        let metrics = try #require(try JSONSerialization.jsonObject(with: Data(e.stdout.utf8)) as? [String: Double])
+        #expect(metrics["questions"] == 6 && (0...1).contains(metrics["accuracy"] ?? -1))
+    }
+
     @Test func badDataAndOptionsAreErrorsNotCrashes() throws {
         defer { try? FileManager.default.removeItem(at: root) }
         let good = try file("good.csv", "text,label\na,x\nb,y\n")
@@ -108,7 +128,7 @@ struct FineTuneCLITests {
             (["--train", try file("one.csv", "text,label\na,x\nb,x\n")], "at least 2"),
             (["--train", good, "--validation", try file("unseen.csv", "text,label\na,z\n")], "unseen.csv:2"),
             (["--train", root.appendingPathComponent("missing.csv").path], "not found"),
-            (["--train", good, "--task", "choice"], "not implemented yet"),
+            (["--train", good, "--task", "guess"], "--task must be"),
         ]
         for (extra, message) in cases {
             // Each option once: the case's values replace the defaults.
