@@ -17,8 +17,9 @@ public struct PretrainingRunOptions: Sendable {
     public var dynamicMasking = false
     /// How many times the corpus is turned into instances (static masking, as the reference).
     public var dupeFactor = 1
-    /// Documents held out for evaluation.
-    public var heldOutDocuments = 20
+    /// Documents held out for evaluation: every `heldOutEvery`-th, at most `heldOutDocuments`.
+    public var heldOutDocuments = 64
+    public var heldOutEvery = 100
     /// Micro-batches of `batchSize` whose gradients are averaged into one step (gradient
     /// accumulation: the effective batch is accumulationSteps × batchSize).
     public var accumulationSteps = 1
@@ -56,25 +57,27 @@ public final class PretrainingRun {
     var history: [String] = []
 
     /// A run over documents held in memory (a small corpus, the tests): instances are made here,
-    /// the first documents (at most `heldOutDocuments`, at most a tenth) held out for evaluation.
+    /// every `heldOutEvery`-th document (at most `heldOutDocuments`) held out for evaluation, as the
+    /// shards do.
     public convenience init(model: BertForPreTraining, tokenizer: BertTokenizer, documents: [[[Int32]]],
                             options: PretrainingRunOptions, output: URL) throws {
         let builder = try PretrainingDataBuilder(tokenizer: tokenizer, options: options.data)
         guard documents.count >= 2 else { throw BertError("pretraining needs at least 2 documents (blank lines separate documents)") }
-        let heldOut = min(options.heldOutDocuments, documents.count / 10)
+        var evalDocuments: [[[Int32]]] = [], trainDocuments: [[[Int32]]] = []
+        for (d, document) in documents.enumerated() {
+            if isHeldOut(d, heldSoFar: evalDocuments.count, every: options.heldOutEvery, limit: options.heldOutDocuments) {
+                evalDocuments.append(document)
+            } else {
+                trainDocuments.append(document)
+            }
+        }
         var rng = SeededRandom(seed: chunkSeed(options.seed, chunk: 0))
         var train: [PretrainingInstance] = []
-        let trainDocuments = Array(documents[heldOut...])
         for _ in 0..<max(1, options.dupeFactor) {
             for d in trainDocuments.indices { train += builder.instances(document: d, of: trainDocuments, rng: &rng) }
         }
         guard !train.isEmpty else { throw BertError("the corpus gives no training instances") }
-        var evalRng = SeededRandom(seed: options.seed ^ 0xE7A1)
-        let evalDocuments = Array(documents[..<max(heldOut, 0)])
-        var evalInstances: [PretrainingInstance] = []
-        for d in evalDocuments.indices {
-            evalInstances += builder.instances(document: d, of: evalDocuments.count > 1 ? evalDocuments : documents, rng: &evalRng)
-        }
+        let evalInstances = heldOutInstances(evalDocuments, builder: builder, seed: options.seed)
         try self.init(model: model, tokenizer: tokenizer, source: InMemoryInstances(train, seed: options.seed),
                       heldOut: evalInstances, options: options, output: output)
     }

@@ -103,6 +103,19 @@ public func forEachDocument(files: [URL], splitSentences: Bool, _ body: ([String
 /// run's, so a corpus of one chunk gives the same instances either way).
 func chunkSeed(_ seed: UInt64, chunk k: Int) -> UInt64 { seed &+ 0xC4A2 &+ UInt64(k) &* 0x9E37_79B9_7F4A_7C15 }
 
+/// Whether document `d` (in corpus order) is held out for evaluation.
+func isHeldOut(_ d: Int, heldSoFar: Int, every: Int, limit: Int) -> Bool {
+    heldSoFar < limit && d % max(1, every) == 0
+}
+
+/// Instances of the held-out documents, NotNext spans drawn from each other.
+func heldOutInstances(_ documents: [[[Int32]]], builder: PretrainingDataBuilder, seed: UInt64) -> [PretrainingInstance] {
+    var rng = SeededRandom(seed: seed ^ 0xE7A1)
+    var result: [PretrainingInstance] = []
+    for d in documents.indices { result += builder.instances(document: d, of: documents, rng: &rng) }
+    return result
+}
+
 /// Settings of a shard preparation (recorded in manifest.json).
 public struct ShardOptions: Sendable {
     public var data = PretrainingDataOptions()
@@ -111,8 +124,10 @@ public struct ShardOptions: Sendable {
     public var shardCount = 16
     /// Documents gathered before instances are made from them (NotNext spans come from the same chunk).
     public var chunkDocuments = 4096
-    /// Documents held out for evaluation: at most this many, and at most a tenth of the first chunk.
-    public var heldOutDocuments = 20
+    /// Documents held out for evaluation: every `heldOutEvery`-th document of the corpus (so they
+    /// come from all of it, not one source), at most `heldOutDocuments`.
+    public var heldOutDocuments = 64
+    public var heldOutEvery = 100
     public var splitSentences = false
     public init() {}
 }
@@ -176,23 +191,11 @@ public func preparePretrainingShards(files: [URL], tokenizer: BertTokenizer, opt
     func name(_ i: Int) -> String { String(format: "shard-%05d.bin", i) }
     let writers = try (0..<options.shardCount).map { try ShardFileWriter(url: folder.appendingPathComponent(name($0) + ".partial")) }
     let heldOutWriter = try ShardFileWriter(url: folder.appendingPathComponent("heldout.bin.partial"))
-    var chunk: [[[Int32]]] = []
-    var chunkIndex = 0, documents = 0, heldOut = -1, tokens = 0
+    var chunk: [[[Int32]]] = [], evalDocuments: [[[Int32]]] = []
+    var chunkIndex = 0, documents = 0, tokens = 0
     func makeInstances() throws {
         if chunk.isEmpty { return }
-        var training = chunk
-        if heldOut < 0 {
-            // The held-out documents come from the first chunk: their instances use only each other.
-            heldOut = min(options.heldOutDocuments, chunk.count / 10)
-            let evalDocuments = Array(chunk[..<heldOut])
-            var rng = SeededRandom(seed: options.seed ^ 0xE7A1)
-            for d in evalDocuments.indices {
-                for inst in builder.instances(document: d, of: evalDocuments.count > 1 ? evalDocuments : chunk, rng: &rng) {
-                    try heldOutWriter.append(inst)
-                }
-            }
-            training = Array(chunk[heldOut...])
-        }
+        let training = chunk
         var rng = SeededRandom(seed: chunkSeed(options.seed, chunk: chunkIndex))
         var placement = SeededRandom(seed: chunkSeed(options.seed ^ 0x5A4D, chunk: chunkIndex))
         if training.count >= 1 {
@@ -213,11 +216,17 @@ public func preparePretrainingShards(files: [URL], tokenizer: BertTokenizer, opt
         let document = (0..<ids.count).map { Array(ids[$0]) }.filter { !$0.isEmpty }
         if document.isEmpty { return }
         tokens += document.reduce(0) { $0 + $1.count }
-        chunk.append(document)
+        if isHeldOut(documents, heldSoFar: evalDocuments.count, every: options.heldOutEvery, limit: options.heldOutDocuments) {
+            evalDocuments.append(document)
+        } else {
+            chunk.append(document)
+        }
         documents += 1
         if chunk.count >= options.chunkDocuments { try makeInstances() }
     }
     try makeInstances()
+    // The held-out instances use only each other (NotNext spans from other held-out documents).
+    for inst in heldOutInstances(evalDocuments, builder: builder, seed: options.seed) { try heldOutWriter.append(inst) }
     guard documents >= 2 else { throw BertError("pretraining needs at least 2 documents (blank lines separate documents)") }
     var shards: [[String: Any]] = []
     for (i, w) in writers.enumerated() {
@@ -234,7 +243,7 @@ public func preparePretrainingShards(files: [URL], tokenizer: BertTokenizer, opt
     guard writers.contains(where: { $0.count > 0 }) else { throw BertError("the corpus gives no training instances") }
     let manifest: [String: Any] = [
         "format": "swift-bert pretraining shards", "version": 1,
-        "shards": shards, "held_out": ["file": "heldout.bin", "instances": heldOutWriter.count, "documents": heldOut],
+        "shards": shards, "held_out": ["file": "heldout.bin", "instances": heldOutWriter.count, "documents": evalDocuments.count],
         "documents": documents, "tokens": tokens, "vocab_size": tokenizer.vocabulary.count,
         "seed": String(options.seed), "dupe_factor": options.dupeFactor, "max_seq_length": options.data.maxSeqLength,
         "short_seq_prob": options.data.shortSeqProb, "chunk_documents": options.chunkDocuments,

@@ -191,7 +191,8 @@ struct PrepareData: ParsableCommand {
     @Option(help: "Times the corpus is turned into instances.") var dupeFactor = 1
     @Option(help: "Number of shard files.") var shards = 16
     @Option(help: "Random seed.") var seed: UInt64 = 12345
-    @Option(help: "Documents held out for evaluation (at most a tenth of the first 4096).") var heldOut = 20
+    @Option(help: "Documents held out for evaluation: every Nth document of the corpus...") var heldOutEvery = 100
+    @Option(help: "...at most this many.") var heldOut = 64
     @Flag(help: "Split each line into sentences (paragraph input).") var splitSentences = false
     @Flag(help: "Keep case (no lowercasing or accent stripping).") var cased = false
 
@@ -215,6 +216,7 @@ struct PrepareData: ParsableCommand {
         options.dupeFactor = dupeFactor
         options.shardCount = shards
         options.heldOutDocuments = heldOut
+        options.heldOutEvery = heldOutEvery
         options.splitSentences = splitSentences
         let set = try prepareShards(files: files, tokenizer: tokenizer, options: options, folder: URL(fileURLWithPath: out))
         warn("wrote \(out): \(set.documents) documents, \(set.count) training instances in \(shards) shards")
