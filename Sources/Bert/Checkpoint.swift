@@ -56,19 +56,7 @@ extension BertModel {
     /// Loads a Hugging Face model folder (config.json + model.safetensors), e.g. a BertModel, a
     /// sentence-transformers folder or a BertFor* checkpoint (its `bert.` encoder is used).
     public convenience init(folder: URL) throws {
-        let configURL = folder.appendingPathComponent("config.json")
-        guard FileManager.default.fileExists(atPath: configURL.path) else {
-            throw BertError("\(folder.path): no config.json (is this a Hugging Face model folder?)")
-        }
-        let config = try BertConfig(contentsOf: configURL)
-        let weightsURL = folder.appendingPathComponent("model.safetensors")
-        guard FileManager.default.fileExists(atPath: weightsURL.path) else {
-            throw BertError("\(folder.path): no model.safetensors (PyTorch .bin checkpoints are not read; convert with transformers' save_pretrained(safe_serialization=True))")
-        }
-        let file: SafeTensorsFile
-        do { file = try SafeTensorsFile(contentsOf: weightsURL) } catch let e as SafeTensorsError {
-            throw BertError(e.description)
-        }
+        let (config, file) = try openCheckpoint(folder)
         try self.init(config: config, file: file)
     }
 

@@ -208,7 +208,7 @@ func openCheckpoint(_ folder: URL) throws -> (BertConfig, SafeTensorsFile) {
     let config = try BertConfig(contentsOf: configURL)
     let weightsURL = folder.appendingPathComponent("model.safetensors")
     guard FileManager.default.fileExists(atPath: weightsURL.path) else {
-        throw BertError("\(folder.path): no model.safetensors")
+        throw BertError("\(folder.path): no model.safetensors (PyTorch .bin checkpoints are not read; convert with transformers' save_pretrained(safe_serialization=True))")
     }
     do { return (config, try SafeTensorsFile(contentsOf: weightsURL)) } catch let e as SafeTensorsError {
         throw BertError(e.description)

@@ -19,11 +19,21 @@ struct ColumnOptions: ParsableArguments {
     }
 }
 
+/// The tokenizer of a model folder, its errors as the CLI reports them.
+func folderTokenizer(_ folder: URL) throws -> BertTokenizer {
+    do { return try BertTokenizer(modelFolder: folder) } catch let e as TokenizerError { throw CLIError(e.description) }
+}
+
 func readExamples(_ path: String, columns: ColumnNames, requireLabel: Bool = true) throws -> [LabeledExample] {
     guard FileManager.default.fileExists(atPath: path) else { throw CLIError("\(path): file not found") }
     do { return try readLabeledExamples(URL(fileURLWithPath: path), columns: columns, requireLabel: requireLabel) } catch let e as BertError {
         throw CLIError(e.message)
     }
+}
+
+func printJSON(_ object: Any) throws {
+    let json = try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])
+    print(String(decoding: json, as: UTF8.self))
 }
 
 func formatMetrics(_ m: [String: Double]) -> String {
@@ -160,20 +170,17 @@ struct FineTune: ParsableCommand {
         if let t = threads { Compute.threads = t }
         if task == "choice" {
             let folder = URL(fileURLWithPath: model)
-            let tokenizer: BertTokenizer
-            do { tokenizer = try BertTokenizer(modelFolder: folder) } catch let e as TokenizerError { throw CLIError(e.description) }
+            let tokenizer = try folderTokenizer(folder)
             return try runChoice(tokenizer: tokenizer, folder: folder)
         }
         if task == "qa" {
             let folder = URL(fileURLWithPath: model)
-            let tokenizer: BertTokenizer
-            do { tokenizer = try BertTokenizer(modelFolder: folder) } catch let e as TokenizerError { throw CLIError(e.description) }
+            let tokenizer = try folderTokenizer(folder)
             return try runQA(tokenizer: tokenizer, folder: folder)
         }
         if task == "tag" {
             let folder = URL(fileURLWithPath: model)
-            let tokenizer: BertTokenizer
-            do { tokenizer = try BertTokenizer(modelFolder: folder) } catch let e as TokenizerError { throw CLIError(e.description) }
+            let tokenizer = try folderTokenizer(folder)
             return try runTagging(tokenizer: tokenizer, folder: folder)
         }
         let trainSet = try readExamples(train, columns: columns.names)
@@ -187,8 +194,7 @@ struct FineTune: ParsableCommand {
             }
         }
         let folder = URL(fileURLWithPath: model)
-        let tokenizer: BertTokenizer
-        do { tokenizer = try BertTokenizer(modelFolder: folder) } catch let e as TokenizerError { throw CLIError(e.description) }
+        let tokenizer = try folderTokenizer(folder)
         do {
             let (network, initialised) = try BertForSequenceClassification.fromPretrained(folder: folder, task: sequenceTask, labels: labels, seed: seed)
             warn("\(trainSet.count) training and \(validationSet.count) validation examples; labels \(labels); newly initialised: \(initialised.joined(separator: ", "))")
@@ -225,8 +231,7 @@ func loadAnswerer(_ path: String, maxLength: Int?) throws -> QuestionAnswerer {
     let folder = URL(fileURLWithPath: path)
     do {
         let network = try BertForQuestionAnswering(folder: folder)
-        let tokenizer: BertTokenizer
-        do { tokenizer = try BertTokenizer(modelFolder: folder) } catch let e as TokenizerError { throw CLIError(e.description) }
+        let tokenizer = try folderTokenizer(folder)
         var qa = QAOptions()
         if let data = try? Data(contentsOf: folder.appendingPathComponent("qa_settings.json")),
            let s = try? JSONSerialization.jsonObject(with: data) as? [String: Any] {
@@ -251,8 +256,7 @@ func loadSolver(_ path: String, maxLength: Int?) throws -> ChoiceSolver {
     let folder = URL(fileURLWithPath: path)
     do {
         let network = try BertForMultipleChoice(folder: folder)
-        let tokenizer: BertTokenizer
-        do { tokenizer = try BertTokenizer(modelFolder: folder) } catch let e as TokenizerError { throw CLIError(e.description) }
+        let tokenizer = try folderTokenizer(folder)
         var options = FineTuneOptions()
         options.maxLength = min(maxLength ?? network.config.maxPositionEmbeddings, network.config.maxPositionEmbeddings)
         return ChoiceSolver(model: network, tokenizer: tokenizer, options: options, output: folder)
@@ -266,8 +270,7 @@ func loadTagger(_ path: String, maxLength: Int?) throws -> TokenTagger {
     let folder = URL(fileURLWithPath: path)
     do {
         let network = try BertForTokenClassification(folder: folder)
-        let tokenizer: BertTokenizer
-        do { tokenizer = try BertTokenizer(modelFolder: folder) } catch let e as TokenizerError { throw CLIError(e.description) }
+        let tokenizer = try folderTokenizer(folder)
         var options = FineTuneOptions()
         options.maxLength = min(maxLength ?? network.config.maxPositionEmbeddings, network.config.maxPositionEmbeddings)
         return TokenTagger(model: network, tokenizer: tokenizer, options: options, output: folder)
@@ -281,8 +284,7 @@ func loadSequenceModel(_ path: String, maxLength: Int?) throws -> SequenceFineTu
     let folder = URL(fileURLWithPath: path)
     do {
         let network = try BertForSequenceClassification(folder: folder)
-        let tokenizer: BertTokenizer
-        do { tokenizer = try BertTokenizer(modelFolder: folder) } catch let e as TokenizerError { throw CLIError(e.description) }
+        let tokenizer = try folderTokenizer(folder)
         var options = FineTuneOptions()
         options.maxLength = min(maxLength ?? network.config.maxPositionEmbeddings, network.config.maxPositionEmbeddings)
         return SequenceFineTuner(model: network, tokenizer: tokenizer, options: options, output: folder)
@@ -445,33 +447,26 @@ struct Evaluate: ParsableCommand {
             guard FileManager.default.fileExists(atPath: data) else { throw CLIError("\(data): file not found") }
             let metrics: [String: Double]
             do { metrics = try solver.evaluate(try readChoiceExamples(URL(fileURLWithPath: data))) } catch let e as BertError { throw CLIError(e.message) }
-            let json = try JSONSerialization.data(withJSONObject: metrics, options: [.prettyPrinted, .sortedKeys])
-            print(String(decoding: json, as: UTF8.self))
-            return
+            return try printJSON(metrics)
         }
         if try architecture(of: model) == "BertForQuestionAnswering" {
             let answerer = try loadAnswerer(model, maxLength: maxLength)
             guard FileManager.default.fileExists(atPath: data) else { throw CLIError("\(data): file not found") }
             let metrics: [String: Double]
             do { metrics = try answerer.evaluate(try readSquad(URL(fileURLWithPath: data))) } catch let e as BertError { throw CLIError(e.message) }
-            let json = try JSONSerialization.data(withJSONObject: metrics, options: [.prettyPrinted, .sortedKeys])
-            print(String(decoding: json, as: UTF8.self))
-            return
+            return try printJSON(metrics)
         }
         if try architecture(of: model) == "BertForTokenClassification" {
             let tagger = try loadTagger(model, maxLength: maxLength)
             guard FileManager.default.fileExists(atPath: data) else { throw CLIError("\(data): file not found") }
             let metrics: [String: Double]
             do { metrics = try tagger.evaluate(try readTaggedSentences(URL(fileURLWithPath: data))) } catch let e as BertError { throw CLIError(e.message) }
-            let json = try JSONSerialization.data(withJSONObject: metrics, options: [.prettyPrinted, .sortedKeys])
-            print(String(decoding: json, as: UTF8.self))
-            return
+            return try printJSON(metrics)
         }
         let tuner = try loadSequenceModel(model, maxLength: maxLength)
         let examples = try readExamples(data, columns: columns.names)
         let metrics: [String: Double]
         do { metrics = try tuner.evaluate(examples) } catch let e as BertError { throw CLIError(e.message) }
-        let json = try JSONSerialization.data(withJSONObject: metrics, options: [.prettyPrinted, .sortedKeys])
-        print(String(decoding: json, as: UTF8.self))
+        try printJSON(metrics)
     }
 }

@@ -25,15 +25,7 @@ import Testing
         let (st, en) = try model.logits(batch)
         #expect(maxAbsDiff(st, try reference.floats("qa.start_logits")) <= 1e-5)
         #expect(maxAbsDiff(en, try reference.floats("qa.end_logits")) <= 1e-5)
-        let tensors = model.parameters.layout.tensors
-        let overall = try tensors.map { try reference.floats("qa.grad." + $0.name).map { abs($0) }.max() ?? 0 }.max() ?? 0
-        for t in tensors {
-            let ref = try reference.floats("qa.grad." + t.name)
-            let scale = ref.map { abs($0) }.max() ?? 0
-            let err = maxAbsDiff(grads.values(t), ref)
-            #expect(err <= 1e-4 * max(scale, 1e-2 * overall), "\(t.name): max |diff| \(err), max |grad| \(scale)")
-        }
-        #expect(tensors.count == reference.tensors.filter { $0.name.hasPrefix("qa.grad.") }.count)
+        try expectGradientsMatch(grads, reference: reference, prefix: "qa.")
     }
 
     @Test func finiteDifferencesAgreeWithTheBackwardPassOnPaddedRows() throws {
@@ -45,21 +37,8 @@ import Testing
         let grads = try ParameterStore(layout: model.parameters.layout), scratch = try ParameterStore(layout: model.parameters.layout)
         _ = try model.lossAndGradients(padded, starts: [6, 2], ends: [8, 7], into: grads, dropout: dropout)
         #expect(throws: BertError.self) { try model.lossAndGradients(padded, starts: [6, 10], ends: [8, 10], into: scratch) }
-        var checked = 0
-        for name in ["qa_outputs.weight", "qa_outputs.bias", "bert.encoder.layer.0.attention.self.query.weight"] {
-            let t = try #require(model.parameters.layout.tensor(named: name))
-            for i in stride(from: 0, to: t.count, by: max(1, t.count / 8)) {
-                let p = model.parameters[t] + i
-                let saved = p.pointee, eps: Float = 1e-2
-                p.pointee = saved + eps
-                let up = try model.lossAndGradients(padded, starts: [6, 2], ends: [8, 7], into: scratch, dropout: dropout)
-                p.pointee = saved - eps
-                let down = try model.lossAndGradients(padded, starts: [6, 2], ends: [8, 7], into: scratch, dropout: dropout)
-                p.pointee = saved
-                let numeric = (up - down) / Double(2 * eps), analytic = Double(grads[t][i])
-                #expect(abs(numeric - analytic) <= 2e-3 + 2e-2 * abs(numeric), "\(name)[\(i)]: numeric \(numeric), backward \(analytic)")
-                checked += 1
-            }
+        let checked = try expectFiniteDifferencesMatch(model.parameters, gradients: grads, tensors: ["qa_outputs.weight", "qa_outputs.bias", "bert.encoder.layer.0.attention.self.query.weight"], perTensor: 8) {
+            try model.lossAndGradients(padded, starts: [6, 2], ends: [8, 7], into: scratch, dropout: dropout)
         }
         #expect(checked >= 18)
     }
@@ -174,15 +153,7 @@ import Testing
         #expect(abs(loss - Double(try reference.floats("mc.loss")[0])) <= 1e-5)
         #expect(maxAbsDiff(logits, try reference.floats("mc.logits")) <= 1e-5)
         #expect(maxAbsDiff(try model.scores(batch), try reference.floats("mc.logits")) <= 1e-5)
-        let tensors = model.parameters.layout.tensors
-        let overall = try tensors.map { try reference.floats("mc.grad." + $0.name).map { abs($0) }.max() ?? 0 }.max() ?? 0
-        for t in tensors {
-            let ref = try reference.floats("mc.grad." + t.name)
-            let scale = ref.map { abs($0) }.max() ?? 0
-            let err = maxAbsDiff(grads.values(t), ref)
-            #expect(err <= 1e-4 * max(scale, 1e-2 * overall), "\(t.name): max |diff| \(err), max |grad| \(scale)")
-        }
-        #expect(tensors.count == reference.tensors.filter { $0.name.hasPrefix("mc.grad.") }.count)
+        try expectGradientsMatch(grads, reference: reference, prefix: "mc.")
         #expect(throws: BertError.self) { _ = try model.lossAndGradients(batch, choices: 4, labels: [0, 1], into: grads) }
         #expect(throws: BertError.self) { _ = try model.lossAndGradients(batch, choices: 3, labels: [0, 3], into: grads) }
     }
@@ -193,21 +164,8 @@ import Testing
         let dropout = Dropout(hiddenProbability: 0.3, attentionProbability: 0.1, seed: 21)
         let grads = try ParameterStore(layout: model.parameters.layout), scratch = try ParameterStore(layout: model.parameters.layout)
         _ = try model.lossAndGradients(batch, choices: 3, labels: labels, into: grads, dropout: dropout)
-        var checked = 0
-        for name in ["classifier.weight", "classifier.bias", "bert.pooler.dense.weight", "bert.encoder.layer.1.intermediate.dense.weight"] {
-            let t = try #require(model.parameters.layout.tensor(named: name))
-            for i in stride(from: 0, to: t.count, by: max(1, t.count / 6)) {
-                let p = model.parameters[t] + i
-                let saved = p.pointee, eps: Float = 1e-2
-                p.pointee = saved + eps
-                let up = try model.lossAndGradients(batch, choices: 3, labels: labels, into: scratch, dropout: dropout).loss
-                p.pointee = saved - eps
-                let down = try model.lossAndGradients(batch, choices: 3, labels: labels, into: scratch, dropout: dropout).loss
-                p.pointee = saved
-                let numeric = (up - down) / Double(2 * eps), analytic = Double(grads[t][i])
-                #expect(abs(numeric - analytic) <= 2e-3 + 2e-2 * abs(numeric), "\(name)[\(i)]: numeric \(numeric), backward \(analytic)")
-                checked += 1
-            }
+        let checked = try expectFiniteDifferencesMatch(model.parameters, gradients: grads, tensors: ["classifier.weight", "classifier.bias", "bert.pooler.dense.weight", "bert.encoder.layer.1.intermediate.dense.weight"], perTensor: 6) {
+            try model.lossAndGradients(batch, choices: 3, labels: labels, into: scratch, dropout: dropout).loss
         }
         #expect(checked >= 18)
     }

@@ -33,15 +33,7 @@ import Testing
         #expect(maxAbsDiff(logits, try reference.floats(name + ".logits")) <= 1e-5)
         #expect(maxAbsDiff(try model.logits(batch), try reference.floats(name + ".logits")) <= 1e-5)
         #expect(abs(loss - Double(try reference.floats(name + ".loss")[0])) <= 1e-5)
-        let tensors = model.parameters.layout.tensors
-        let overall = try tensors.map { try reference.floats("\(name).grad." + $0.name).map { abs($0) }.max() ?? 0 }.max() ?? 0
-        for t in tensors {
-            let ref = try reference.floats("\(name).grad." + t.name)
-            let scale = ref.map { abs($0) }.max() ?? 0
-            let err = maxAbsDiff(grads.values(t), ref)
-            #expect(err <= 1e-4 * max(scale, 1e-2 * overall), "\(t.name): max |diff| \(err), max |grad| \(scale)")
-        }
-        #expect(tensors.count == reference.tensors.filter { $0.name.hasPrefix(name + ".grad.") }.count)
+        try expectGradientsMatch(grads, reference: reference, prefix: name + ".")
     }
 
     /// Central differences of the loss against the backward pass, with dropout on (the same masks
@@ -57,24 +49,8 @@ import Testing
         func loss() throws -> Double {
             try model.lossAndGradients(batch, classLabels: labels, targets: values, into: scratch, dropout: dropout).loss
         }
-        let layout = model.parameters.layout
-        var checked = 0
-        for tensorName in ["classifier.weight", "classifier.bias", "bert.pooler.dense.weight", "bert.encoder.layer.1.output.dense.weight"] {
-            let t = try #require(layout.tensor(named: tensorName))
-            for i in stride(from: 0, to: t.count, by: max(1, t.count / 6)) {
-                let p = model.parameters[t] + i
-                let saved = p.pointee, eps: Float = 1e-2
-                p.pointee = saved + eps
-                let up = try loss()
-                p.pointee = saved - eps
-                let down = try loss()
-                p.pointee = saved
-                let numeric = (up - down) / Double(2 * eps)
-                let analytic = Double(grads[t][i])
-                #expect(abs(numeric - analytic) <= 2e-3 + 2e-2 * abs(numeric), "\(tensorName)[\(i)]: numeric \(numeric), backward \(analytic)")
-                checked += 1
-            }
-        }
+        let checked = try expectFiniteDifferencesMatch(model.parameters, gradients: grads,
+            tensors: ["classifier.weight", "classifier.bias", "bert.pooler.dense.weight", "bert.encoder.layer.1.output.dense.weight"], loss: loss)
         #expect(checked >= 20)
     }
 

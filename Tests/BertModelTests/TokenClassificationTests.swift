@@ -29,16 +29,8 @@ import Testing
         var worst: Float = 0
         for i in 0..<mask.count where mask[i] == 1 { for j in 0..<5 { worst = max(worst, abs(ours[i * 5 + j] - theirs[i * 5 + j])) } }
         #expect(worst <= 1e-5)
-        let tensors = model.parameters.layout.tensors
-        #expect(!tensors.contains { $0.name.contains("pooler") })
-        let overall = try tensors.map { try reference.floats("tag.grad." + $0.name).map { abs($0) }.max() ?? 0 }.max() ?? 0
-        for t in tensors {
-            let ref = try reference.floats("tag.grad." + t.name)
-            let scale = ref.map { abs($0) }.max() ?? 0
-            let err = maxAbsDiff(grads.values(t), ref)
-            #expect(err <= 1e-4 * max(scale, 1e-2 * overall), "\(t.name): max |diff| \(err), max |grad| \(scale)")
-        }
-        #expect(tensors.count == reference.tensors.filter { $0.name.hasPrefix("tag.grad.") }.count)
+        #expect(!model.parameters.layout.tensors.contains { $0.name.contains("pooler") })
+        try expectGradientsMatch(grads, reference: reference, prefix: "tag.")
     }
 
     @Test func finiteDifferencesAgreeWithTheBackwardPassUnderDropout() throws {
@@ -48,21 +40,8 @@ import Testing
         let grads = try ParameterStore(layout: model.parameters.layout)
         _ = try model.lossAndGradients(batch, labels: labels, into: grads, dropout: dropout)
         let scratch = try ParameterStore(layout: model.parameters.layout)
-        var checked = 0
-        for name in ["classifier.weight", "classifier.bias", "bert.encoder.layer.1.output.dense.weight", "bert.embeddings.word_embeddings.weight"] {
-            let t = try #require(model.parameters.layout.tensor(named: name))
-            for i in stride(from: 0, to: t.count, by: max(1, t.count / 6)) {
-                let p = model.parameters[t] + i
-                let saved = p.pointee, eps: Float = 1e-2
-                p.pointee = saved + eps
-                let up = try model.lossAndGradients(batch, labels: labels, into: scratch, dropout: dropout)
-                p.pointee = saved - eps
-                let down = try model.lossAndGradients(batch, labels: labels, into: scratch, dropout: dropout)
-                p.pointee = saved
-                let numeric = (up - down) / Double(2 * eps), analytic = Double(grads[t][i])
-                #expect(abs(numeric - analytic) <= 2e-3 + 2e-2 * abs(numeric), "\(name)[\(i)]: numeric \(numeric), backward \(analytic)")
-                checked += 1
-            }
+        let checked = try expectFiniteDifferencesMatch(model.parameters, gradients: grads, tensors: ["classifier.weight", "classifier.bias", "bert.encoder.layer.1.output.dense.weight", "bert.embeddings.word_embeddings.weight"], perTensor: 6) {
+            try model.lossAndGradients(batch, labels: labels, into: scratch, dropout: dropout)
         }
         #expect(checked >= 20)
     }
