@@ -306,6 +306,7 @@ struct Predict: ParsableCommand {
     @Option(help: "A fine-tuned model folder (BertForSequenceClassification).") var model: String
     @Option(help: "Maximum tokens per input (default: the model's limit).") var maxLength: Int?
     @Flag(help: "Each line is a pair: first and second text separated by a tab.") var pair = false
+    @Option(help: "Worker threads (default: all cores).") var threads: Int?
     @OptionGroup var columns: ColumnOptions
     @Argument(help: "Input files (default: stdin).") var files: [String] = []
 
@@ -380,6 +381,7 @@ struct Predict: ParsableCommand {
     }
 
     func run() throws {
+        if let t = threads, t >= 1 { Compute.threads = t }
         let head = try architecture(of: model)
         if head == "BertForTokenClassification" {
             do { return try runTagging() } catch let e as BertError { throw CLIError(e.message) }
@@ -437,11 +439,13 @@ struct Evaluate: ParsableCommand {
         abstract: "Evaluate a fine-tuned model on labeled data; prints the metrics as JSON.")
 
     @Option(help: "A fine-tuned model folder (BertForSequenceClassification).") var model: String
-    @Option(help: "Labeled data (.csv, .tsv or .jsonl).") var data: String
+    @Option(help: "Labeled data (.csv, .tsv or .jsonl; CoNLL for tagging, SQuAD JSON for QA, JSON Lines for choice).") var data: String
     @Option(help: "Maximum tokens per example (default: the model's limit).") var maxLength: Int?
+    @Option(help: "Worker threads (default: all cores).") var threads: Int?
     @OptionGroup var columns: ColumnOptions
 
     func run() throws {
+        if let t = threads, t >= 1 { Compute.threads = t }
         if try architecture(of: model) == "BertForMultipleChoice" {
             let solver = try loadSolver(model, maxLength: maxLength)
             guard FileManager.default.fileExists(atPath: data) else { throw CLIError("\(data): file not found") }
