@@ -9,8 +9,8 @@
 # disfl_qa: questions with disfluencies over SQuAD 2.0 contexts; the target "unknown" becomes an
 # unanswerable question, other targets are located in the context (first occurrence; questions
 # whose answer is not found verbatim are dropped and counted). Split 80/10/10 by context, so no
-# context is in two splits. social_iqa: the input is the context, target_scores the endings (the
-# one scored 1 is the label); split 80/10/10. vitaminc_fact_verification: "evidence\nClaim: c",
+# context is in two splits. social_iqa: the input is the context, target_scores the three endings
+# (the one scored 1 is the label; 4 questions that repeat an ending are dropped); split 80/10/10. vitaminc_fact_verification: "evidence\nClaim: c",
 # labels True/False/Neither; a seeded sample of 6,000/1,000/1,000 (the whole set is 54,668).
 # Fixed seeds: the same files on every machine. Idempotent.
 set -euo pipefail
@@ -79,7 +79,8 @@ rows = []
 for e in load("social_iqa"):
     endings = list(e["target_scores"])
     labels = [i for i, k in enumerate(endings) if e["target_scores"][k] == 1]
-    if len(labels) == 1:
+    # Three distinct endings (a few questions repeat an ending, which the JSON object merges).
+    if len(labels) == 1 and len(endings) == 3:
         rows.append({"context": e["input"].strip(), "endings": endings, "label": labels[0]})
 random.Random(20261201).shuffle(rows)
 n = len(rows)
