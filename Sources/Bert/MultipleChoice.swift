@@ -168,12 +168,8 @@ public final class ChoiceSolver {
             let scores = try model.scores(try batch(part))
             var at = 0
             for e in part {
-                let row = scores[at..<at + e.endings.count].map(Double.init)
+                result.append(softmax(scores[at..<at + e.endings.count]))
                 at += e.endings.count
-                let m = row.max()!
-                let ex = row.map { exp($0 - m) }
-                let sum = ex.reduce(0, +)
-                result.append(ex.map { $0 / sum })
             }
         }
         return result

@@ -198,11 +198,7 @@ public struct PretrainingDataBuilder: Sendable {
 /// whole corpus is held in memory; `preparePretrainingShards` streams it to disk instead.
 public func readDocuments(files: [URL], tokenizer: BertTokenizer, splitSentences: Bool) throws -> [[[Int32]]] {
     var documents: [[[Int32]]] = []
-    try forEachDocument(files: files, splitSentences: splitSentences) { sentences in
-        let ids = tokenizer.encodeIdsBatch(sentences, addSpecialTokens: false)
-        let doc = (0..<ids.count).map { Array(ids[$0]) }.filter { !$0.isEmpty }
-        if !doc.isEmpty { documents.append(doc) }
-    }
+    try forEachTokenizedDocument(files: files, tokenizer: tokenizer, splitSentences: splitSentences) { documents.append($0) }
     return documents
 }
 

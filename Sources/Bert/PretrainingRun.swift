@@ -73,9 +73,7 @@ public final class PretrainingRun {
         }
         var rng = SeededRandom(seed: chunkSeed(options.seed, chunk: 0))
         var train: [PretrainingInstance] = []
-        for _ in 0..<max(1, options.dupeFactor) {
-            for d in trainDocuments.indices { train += builder.instances(document: d, of: trainDocuments, rng: &rng) }
-        }
+        trainingInstances(trainDocuments, builder: builder, dupeFactor: options.dupeFactor, rng: &rng) { train.append($0) }
         guard !train.isEmpty else { throw BertError("the corpus gives no training instances") }
         let evalInstances = heldOutInstances(evalDocuments, builder: builder, seed: options.seed)
         try self.init(model: model, tokenizer: tokenizer, source: InMemoryInstances(train, seed: options.seed),

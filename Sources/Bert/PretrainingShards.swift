@@ -8,7 +8,8 @@ import Foundation
 // chunks (a few thousand at a time), each chunk is turned into instances by the reference rules
 // (NotNext spans come from other documents of the same chunk, as the reference does per input
 // file), and every instance is appended to one of N shard files chosen at random, so each shard is
-// a mixture of the whole corpus. The first documents are held out for evaluation (heldout.bin).
+// a mixture of the whole corpus. Every `heldOutEvery`-th document (at most `heldOutDocuments`) is
+// held out for evaluation (heldout.bin).
 // Masks are not stored: they are a function of the seed and the instance's index (and the epoch
 // with dynamic masking), so the same seed gives the same instances and masks.
 //
@@ -96,6 +97,28 @@ public func forEachDocument(files: [URL], splitSentences: Bool, _ body: ([String
         }
         if !pending.isEmpty { try line(pending[...]) }
         if !current.isEmpty { try body(current) }
+    }
+}
+
+/// `forEachDocument` with each document's sentences as WordPiece ids (empty sentences dropped,
+/// documents left empty skipped).
+public func forEachTokenizedDocument(files: [URL], tokenizer: BertTokenizer, splitSentences: Bool,
+                                     _ body: ([[Int32]]) throws -> Void) throws {
+    try forEachDocument(files: files, splitSentences: splitSentences) { sentences in
+        let ids = tokenizer.encodeIdsBatch(sentences, addSpecialTokens: false)
+        let document = (0..<ids.count).map { Array(ids[$0]) }.filter { !$0.isEmpty }
+        if !document.isEmpty { try body(document) }
+    }
+}
+
+/// The training instances of a group of documents, `dupeFactor` times over, NotNext spans drawn
+/// from the same group (the in-memory run's whole corpus, or one chunk of the shards).
+func trainingInstances(_ documents: [[[Int32]]], builder: PretrainingDataBuilder, dupeFactor: Int,
+                       rng: inout SeededRandom, _ emit: (PretrainingInstance) throws -> Void) rethrows {
+    for _ in 0..<max(1, dupeFactor) {
+        for d in documents.indices {
+            for instance in builder.instances(document: d, of: documents, rng: &rng) { try emit(instance) }
+        }
     }
 }
 
@@ -195,26 +218,16 @@ public func preparePretrainingShards(files: [URL], tokenizer: BertTokenizer, opt
     var chunkIndex = 0, documents = 0, tokens = 0
     func makeInstances() throws {
         if chunk.isEmpty { return }
-        let training = chunk
         var rng = SeededRandom(seed: chunkSeed(options.seed, chunk: chunkIndex))
         var placement = SeededRandom(seed: chunkSeed(options.seed ^ 0x5A4D, chunk: chunkIndex))
-        if training.count >= 1 {
-            for _ in 0..<max(1, options.dupeFactor) {
-                for d in training.indices {
-                    for inst in builder.instances(document: d, of: training, rng: &rng) {
-                        try writers[Int(placement.next() % UInt64(writers.count))].append(inst)
-                    }
-                }
-            }
+        try trainingInstances(chunk, builder: builder, dupeFactor: options.dupeFactor, rng: &rng) { instance in
+            try writers[Int(placement.next() % UInt64(writers.count))].append(instance)
         }
         chunkIndex += 1
         chunk.removeAll(keepingCapacity: true)
         progress(documents, writers.reduce(0) { $0 + $1.count })
     }
-    try forEachDocument(files: files, splitSentences: options.splitSentences) { sentences in
-        let ids = tokenizer.encodeIdsBatch(sentences, addSpecialTokens: false)
-        let document = (0..<ids.count).map { Array(ids[$0]) }.filter { !$0.isEmpty }
-        if document.isEmpty { return }
+    try forEachTokenizedDocument(files: files, tokenizer: tokenizer, splitSentences: options.splitSentences) { document in
         tokens += document.reduce(0) { $0 + $1.count }
         if isHeldOut(documents, heldSoFar: evalDocuments.count, every: options.heldOutEvery, limit: options.heldOutDocuments) {
             evalDocuments.append(document)
@@ -270,8 +283,7 @@ final class ShardFile {
             var at = 8
             while at < raw.count {
                 guard at + 5 <= raw.count else { throw BertError("\(url.path): truncated record at byte \(at)") }
-                let n = Int(raw[at]) | Int(raw[at + 1]) << 8
-                let a = Int(raw[at + 2]) | Int(raw[at + 3]) << 8
+                let (n, a) = Self.header(raw, at)
                 guard n >= 3, a >= 2, a < n, raw[at + 4] <= 1, at + 5 + 4 * n <= raw.count else {
                     throw BertError("\(url.path): corrupt record at byte \(at)")
                 }
@@ -286,11 +298,15 @@ final class ShardFile {
         self.offsets = offsets
     }
 
+    /// A record's token count and segment-A length (two little-endian u16).
+    static func header(_ raw: UnsafeRawBufferPointer, _ at: Int) -> (n: Int, a: Int) {
+        (Int(raw[at]) | Int(raw[at + 1]) << 8, Int(raw[at + 2]) | Int(raw[at + 3]) << 8)
+    }
+
     func instance(_ i: Int, vocabularySize: Int) throws -> PretrainingInstance {
         try data.withUnsafeBytes { (raw: UnsafeRawBufferPointer) in
             let at = offsets[i]
-            let n = Int(raw[at]) | Int(raw[at + 1]) << 8
-            let a = Int(raw[at + 2]) | Int(raw[at + 3]) << 8
+            let (n, a) = Self.header(raw, at)
             var tokens = [Int32](repeating: 0, count: n)
             for j in 0..<n {
                 let t = Int32(littleEndian: raw.loadUnaligned(fromByteOffset: at + 5 + 4 * j, as: Int32.self))
@@ -316,6 +332,7 @@ public final class PretrainingShardSet: PretrainingInstanceSource {
     let files: [String]
     let counts: [Int]
     let bases: [Int]
+    public let count: Int
     let heldOutFile: String
     let heldOutCount: Int
     public let documents: Int
@@ -354,6 +371,7 @@ public final class PretrainingShardSet: PretrainingInstanceSource {
         var bases: [Int] = [], total = 0
         for n in counts { bases.append(total); total += n }
         self.bases = bases
+        count = total
         heldOutFile = hf
         heldOutCount = hn
         vocabularySize = vocab
@@ -362,8 +380,6 @@ public final class PretrainingShardSet: PretrainingInstanceSource {
         documents = m["documents"] as? Int ?? 0
         guard total > 0 else { throw BertError("\(url.path): no training instances") }
     }
-
-    public var count: Int { counts.reduce(0, +) }
 
     private func shard(_ i: Int) throws -> ShardFile {
         if let f = open[i] { return f }

@@ -264,7 +264,7 @@ public final class QuestionAnswerer {
     /// The windows of examples: question first (cut to maxQueryLength tokens), the context cut
     /// into windows of maxLength tokens overlapping by docStride; the answer's token span, or
     /// [CLS] (position 0) when the window does not contain it or there is none.
-    public func features(_ examples: [SquadExample], offset: Int = 0) throws -> [QAFeature] {
+    public func features(_ examples: [SquadExample]) throws -> [QAFeature] {
         var t = tokenizer
         t.truncation = Truncation(maxLength: qa.maxLength, strategy: .onlySecond, stride: qa.docStride)
         var result: [QAFeature] = []
@@ -292,7 +292,7 @@ public final class QuestionAnswerer {
                         if end < start { end = start }
                     }
                 }
-                result.append(QAFeature(example: offset + i, ids: e.ids, typeIds: e.typeIds, contextOffsets: offsets,
+                result.append(QAFeature(example: i, ids: e.ids, typeIds: e.typeIds, contextOffsets: offsets,
                                         startPosition: start, endPosition: end))
             }
         }
@@ -351,14 +351,18 @@ public final class QuestionAnswerer {
                     for j in topEnds where j >= i && j - i + 1 <= qa.maxAnswerLength {
                         let score = st[i] + en[j]
                         if score > best[e].score {
-                            let a = f.contextOffsets[i]!.start, z = f.contextOffsets[j]!.end
-                            let scalars = Array(examples[e].context.unicodeScalars)
-                            best[e] = QAPrediction(id: best[e].id, text: String(String.UnicodeScalarView(scalars[a..<z])), start: a, end: z,
-                                                   score: score, nullScore: best[e].nullScore)
+                            best[e].start = f.contextOffsets[i]!.start
+                            best[e].end = f.contextOffsets[j]!.end
+                            best[e].score = score
                         }
                     }
                 }
             }
+        }
+        // The chosen span's text, once per question.
+        for i in best.indices where best[i].score > -.infinity {
+            let scalars = Array(examples[i].context.unicodeScalars)
+            best[i].text = String(String.UnicodeScalarView(scalars[best[i].start..<best[i].end]))
         }
         if qa.allowNull {
             for i in best.indices where best[i].score == -.infinity || Double(best[i].nullScore - best[i].score) > qa.nullThreshold {

@@ -56,6 +56,14 @@ public struct SequenceEncoder: Sendable {
     }
 }
 
+/// Probabilities from logits (a numerically stable softmax, in Double).
+public func softmax<C: Collection>(_ logits: C) -> [Double] where C.Element == Float {
+    guard let m = logits.max() else { return [] }
+    let e = logits.map { exp(Double($0) - Double(m)) }
+    let sum = e.reduce(0, +)
+    return e.map { $0 / sum }
+}
+
 /// The label names of a classification set, in a fixed order: numerically when every label is an
 /// integer, otherwise sorted as strings.
 public func labelNames(of examples: [LabeledExample]) -> [String] {

@@ -168,20 +168,12 @@ struct FineTune: ParsableCommand {
 
     func run() throws {
         if let t = threads { Compute.threads = t }
-        if task == "choice" {
-            let folder = URL(fileURLWithPath: model)
-            let tokenizer = try folderTokenizer(folder)
-            return try runChoice(tokenizer: tokenizer, folder: folder)
-        }
-        if task == "qa" {
-            let folder = URL(fileURLWithPath: model)
-            let tokenizer = try folderTokenizer(folder)
-            return try runQA(tokenizer: tokenizer, folder: folder)
-        }
-        if task == "tag" {
-            let folder = URL(fileURLWithPath: model)
-            let tokenizer = try folderTokenizer(folder)
-            return try runTagging(tokenizer: tokenizer, folder: folder)
+        let folder = URL(fileURLWithPath: model)
+        switch task {
+        case "choice": return try runChoice(tokenizer: try folderTokenizer(folder), folder: folder)
+        case "qa": return try runQA(tokenizer: try folderTokenizer(folder), folder: folder)
+        case "tag": return try runTagging(tokenizer: try folderTokenizer(folder), folder: folder)
+        default: break
         }
         let trainSet = try readExamples(train, columns: columns.names)
         let validationSet = try readExamples(validation, columns: columns.names)
@@ -193,7 +185,6 @@ struct FineTune: ParsableCommand {
                 throw CLIError("\(unknown.source): label '\(unknown.label ?? "")' does not occur in the training data \(labels)")
             }
         }
-        let folder = URL(fileURLWithPath: model)
         let tokenizer = try folderTokenizer(folder)
         do {
             let (network, initialised) = try BertForSequenceClassification.fromPretrained(folder: folder, task: sequenceTask, labels: labels, seed: seed)
@@ -251,15 +242,20 @@ func loadAnswerer(_ path: String, maxLength: Int?) throws -> QuestionAnswerer {
     }
 }
 
+/// Options for running a loaded model: `maxLength` when given, never past the model's positions.
+func inferenceOptions(maxLength: Int?, config: BertConfig) -> FineTuneOptions {
+    var options = FineTuneOptions()
+    options.maxLength = min(maxLength ?? config.maxPositionEmbeddings, config.maxPositionEmbeddings)
+    return options
+}
+
 /// Loads a fine-tuned multiple-choice folder and its tokenizer.
 func loadSolver(_ path: String, maxLength: Int?) throws -> ChoiceSolver {
     let folder = URL(fileURLWithPath: path)
     do {
         let network = try BertForMultipleChoice(folder: folder)
         let tokenizer = try folderTokenizer(folder)
-        var options = FineTuneOptions()
-        options.maxLength = min(maxLength ?? network.config.maxPositionEmbeddings, network.config.maxPositionEmbeddings)
-        return ChoiceSolver(model: network, tokenizer: tokenizer, options: options, output: folder)
+        return ChoiceSolver(model: network, tokenizer: tokenizer, options: inferenceOptions(maxLength: maxLength, config: network.config), output: folder)
     } catch let e as BertError {
         throw CLIError(e.message)
     }
@@ -271,9 +267,7 @@ func loadTagger(_ path: String, maxLength: Int?) throws -> TokenTagger {
     do {
         let network = try BertForTokenClassification(folder: folder)
         let tokenizer = try folderTokenizer(folder)
-        var options = FineTuneOptions()
-        options.maxLength = min(maxLength ?? network.config.maxPositionEmbeddings, network.config.maxPositionEmbeddings)
-        return TokenTagger(model: network, tokenizer: tokenizer, options: options, output: folder)
+        return TokenTagger(model: network, tokenizer: tokenizer, options: inferenceOptions(maxLength: maxLength, config: network.config), output: folder)
     } catch let e as BertError {
         throw CLIError(e.message)
     }
@@ -285,9 +279,7 @@ func loadSequenceModel(_ path: String, maxLength: Int?) throws -> SequenceFineTu
     do {
         let network = try BertForSequenceClassification(folder: folder)
         let tokenizer = try folderTokenizer(folder)
-        var options = FineTuneOptions()
-        options.maxLength = min(maxLength ?? network.config.maxPositionEmbeddings, network.config.maxPositionEmbeddings)
-        return SequenceFineTuner(model: network, tokenizer: tokenizer, options: options, output: folder)
+        return SequenceFineTuner(model: network, tokenizer: tokenizer, options: inferenceOptions(maxLength: maxLength, config: network.config), output: folder)
     } catch let e as BertError {
         throw CLIError(e.message)
     }
@@ -303,7 +295,7 @@ struct Predict: ParsableCommand {
             prints {"label", "probability", "probabilities"}; regression prints {"score"}.
             """)
 
-    @Option(help: "A fine-tuned model folder (BertForSequenceClassification).") var model: String
+    @Option(help: "A folder written by bert finetune (its config.json names the head).") var model: String
     @Option(help: "Maximum tokens per input (default: the model's limit).") var maxLength: Int?
     @Flag(help: "Each line is a pair: first and second text separated by a tab.") var pair = false
     @Option(help: "Worker threads (default: all cores).") var threads: Int?
@@ -382,15 +374,15 @@ struct Predict: ParsableCommand {
 
     func run() throws {
         if let t = threads, t >= 1 { Compute.threads = t }
-        let head = try architecture(of: model)
-        if head == "BertForTokenClassification" {
-            do { return try runTagging() } catch let e as BertError { throw CLIError(e.message) }
-        }
-        if head == "BertForQuestionAnswering" {
-            do { return try runQA() } catch let e as BertError { throw CLIError(e.message) }
-        }
-        if head == "BertForMultipleChoice" {
-            do { return try runChoice() } catch let e as BertError { throw CLIError(e.message) }
+        do {
+            switch try architecture(of: model) {
+            case "BertForTokenClassification": return try runTagging()
+            case "BertForQuestionAnswering": return try runQA()
+            case "BertForMultipleChoice": return try runChoice()
+            default: break
+            }
+        } catch let e as BertError {
+            throw CLIError(e.message)
         }
         let tuner = try loadSequenceModel(model, maxLength: maxLength)
         var examples: [LabeledExample] = []
@@ -419,12 +411,10 @@ struct Predict: ParsableCommand {
             if network.task == .regression {
                 object = ["score": Double(row[0])]
             } else {
-                let m = row.max()!
-                let e = row.map { exp(Double($0 - m)) }
-                let sum = e.reduce(0, +)
+                let p = softmax(row)
                 let best = row.indices.max { row[$0] < row[$1] }!
-                object = ["label": network.labels[best], "probability": e[best] / sum,
-                          "probabilities": Dictionary(uniqueKeysWithValues: network.labels.enumerated().map { ($0.element, e[$0.offset] / sum) })]
+                object = ["label": network.labels[best], "probability": p[best],
+                          "probabilities": Dictionary(uniqueKeysWithValues: zip(network.labels, p).map { ($0, $1) })]
             }
             let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
             out.write(String(decoding: data, as: UTF8.self) + "\n")
@@ -438,7 +428,7 @@ struct Evaluate: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Evaluate a fine-tuned model on labeled data; prints the metrics as JSON.")
 
-    @Option(help: "A fine-tuned model folder (BertForSequenceClassification).") var model: String
+    @Option(help: "A folder written by bert finetune (its config.json names the head).") var model: String
     @Option(help: "Labeled data (.csv, .tsv or .jsonl; CoNLL for tagging, SQuAD JSON for QA, JSON Lines for choice).") var data: String
     @Option(help: "Maximum tokens per example (default: the model's limit).") var maxLength: Int?
     @Option(help: "Worker threads (default: all cores).") var threads: Int?
@@ -446,31 +436,19 @@ struct Evaluate: ParsableCommand {
 
     func run() throws {
         if let t = threads, t >= 1 { Compute.threads = t }
-        if try architecture(of: model) == "BertForMultipleChoice" {
-            let solver = try loadSolver(model, maxLength: maxLength)
-            guard FileManager.default.fileExists(atPath: data) else { throw CLIError("\(data): file not found") }
-            let metrics: [String: Double]
-            do { metrics = try solver.evaluate(try readChoiceExamples(URL(fileURLWithPath: data))) } catch let e as BertError { throw CLIError(e.message) }
-            return try printJSON(metrics)
-        }
-        if try architecture(of: model) == "BertForQuestionAnswering" {
-            let answerer = try loadAnswerer(model, maxLength: maxLength)
-            guard FileManager.default.fileExists(atPath: data) else { throw CLIError("\(data): file not found") }
-            let metrics: [String: Double]
-            do { metrics = try answerer.evaluate(try readSquad(URL(fileURLWithPath: data))) } catch let e as BertError { throw CLIError(e.message) }
-            return try printJSON(metrics)
-        }
-        if try architecture(of: model) == "BertForTokenClassification" {
-            let tagger = try loadTagger(model, maxLength: maxLength)
-            guard FileManager.default.fileExists(atPath: data) else { throw CLIError("\(data): file not found") }
-            let metrics: [String: Double]
-            do { metrics = try tagger.evaluate(try readTaggedSentences(URL(fileURLWithPath: data))) } catch let e as BertError { throw CLIError(e.message) }
-            return try printJSON(metrics)
-        }
-        let tuner = try loadSequenceModel(model, maxLength: maxLength)
-        let examples = try readExamples(data, columns: columns.names)
+        guard FileManager.default.fileExists(atPath: data) else { throw CLIError("\(data): file not found") }
+        let url = URL(fileURLWithPath: data)
         let metrics: [String: Double]
-        do { metrics = try tuner.evaluate(examples) } catch let e as BertError { throw CLIError(e.message) }
+        do {
+            switch try architecture(of: model) {
+            case "BertForMultipleChoice": metrics = try loadSolver(model, maxLength: maxLength).evaluate(try readChoiceExamples(url))
+            case "BertForQuestionAnswering": metrics = try loadAnswerer(model, maxLength: maxLength).evaluate(try readSquad(url))
+            case "BertForTokenClassification": metrics = try loadTagger(model, maxLength: maxLength).evaluate(try readTaggedSentences(url))
+            default: metrics = try loadSequenceModel(model, maxLength: maxLength).evaluate(try readExamples(data, columns: columns.names))
+            }
+        } catch let e as BertError {
+            throw CLIError(e.message)
+        }
         try printJSON(metrics)
     }
 }
