@@ -16,6 +16,12 @@ F1 by seqeval); JSON Lines {"context", "endings", "label"} (choice); SQuAD JSON 
 --max-length tokens with --doc-stride, answers located as bert finetune does, n-best 20, max answer
 30 tokens, SQuAD 2.0 null answers by the smallest [CLS] score, official EM/F1). Prints and writes
 JSON: per-epoch validation metrics and the best epoch's test metrics.
+
+The same seed gives the same order of examples in each epoch as bert finetune (its generator,
+xoshiro256** seeded by SplitMix64, and its shuffle are reproduced below). With --init DIR the
+model starts from a folder written by `bert finetune --epochs 0` (the encoder and bert finetune's
+newly initialised head), so that only dropout masks differ between the two runs; with dropout
+set to 0 in the model's config.json both runs are deterministic and should agree step by step.
 """
 import argparse, csv, json, math, os, random, sys, time
 
@@ -25,6 +31,46 @@ import torch  # noqa: E402
 import transformers  # noqa: E402
 from transformers import (AutoTokenizer, BertForMultipleChoice, BertForQuestionAnswering,  # noqa: E402
                           BertForSequenceClassification, BertForTokenClassification)
+
+
+MASK64 = (1 << 64) - 1
+
+
+def _rotl(x, k):
+    return ((x << k) | (x >> (64 - k))) & MASK64
+
+
+class SwiftRandom:
+    """bert's SeededRandom: xoshiro256** with its state seeded by SplitMix64."""
+
+    def __init__(self, seed):
+        z, self.s = seed & MASK64, []
+        for _ in range(4):
+            z = (z + 0x9E3779B97F4A7C15) & MASK64
+            x = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & MASK64
+            x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & MASK64
+            self.s.append(x ^ (x >> 31))
+
+    def next(self):
+        s = self.s
+        result = (_rotl((s[1] * 5) & MASK64, 7) * 9) & MASK64
+        t = (s[1] << 17) & MASK64
+        s[2] ^= s[0]
+        s[3] ^= s[1]
+        s[1] ^= s[2]
+        s[0] ^= s[3]
+        s[2] ^= t
+        s[3] = _rotl(s[3], 45)
+        return result
+
+
+def epoch_order(n, seed, epoch):
+    """The order bert finetune visits n examples in an epoch (Fisher-Yates from the end)."""
+    order, rng = list(range(n)), SwiftRandom(seed + 0xF17E + epoch)
+    for i in range(n - 1, 0, -1):
+        j = rng.next() % (i + 1)
+        order[i], order[j] = order[j], order[i]
+    return order
 
 
 def read(path):
@@ -162,6 +208,8 @@ def main():
     ap.add_argument("--max-length", type=int, default=128)
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--init", help="start from this folder (written by bert finetune --epochs 0) instead of --model")
+    ap.add_argument("--steps-log", help="write each step's loss here, one per line")
     ap.add_argument("--out")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -190,18 +238,18 @@ def main():
             names = ["score"]
             target = lambda r: float(r["label"])
         model = BertForSequenceClassification.from_pretrained(
-            args.model, num_labels=len(names), id2label=dict(enumerate(names)), label2id={n: i for i, n in enumerate(names)},
+            args.init or args.model, num_labels=len(names), id2label=dict(enumerate(names)), label2id={n: i for i, n in enumerate(names)},
             problem_type="regression" if task == "regress" else "single_label_classification")
     elif task == "tag":
         tags = sorted({t for s in train for t in s[1]} - {"O"})
         names = ["O"] + tags
         index = {n: i for i, n in enumerate(names)}
-        model = BertForTokenClassification.from_pretrained(args.model, num_labels=len(names), id2label=dict(enumerate(names)),
+        model = BertForTokenClassification.from_pretrained(args.init or args.model, num_labels=len(names), id2label=dict(enumerate(names)),
                                                            label2id=index)
     elif task == "choice":
-        model = BertForMultipleChoice.from_pretrained(args.model)
+        model = BertForMultipleChoice.from_pretrained(args.init or args.model)
     else:
-        model = BertForQuestionAnswering.from_pretrained(args.model)
+        model = BertForQuestionAnswering.from_pretrained(args.init or args.model)
         train_features = qa_features(tok, train, args)
         print(f"{len(train)} questions give {len(train_features)} training windows", file=sys.stderr)
     model.float()
@@ -277,10 +325,9 @@ def main():
     key = {"classify": "accuracy", "regress": "pearson", "tag": "f1", "choice": "accuracy", "qa": "f1"}[task]
     best, best_state, history = -1e9, None, []
     start = time.time()
-    rng = random.Random(args.seed)
+    steps_log = open(args.steps_log, "w") if args.steps_log else None
     for epoch in range(args.epochs):
-        order = list(range(len(train_rows)))
-        rng.shuffle(order)
+        order = epoch_order(len(train_rows), args.seed, epoch)
         total = 0.0
         n = 0
         for enc, y in batches(train_rows, order):
@@ -295,6 +342,8 @@ def main():
             sched.step()
             total += loss.item()
             n += 1
+            if steps_log:
+                print(f"{loss.item():.6f}", file=steps_log, flush=True)
         m = evaluate(val)
         history.append({"epoch": epoch + 1, "train_loss": total / n, "validation": m})
         print(f"epoch {epoch + 1} train loss {total / n:.4f} validation {m} ({time.time() - start:.0f}s)", file=sys.stderr)

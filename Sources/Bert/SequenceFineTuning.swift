@@ -81,6 +81,8 @@ public func runFineTuning(parameters: ParameterStore, config: BertConfig, count:
                           evaluate: (() throws -> (score: Double, metrics: [String: Double]))?,
                           step lossAndGradients: (ArraySlice<Int>, ParameterStore, Dropout) throws -> Double) throws {
     guard count > 0 else { throw BertError("the training set is empty") }
+    // Zero epochs: write the newly initialised model (to start another trainer from the same weights).
+    if options.epochs == 0 { return try save() }
     let b = options.batchSize
     let stepsPerEpoch = (count + b - 1) / b
     let total = stepsPerEpoch * options.epochs

@@ -58,7 +58,7 @@ struct FineTune: ParsableCommand {
     @Option(help: "Training data.") var train: String
     @Option(help: "Validation data.") var validation: String
     @Option(help: "Output folder.") var out: String
-    @Option(help: "Epochs.") var epochs = 3
+    @Option(help: "Epochs (0: write the newly initialised model without training).") var epochs = 3
     @Option(help: "Peak learning rate (linear warm-up over --warmup-ratio of the steps, then linear decay).") var lr = 2e-5
     @Option(help: "Share of the steps spent warming up.") var warmupRatio = 0.1
     @Option(help: "Examples per step.") var batchSize = 32
@@ -77,7 +77,7 @@ struct FineTune: ParsableCommand {
             throw ValidationError("--task must be classify, regress, tag, qa or choice")
         }
         if docStride < 0 || maxQueryLength < 1 || maxAnswerLength < 1 { throw ValidationError("--doc-stride, --max-query-length, --max-answer-length must be positive") }
-        if epochs < 1 || batchSize < 1 || length < 4 { throw ValidationError("--epochs, --batch-size must be positive and --max-length at least 4") }
+        if epochs < 0 || batchSize < 1 || length < 4 { throw ValidationError("--epochs must be 0 or more, --batch-size positive and --max-length at least 4") }
         if !(lr > 0) { throw ValidationError("--lr must be positive") }
         if !(0...1).contains(warmupRatio) { throw ValidationError("--warmup-ratio must be between 0 and 1") }
         if let t = threads, t < 1 { throw ValidationError("--threads must be at least 1") }
@@ -121,7 +121,7 @@ struct FineTune: ParsableCommand {
         } catch let e as BertError {
             throw CLIError(e.message)
         }
-        warn("wrote \(out): config.json, model.safetensors, tokenizer files, eval_history.json")
+        warn("wrote \(out): config.json, model.safetensors, tokenizer files\(epochs > 0 ? ", eval_history.json" : " (the initialised model: --epochs 0)")")
     }
 
     func runQA(tokenizer: BertTokenizer, folder: URL) throws {
@@ -147,7 +147,7 @@ struct FineTune: ParsableCommand {
         } catch let e as BertError {
             throw CLIError(e.message)
         }
-        warn("wrote \(out): config.json, model.safetensors, qa_settings.json, tokenizer files, eval_history.json")
+        warn("wrote \(out): config.json, model.safetensors, qa_settings.json, tokenizer files\(epochs > 0 ? ", eval_history.json" : " (the initialised model: --epochs 0)")")
     }
 
     func runChoice(tokenizer: BertTokenizer, folder: URL) throws {
@@ -163,7 +163,7 @@ struct FineTune: ParsableCommand {
         } catch let e as BertError {
             throw CLIError(e.message)
         }
-        warn("wrote \(out): config.json, model.safetensors, tokenizer files, eval_history.json")
+        warn("wrote \(out): config.json, model.safetensors, tokenizer files\(epochs > 0 ? ", eval_history.json" : " (the initialised model: --epochs 0)")")
     }
 
     func run() throws {
@@ -195,7 +195,7 @@ struct FineTune: ParsableCommand {
         } catch let e as BertError {
             throw CLIError(e.message)
         }
-        warn("wrote \(out): config.json, model.safetensors, tokenizer files, eval_history.json")
+        warn("wrote \(out): config.json, model.safetensors, tokenizer files\(epochs > 0 ? ", eval_history.json" : " (the initialised model: --epochs 0)")")
     }
 }
 

@@ -119,6 +119,30 @@ struct FineTuneCLITests {
         #expect(metrics["questions"] == 6 && (0...1).contains(metrics["accuracy"] ?? -1))
     }
 
+    /// `--epochs 0` writes the encoder with the head the seed initialises, untrained: the shared
+    /// start of scripts/compare-finetune.sh.
+    @Test func zeroEpochsWritesTheInitialisedModel() throws {
+        defer { try? FileManager.default.removeItem(at: root) }
+        let train = try file("train.txt", "John\tB-person\nvisited\tO\nParis\tB-geo-loc\n\n")
+        let out = root.appendingPathComponent("init")
+        let r = try runBertCLI(["finetune", "--task", "tag", "--model", miniLM, "--train", train, "--validation", train,
+                                "--out", out.path, "--epochs", "0", "--seed", "7"])
+        #expect(r.status == 0 && !r.crashed, "\(r.stderr)")
+        #expect(!r.stdout.contains("epoch 1") && !FileManager.default.fileExists(atPath: out.appendingPathComponent("eval_history.json").path))
+        let written = try BertForTokenClassification(folder: out)
+        let labels = ["O", "B-geo-loc", "B-person"]
+        #expect(written.labels == labels)
+        let expected = try BertForTokenClassification.fromPretrained(folder: ModelFixtures.miniLMFolder, labels: labels, seed: 7).model
+        let other = try BertForTokenClassification.fromPretrained(folder: ModelFixtures.miniLMFolder, labels: labels, seed: 8).model
+        #expect(written.parameters.data.count == expected.parameters.data.count)
+        let a = written.parameters.data, b = expected.parameters.data, c = other.parameters.data
+        #expect((0..<a.count).allSatisfy { a.pointer[$0] == b.pointer[$0] }, "the written model is the seed's initialisation")
+        #expect(!(0..<a.count).allSatisfy { a.pointer[$0] == c.pointer[$0] }, "another seed gives another head")
+        let bad = try runBertCLI(["finetune", "--task", "tag", "--model", miniLM, "--train", train, "--validation", train,
+                                  "--out", out.path, "--epochs", "-1"])
+        #expect(bad.status != 0 && !bad.crashed && bad.stderr.contains("--epochs"), "\(bad.stderr)")
+    }
+
     @Test func badDataAndOptionsAreErrorsNotCrashes() throws {
         defer { try? FileManager.default.removeItem(at: root) }
         let good = try file("good.csv", "text,label\na,x\nb,y\n")
