@@ -51,7 +51,9 @@ public enum BLAS {
             return
         }
         nonisolated(unsafe) let a = a, b = b, c = c
-        if m >= 32 * threads {
+        // Each thread packs its share of one operand and all of the other: split the larger
+        // dimension, so the big operand (the weights, when rows are few) is packed once in all.
+        if m >= 32 * threads && (m >= n || n < 64 * threads) {
             Compute.parallelRanges(m, parts: threads, granularity: 16) { rows in
                 let aStart = transA ? a + rows.lowerBound : a + rows.lowerBound * lda
                 sgemm(transA: transA, transB: transB, m: rows.count, n: n, k: k, alpha: alpha,
