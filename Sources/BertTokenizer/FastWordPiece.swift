@@ -197,8 +197,27 @@ final class FastWordPiece: @unchecked Sendable {
             while wholeWords[slot].count != 0 { slot = (slot + 1) & wholeMask }
             wholeWords[slot] = e
         }
+        // Short words of ASCII letters and digits (most running-text words) again, in a table a
+        // third the size: 8-byte key (zero padded; such words have no zero byte, so the key
+        // implies the length) and id. It stays in L2 where the full table would not.
+        let short = entries.filter { e in
+            e.count <= 8 && (0..<Int(e.count)).allSatisfy { k in
+                let b = UInt8(truncatingIfNeeded: e.k0 >> UInt64(8 * k))
+                return (b >= 0x30 && b <= 0x39) || (b | 0x20 >= 0x61 && b | 0x20 <= 0x7A)
+            }
+        }
+        var shortBits = 4
+        while (1 << shortBits) * 2 < short.count * 3 { shortBits += 1 }  // load at most 2/3
+        let shortWords = UnsafeMutableBufferPointer<ShortWord>.allocate(capacity: 1 << shortBits)
+        shortWords.initialize(repeating: ShortWord(key: 0, id: -1))
+        for e in short {
+            var slot = ShortWord.slot(e.k0, bits: shortBits)
+            while shortWords[slot].key != 0 { slot = (slot + 1) & ((1 << shortBits) - 1) }
+            shortWords[slot] = ShortWord(key: e.k0, id: e.id)
+        }
         matcher = WordPieceMatcher(units: units, failure: failure, popStart: popStart, popCount: popCount,
                                    pops: pops, pieceLength: pieceLength, wholeWords: wholeWords, wholeMask: wholeMask,
+                                   shortWords: shortWords, shortBits: shortBits,
                                    suffixRoot: suffixRoot, unknownId: unknownId, maxInputCharsPerWord: maxInputCharsPerWord)
     }
 
@@ -206,7 +225,7 @@ final class FastWordPiece: @unchecked Sendable {
         let m = matcher
         m.units.deallocate(); m.failure.deallocate()
         m.popStart.deallocate(); m.popCount.deallocate(); m.pops.deallocate(); m.pieceLength.deallocate()
-        m.wholeWords.deallocate()
+        m.wholeWords.deallocate(); m.shortWords.deallocate()
     }
 }
 
@@ -229,6 +248,9 @@ struct WordPieceMatcher: @unchecked Sendable {
     /// of a walk through the trie. Most running-text words are such words.
     let wholeWords: UnsafeMutableBufferPointer<WholeWord>
     let wholeMask: Int
+    /// The whole words of 1–8 ASCII letters and digits, keyed by their bytes alone (2^shortBits slots).
+    let shortWords: UnsafeMutableBufferPointer<ShortWord>
+    let shortBits: Int
     let suffixRoot: Int32
     let unknownId: Int32
     let maxInputCharsPerWord: Int
@@ -312,6 +334,23 @@ struct WordPieceMatcher: @unchecked Sendable {
         }
     }
 
+    /// `wholeWordId` for a word of 1–8 ASCII letters and digits (8 readable bytes), from the
+    /// compact table.
+    @inline(__always)
+    func shortWordId(_ word: UnsafePointer<UInt8>, count n: Int, lowercase: Bool) -> Int32 {
+        var k = UnsafeRawPointer(word).loadUnaligned(as: UInt64.self)
+        k = (k | (lowercase ? 0x2020_2020_2020_2020 : 0)) & (~0 &>> UInt64(64 - 8 * n))
+        let mask = (1 << shortBits) - 1
+        var slot = ShortWord.slot(k, bits: shortBits)
+        let table = shortWords.baseAddress!
+        while true {
+            let e = table[slot]
+            if e.key == k { return e.id }
+            if e.key == 0 { return -1 }
+            slot = (slot + 1) & mask
+        }
+    }
+
     @inline(__always)
     private func unknown(_ count: Int, _ ids: UnsafeMutablePointer<Int32>, _ ends: UnsafeMutablePointer<Int32>) -> Int {
         ids[0] = unknownId
@@ -354,6 +393,16 @@ struct WholeWord {
     @inline(__always) static func hash(_ k0: UInt64, _ k1: UInt64, _ count: Int32) -> Int {
         let h = (k0 &* 0x9E37_79B9_7F4A_7C15) ^ (k1 &* 0xC2B2_AE3D_27D4_EB4F) ^ UInt64(UInt32(bitPattern: count))
         return Int(truncatingIfNeeded: ((h ^ (h &>> 29)) &* 0xBF58_476D_1CE4_E5B9) &>> 20)
+    }
+}
+
+/// A whole word of 1–8 bytes with no zero byte, as one little-endian word (zero padded), and its id.
+struct ShortWord {
+    var key: UInt64
+    var id: Int32
+    /// Fibonacci hashing: the top `bits` bits of key·φ⁻¹·2⁶⁴.
+    @inline(__always) static func slot(_ key: UInt64, bits: Int) -> Int {
+        Int(truncatingIfNeeded: (key &* 0x9E37_79B9_7F4A_7C15) &>> UInt64(64 - bits))
     }
 }
 

@@ -222,7 +222,17 @@ final class SegmentEncoder: @unchecked Sendable {
                 let length = j - i
                 if j == n || (text[j] < 0x80 && kinds[Int(text[j])] != Self.removed) {
                     var id: Int32 = -1
-                    if length <= 16 && length <= matcher.maxInputCharsPerWord {
+                    if length <= 8 && length <= matcher.maxInputCharsPerWord {
+                        if i + 8 <= n {
+                            id = matcher.shortWordId(text + i, count: length, lowercase: lowercase)
+                        } else {
+                            id = withUnsafeMutableBytes(of: &sixteen) { buf in
+                                let p = buf.baseAddress!.assumingMemoryBound(to: UInt8.self)
+                                p.update(from: text + i, count: length)
+                                return matcher.shortWordId(p, count: length, lowercase: lowercase)
+                            }
+                        }
+                    } else if length <= 16 && length <= matcher.maxInputCharsPerWord {
                         if i + 16 <= n {
                             id = matcher.wholeWordId(text + i, count: length, lowercase: lowercase)
                         } else {
