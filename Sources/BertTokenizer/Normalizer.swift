@@ -209,7 +209,6 @@ final class SegmentEncoder: @unchecked Sendable {
         let alnum = self.alnum
         let punctId = self.punctId
         let lowercase = options.lowercase
-        var sixteen = (UInt64(0), UInt64(0))
 
         while i < n {
             let b = text[i]
@@ -222,26 +221,16 @@ final class SegmentEncoder: @unchecked Sendable {
                 let length = j - i
                 if j == n || (text[j] < 0x80 && kinds[Int(text[j])] != Self.removed) {
                     var id: Int32 = -1
-                    if length <= 8 && length <= matcher.maxInputCharsPerWord {
-                        if i + 8 <= n {
-                            id = matcher.shortWordId(text + i, count: length, lowercase: lowercase)
-                        } else {
-                            id = withUnsafeMutableBytes(of: &sixteen) { buf in
-                                let p = buf.baseAddress!.assumingMemoryBound(to: UInt8.self)
-                                p.update(from: text + i, count: length)
-                                return matcher.shortWordId(p, count: length, lowercase: lowercase)
-                            }
+                    if length <= 16 && length <= matcher.maxInputCharsPerWord {
+                        // The lookups read 8 (short words) or 16 bytes: near the end of the text
+                        // the word is copied to the (empty) word buffer, which has 16.
+                        var p = text + i
+                        if i + (length <= 8 ? 8 : 16) > n {
+                            st.wbytes.update(from: text + i, count: length)
+                            p = UnsafePointer(st.wbytes)
                         }
-                    } else if length <= 16 && length <= matcher.maxInputCharsPerWord {
-                        if i + 16 <= n {
-                            id = matcher.wholeWordId(text + i, count: length, lowercase: lowercase)
-                        } else {
-                            id = withUnsafeMutableBytes(of: &sixteen) { buf in
-                                let p = buf.baseAddress!.assumingMemoryBound(to: UInt8.self)
-                                p.update(from: text + i, count: length)
-                                return matcher.wholeWordId(p, count: length, lowercase: lowercase)
-                            }
-                        }
+                        id = length <= 8 ? matcher.shortWordId(p, count: length, lowercase: lowercase)
+                                         : matcher.wholeWordId(p, count: length, lowercase: lowercase)
                     }
                     if id >= 0 {
                         st.emitToken(id, from: pos, to: pos &+ Int32(length))
