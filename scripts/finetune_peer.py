@@ -14,7 +14,8 @@ Data as bert finetune reads it: CSV with a header (or .jsonl), columns text, [te
 token<TAB>tag files (tag; tags "O" first then sorted; the tag on each word's first piece, entity
 F1 by seqeval); JSON Lines {"context", "endings", "label"} (choice); SQuAD JSON (qa: windows of
 --max-length tokens with --doc-stride, answers located as bert finetune does, n-best 20, max answer
-30 tokens, SQuAD 2.0 null answers by the smallest [CLS] score, official EM/F1). Prints and writes
+30 tokens, SQuAD 2.0 null answers by the smallest [CLS] score, official EM/F1; the training loss's
+start/end softmax covers each window's own tokens, as bert finetune's, unless --qa-loss model). Prints and writes
 JSON: per-epoch validation metrics and the best epoch's test metrics.
 
 The same seed gives the same order of examples in each epoch as bert finetune (its generator,
@@ -208,6 +209,9 @@ def main():
     ap.add_argument("--max-length", type=int, default=128)
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--qa-loss", choices=["masked", "model"], default="masked",
+                    help="qa: softmax over each window's tokens (masked, as bert finetune) or BertForQuestionAnswering's own loss, "
+                         "whose softmax also covers the batch's padding")
     ap.add_argument("--init", help="start from this folder (written by bert finetune --epochs 0) instead of --model")
     ap.add_argument("--steps-log", help="write each step's loss here, one per line")
     ap.add_argument("--out")
@@ -331,8 +335,17 @@ def main():
         total = 0.0
         n = 0
         for enc, y in batches(train_rows, order):
-            if task == "qa":
+            if task == "qa" and args.qa_loss == "model":
                 loss = model(**enc, start_positions=y[0], end_positions=y[1]).loss
+            elif task == "qa":
+                # The start/end softmax over each window's own tokens, as bert finetune computes it:
+                # BertForQuestionAnswering's loss also spreads it over the batch's padding, so it
+                # depends on how the batch is padded (--qa-loss model uses it).
+                out = model(**enc)
+                pad = ~enc["attention_mask"].bool()
+                ce = torch.nn.functional.cross_entropy
+                loss = (ce(out.start_logits.masked_fill(pad, float("-inf")), y[0])
+                        + ce(out.end_logits.masked_fill(pad, float("-inf")), y[1])) / 2
             else:
                 loss = model(**enc, labels=y).loss
             opt.zero_grad()

@@ -57,6 +57,8 @@ public final class BertForQuestionAnswering: @unchecked Sendable {
 
     /// Forward and backward of one batch with start and end positions per row (positions within
     /// the row; softmax over its real tokens): loss = (CE(start) + CE(end)) / 2, averaged over rows.
+    /// transformers' BertForQuestionAnswering takes the softmax over the padded row, padding
+    /// included, so its loss depends on how the batch was padded; without padding the two agree.
     public func lossAndGradients(_ batch: EncoderBatch, starts: [Int], ends: [Int], into grads: ParameterStore,
                                  dropout: Dropout? = nil) throws -> Double {
         let b = batch.batchSize, s = batch.sequenceLength, h = config.hiddenSize

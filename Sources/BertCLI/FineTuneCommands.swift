@@ -66,6 +66,7 @@ struct FineTune: ParsableCommand {
     var length: Int { maxLength ?? (task == "qa" ? 384 : 128) }
     @Option(help: "Random seed (head initialisation, order, dropout).") var seed: UInt64 = 42
     @Option(help: "Worker threads (default: all cores).") var threads: Int?
+    @Option(help: "Print the epoch's mean training loss every N steps.") var logEvery = 20
     @Option(help: "qa: overlap of consecutive context windows, in tokens.") var docStride = 128
     @Option(help: "qa: question tokens kept.") var maxQueryLength = 64
     @Option(help: "qa: longest answer, in tokens.") var maxAnswerLength = 30
@@ -81,6 +82,7 @@ struct FineTune: ParsableCommand {
         if !(lr > 0) { throw ValidationError("--lr must be positive") }
         if !(0...1).contains(warmupRatio) { throw ValidationError("--warmup-ratio must be between 0 and 1") }
         if let t = threads, t < 1 { throw ValidationError("--threads must be at least 1") }
+        if logEvery < 1 { throw ValidationError("--log-every must be at least 1") }
     }
 
     var options: FineTuneOptions {
@@ -91,6 +93,7 @@ struct FineTune: ParsableCommand {
         o.batchSize = batchSize
         o.maxLength = length
         o.seed = seed
+        o.logEvery = logEvery
         return o
     }
 

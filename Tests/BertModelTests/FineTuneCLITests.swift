@@ -23,9 +23,11 @@ struct FineTuneCLITests {
         let train = try file("train.csv", rows)
         let out = root.appendingPathComponent("model").path
         let r = try runBertCLI(["finetune", "--task", "classify", "--model", miniLM, "--train", train, "--validation", train,
-                                "--out", out, "--epochs", "1", "--batch-size", "4", "--max-length", "32", "--lr", "1e-4"])
+                                "--out", out, "--epochs", "1", "--batch-size", "4", "--max-length", "32", "--lr", "1e-4",
+                                "--log-every", "1"])
         #expect(r.status == 0 && !r.crashed, "\(r.stderr)")
         #expect(r.stdout.contains("epoch 1") && r.stdout.contains("accuracy"))
+        #expect(["step 1/3", "step 2/3", "step 3/3"].allSatisfy { r.stdout.contains($0) }, "\(r.stdout)")
         for f in ["config.json", "model.safetensors", "vocab.txt", "tokenizer.json", "eval_history.json"] {
             #expect(FileManager.default.fileExists(atPath: out + "/" + f), "\(f)")
         }
