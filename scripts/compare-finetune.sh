@@ -4,6 +4,8 @@
 #
 #   bash scripts/compare-finetune.sh TASK [--seed N] [--no-dropout] [--epochs N]
 #
+# --summary-only recomputes summary.json from an earlier run's files.
+#
 # TASK: sentiment (Rotten Tomatoes), pairs (VitaminC), ner (WNUT tweets), choice (social_iqa),
 # qa (disfl_qa). Settings are the README's. The same start means: `bert finetune --epochs 0`
 # writes the encoder with its newly initialised head, transformers starts from that folder, and
@@ -20,12 +22,13 @@ set -euo pipefail
 
 task="${1:-}"
 shift || true
-seed=42 nodrop=0 epochs=""
+seed=42 nodrop=0 epochs="" summary_only=0
 while [ $# -gt 0 ]; do
     case "$1" in
         --seed) seed="$2"; shift 2 ;;
         --no-dropout) nodrop=1; shift ;;
         --epochs) epochs="$2"; shift 2 ;;
+        --summary-only) summary_only=1; shift ;;
         *) die "unknown argument $1" ;;
     esac
 done
@@ -49,6 +52,7 @@ ensure_python
 need_pip torch transformers seqeval
 
 OUT="$CACHE/runs/compare/$task-s$seed$([ "$nodrop" = 1 ] && echo -nodrop || true)"
+if [ "$summary_only" = 0 ]; then
 rm -rf "$OUT"
 mkdir -p "$OUT"
 if [ "$nodrop" = 1 ]; then
@@ -84,6 +88,7 @@ peer=$!
 wait "$ours" || { tail -5 "$OUT/ours.log" >&2; die "bert finetune failed"; }
 "$BERT" evaluate --model "$OUT/ours" --data "${files[2]}" >"$OUT/ours-test.json"
 wait "$peer" || { tail -5 "$OUT/peer.log" >&2; die "finetune_peer.py failed"; }
+fi
 
 "$PYTHON" - "$OUT" "$kind" <<'EOF'
 import json, re, sys
