@@ -53,41 +53,41 @@ need_pip torch transformers seqeval
 
 OUT="$CACHE/runs/compare/$task-s$seed$([ "$nodrop" = 1 ] && echo -nodrop || true)"
 if [ "$summary_only" = 0 ]; then
-rm -rf "$OUT"
-mkdir -p "$OUT"
-if [ "$nodrop" = 1 ]; then
-    # A copy of the model folder whose config turns dropout off.
-    mkdir -p "$OUT/base"
-    for f in "$MODEL"/*; do ln -s "$(realpath "$f")" "$OUT/base/"; done
-    rm "$OUT/base/config.json"
-    "$PYTHON" -c "import json,sys; c=json.load(open(sys.argv[1])); c['hidden_dropout_prob']=0.0; c['attention_probs_dropout_prob']=0.0; json.dump(c, open(sys.argv[2], 'w'), indent=1)" \
-        "$MODEL/config.json" "$OUT/base/config.json"
-    MODEL="$OUT/base"
-fi
+    rm -rf "$OUT"
+    mkdir -p "$OUT"
+    if [ "$nodrop" = 1 ]; then
+        # A copy of the model folder whose config turns dropout off.
+        mkdir -p "$OUT/base"
+        for f in "$MODEL"/*; do ln -s "$(realpath "$f")" "$OUT/base/"; done
+        rm "$OUT/base/config.json"
+        "$PYTHON" -c "import json,sys; c=json.load(open(sys.argv[1])); c['hidden_dropout_prob']=0.0; c['attention_probs_dropout_prob']=0.0; json.dump(c, open(sys.argv[2], 'w'), indent=1)" \
+            "$MODEL/config.json" "$OUT/base/config.json"
+        MODEL="$OUT/base"
+    fi
 
-if [ -z "${BERT:-}" ]; then
-    log "building bert (release)"
-    (cd "$REPO_ROOT" && swift build -c release --product bert -Xswiftc -target-cpu -Xswiftc native >&2)
-    BERT="$(cd "$REPO_ROOT" && swift build -c release --show-bin-path -Xswiftc -target-cpu -Xswiftc native)/bert"
-fi
-hyper=(--lr "${settings[1]}" --batch-size "${settings[2]}" --max-length "${settings[3]}" --seed "$seed")
-common=(--epochs "${settings[0]}" "${hyper[@]}")
+    if [ -z "${BERT:-}" ]; then
+        log "building bert (release)"
+        (cd "$REPO_ROOT" && swift build -c release --product bert -Xswiftc -target-cpu -Xswiftc native >&2)
+        BERT="$(cd "$REPO_ROOT" && swift build -c release --show-bin-path -Xswiftc -target-cpu -Xswiftc native)/bert"
+    fi
+    hyper=(--lr "${settings[1]}" --batch-size "${settings[2]}" --max-length "${settings[3]}" --seed "$seed")
+    common=(--epochs "${settings[0]}" "${hyper[@]}")
 
-log "$task: writing the shared start (bert finetune --epochs 0)"
-"$BERT" finetune --task "$kind" --model "$MODEL" --train "${files[0]}" --validation "${files[1]}" --out "$OUT/init" \
-    --epochs 0 "${hyper[@]}" >/dev/null 2>"$OUT/init.log" || { cat "$OUT/init.log" >&2; die "bert finetune --epochs 0 failed"; }
+    log "$task: writing the shared start (bert finetune --epochs 0)"
+    "$BERT" finetune --task "$kind" --model "$MODEL" --train "${files[0]}" --validation "${files[1]}" --out "$OUT/init" \
+        --epochs 0 "${hyper[@]}" >/dev/null 2>"$OUT/init.log" || { cat "$OUT/init.log" >&2; die "bert finetune --epochs 0 failed"; }
 
-log "$task: training both sides at once, one thread each (logs: $OUT/ours.log, $OUT/peer.log)"
-"$BERT" finetune --task "$kind" --model "$MODEL" --train "${files[0]}" --validation "${files[1]}" --out "$OUT/ours" \
-    "${common[@]}" --threads 1 >"$OUT/ours.log" 2>&1 &
-ours=$!
-"$PYTHON" "$REPO_ROOT/scripts/finetune_peer.py" --task "$kind" --model "$MODEL" --init "$OUT/init" \
-    --train "${files[0]}" --validation "${files[1]}" --test "${files[2]}" "${common[@]}" --threads 1 \
-    --steps-log "$OUT/peer.steps" --out "$OUT/peer.json" >"$OUT/peer.log" 2>&1 &
-peer=$!
-wait "$ours" || { tail -5 "$OUT/ours.log" >&2; die "bert finetune failed"; }
-"$BERT" evaluate --model "$OUT/ours" --data "${files[2]}" >"$OUT/ours-test.json"
-wait "$peer" || { tail -5 "$OUT/peer.log" >&2; die "finetune_peer.py failed"; }
+    log "$task: training both sides at once, one thread each (logs: $OUT/ours.log, $OUT/peer.log)"
+    "$BERT" finetune --task "$kind" --model "$MODEL" --train "${files[0]}" --validation "${files[1]}" --out "$OUT/ours" \
+        "${common[@]}" --threads 1 >"$OUT/ours.log" 2>&1 &
+    ours=$!
+    "$PYTHON" "$REPO_ROOT/scripts/finetune_peer.py" --task "$kind" --model "$MODEL" --init "$OUT/init" \
+        --train "${files[0]}" --validation "${files[1]}" --test "${files[2]}" "${common[@]}" --threads 1 \
+        --steps-log "$OUT/peer.steps" --out "$OUT/peer.json" >"$OUT/peer.log" 2>&1 &
+    peer=$!
+    wait "$ours" || { tail -5 "$OUT/ours.log" >&2; die "bert finetune failed"; }
+    "$BERT" evaluate --model "$OUT/ours" --data "${files[2]}" >"$OUT/ours-test.json"
+    wait "$peer" || { tail -5 "$OUT/peer.log" >&2; die "finetune_peer.py failed"; }
 fi
 
 "$PYTHON" - "$OUT" "$kind" <<'EOF'

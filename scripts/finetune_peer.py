@@ -24,7 +24,7 @@ model starts from a folder written by `bert finetune --epochs 0` (the encoder an
 newly initialised head), so that only dropout masks differ between the two runs; with dropout
 set to 0 in the model's config.json both runs are deterministic and should agree step by step.
 """
-import argparse, csv, json, math, os, random, sys, time
+import argparse, csv, json, math, os, sys, time
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
@@ -218,7 +218,6 @@ def main():
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    random.seed(args.seed)
 
     task = args.task
     if task == "tag":

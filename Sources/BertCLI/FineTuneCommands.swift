@@ -106,6 +106,11 @@ struct FineTune: ParsableCommand {
         try? data?.write(to: URL(fileURLWithPath: out).appendingPathComponent("eval_history.json"), options: .atomic)
     }
 
+    /// The closing line on stderr: what went into --out.
+    func reportWritten(_ files: String) {
+        warn("wrote \(out): \(files)\(epochs > 0 ? ", eval_history.json" : " (the initialised model: --epochs 0)")")
+    }
+
     func runTagging(tokenizer: BertTokenizer, folder: URL) throws {
         let trainSet: [TaggedSentence], validationSet: [TaggedSentence]
         do {
@@ -124,7 +129,7 @@ struct FineTune: ParsableCommand {
         } catch let e as BertError {
             throw CLIError(e.message)
         }
-        warn("wrote \(out): config.json, model.safetensors, tokenizer files\(epochs > 0 ? ", eval_history.json" : " (the initialised model: --epochs 0)")")
+        reportWritten("config.json, model.safetensors, tokenizer files")
     }
 
     func runQA(tokenizer: BertTokenizer, folder: URL) throws {
@@ -150,7 +155,7 @@ struct FineTune: ParsableCommand {
         } catch let e as BertError {
             throw CLIError(e.message)
         }
-        warn("wrote \(out): config.json, model.safetensors, qa_settings.json, tokenizer files\(epochs > 0 ? ", eval_history.json" : " (the initialised model: --epochs 0)")")
+        reportWritten("config.json, model.safetensors, qa_settings.json, tokenizer files")
     }
 
     func runChoice(tokenizer: BertTokenizer, folder: URL) throws {
@@ -166,7 +171,7 @@ struct FineTune: ParsableCommand {
         } catch let e as BertError {
             throw CLIError(e.message)
         }
-        warn("wrote \(out): config.json, model.safetensors, tokenizer files\(epochs > 0 ? ", eval_history.json" : " (the initialised model: --epochs 0)")")
+        reportWritten("config.json, model.safetensors, tokenizer files")
     }
 
     func run() throws {
@@ -198,7 +203,7 @@ struct FineTune: ParsableCommand {
         } catch let e as BertError {
             throw CLIError(e.message)
         }
-        warn("wrote \(out): config.json, model.safetensors, tokenizer files\(epochs > 0 ? ", eval_history.json" : " (the initialised model: --epochs 0)")")
+        reportWritten("config.json, model.safetensors, tokenizer files")
     }
 }
 
