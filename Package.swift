@@ -15,7 +15,7 @@ let package = Package(
     ],
     targets: [
         // WordPiece tokenization: no tensor code, no dependencies beyond Foundation.
-        .target(name: "BertTokenizer"),
+        .target(name: "BertTokenizer", dependencies: ["CSupport"]),
         // CBLAS on Linux: Debian's OpenBLAS, found by pkg-config. Apple platforms use Accelerate.
         .systemLibrary(
             name: "COpenBLAS",

@@ -86,8 +86,9 @@ public struct BertTokenizer: Sendable {
             failures.withUnsafeMutableBufferPointer { failed in
                 nonisolated(unsafe) let out = buffer
                 nonisolated(unsafe) let failed = failed
-                parallelChunks(texts.count, threads: workers, chunks: chunks) { chunk, range in
-                    let scratch = Scratch()
+                nonisolated(unsafe) let scratches = workerScratches(workers)
+                parallelChunks(texts.count, threads: workers, chunks: chunks) { worker, chunk, range in
+                    let scratch = scratches[worker]
                     for i in range {
                         do {
                             let e = try encodeUnpadded(texts[i], pair: pairs?[i], addSpecialTokens: addSpecialTokens, scratch: scratch)
@@ -123,8 +124,9 @@ public struct BertTokenizer: Sendable {
         var parts = [RaggedIds](repeating: RaggedIds(), count: chunks)
         parts.withUnsafeMutableBufferPointer { out in
             nonisolated(unsafe) let out = out
-            parallelChunks(texts.count, threads: workers, chunks: chunks) { chunk, range in
-                let scratch = Scratch()
+            nonisolated(unsafe) let scratches = workerScratches(workers)
+            parallelChunks(texts.count, threads: workers, chunks: chunks) { worker, chunk, range in
+                let scratch = scratches[worker]
                 var part = RaggedIds()
                 part.rowEnds.reserveCapacity(range.count)
                 if truncation != nil {
@@ -446,6 +448,7 @@ public struct RaggedIds: Sendable, Equatable {
     }
 
     init(concatenating parts: [RaggedIds]) {
+        if parts.count == 1 { self = parts[0]; return }
         ids.reserveCapacity(parts.reduce(0) { $0 + $1.ids.count })
         rowEnds.reserveCapacity(parts.reduce(0) { $0 + $1.count })
         for p in parts {
@@ -467,18 +470,23 @@ func chunkCount(_ count: Int, workers: Int) -> Int {
     workers <= 1 ? 1 : max(1, min(count, workers * 8))
 }
 
-/// Runs `body(chunk, range)` over `chunks` contiguous chunks of 0..<count on `threads` threads,
-/// each thread taking the next chunk as it finishes one.
-func parallelChunks(_ count: Int, threads workers: Int, chunks: Int, _ body: @Sendable (Int, Range<Int>) -> Void) {
+/// Runs `body(worker, chunk, range)` over `chunks` contiguous chunks of 0..<count on `threads`
+/// threads (worker 0..<threads), each thread taking the next chunk as it finishes one.
+func parallelChunks(_ count: Int, threads workers: Int, chunks: Int, _ body: @Sendable (Int, Int, Range<Int>) -> Void) {
     @Sendable func range(_ k: Int) -> Range<Int> { (count * k / chunks)..<(count * (k + 1) / chunks) }
     if workers <= 1 {
-        for k in 0..<chunks { body(k, range(k)) }
+        for k in 0..<chunks { body(0, k, range(k)) }
         return
     }
     let next = ChunkCounter()
-    DispatchQueue.concurrentPerform(iterations: workers) { _ in
-        while let k = next.take(below: chunks) { body(k, range(k)) }
+    DispatchQueue.concurrentPerform(iterations: workers) { worker in
+        while let k = next.take(below: chunks) { body(worker, k, range(k)) }
     }
+}
+
+/// One scratch per worker thread, with a memo of splits that lasts across its chunks.
+func workerScratches(_ workers: Int) -> [Scratch] {
+    (0..<workers).map { _ in Scratch(memo: true) }
 }
 
 /// A shared "next chunk" counter.

@@ -274,6 +274,13 @@ struct WordPieceMatcher: @unchecked Sendable {
                 return 1
             }
         }
+        return split(word, count: count, ids: ids, ends: ends)
+    }
+
+    /// `tokenize` by the trie alone, for a word of at most `maxInputCharsPerWord` scalars.
+    @inline(__always)
+    func split(_ word: UnsafePointer<UInt8>, count: Int,
+               ids: UnsafeMutablePointer<Int32>, ends: UnsafeMutablePointer<Int32>) -> Int {
         var n = 0
         var pos: Int32 = 0
         var u: Int32 = 0
@@ -313,16 +320,14 @@ struct WordPieceMatcher: @unchecked Sendable {
     /// then be ASCII letters and digits only).
     @inline(__always)
     func wholeWordId(_ word: UnsafePointer<UInt8>, count n: Int, lowercase: Bool) -> Int32 {
-        // Branch-free masks for 1...16 bytes: the low min(n, 8) bytes, and the next n - 8.
-        let low = min(n, 8), high = max(n - 8, 0)
-        let m0: UInt64 = ~0 &>> UInt64(64 - 8 * low)
-        let m1: UInt64 = high == 0 ? 0 : ~0 &>> UInt64(64 - 8 * high)
-        var k0 = UnsafeRawPointer(word).loadUnaligned(as: UInt64.self)
-        var k1 = UnsafeRawPointer(word + 8).loadUnaligned(as: UInt64.self)
         // Letters and digits only: setting bit 5 lowercases letters and keeps digits.
-        let lower: UInt64 = lowercase ? 0x2020_2020_2020_2020 : 0
-        k0 = (k0 | lower) & m0
-        k1 = (k1 | lower) & m1
+        let (k0, k1) = WholeWord.key(word, count: n, or: lowercase ? 0x2020_2020_2020_2020 : 0)
+        return wholeWordId(k0, k1, count: n)
+    }
+
+    /// `wholeWordId` by the word's key: its bytes as two little-endian words, zero padded.
+    @inline(__always)
+    func wholeWordId(_ k0: UInt64, _ k1: UInt64, count n: Int) -> Int32 {
         let count = Int32(n)
         var slot = WholeWord.hash(k0, k1, count) & wholeMask
         let table = wholeWords.baseAddress!
@@ -390,6 +395,17 @@ struct WholeWord {
 
     @inline(__always) var hash: Int { Self.hash(k0, k1, count) }
 
+    /// The key of a word of 1...16 bytes (16 readable), each byte or-ed with `bits`'s.
+    @inline(__always) static func key(_ word: UnsafePointer<UInt8>, count n: Int, or bits: UInt64 = 0) -> (UInt64, UInt64) {
+        // Branch-free masks: the low min(n, 8) bytes, and the next n - 8.
+        let low = min(n, 8), high = max(n - 8, 0)
+        let m0: UInt64 = ~0 &>> UInt64(64 - 8 * low)
+        let m1: UInt64 = high == 0 ? 0 : ~0 &>> UInt64(64 - 8 * high)
+        let k0 = UnsafeRawPointer(word).loadUnaligned(as: UInt64.self)
+        let k1 = UnsafeRawPointer(word + 8).loadUnaligned(as: UInt64.self)
+        return ((k0 | bits) & m0, (k1 | bits) & m1)
+    }
+
     @inline(__always) static func hash(_ k0: UInt64, _ k1: UInt64, _ count: Int32) -> Int {
         let h = (k0 &* 0x9E37_79B9_7F4A_7C15) ^ (k1 &* 0xC2B2_AE3D_27D4_EB4F) ^ UInt64(UInt32(bitPattern: count))
         return Int(truncatingIfNeeded: ((h ^ (h &>> 29)) &* 0xBF58_476D_1CE4_E5B9) &>> 20)
@@ -410,4 +426,32 @@ struct ShortWord {
 struct TrieUnit {
     var base: Int32
     var check: Int32
+}
+
+/// A thread's memo of WordPiece splits of words of up to 16 bytes that are not tokens as a whole
+/// ("tokenization" -> "token", "##ization"). Running text repeats such words, and one probe here
+/// costs less than walking the trie again, byte by byte, through memory spread over megabytes.
+/// Direct-mapped: a new word takes the slot of whatever was there. Splits of more than
+/// `maxPieces` pieces are not kept.
+final class SplitMemo {
+    static let slots = 4096
+    static let maxPieces = 6
+    let entries: UnsafeMutablePointer<Entry>
+
+    struct Entry {
+        /// The word's bytes, zero padded (as WholeWord's key).
+        var k0: UInt64 = 0
+        var k1: UInt64 = 0
+        /// Byte 0: the word's length (0: empty slot); byte 1: the number of pieces; bytes 2...7:
+        /// where each piece ends in the word.
+        var meta: UInt64 = 0
+        var ids: (Int32, Int32, Int32, Int32, Int32, Int32) = (0, 0, 0, 0, 0, 0)
+    }
+
+    init() {
+        entries = .allocate(capacity: Self.slots)
+        entries.initialize(repeating: Entry(), count: Self.slots)
+    }
+
+    deinit { entries.deallocate() }
 }

@@ -7,6 +7,8 @@
 // remembers the span of the original character it came from, so token offsets point into the
 // original text even after accents were stripped or a character expanded.
 
+import CSupport
+
 /// BertNormalizer options (the `normalizer` of tokenizer.json; `do_lower_case`, `strip_accents`,
 /// `tokenize_chinese_chars` of tokenizer_config.json).
 public struct NormalizerOptions: Sendable, Equatable, Hashable {
@@ -75,7 +77,15 @@ final class Scratch {
     /// decomposition inserted it (not the first scalar of its character), its original span.
     var marks: [(scalar: UInt32, ccc: UInt8, inserted: Bool, start: Int32, end: Int32)] = []
 
-    init(capacity: Int = 256) {
+    /// A zero-padded copy of the last bytes of a segment for the ASCII fast path, which reads 80
+    /// bytes at a time.
+    let pad = UnsafeMutablePointer<UInt8>.allocate(capacity: SegmentEncoder.windowReadable)
+    /// Splits already made by this thread (batch encoding only: a single text would pay for the
+    /// table more than it gains).
+    let memo: SplitMemo?
+
+    init(capacity: Int = 256, memo: Bool = false) {
+        self.memo = memo ? SplitMemo() : nil
         self.capacity = capacity
         bytes = .allocate(capacity: capacity)
         spanStart = .allocate(capacity: capacity)
@@ -88,6 +98,7 @@ final class Scratch {
         free()
         tokenIds.deallocate(); tokenStarts.deallocate(); tokenEnds.deallocate(); tokenWords.deallocate()
         mappedScalars.deallocate()
+        pad.deallocate()
     }
 
     func growTokens(keeping count: Int) {
@@ -142,6 +153,13 @@ final class SegmentEncoder: @unchecked Sendable {
     private let punctId: UnsafeMutablePointer<Int32>
 
     static let word: UInt8 = 0, space: UInt8 = 1, punct: UInt8 = 2, removed: UInt8 = 3
+    /// The ASCII fast path classifies 64 bytes at a time; a word there may be looked up with a
+    /// 16-byte read from any of them.
+    static let window = 64, windowReadable = 80
+    /// Whether these options treat ASCII as the fast path assumes (bert_classify_ascii64): letters
+    /// and digits are word characters (letters lowercased or kept as they are), whitespace splits,
+    /// every other printable byte is punctuation. True for every BERT normalizer; checked anyway.
+    private let fastASCII: Bool
 
     init(options: NormalizerOptions, wordPiece: FastWordPiece) {
         self.options = options
@@ -178,10 +196,22 @@ final class SegmentEncoder: @unchecked Sendable {
             punctId[b] = matcher.tokenize(&byte, count: 1, charCount: 1, ids: &ids, ends: &ends) == 1 ? ids[0] : matcher.unknownId
         }
         alnum = .allocate(capacity: 256)
+        var fast = true
         for b in 0..<256 {
             let isAlnum = (48...57).contains(b) || (65...90).contains(b) || (97...122).contains(b)
             alnum[b] = isAlnum && kind[b] == Self.word ? 1 : 0
+            guard b < 128 else { continue }
+            let isLetter = (65...90).contains(b) || (97...122).contains(b)
+            if isAlnum {
+                let lowered = UInt8(b) | (isLetter && options.lowercase ? 0x20 : 0)
+                if kind[b] != Self.word || map[b] != lowered { fast = false }
+            } else if b == 0x20 || b == 0x09 || b == 0x0A || b == 0x0D {
+                if kind[b] != Self.space { fast = false }
+            } else if b > 0x20 && b < 0x7F {
+                if kind[b] != Self.punct || map[b] != UInt8(b) { fast = false }
+            }
         }
+        fastASCII = fast
     }
 
     deinit {
@@ -210,8 +240,19 @@ final class SegmentEncoder: @unchecked Sendable {
         let punctId = self.punctId
         let lowercase = options.lowercase
 
+        // Where the ASCII fast path may be tried again after it found a byte it does not handle.
+        var fastFrom = fastASCII && visitor == nil ? 0 : n
         while i < n {
             let b = text[i]
+            if i >= fastFrom && b < 0x80 && st.wn == 0 && !st.pendingMarks {
+                let done = asciiWindow(text + i, count: n - i, at: pos, state: &st, resumeAt: &fastFrom)
+                fastFrom += i
+                if done > 0 {
+                    i += done
+                    pos &+= Int32(done)
+                    continue
+                }
+            }
             if st.wn == 0 && !st.pendingMarks && alnum[Int(b)] != 0 {
                 // Fast path: a whole word of ASCII letters and digits (ending at whitespace,
                 // punctuation or the end). If it is a vocabulary token as a whole, one hash probe
@@ -248,7 +289,7 @@ final class SegmentEncoder: @unchecked Sendable {
                         }
                         st.wn = length
                         st.wchars = length
-                        st.flush(into: &out)
+                        st.flushWord(wholeChecked: length <= 16)
                     }
                     st.prevStart = pos &+ Int32(length - 1)
                     st.prevEnd = pos &+ Int32(length)
@@ -343,6 +384,90 @@ final class SegmentEncoder: @unchecked Sendable {
     }
 }
 
+extension SegmentEncoder {
+    /// The fast path for ASCII text: classifies up to 64 bytes at once, then goes from token to
+    /// token by bit arithmetic (a word is a run of letters and digits, each punctuation byte a
+    /// token, whitespace a separator), with no branch per byte. It stops before the first word
+    /// that touches a byte it does not handle (control, non-ASCII: the general path takes that
+    /// word) and before a word that may go on past the 64 bytes. Requires an empty word buffer
+    /// and no pending marks. Returns the number of bytes consumed (0: none, and `resumeAt`, relative
+    /// to `text`, says from where to try again).
+    @inline(__always)
+    func asciiWindow(_ text: UnsafePointer<UInt8>, count n: Int, at pos: Int32, state st: inout WordState,
+                     resumeAt: inout Int) -> Int {
+        let avail = min(n, Self.window)
+        var bytes = text
+        if n < Self.windowReadable {
+            // Near the end: work on a zero-padded copy, so every read stays in bounds.
+            let pad = st.scratch.pad
+            pad.update(repeating: 0, count: Self.windowReadable)
+            pad.update(from: text, count: min(n, Self.windowReadable))
+            bytes = UnsafePointer(pad)
+        }
+        let classes = bert_classify_ascii64(bytes)
+        let valid: UInt64 = avail == 64 ? ~0 : (1 &<< UInt64(avail)) &- 1
+        let a = classes.alnum & valid, pu = classes.punct & valid
+        let other = valid & ~(a | pu | (classes.space & valid))
+        // Tokens are taken up to `limit`: the first word touching another byte, or a last word
+        // that reaches the window's end while more text follows.
+        var limit = avail
+        if other != 0 {
+            let q = other.trailingZeroBitCount
+            let gaps = ~a & ((1 &<< UInt64(q)) &- 1)
+            limit = gaps == 0 ? 0 : 64 - gaps.leadingZeroBitCount
+            resumeAt = q + 1
+        } else if avail == Self.window && n > Self.window && a >> 63 != 0 {
+            let gaps = ~a & (~0 &>> 1)
+            limit = gaps == 0 ? 0 : 64 - gaps.leadingZeroBitCount
+            resumeAt = limit == 0 ? Self.window : 0
+        } else {
+            resumeAt = 0
+        }
+        guard limit > 0 else { return 0 }
+        let below: UInt64 = limit == 64 ? ~0 : (1 &<< UInt64(limit)) &- 1
+        var starts = ((a & ~(a &<< 1)) | pu) & below
+        let maxChars = matcher.maxInputCharsPerWord
+        let lowercase = options.lowercase
+        while starts != 0 {
+            let p = starts.trailingZeroBitCount
+            starts &= starts &- 1
+            let s = pos &+ Int32(p)
+            if (pu >> UInt64(p)) & 1 != 0 {
+                st.emitToken(punctId[Int(bytes[p])], from: s, to: s &+ 1)
+                st.word += 1
+                continue
+            }
+            let length = (~(a >> UInt64(p))).trailingZeroBitCount
+            let word = bytes + p
+            var id: Int32 = -1
+            if length <= 8 {
+                if length <= maxChars { id = matcher.shortWordId(word, count: length, lowercase: lowercase) }
+            } else if length <= 16 && length <= maxChars {
+                id = matcher.wholeWordId(word, count: length, lowercase: lowercase)
+            }
+            if id >= 0 {
+                st.emitToken(id, from: s, to: s &+ Int32(length))
+                st.word += 1
+            } else {
+                while st.wcap < length { st.grow() }
+                for k in 0..<length { st.wbytes[k] = asciiMap[Int(word[k])] }
+                if st.offsets {
+                    for k in 0..<length {
+                        st.wstart[k] = s &+ Int32(k)
+                        st.wend[k] = s &+ Int32(k + 1)
+                    }
+                }
+                st.wn = length
+                st.wchars = length
+                st.flushWord(wholeChecked: length <= 16 && length <= maxChars)
+            }
+        }
+        st.prevStart = pos &+ Int32(limit - 1)
+        st.prevEnd = pos &+ Int32(limit)
+        return limit
+    }
+}
+
 /// The state of one `SegmentEncoder.encode` call: the word being collected (bytes and the
 /// original span of each byte) and the marks awaiting canonical reordering. A struct with
 /// mutating methods rather than closures over locals, so nothing is boxed and no access needs a
@@ -378,6 +503,7 @@ struct WordState {
     var prevEnd: Int32
     /// Whether scratch.marks holds marks awaiting reordering.
     var pendingMarks = false
+    let memo: UnsafeMutablePointer<SplitMemo.Entry>?
 
     init(wordPiece: WordPieceMatcher, tables: CharTables, lowercase: Bool, offsets: Bool, scratch: Scratch,
          word: Int32, unitStart: Int32, visitor: ((UnsafeBufferPointer<UInt8>) -> Void)?) {
@@ -393,6 +519,7 @@ struct WordState {
         mapped = scratch.mappedScalars
         tids = scratch.tokenIds; tstarts = scratch.tokenStarts; tends = scratch.tokenEnds; twords = scratch.tokenWords
         tcap = scratch.tokenCapacity
+        memo = scratch.memo?.entries
         self.word = word
         prevStart = unitStart
         prevEnd = unitStart
@@ -436,21 +563,74 @@ struct WordState {
 
     /// Ends the current word: WordPiece splits it and its tokens are emitted.
     @inline(__always) mutating func flush(into out: inout RawTokens) {
-        guard wn > 0 else { return }
+        if wn > 0 { flushWord(wholeChecked: false) }
+    }
+
+    /// Splits the current word (`wn` > 0) and emits its tokens. `wholeChecked`: the word is
+    /// known not to be a token as a whole (the caller looked it up).
+    @inline(never) mutating func flushWord(wholeChecked: Bool) {
+        defer { wn = 0; wchars = 0 }
         if let visitor {
             visitor(UnsafeBufferPointer(start: wbytes, count: wn))
-        } else {
-            let pieces = wordPiece.tokenize(wbytes, count: wn, charCount: wchars, ids: pieceIds, ends: pieceEnds)
-            var start = 0
-            for k in 0..<pieces {
-                let end = Int(pieceEnds[k])
-                emitToken(pieceIds[k], from: offsets ? wstart[start] : 0, to: offsets ? wend[end - 1] : 0)
-                start = end
-            }
-            word += 1
+            return
         }
-        wn = 0
-        wchars = 0
+        var pieces: Int
+        if wn <= 16 && wchars <= wordPiece.maxInputCharsPerWord {
+            // The word buffer always has 16 readable bytes.
+            let (k0, k1) = WholeWord.key(wbytes, count: wn)
+            if !wholeChecked {
+                let id = wordPiece.wholeWordId(k0, k1, count: wn)
+                if id >= 0 {
+                    emitToken(id, from: offsets ? wstart[0] : 0, to: offsets ? wend[wn - 1] : 0)
+                    word += 1
+                    return
+                }
+            }
+            if let memo {
+                let e = memo + (WholeWord.hash(k0, k1, Int32(wn)) & (SplitMemo.slots - 1))
+                if e.pointee.k0 == k0 && e.pointee.k1 == k1 && Int(e.pointee.meta & 0xFF) == wn {
+                    emitPieces(remembered: e)
+                    return
+                }
+                pieces = wordPiece.split(wbytes, count: wn, ids: pieceIds, ends: pieceEnds)
+                if pieces <= SplitMemo.maxPieces { remember(pieces, k0, k1, in: e) }
+            } else {
+                pieces = wordPiece.split(wbytes, count: wn, ids: pieceIds, ends: pieceEnds)
+            }
+        } else {
+            pieces = wordPiece.tokenize(wbytes, count: wn, charCount: wchars, ids: pieceIds, ends: pieceEnds)
+        }
+        var start = 0
+        for k in 0..<pieces {
+            let end = Int(pieceEnds[k])
+            emitToken(pieceIds[k], from: offsets ? wstart[start] : 0, to: offsets ? wend[end - 1] : 0)
+            start = end
+        }
+        word += 1
+    }
+
+    private func remember(_ pieces: Int, _ k0: UInt64, _ k1: UInt64, in e: UnsafeMutablePointer<SplitMemo.Entry>) {
+        var meta = UInt64(wn) | UInt64(pieces) << 8
+        for k in 0..<pieces { meta |= UInt64(pieceEnds[k]) << UInt64(16 + 8 * k) }
+        e.pointee.k0 = k0
+        e.pointee.k1 = k1
+        e.pointee.meta = meta
+        UnsafeMutableRawPointer(e).advanced(by: MemoryLayout<SplitMemo.Entry>.offset(of: \.ids)!)
+            .assumingMemoryBound(to: Int32.self).update(from: pieceIds, count: pieces)
+    }
+
+    private mutating func emitPieces(remembered e: UnsafeMutablePointer<SplitMemo.Entry>) {
+        let meta = e.pointee.meta
+        let pieces = Int((meta >> 8) & 0xFF)
+        let ids = UnsafeRawPointer(e).advanced(by: MemoryLayout<SplitMemo.Entry>.offset(of: \.ids)!)
+            .assumingMemoryBound(to: Int32.self)
+        var start = 0
+        for k in 0..<pieces {
+            let end = Int((meta >> UInt64(16 + 8 * k)) & 0xFF)
+            emitToken(ids[k], from: offsets ? wstart[start] : 0, to: offsets ? wend[end - 1] : 0)
+            start = end
+        }
+        word += 1
     }
 
     @inline(__always) mutating func append(byte: UInt8, from s: Int32, to e: Int32) {

@@ -63,6 +63,23 @@ import BertTokenizer
         }
         #expect(mismatches == 0, "\(c.name): \(mismatches) of \(inputs.count) inputs differ")
 
+        // The batch paths (one memo of splits per thread, kept across texts) give what encoding
+        // each text alone gives, on 1 and 2 threads; ids-only batches give the same ids.
+        if c.padding == nil, let singles = try? ours.map({ try $0.get() }) {
+            let texts = inputs.map(\.0)
+            let pairs = c.pair ? inputs.map { $0.1! } : nil
+            for threads in [1, 2] {
+                let batch = try tokenizer.encodeBatch(texts, pairs: pairs, threads: threads)
+                let differing = zip(batch, singles).filter { $0 != $1 }.count
+                #expect(differing == 0, "\(c.name): encodeBatch on \(threads) thread(s) differs on \(differing) inputs")
+                if !c.pair && tokenizer.padding == nil {
+                    let ragged = tokenizer.encodeIdsBatch(texts, threads: threads)
+                    let differingIds = (0..<ragged.count).filter { Array(ragged[$0]) != singles[$0].ids }.count
+                    #expect(differingIds == 0, "\(c.name): encodeIdsBatch on \(threads) thread(s) differs on \(differingIds) inputs")
+                }
+            }
+        }
+
         if let decodeFile = c.decode {
             let data = try Data(contentsOf: Fixtures.references.appendingPathComponent(decodeFile))
             var bad = 0
