@@ -68,7 +68,9 @@ public struct BertTokenizer: Sendable {
     /// Encodes one text, or a pair `[CLS] text [SEP] pair [SEP]`, with this tokenizer's
     /// truncation and padding. Throws only when truncation cannot satisfy its settings.
     public func encode(_ text: String, pair: String? = nil, addSpecialTokens: Bool = true) throws -> Encoding {
-        let scratch = Scratch()
+        let pool = segments.wordPiece.scratchPool
+        let scratch = pool.take()
+        defer { pool.give(scratch) }
         var encoding = try encodeUnpadded(text, pair: pair, addSpecialTokens: addSpecialTokens, scratch: scratch)
         if let padding { encoding.pad(to: padding.target(longest: encoding.count), with: padding) }
         return encoding
@@ -86,7 +88,9 @@ public struct BertTokenizer: Sendable {
             failures.withUnsafeMutableBufferPointer { failed in
                 nonisolated(unsafe) let out = buffer
                 nonisolated(unsafe) let failed = failed
-                nonisolated(unsafe) let scratches = workerScratches(workers)
+                let pool = segments.wordPiece.scratchPool
+                nonisolated(unsafe) let scratches = pool.take(workers)
+                defer { pool.give(scratches) }
                 parallelChunks(texts.count, threads: workers, chunks: chunks) { worker, chunk, range in
                     let scratch = scratches[worker]
                     for i in range {
@@ -113,7 +117,10 @@ public struct BertTokenizer: Sendable {
     /// Token ids only, `[CLS] ... [SEP]` included: the fast path (no offsets are computed).
     /// Truncation applies (the first window); padding does not.
     public func encodeIds(_ text: String, addSpecialTokens: Bool = true) -> [Int32] {
-        idsOnly(text, addSpecialTokens: addSpecialTokens, scratch: Scratch())
+        let pool = segments.wordPiece.scratchPool
+        let scratch = pool.take()
+        defer { pool.give(scratch) }
+        return idsOnly(text, addSpecialTokens: addSpecialTokens, scratch: scratch)
     }
 
     /// Ids of many texts on all cores, as one flat array with row boundaries.
@@ -124,7 +131,9 @@ public struct BertTokenizer: Sendable {
         var parts = [RaggedIds](repeating: RaggedIds(), count: chunks)
         parts.withUnsafeMutableBufferPointer { out in
             nonisolated(unsafe) let out = out
-            nonisolated(unsafe) let scratches = workerScratches(workers)
+            let pool = segments.wordPiece.scratchPool
+            nonisolated(unsafe) let scratches = pool.take(workers)
+            defer { pool.give(scratches) }
             parallelChunks(texts.count, threads: workers, chunks: chunks) { worker, chunk, range in
                 let scratch = scratches[worker]
                 var part = RaggedIds()
@@ -484,9 +493,30 @@ func parallelChunks(_ count: Int, threads workers: Int, chunks: Int, _ body: @Se
     }
 }
 
-/// One scratch per worker thread, with a memo of splits that lasts across its chunks.
-func workerScratches(_ workers: Int) -> [Scratch] {
-    (0..<workers).map { _ in Scratch(memo: true) }
+/// Scratch memory for encoding calls, kept between calls so that each one starts with the memo
+/// of WordPiece splits the earlier ones made (running text repeats its words across batches as
+/// within them). A call takes one scratch per thread and gives them back when it ends.
+final class ScratchPool: @unchecked Sendable {  // guarded by the lock
+    private let lock = NSLock()
+    private var free: [Scratch] = []
+    /// Scratches kept beyond this are dropped (a burst of concurrent calls).
+    private let keep = 2 * ProcessInfo.processInfo.activeProcessorCount + 2
+
+    func take() -> Scratch {
+        lock.withLock { free.popLast() } ?? Scratch(memo: true)
+    }
+
+    func take(_ count: Int) -> [Scratch] {
+        (0..<count).map { _ in take() }
+    }
+
+    func give(_ scratch: Scratch) {
+        lock.withLock { if free.count < keep { free.append(scratch) } }
+    }
+
+    func give(_ scratches: [Scratch]) {
+        for s in scratches { give(s) }
+    }
 }
 
 /// A shared "next chunk" counter.

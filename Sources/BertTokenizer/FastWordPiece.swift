@@ -10,6 +10,8 @@
 /// Builds the trie and owns its memory; `matcher` is the read-only view that tokenizes.
 final class FastWordPiece: @unchecked Sendable {
     let matcher: WordPieceMatcher
+    /// Scratch memory (with memos of splits by this vocabulary) for the tokenizers using it.
+    let scratchPool = ScratchPool()
     var unknownId: Int32 { matcher.unknownId }
     var maxInputCharsPerWord: Int { matcher.maxInputCharsPerWord }
 
@@ -200,12 +202,13 @@ final class FastWordPiece: @unchecked Sendable {
         // Short words of ASCII letters and digits (most running-text words) again, in a table a
         // third the size: 8-byte key (zero padded; such words have no zero byte, so the key
         // implies the length) and id. It stays in L2 where the full table would not.
-        let short = entries.filter { e in
-            e.count <= 8 && (0..<Int(e.count)).allSatisfy { k in
-                let b = UInt8(truncatingIfNeeded: e.k0 >> UInt64(8 * k))
+        func isAlnum(_ e: WholeWord) -> Bool {
+            (0..<Int(e.count)).allSatisfy { k in
+                let b = UInt8(truncatingIfNeeded: (k < 8 ? e.k0 : e.k1) >> UInt64(8 * (k % 8)))
                 return (b >= 0x30 && b <= 0x39) || (b | 0x20 >= 0x61 && b | 0x20 <= 0x7A)
             }
         }
+        let short = entries.filter { $0.count <= 8 && isAlnum($0) }
         var shortBits = 4
         while (1 << shortBits) * 2 < short.count * 3 { shortBits += 1 }  // load at most 2/3
         let shortWords = UnsafeMutableBufferPointer<ShortWord>.allocate(capacity: 1 << shortBits)
@@ -215,9 +218,22 @@ final class FastWordPiece: @unchecked Sendable {
             while shortWords[slot].key != 0 { slot = (slot + 1) & ((1 << shortBits) - 1) }
             shortWords[slot] = ShortWord(key: e.k0, id: e.id)
         }
+        // And those of 9–16 letters and digits, in a table of their own: a few thousand, where
+        // the full table (every token up to 16 bytes) spans megabytes.
+        let medium = entries.filter { $0.count > 8 && isAlnum($0) }
+        var mediumBits = 4
+        while (1 << mediumBits) * 2 < medium.count * 3 { mediumBits += 1 }
+        let mediumWords = UnsafeMutableBufferPointer<MediumWord>.allocate(capacity: 1 << mediumBits)
+        mediumWords.initialize(repeating: MediumWord(k0: 0, k1: 0, id: -1))
+        for e in medium {
+            var slot = MediumWord.slot(e.k0, e.k1, bits: mediumBits)
+            while mediumWords[slot].k0 != 0 { slot = (slot + 1) & ((1 << mediumBits) - 1) }
+            mediumWords[slot] = MediumWord(k0: e.k0, k1: e.k1, id: e.id)
+        }
         matcher = WordPieceMatcher(units: units, failure: failure, popStart: popStart, popCount: popCount,
                                    pops: pops, pieceLength: pieceLength, wholeWords: wholeWords, wholeMask: wholeMask,
                                    shortWords: shortWords, shortBits: shortBits,
+                                   mediumWords: mediumWords, mediumBits: mediumBits,
                                    suffixRoot: suffixRoot, unknownId: unknownId, maxInputCharsPerWord: maxInputCharsPerWord)
     }
 
@@ -225,7 +241,7 @@ final class FastWordPiece: @unchecked Sendable {
         let m = matcher
         m.units.deallocate(); m.failure.deallocate()
         m.popStart.deallocate(); m.popCount.deallocate(); m.pops.deallocate(); m.pieceLength.deallocate()
-        m.wholeWords.deallocate(); m.shortWords.deallocate()
+        m.wholeWords.deallocate(); m.shortWords.deallocate(); m.mediumWords.deallocate()
     }
 }
 
@@ -251,6 +267,9 @@ struct WordPieceMatcher: @unchecked Sendable {
     /// The whole words of 1–8 ASCII letters and digits, keyed by their bytes alone (2^shortBits slots).
     let shortWords: UnsafeMutableBufferPointer<ShortWord>
     let shortBits: Int
+    /// The whole words of 9–16 ASCII letters and digits, keyed by their bytes alone.
+    let mediumWords: UnsafeMutableBufferPointer<MediumWord>
+    let mediumBits: Int
     let suffixRoot: Int32
     let unknownId: Int32
     let maxInputCharsPerWord: Int
@@ -356,6 +375,22 @@ struct WordPieceMatcher: @unchecked Sendable {
         }
     }
 
+    /// `wholeWordId` for a word of 9–16 ASCII letters and digits (16 readable bytes), from its
+    /// own table.
+    @inline(__always)
+    func mediumWordId(_ word: UnsafePointer<UInt8>, count n: Int, lowercase: Bool) -> Int32 {
+        let (k0, k1) = WholeWord.key(word, count: n, or: lowercase ? 0x2020_2020_2020_2020 : 0)
+        let mask = (1 << mediumBits) - 1
+        var slot = MediumWord.slot(k0, k1, bits: mediumBits)
+        let table = mediumWords.baseAddress!
+        while true {
+            let e = table[slot]
+            if e.k0 == k0 && e.k1 == k1 { return e.id }
+            if e.k0 == 0 { return -1 }
+            slot = (slot + 1) & mask
+        }
+    }
+
     @inline(__always)
     private func unknown(_ count: Int, _ ids: UnsafeMutablePointer<Int32>, _ ends: UnsafeMutablePointer<Int32>) -> Int {
         ids[0] = unknownId
@@ -422,6 +457,17 @@ struct ShortWord {
     }
 }
 
+/// A whole word of 9–16 bytes with no zero byte, as two little-endian words (the second zero
+/// padded), and its id.
+struct MediumWord {
+    var k0: UInt64
+    var k1: UInt64
+    var id: Int32
+    @inline(__always) static func slot(_ k0: UInt64, _ k1: UInt64, bits: Int) -> Int {
+        Int(truncatingIfNeeded: ((k0 ^ (k1 &* 0xC2B2_AE3D_27D4_EB4F)) &* 0x9E37_79B9_7F4A_7C15) &>> UInt64(64 - bits))
+    }
+}
+
 /// One cell of the double array.
 struct TrieUnit {
     var base: Int32
@@ -434,7 +480,7 @@ struct TrieUnit {
 /// Direct-mapped: a new word takes the slot of whatever was there. Splits of more than
 /// `maxPieces` pieces are not kept.
 final class SplitMemo {
-    static let slots = 4096
+    static let slots = 16384
     static let maxPieces = 6
     let entries: UnsafeMutablePointer<Entry>
 

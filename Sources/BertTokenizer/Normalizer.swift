@@ -57,7 +57,7 @@ struct RawTokens {
 
 /// Scratch memory for one thread: the current word's bytes, the original span of each byte,
 /// and the pieces WordPiece makes of it. Grows as needed, reused across calls.
-final class Scratch {
+final class Scratch: @unchecked Sendable {  // used by one thread at a time
     var capacity = 0
     var bytes: UnsafeMutablePointer<UInt8>
     var spanStart: UnsafeMutablePointer<Int32>
@@ -80,8 +80,8 @@ final class Scratch {
     /// A zero-padded copy of the last bytes of a segment for the ASCII fast path, which reads 80
     /// bytes at a time.
     let pad = UnsafeMutablePointer<UInt8>.allocate(capacity: SegmentEncoder.windowReadable)
-    /// Splits already made by this thread (batch encoding only: a single text would pay for the
-    /// table more than it gains).
+    /// Splits already made with this scratch (the scratch pool's scratches have one; a scratch
+    /// made for one call would pay for the table more than it gains).
     let memo: SplitMemo?
 
     init(capacity: Int = 256, memo: Bool = false) {
@@ -271,7 +271,7 @@ final class SegmentEncoder: @unchecked Sendable {
                             p = UnsafePointer(st.wbytes)
                         }
                         id = length <= 8 ? matcher.shortWordId(p, count: length, lowercase: lowercase)
-                                         : matcher.wholeWordId(p, count: length, lowercase: lowercase)
+                                         : matcher.mediumWordId(p, count: length, lowercase: lowercase)
                     }
                     if id >= 0 {
                         st.emitToken(id, from: pos, to: pos &+ Int32(length))
@@ -443,7 +443,7 @@ extension SegmentEncoder {
             if length <= 8 {
                 if length <= maxChars { id = matcher.shortWordId(word, count: length, lowercase: lowercase) }
             } else if length <= 16 && length <= maxChars {
-                id = matcher.wholeWordId(word, count: length, lowercase: lowercase)
+                id = matcher.mediumWordId(word, count: length, lowercase: lowercase)
             }
             if id >= 0 {
                 st.emitToken(id, from: s, to: s &+ Int32(length))
