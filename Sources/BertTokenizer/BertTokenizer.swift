@@ -162,7 +162,7 @@ public struct BertTokenizer: Sendable {
                 out[chunk] = part
             }
         }
-        return RaggedIds(concatenating: parts)
+        return RaggedIds(concatenating: parts, threads: workers)
     }
 
     /// The token strings of ids (added tokens by their content).
@@ -456,14 +456,33 @@ public struct RaggedIds: Sendable, Equatable {
         rowEnds.append(ids.count)
     }
 
-    init(concatenating parts: [RaggedIds]) {
+    /// The parts one after the other, copied on `threads` threads (megabytes for a large batch:
+    /// one thread alone would leave the others idle at the end of every batch).
+    init(concatenating parts: [RaggedIds], threads: Int = 1) {
         if parts.count == 1 { self = parts[0]; return }
-        ids.reserveCapacity(parts.reduce(0) { $0 + $1.ids.count })
-        rowEnds.reserveCapacity(parts.reduce(0) { $0 + $1.count })
+        var idStart = [Int](), rowStart = [Int]()
+        var totalIds = 0, totalRows = 0
         for p in parts {
-            let offset = ids.count
-            ids.append(contentsOf: p.ids)
-            rowEnds.append(contentsOf: p.rowEnds.map { $0 + offset })
+            idStart.append(totalIds); rowStart.append(totalRows)
+            totalIds += p.ids.count; totalRows += p.count
+        }
+        ids = [Int32](unsafeUninitializedCapacity: totalIds) { idBuffer, idCount in
+            rowEnds = [Int](unsafeUninitializedCapacity: totalRows) { rowBuffer, rowCount in
+                nonisolated(unsafe) let idBuffer = idBuffer, rowBuffer = rowBuffer
+                let idStart = idStart, rowStart = rowStart
+                parallelChunks(parts.count, threads: min(threads, parts.count), chunks: parts.count) { _, k, _ in
+                    let part = parts[k]
+                    let offset = idStart[k]
+                    part.ids.withUnsafeBufferPointer { src in
+                        guard let base = src.baseAddress else { return }
+                        (idBuffer.baseAddress! + offset).initialize(from: base, count: src.count)
+                    }
+                    let rows = rowBuffer.baseAddress! + rowStart[k]
+                    for (r, end) in part.rowEnds.enumerated() { (rows + r).initialize(to: end + offset) }
+                }
+                rowCount = totalRows
+            }
+            idCount = totalIds
         }
     }
 }
