@@ -118,8 +118,77 @@ public final class BertModel: @unchecked Sendable {
     public func forward(_ batch: EncoderBatch, outputHiddenStates: Bool = false) throws -> EncoderOutput {
         lock.lock()
         defer { lock.unlock() }
+        if let packed = inferenceWeights, !packed.matches(parameters) {
+            // The parameters changed since they were packed (training, loading): pack them again.
+            inferenceWeights = InferenceWeights(weights, parameters: parameters, config: config)
+        }
         return try weights.forward(batch, parameters: parameters, workspace: workspace,
-                                   outputHiddenStates: outputHiddenStates)
+                                   outputHiddenStates: outputHiddenStates, packed: inferenceWeights)
+    }
+
+    /// Packs the encoder's weight matrices once, for inference: `forward` then multiplies batches of
+    /// more than a few tokens against these copies instead of having BLAS pack the weights again on
+    /// every call (a few percent of the time; for MiniLM at 8x128 about 10%). Costs memory equal to
+    /// the encoder's weight matrices. After changing the parameters, call it again; `forward`
+    /// also checks a sample of every matrix and repacks when they changed (a training step or a
+    /// load changes them all), but an edit of a few values could escape the sample.
+    ///
+    /// By default this packs only in builds whose packed kernel beats BLAS: built for the CPU with
+    /// FMA (`-Xswiftc -target-cpu -Xswiftc native -Xswiftc -DBERT_FMA`, as the benchmarks build).
+    /// A generic build's vectors are baseline SSE, while BLAS picks AVX2 kernels at run time; there
+    /// this does nothing unless `always` is set.
+    public func prepareForInference(always: Bool = false) {
+        guard always || BLAS.packedGemmIsFast else { return }
+        lock.lock()
+        defer { lock.unlock() }
+        inferenceWeights = InferenceWeights(weights, parameters: parameters, config: config)
+    }
+
+    /// Drops the packed copies (`forward` multiplies through BLAS again).
+    public func releaseInferenceWeights() {
+        lock.lock()
+        defer { lock.unlock() }
+        inferenceWeights = nil
+    }
+
+    private var inferenceWeights: InferenceWeights?  // guarded by lock
+}
+
+/// The encoder's weight matrices packed for `BLAS.packedGemmNT`, with a sample of the values they
+/// were packed from (to notice that the parameters changed).
+final class InferenceWeights: @unchecked Sendable {
+    struct Layer {
+        let qkv: PackedWeights, attentionOutput: PackedWeights, intermediate: PackedWeights, output: PackedWeights
+    }
+    let layers: [Layer]
+    /// (offset into the parameter block, value) at spread positions of every packed matrix.
+    private let samples: [(Int, Float)]
+
+    init?(_ weights: BertModelWeights, parameters p: ParameterStore, config c: BertConfig) {
+        let h = c.hiddenSize, inter = c.intermediateSize
+        guard PackedWeights.canPack(n: h) && PackedWeights.canPack(n: inter) else { return nil }
+        var samples: [(Int, Float)] = []
+        let base = p.data.pointer
+        func pack(_ offset: Int, n: Int, k: Int) -> PackedWeights {
+            let count = n * k
+            for s in 0..<64 { let o = offset + (s * 7919 + 13) % count; samples.append((o, base[o])) }
+            return PackedWeights(base + offset, n: n, k: k)
+        }
+        layers = weights.encoder.layer.map { layer in
+            let att = layer.attention
+            return Layer(qkv: pack(att.self_.fusedWeightOffset, n: 3 * h, k: h),
+                         attentionOutput: pack(att.output.dense.weight.offset, n: h, k: h),
+                         intermediate: pack(layer.intermediate.dense.weight.offset, n: inter, k: h),
+                         output: pack(layer.output.dense.weight.offset, n: h, k: inter))
+        }
+        self.samples = samples
+    }
+
+    /// Whether the sampled values are still what was packed.
+    func matches(_ p: ParameterStore) -> Bool {
+        let base = p.data.pointer
+        for (o, v) in samples where base[o].bitPattern != v.bitPattern { return false }
+        return true
     }
 }
 
@@ -193,13 +262,13 @@ extension BertModelWeights {
     }
 
     func forward(_ batch: EncoderBatch, parameters: ParameterStore, workspace: Workspace,
-                 outputHiddenStates: Bool) throws -> EncoderOutput {
+                 outputHiddenStates: Bool, packed packedWeights: InferenceWeights? = nil) throws -> EncoderOutput {
         let packed = try pack(batch)
         let h = config.hiddenSize
         var output = EncoderOutput(batchSize: batch.batchSize, sequenceLength: batch.sequenceLength, hiddenSize: h,
                                    lastHiddenState: [], hiddenStates: [], poolerOutput: nil)
         var hiddenStates: [[Float]] = []
-        let x = runEncoder(packed, parameters: parameters, workspace: workspace) { layerOutput in
+        let x = runEncoder(packed, parameters: parameters, workspace: workspace, packedWeights: packedWeights) { layerOutput in
             if outputHiddenStates { hiddenStates.append(packed.unpack(layerOutput, cols: h)) }
         }
         output.lastHiddenState = hiddenStates.last ?? packed.unpack(x, cols: h)
@@ -213,6 +282,7 @@ extension BertModelWeights {
     /// Runs embeddings and every layer on the packed tokens; returns the final hidden states
     /// [T, H] (inside the workspace). `observe` sees the embeddings' output and each layer's.
     func runEncoder(_ packed: PackedBatch, parameters: ParameterStore, workspace: Workspace,
+                    packedWeights: InferenceWeights? = nil,
                     observe: (UnsafeMutablePointer<Float>) -> Void) -> UnsafeMutablePointer<Float> {
         let c = config
         let t = packed.tokenCount, h = c.hiddenSize, inter = c.intermediateSize
@@ -263,11 +333,12 @@ extension BertModelWeights {
                 }
             }
         }
-        for layer in encoder.layer {
+        for (index, layer) in encoder.layer.enumerated() {
             let att = layer.attention
+            let pw = packedWeights?.layers[index]
             // Q, K, V in one product with the adjacent [3H, H] weights (and [3H] biases).
             linear(x, rows: t, inFeatures: h, weight: p.data.pointer + att.self_.fusedWeightOffset, outFeatures: 3 * h,
-                   bias: p.data.pointer + att.self_.fusedBiasOffset, output: qkv) { _ in }
+                   bias: p.data.pointer + att.self_.fusedBiasOffset, output: qkv, packed: pw?.qkv) { _ in }
             // Scaled dot-product attention over real tokens only. A work item is one (sequence, head,
             // block of query rows); masked keys are simply absent, which is exact (transformers'
             // additive mask makes their weights exactly 0).
@@ -287,7 +358,7 @@ extension BertModelWeights {
             // Output projection, residual, LayerNorm.
             let ao = att.output
             linear(ctx, rows: t, inFeatures: h, weight: p[ao.dense.weight], outFeatures: h, bias: p[ao.dense.bias],
-                   output: tmp) { rows in
+                   output: tmp, packed: pw?.attentionOutput) { rows in
                 Kernels.residualLayerNorm(tmp, residual: x, output: x,
                                               gamma: p[ao.layerNorm.weight], beta: p[ao.layerNorm.bias], eps: eps,
                                               cols: h, rows: rows)
@@ -296,12 +367,12 @@ extension BertModelWeights {
             let act = c.activation
             let inter1 = layer.intermediate.dense
             linear(x, rows: t, inFeatures: h, weight: p[inter1.weight], outFeatures: inter, bias: p[inter1.bias],
-                   output: ffn) { rows in
+                   output: ffn, packed: pw?.intermediate) { rows in
                 Kernels.activation(ffn, output: ffn, cols: inter, rows: rows, activation: act)
             }
             let out = layer.output
             linear(ffn, rows: t, inFeatures: inter, weight: p[out.dense.weight], outFeatures: h, bias: p[out.dense.bias],
-                   output: tmp) { rows in
+                   output: tmp, packed: pw?.output) { rows in
                 Kernels.residualLayerNorm(tmp, residual: x, output: x,
                                               gamma: p[out.layerNorm.weight], beta: p[out.layerNorm.bias], eps: eps,
                                               cols: h, rows: rows)
@@ -351,10 +422,26 @@ func rowParts(_ rows: Int, _ threads: Int) -> Int { max(1, min(threads, rows / 8
 /// weights on every call, and a row split would have every thread pack and stream all of them).
 func linear(_ input: UnsafePointer<Float>, rows m: Int, inFeatures k: Int, weight: UnsafePointer<Float>,
             outFeatures n: Int, bias: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>,
-            epilogue: (Range<Int>) -> Void) {
+            packed: PackedWeights? = nil, epilogue: (Range<Int>) -> Void) {
     let threads = Compute.threads
     nonisolated(unsafe) let input = input, weight = weight, output = output, bias = bias
-    if threads > 1 && m >= 256 * threads {
+    if let packed, m > BLAS.smallRowLimit {
+        // Weights packed ahead of time (inference): rows split over the threads when there are
+        // many, else the weights' panels.
+        precondition(packed.n == n && packed.k == k, "packed weights of \(packed.n)x\(packed.k) for a \(n)x\(k) product")
+        let panels = n / PackedWeights.panelWidth
+        if threads > 1 && m >= 256 * threads {
+            Compute.parallelRanges(m, parts: threads, granularity: 6) { rows in
+                BLAS.packedGemmNT(a: input, lda: k, w: packed, bias: bias, c: output, ldc: n, rows: rows, panels: 0..<panels)
+                epilogue(rows)
+            }
+        } else {
+            Compute.parallelRanges(panels, parts: threads) { part in
+                BLAS.packedGemmNT(a: input, lda: k, w: packed, bias: bias, c: output, ldc: n, rows: 0..<m, panels: part)
+            }
+            Compute.parallelRanges(m, parts: rowParts(m, threads)) { epilogue($0) }
+        }
+    } else if threads > 1 && m >= 256 * threads {
         Compute.parallelRanges(m, parts: threads, granularity: 8) { rows in
             Kernels.fillRows(output, with: bias, cols: n, rows: rows)
             BLAS.sgemm(transB: true, m: rows.count, n: n, k: k, a: input + rows.lowerBound * k, lda: k,

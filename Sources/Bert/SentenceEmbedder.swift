@@ -78,6 +78,7 @@ public final class SentenceEmbedder: @unchecked Sendable {
                 truncate: Bool = true) throws {
         let settings = try SentenceEmbeddingSettings(folder: folder)
         let model = try BertModel(folder: folder)
+        model.prepareForInference()
         let tokenizer: BertTokenizer
         do { tokenizer = try BertTokenizer(modelFolder: folder) } catch {
             throw BertError("\(folder.path): cannot load the tokenizer: \(error)")

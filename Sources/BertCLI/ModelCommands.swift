@@ -222,7 +222,9 @@ struct Features: ParsableCommand {
         do {
             let tokenizer: BertTokenizer
             do { tokenizer = try BertTokenizer(modelFolder: folder) } catch let e as TokenizerError { throw CLIError(e.description) }
-            extractor = FeatureExtractor(model: try BertModel(folder: folder), tokenizer: tokenizer, maxLength: maxLength)
+            let bert = try BertModel(folder: folder)
+            bert.prepareForInference()
+            extractor = FeatureExtractor(model: bert, tokenizer: tokenizer, maxLength: maxLength)
             _ = try extractor.resolve(chosen)
         } catch let e as BertError {
             throw CLIError(e.message)

@@ -4,9 +4,18 @@
 // PyTorch (scripts/bench_encoder_peer.py) and prints the ratios.
 //
 //   EncoderBench (--model DIR | --preset NAME) [--threads N] [--shapes 1x16,8x128] [--seconds S] [--json]
+//   EncoderBench --gemm [--threads N]      (GemmCompare.swift: our packed product beside BLAS)
 import Bert
 import BertCompute
 import Foundation
+
+if CommandLine.arguments.contains("--gemm") {
+    var threads = Compute.threads
+    if let i = CommandLine.arguments.firstIndex(of: "--threads"), i + 1 < CommandLine.arguments.count,
+       let n = Int(CommandLine.arguments[i + 1]), n > 0 { threads = n }
+    compareGemm(threads: threads)
+    exit(0)
+}
 
 struct Options {
     var model: String?
@@ -44,6 +53,7 @@ func parseOptions() -> Options {
             guard let n = Int(value(a)), n > 0 else { fail("--min-repeat needs a positive integer") }
             o.minRepeat = n
         case "--json": o.json = true
+        case "--no-pack": break  // read above
         case "--shapes":
             o.shapes = value(a).split(separator: ",").map { s in
                 let p = s.split(separator: "x").compactMap { Int($0) }
@@ -91,6 +101,8 @@ do {
 } catch {
     fail("\(error)")
 }
+// As `bert embed` runs it: weights packed once for inference (--no-pack: BLAS packs them per call).
+if !CommandLine.arguments.contains("--no-pack") { model.prepareForInference() }
 let c = model.config
 
 // The machine's sgemm rate on this model's largest product (the feed-forward), 8x128 tokens,
