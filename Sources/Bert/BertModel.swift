@@ -425,9 +425,10 @@ func linear(_ input: UnsafePointer<Float>, rows m: Int, inFeatures k: Int, weigh
             packed: PackedWeights? = nil, epilogue: (Range<Int>) -> Void) {
     let threads = Compute.threads
     nonisolated(unsafe) let input = input, weight = weight, output = output, bias = bias
-    if let packed, m > BLAS.smallRowLimit {
+    if let packed, m > BLAS.smallRowLimit && m <= BLAS.packedRowLimit * threads {
         // Weights packed ahead of time (inference): rows split over the threads when there are
-        // many, else the weights' panels.
+        // many, else the weights' panels. Past packedRowLimit rows a thread, BLAS's own packing
+        // is amortised and its kernel is as fast as ours.
         precondition(packed.n == n && packed.k == k, "packed weights of \(packed.n)x\(packed.k) for a \(n)x\(k) product")
         let panels = n / PackedWeights.panelWidth
         if threads > 1 && m >= 256 * threads {
