@@ -13,10 +13,10 @@ func compareGemm(threads: Int) {
     for (m, n, k) in shapes {
         let a = FloatBuffer(count: m * k), w = FloatBuffer(count: n * k), bias = FloatBuffer(count: n)
         let c1 = FloatBuffer(count: m * n), c2 = FloatBuffer(count: m * n)
-        var g = SplitMix(seed: 7)
-        for i in 0..<a.count { a.pointer[i] = g.uniform() - 0.5 }
-        for i in 0..<w.count { w.pointer[i] = (g.uniform() - 0.5) * 0.1 }
-        for i in 0..<n { bias.pointer[i] = g.uniform() }
+        var g = SeededRandom(seed: 7)
+        for i in 0..<a.count { a.pointer[i] = g.nextUnitFloat() - 0.5 }
+        for i in 0..<w.count { w.pointer[i] = (g.nextUnitFloat() - 0.5) * 0.1 }
+        for i in 0..<n { bias.pointer[i] = g.nextUnitFloat() }
         let packed = PackedWeights(w.pointer, n: n, k: k)
         nonisolated(unsafe) let ap = a.pointer, wp = w.pointer, bp = bias.pointer, c1p = c1.pointer, c2p = c2.pointer
         func blas() {
@@ -51,17 +51,4 @@ private func bestOf(_ n: Int, _ body: () -> Void) -> Double {
         best = min(best, Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9)
     }
     return best
-}
-
-private struct SplitMix {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-    mutating func uniform() -> Float { Float(next() >> 40) / Float(1 << 24) }
 }
