@@ -147,8 +147,6 @@ final class SegmentEncoder: @unchecked Sendable {
     private let asciiKind: UnsafeMutablePointer<UInt8>
     /// For each ASCII byte: its normalized byte (lowercased when lowercasing).
     private let asciiMap: UnsafeMutablePointer<UInt8>
-    /// For each byte: 1 for ASCII letters and digits that are word characters here.
-    private let alnum: UnsafeMutablePointer<UInt8>
     /// For each ASCII punctuation byte: the token id of the one-character word it makes.
     private let punctId: UnsafeMutablePointer<Int32>
 
@@ -195,13 +193,10 @@ final class SegmentEncoder: @unchecked Sendable {
             var byte = map[b]
             punctId[b] = matcher.tokenize(&byte, count: 1, charCount: 1, ids: &ids, ends: &ends) == 1 ? ids[0] : matcher.unknownId
         }
-        alnum = .allocate(capacity: 256)
         var fast = true
-        for b in 0..<256 {
-            let isAlnum = (48...57).contains(b) || (65...90).contains(b) || (97...122).contains(b)
-            alnum[b] = isAlnum && kind[b] == Self.word ? 1 : 0
-            guard b < 128 else { continue }
+        for b in 0..<128 {
             let isLetter = (65...90).contains(b) || (97...122).contains(b)
+            let isAlnum = isLetter || (48...57).contains(b)
             if isAlnum {
                 let lowered = UInt8(b) | (isLetter && options.lowercase ? 0x20 : 0)
                 if kind[b] != Self.word || map[b] != lowered { fast = false }
@@ -217,7 +212,6 @@ final class SegmentEncoder: @unchecked Sendable {
     deinit {
         asciiKind.deallocate()
         asciiMap.deallocate()
-        alnum.deallocate()
         punctId.deallocate()
     }
 
@@ -236,9 +230,7 @@ final class SegmentEncoder: @unchecked Sendable {
         let utf8Units = unit == .utf8
         let kinds = asciiKind, maps = asciiMap
         let strip = options.stripsAccents
-        let alnum = self.alnum
         let punctId = self.punctId
-        let lowercase = options.lowercase
 
         // Where the ASCII fast path may be tried again after it found a byte it does not handle.
         var fastFrom = fastASCII && visitor == nil ? 0 : n
@@ -250,57 +242,6 @@ final class SegmentEncoder: @unchecked Sendable {
                 if done > 0 {
                     i += done
                     pos &+= Int32(done)
-                    continue
-                }
-            }
-            if st.wn == 0 && !st.pendingMarks && alnum[Int(b)] != 0 {
-                // Fast path: a whole word of ASCII letters and digits (ending at whitespace,
-                // punctuation or the end). If it is a vocabulary token as a whole, one hash probe
-                // gives its id; otherwise its bytes go to WordPiece in one copy.
-                var j = i + 1
-                while j < n && alnum[Int(text[j])] != 0 { j += 1 }
-                let length = j - i
-                if j == n || (text[j] < 0x80 && kinds[Int(text[j])] != Self.removed) {
-                    var id: Int32 = -1
-                    if length <= 16 && length <= matcher.maxInputCharsPerWord {
-                        // The lookups read 8 (short words) or 16 bytes: near the end of the text
-                        // the word is copied to the (empty) word buffer, which has 16.
-                        var p = text + i
-                        if i + (length <= 8 ? 8 : 16) > n {
-                            st.wbytes.update(from: text + i, count: length)
-                            p = UnsafePointer(st.wbytes)
-                        }
-                        id = length <= 8 ? matcher.shortWordId(p, count: length, lowercase: lowercase)
-                                         : matcher.mediumWordId(p, count: length, lowercase: lowercase)
-                    }
-                    if id >= 0 {
-                        st.emitToken(id, from: pos, to: pos &+ Int32(length))
-                        st.word += 1
-                    } else {
-                        while st.wcap < length { st.grow() }
-                        for k in 0..<length {
-                            st.wbytes[k] = maps[Int(text[i + k])]
-                        }
-                        if offsets {
-                            for k in 0..<length {
-                                st.wstart[k] = pos &+ Int32(k)
-                                st.wend[k] = pos &+ Int32(k + 1)
-                            }
-                        }
-                        st.wn = length
-                        st.wchars = length
-                        st.flushWord(wholeChecked: length <= 16)
-                    }
-                    st.prevStart = pos &+ Int32(length - 1)
-                    st.prevEnd = pos &+ Int32(length)
-                    i = j
-                    pos &+= Int32(length)
-                    if i < n && text[i] == 0x20 {
-                        // The usual space after a word: nothing to flush, just step over it.
-                        st.prevStart = pos; st.prevEnd = pos &+ 1
-                        i += 1
-                        pos &+= 1
-                    }
                     continue
                 }
             }

@@ -75,6 +75,14 @@ struct VocabLearnerTests {
         for c in ["H", "##H", "é", "##é", "W", "##W", "!", "##!"] { #expect(tokens.contains(c)) }
     }
 
+    @Test("forEachWord gives every word, also those that are vocabulary tokens as a whole")
+    func wordsOfATokenizerWithARealVocabulary() throws {
+        let tokenizer = try BertTokenizer(vocabulary: Vocabulary(tokens: WordPieceLearner.defaultSpecialTokens + ["the", "cat", "sat"]))
+        var got: [String] = []
+        tokenizer.forEachWord(in: "The cat, sat on [MASK] mats.") { got.append(String(decoding: $0, as: UTF8.self)) }
+        #expect(got == ["the", "cat", ",", "sat", "on", "mats", "."])
+    }
+
     @Test("Learned from real English text: exact size, specials first, whole alphabet, no duplicates",
           .enabled(if: VocabCorpus.enabled("en.txt")))
     func shape() throws {
