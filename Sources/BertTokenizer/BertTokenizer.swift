@@ -89,7 +89,7 @@ public struct BertTokenizer: Sendable {
                 nonisolated(unsafe) let out = buffer
                 nonisolated(unsafe) let failed = failed
                 let pool = segments.wordPiece.scratchPool
-                nonisolated(unsafe) let scratches = pool.take(workers)
+                let scratches = pool.take(workers)
                 defer { pool.give(scratches) }
                 parallelChunks(texts.count, threads: workers, chunks: chunks) { worker, chunk, range in
                     let scratch = scratches[worker]
@@ -132,7 +132,7 @@ public struct BertTokenizer: Sendable {
         parts.withUnsafeMutableBufferPointer { out in
             nonisolated(unsafe) let out = out
             let pool = segments.wordPiece.scratchPool
-            nonisolated(unsafe) let scratches = pool.take(workers)
+            let scratches = pool.take(workers)
             defer { pool.give(scratches) }
             parallelChunks(texts.count, threads: workers, chunks: chunks) { worker, chunk, range in
                 let scratch = scratches[worker]
