@@ -2,7 +2,8 @@
 // call; for inference the weights never change, so they are laid out once in the order the
 // micro-kernel reads them (panels of 16 output columns, each k×16, contiguous), and only the
 // activations are read in place. The micro-kernel keeps a 6×16 block of C in 12 AVX registers
-// (the register tiling of the usual Haswell kernels) and streams one weight panel from L1.
+// (the register tiling of the usual Haswell kernels); six rows of A stay in L1 while they meet a
+// group of weight panels held in L2.
 
 /// A weight matrix W[n, k] (row-major, out × in: torch.nn.Linear's layout) as panels of 16 rows of
 /// W: panel q holds W[16q + c][p] at q·16k + 16p + c. `n` must be a multiple of 16.
@@ -62,15 +63,15 @@ extension BLAS {
                                     bias: UnsafePointer<Float>?, c: UnsafeMutablePointer<Float>, ldc: Int,
                                     rows: Range<Int>, panels: Range<Int>) {
         let k = w.k
+        // Equal passes of at most packedMBlock rows, whole 6-row tiles where possible.
+        let passes = (rows.count + packedMBlock - 1) / packedMBlock
+        let mc = ((rows.count + passes - 1) / passes + 5) / 6 * 6
         var pc = 0
         while pc < k {
             // Equal blocks of at most packedKBlock.
             let blocks = (k - pc + packedKBlock - 1) / packedKBlock
             let kc = (k - pc + blocks - 1) / blocks
             let first = pc == 0
-            // Equal passes of at most packedMBlock rows, whole 6-row tiles where possible.
-            let passes = (rows.count + packedMBlock - 1) / packedMBlock
-            let mc = ((rows.count + passes - 1) / passes + 5) / 6 * 6
             var ic = rows.lowerBound
             while ic < rows.upperBound {
                 let end = min(ic + mc, rows.upperBound)
@@ -102,12 +103,6 @@ extension BLAS {
             pc += kc
         }
     }
-
-    @inline(__always)
-    static func load8(_ p: UnsafePointer<Float>) -> Vec8 { UnsafeRawPointer(p).loadUnaligned(as: Vec8.self) }
-
-    @inline(__always)
-    static func store8(_ v: Vec8, _ p: UnsafeMutablePointer<Float>) { UnsafeMutableRawPointer(p).storeBytes(of: v, as: Vec8.self) }
 
     /// The starting value of a row's two accumulators: C (accumulate), the bias, or zero.
     @inline(__always)

@@ -9,6 +9,9 @@ public typealias Vec8 = SIMD8<Float>
 @inline(__always)
 func load8(_ p: UnsafePointer<Float>) -> Vec8 { UnsafeRawPointer(p).loadUnaligned(as: Vec8.self) }
 
+@inline(__always)
+func store8(_ v: Vec8, _ p: UnsafeMutablePointer<Float>) { UnsafeMutableRawPointer(p).storeBytes(of: v, as: Vec8.self) }
+
 /// acc + a·b, fused when the build targets a CPU with FMA (the bench and demo builds pass
 /// `-Xswiftc -DBERT_FMA` with `-target-cpu native`); at the default target, fma would be a
 /// library call per lane, so multiply and add are kept apart there.
