@@ -291,7 +291,10 @@ extension BertModelWeights {
         let maxLen = packed.sequenceLength.max() ?? 0
         let threads = Compute.threads
         // Carve the scratch: x | qkv | ctx | tmp | ffn | scores (one square per worker).
-        let sizes = [t * h, t * 3 * h, t * h, t * h, t * inter, threads * attentionBlockRows * maxLen]
+        // With packed weights (inference), attention runs fused per head when the head size allows.
+        let fused = packedWeights != nil && BLAS.canFuseAttention(headSize: d)
+        let scratchPerWorker = fused ? BLAS.fusedAttentionScratch(keys: maxLen, headSize: d) : attentionBlockRows * maxLen
+        let sizes = [t * h, t * 3 * h, t * h, t * h, t * inter, threads * scratchPerWorker]
         let base = workspace.floats(sizes.reduce(0, +) + 16 * sizes.count)
         var offsets: [Int] = []
         var o = 0
@@ -347,9 +350,14 @@ extension BertModelWeights {
                 let (s, head, firstRow) = attentionItems[item]
                 let len = packed.sequenceLength[s], start = packed.sequenceStart[s]
                 let rows = min(attentionBlockRows, len - firstRow)
-                let sc = scores + worker * attentionBlockRows * maxLen
+                let sc = scores + worker * scratchPerWorker
                 let q = qkv + (start + firstRow) * 3 * h + head * d
                 let k = qkv + start * 3 * h + h + head * d
+                if fused {
+                    BLAS.fusedAttention(q: q, k: k, v: k + h, ld: 3 * h, keys: len, headSize: d, rows: rows, scale: scale,
+                                        out: ctx + (start + firstRow) * h + head * d, ldo: h, scratch: sc)
+                    return
+                }
                 BLAS.sgemm(transB: true, m: rows, n: len, k: d, alpha: scale, a: q, lda: 3 * h, b: k, ldb: 3 * h,
                            c: sc, ldc: len)
                 Kernels.softmax(sc, cols: len, ld: len, rows: 0..<rows)

@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 import Bert
 import BertCompute
@@ -36,6 +37,48 @@ import BertCompute
             }
             #expect(bad == 0, "\(shape) bias \(useBias) rows \(rows) panels \(panels): \(bad) wrong values")
         }
+    }
+
+    /// One head of fused attention equals softmax(q·kᵀ/√d)·v computed in double precision: key
+    /// counts that are not multiples of 16 (padding keys must not leak into the weights), query
+    /// rows not a multiple of 6, fewer query rows than keys (a row block), strided QKV rows, and
+    /// outputs only in the head's own columns.
+    @Test(arguments: [(1, 1, 16), (17, 17, 32), (40, 13, 64), (130, 130, 32), (300, 7, 16)])
+    func fusedAttentionMatchesReference(_ shape: (Int, Int, Int)) {
+        let (keys, rows, d) = shape
+        #expect(BLAS.canFuseAttention(headSize: d))
+        let ld = 3 * d + 5, ldo = d + 3
+        var rng = SeededRandom(seed: UInt64(keys * 100 + d))
+        // Scores of a few units, as in a trained model, so that softmax is far from uniform.
+        let qkv = (0..<(keys * ld)).map { _ in Float(rng.nextGaussian()) * 2 }
+        var out = [Float](repeating: .nan, count: rows * ldo)
+        var scratch = [Float](repeating: .nan, count: BLAS.fusedAttentionScratch(keys: keys, headSize: d))
+        let scale = 1 / Float(d).squareRoot()
+        qkv.withUnsafeBufferPointer { b in
+            let q = b.baseAddress!, k = q + d + 1, v = k + d + 2
+            BLAS.fusedAttention(q: q, k: k, v: v, ld: ld, keys: keys, headSize: d, rows: rows, scale: scale,
+                                out: &out, ldo: ldo, scratch: &scratch)
+        }
+        var bad = 0
+        for i in 0..<rows {
+            var weights = (0..<keys).map { j -> Double in
+                var s = 0.0
+                for p in 0..<d { s += Double(qkv[i * ld + p]) * Double(qkv[j * ld + d + 1 + p]) }
+                return s * Double(scale)
+            }
+            let top = weights.max()!
+            weights = weights.map { Foundation.exp($0 - top) }
+            let sum = weights.reduce(0, +)
+            for c in 0..<ldo {
+                let got = out[i * ldo + c]
+                guard c < d else { if !got.isNaN { bad += 1 }; continue }
+                var want = 0.0
+                for j in 0..<keys { want += weights[j] / sum * Double(qkv[j * ld + 2 * d + 3 + c]) }
+                if !(abs(Double(got) - want) <= 2e-5 * max(1, abs(want))) { bad += 1 }
+            }
+        }
+        #expect(bad == 0, "\(shape): \(bad) wrong values")
+        #expect(!BLAS.canFuseAttention(headSize: 24) && !BLAS.canFuseAttention(headSize: 0))
     }
 
     /// A prepared model gives what BLAS gives, and notices when its parameters change (as after a

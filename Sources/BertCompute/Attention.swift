@@ -1,0 +1,127 @@
+import CSupport
+
+// Scaled dot-product attention of one head with the packed micro-kernel. Through BLAS, each head
+// is two small products (scores 128×128 over k = 32 for MiniLM, then 128×32 over k = 128), and
+// OpenBLAS packs both operands and zeroes C on every call: at 8x128 that made attention 12% of the
+// forward for 5% of its multiply-adds. Here K and V are packed once per head into the kernel's
+// panel order (K scaled by 1/√d on the way), and six query rows at a time go through scores,
+// softmax and the product with V while their scores are still in L1.
+
+extension BLAS {
+    /// Whether `fusedAttention` handles this head size (its products run in panels of 16 columns).
+    public static func canFuseAttention(headSize d: Int) -> Bool { d > 0 && d % PackedWeights.panelWidth == 0 }
+
+    /// Floats of scratch one `fusedAttention` call needs for `len` keys.
+    public static func fusedAttentionScratch(keys len: Int, headSize d: Int) -> Int {
+        let padded = (len + 15) / 16 * 16
+        return padded * d + len * d + 6 * padded
+    }
+
+    /// out[i, :] = softmax(scale · q[i]·Kᵀ) · V for the query rows 0..<rows, over the keys 0..<len.
+    /// q, k and v are row-major with leading dimension `ld` (the fused QKV buffer), out has `ldo`.
+    /// `scratch` holds `fusedAttentionScratch(keys:headSize:)` floats. d must pass `canFuseAttention`.
+    public static func fusedAttention(q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>,
+                                      ld: Int, keys len: Int, headSize d: Int, rows: Int, scale: Float,
+                                      out: UnsafeMutablePointer<Float>, ldo: Int, scratch: UnsafeMutablePointer<Float>) {
+        precondition(canFuseAttention(headSize: d), "fusedAttention needs a head size that is a multiple of 16 (got \(d))")
+        guard rows > 0 else { return }
+        precondition(len > 0, "fusedAttention needs at least one key")
+        let padded = (len + 15) / 16 * 16
+        let keyPanels = scratch            // padded/16 panels of d×16: scale·K[16j + c][p] at j·16d + 16p + c
+        let valuePanels = scratch + padded * d  // d/16 panels of len×16: V[p][16j + c] at j·16·len + 16p + c
+        let scores = valuePanels + len * d  // 6 rows of `padded`
+        // The head's rows of Q, K and V are usually not in cache yet (one 4·d-byte slice of each
+        // 12·H-byte QKV row): ask for them a few rows ahead while packing K.
+        let ahead = 8
+        for key in 0..<min(ahead, len) { prefetchRow(q, k, v, key, ld: ld, d: d, rows: rows) }
+        for key in 0..<padded {
+            let panel = keyPanels + (key / 16) * 16 * d + key % 16
+            if key < len {
+                if key + ahead < len { prefetchRow(q, k, v, key + ahead, ld: ld, d: d, rows: rows) }
+                let row = k + key * ld
+                for p in 0..<d { panel[16 * p] = row[p] * scale }
+            } else {
+                for p in 0..<d { panel[16 * p] = 0 }  // padding keys: never read by softmax or V
+            }
+        }
+        for j in 0..<(d / 16) {
+            var dst = valuePanels + j * 16 * len
+            var src = v + 16 * j
+            for _ in 0..<len {
+                store8(load8(src), dst); store8(load8(src + 8), dst + 8)
+                dst += 16
+                src += ld
+            }
+        }
+        // Softmax's division is applied to the d outputs of a row rather than to its len weights.
+        var inverseSums = SIMD8<Float>()
+        var i = 0
+        while i + 6 <= rows {
+            for j in 0..<(padded / 16) {
+                kernel6x16(kc: d, a: q + i * ld, lda: ld, b: keyPanels + j * 16 * d, c: scores + 16 * j, ldc: padded,
+                           bias: nil, accumulate: false)
+            }
+            for r in 0..<6 { inverseSums[r] = expShifted(scores + r * padded, count: len) }
+            for j in 0..<(d / 16) {
+                kernel6x16(kc: len, a: scores, lda: padded, b: valuePanels + j * 16 * len, c: out + i * ldo + 16 * j,
+                           ldc: ldo, bias: nil, accumulate: false)
+            }
+            for r in 0..<6 { scaleRow(out + (i + r) * ldo, count: d, by: inverseSums[r]) }
+            i += 6
+        }
+        while i < rows {
+            for j in 0..<(padded / 16) {
+                kernel1x16(kc: d, a: q + i * ld, b: keyPanels + j * 16 * d, c: scores + 16 * j, bias: nil, accumulate: false)
+            }
+            let inverseSum = expShifted(scores, count: len)
+            for j in 0..<(d / 16) {
+                kernel1x16(kc: len, a: scores, b: valuePanels + j * 16 * len, c: out + i * ldo + 16 * j,
+                           bias: nil, accumulate: false)
+            }
+            scaleRow(out + i * ldo, count: d, by: inverseSum)
+            i += 1
+        }
+    }
+
+    /// x[j] = e^(x[j] − max x) for j < count; returns 1 / Σ_j x[j].
+    @inline(__always)
+    static func expShifted(_ x: UnsafeMutablePointer<Float>, count: Int) -> Float {
+        var c = 0
+        var mv = Vec16(repeating: -.infinity)
+        while c + 16 <= count { mv = Kernels.pointwiseMaxFast(mv, loadVec(x + c)); c += 16 }
+        var mx = mv.max()
+        while c < count { mx = max(mx, x[c]); c += 1 }
+        let m = Vec16(repeating: mx)
+        var acc = Vec16()
+        c = 0
+        while c + 16 <= count { let e = vexp(loadVec(x + c) - m); storeVec(e, x + c); acc += e; c += 16 }
+        var sum = acc.sum()
+        if c < count {
+            let e = vexp(loadPartial(x + c, count - c, fill: -.infinity) - m)
+            storePartial(e, x + c, count - c)
+            sum += e.sum()
+        }
+        return 1 / sum
+    }
+
+    @inline(__always)
+    static func scaleRow(_ x: UnsafeMutablePointer<Float>, count: Int, by factor: Float) {
+        let f = Vec8(repeating: factor)
+        var c = 0
+        while c + 8 <= count { store8(load8(x + c) * f, x + c); c += 8 }
+        while c < count { x[c] *= factor; c += 1 }
+    }
+
+    /// Prefetches row `r` of the head's K and V slices (and of Q when it has that row).
+    @inline(__always)
+    static func prefetchRow(_ q: UnsafePointer<Float>, _ k: UnsafePointer<Float>, _ v: UnsafePointer<Float>, _ r: Int,
+                            ld: Int, d: Int, rows: Int) {
+        var p = 0
+        while p < d {
+            bert_prefetch(k + r * ld + p)
+            bert_prefetch(v + r * ld + p)
+            if r < rows { bert_prefetch(q + r * ld + p) }
+            p += 16
+        }
+    }
+}
