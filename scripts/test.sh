@@ -25,4 +25,14 @@ fi
 
 log "swift test (release build; the first build takes a minute or two)"
 BERT_REQUIRE_FIXTURES=1 swift test -c release --disable-xctest "$@"
+
+# The benchmarks and the README's fast build use -target-cpu native -DBERT_FMA, which switch on our
+# own FMA kernels (packed products, fused attention, fused exp/erf); run the suite there too, so
+# that those paths are checked against the same references. Skipped on CPUs without FMA, or with
+# BERT_TEST_TUNED=0.
+if [ "${BERT_TEST_TUNED:-1}" != 0 ] && grep -qw fma /proc/cpuinfo 2>/dev/null; then
+    log "swift test again, built tuned for this CPU (-target-cpu native -DBERT_FMA, in .build-tuned)"
+    BERT_REQUIRE_FIXTURES=1 swift test -c release --disable-xctest --scratch-path .build-tuned \
+        -Xswiftc -target-cpu -Xswiftc native -Xswiftc -DBERT_FMA "$@"
+fi
 log "all tests passed in $((SECONDS - START))s"
