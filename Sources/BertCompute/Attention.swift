@@ -2,7 +2,7 @@ import CSupport
 
 // Scaled dot-product attention of one head with the packed micro-kernel. Through BLAS, each head
 // is two small products (scores 128×128 over k = 32 for MiniLM, then 128×32 over k = 128), and
-// OpenBLAS packs both operands and zeroes C on every call: at 8x128 that made attention 12% of the
+// OpenBLAS packs both operands and zeroes C on every call: at 8x128 that made attention about 12% of the
 // forward for 5% of its multiply-adds. Here K and V are packed once per head into the kernel's
 // panel order (K scaled by 1/√d on the way), and six query rows at a time go through scores,
 // softmax and the product with V while their scores are still in L1.
@@ -61,7 +61,7 @@ extension BLAS {
                 kernel6x16(kc: d, a: q + i * ld, lda: ld, b: keyPanels + j * 16 * d, c: scores + 16 * j, ldc: padded,
                            bias: nil, accumulate: false)
             }
-            for r in 0..<6 { inverseSums[r] = expShifted(scores + r * padded, count: len) }
+            for r in 0..<6 { inverseSums[r] = Kernels.expShifted(scores + r * padded, count: len) }
             for j in 0..<(d / 16) {
                 kernel6x16(kc: len, a: scores, lda: padded, b: valuePanels + j * 16 * len, c: out + i * ldo + 16 * j,
                            ldc: ldo, bias: nil, accumulate: false)
@@ -73,7 +73,7 @@ extension BLAS {
             for j in 0..<(padded / 16) {
                 kernel1x16(kc: d, a: q + i * ld, b: keyPanels + j * 16 * d, c: scores + 16 * j, bias: nil, accumulate: false)
             }
-            let inverseSum = expShifted(scores, count: len)
+            let inverseSum = Kernels.expShifted(scores, count: len)
             for j in 0..<(d / 16) {
                 kernel1x16(kc: len, a: scores, b: valuePanels + j * 16 * len, c: out + i * ldo + 16 * j,
                            bias: nil, accumulate: false)
@@ -81,27 +81,6 @@ extension BLAS {
             scaleRow(out + i * ldo, count: d, by: inverseSum)
             i += 1
         }
-    }
-
-    /// x[j] = e^(x[j] − max x) for j < count; returns 1 / Σ_j x[j].
-    @inline(__always)
-    static func expShifted(_ x: UnsafeMutablePointer<Float>, count: Int) -> Float {
-        var c = 0
-        var mv = Vec16(repeating: -.infinity)
-        while c + 16 <= count { mv = Kernels.pointwiseMaxFast(mv, loadVec(x + c)); c += 16 }
-        var mx = mv.max()
-        while c < count { mx = max(mx, x[c]); c += 1 }
-        let m = Vec16(repeating: mx)
-        var acc = Vec16()
-        c = 0
-        while c + 16 <= count { let e = vexp(loadVec(x + c) - m); storeVec(e, x + c); acc += e; c += 16 }
-        var sum = acc.sum()
-        if c < count {
-            let e = vexp(loadPartial(x + c, count - c, fill: -.infinity) - m)
-            storePartial(e, x + c, count - c)
-            sum += e.sum()
-        }
-        return 1 / sum
     }
 
     @inline(__always)

@@ -77,26 +77,32 @@ public enum Kernels {
     public static func softmax(_ x: UnsafeMutablePointer<Float>, cols: Int, ld: Int, rows: Range<Int>) {
         for r in rows {
             let xr = x + r * ld
+            let inv = Vec16(repeating: expShifted(xr, count: cols))
             var c = 0
-            var mv = Vec16(repeating: -.infinity)
-            while c + 16 <= cols { mv = pointwiseMaxFast(mv, loadVec(xr + c)); c += 16 }
-            var mx = mv.max()
-            while c < cols { mx = max(mx, xr[c]); c += 1 }
-            let m = Vec16(repeating: mx)
-            var acc = Vec16()
-            c = 0
-            while c + 16 <= cols { let e = vexp(loadVec(xr + c) - m); storeVec(e, xr + c); acc += e; c += 16 }
-            var sum = acc.sum()
-            if c < cols {
-                let e = vexp(loadPartial(xr + c, cols - c, fill: -.infinity) - m)
-                storePartial(e, xr + c, cols - c)
-                sum += e.sum()
-            }
-            let inv = Vec16(repeating: 1 / sum)
-            c = 0
             while c + 16 <= cols { storeVec(loadVec(xr + c) * inv, xr + c); c += 16 }
             while c < cols { xr[c] *= inv[0]; c += 1 }
         }
+    }
+
+    /// x[j] = e^(x[j] − max x) for j < count; returns 1 / Σ_j x[j].
+    @inline(__always)
+    static func expShifted(_ x: UnsafeMutablePointer<Float>, count: Int) -> Float {
+        var c = 0
+        var mv = Vec16(repeating: -.infinity)
+        while c + 16 <= count { mv = pointwiseMaxFast(mv, loadVec(x + c)); c += 16 }
+        var mx = mv.max()
+        while c < count { mx = max(mx, x[c]); c += 1 }
+        let m = Vec16(repeating: mx)
+        var acc = Vec16()
+        c = 0
+        while c + 16 <= count { let e = vexp(loadVec(x + c) - m); storeVec(e, x + c); acc += e; c += 16 }
+        var sum = acc.sum()
+        if c < count {
+            let e = vexp(loadPartial(x + c, count - c, fill: -.infinity) - m)
+            storePartial(e, x + c, count - c)
+            sum += e.sum()
+        }
+        return 1 / sum
     }
 
     @inline(__always)
