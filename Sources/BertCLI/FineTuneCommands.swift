@@ -19,6 +19,19 @@ struct ColumnOptions: ParsableArguments {
     }
 }
 
+/// --threads, shared by the commands that compute: at least 1, applied to `Compute.threads`.
+struct ThreadOption: ParsableArguments {
+    @Option(help: "Worker threads (default: all cores).") var threads: Int?
+
+    func validate() throws {
+        if let t = threads, t < 1 { throw ValidationError("--threads must be at least 1") }
+    }
+
+    func apply() {
+        if let threads { Compute.threads = threads }
+    }
+}
+
 /// The tokenizer of a model folder, its errors as the CLI reports them.
 func folderTokenizer(_ folder: URL) throws -> BertTokenizer {
     do { return try BertTokenizer(modelFolder: folder) } catch let e as TokenizerError { throw CLIError(e.description) }
@@ -65,7 +78,7 @@ struct FineTune: ParsableCommand {
     @Option(help: "Maximum tokens per example (longer ones are truncated, longest first for pairs; qa: the window size). Default 128, qa 384.") var maxLength: Int?
     var length: Int { maxLength ?? (task == "qa" ? 384 : 128) }
     @Option(help: "Random seed (head initialisation, order, dropout).") var seed: UInt64 = 42
-    @Option(help: "Worker threads (default: all cores).") var threads: Int?
+    @OptionGroup var threads: ThreadOption
     @Option(help: "Print the epoch's mean training loss every N steps.") var logEvery = 20
     @Option(help: "qa: overlap of consecutive context windows, in tokens.") var docStride = 128
     @Option(help: "qa: question tokens kept.") var maxQueryLength = 64
@@ -81,7 +94,6 @@ struct FineTune: ParsableCommand {
         if epochs < 0 || batchSize < 1 || length < 4 { throw ValidationError("--epochs must be 0 or more, --batch-size positive and --max-length at least 4") }
         if !(lr > 0) { throw ValidationError("--lr must be positive") }
         if !(0...1).contains(warmupRatio) { throw ValidationError("--warmup-ratio must be between 0 and 1") }
-        if let t = threads, t < 1 { throw ValidationError("--threads must be at least 1") }
         if logEvery < 1 { throw ValidationError("--log-every must be at least 1") }
     }
 
@@ -175,7 +187,7 @@ struct FineTune: ParsableCommand {
     }
 
     func run() throws {
-        if let t = threads { Compute.threads = t }
+        threads.apply()
         let folder = URL(fileURLWithPath: model)
         switch task {
         case "choice": return try runChoice(tokenizer: try folderTokenizer(folder), folder: folder)
@@ -306,7 +318,7 @@ struct Predict: ParsableCommand {
     @Option(help: "A folder written by bert finetune (its config.json names the head).") var model: String
     @Option(help: "Maximum tokens per input (default: the model's limit).") var maxLength: Int?
     @Flag(help: "Each line is a pair: first and second text separated by a tab.") var pair = false
-    @Option(help: "Worker threads (default: all cores).") var threads: Int?
+    @OptionGroup var threads: ThreadOption
     @OptionGroup var columns: ColumnOptions
     @Argument(help: "Input files (default: stdin).") var files: [String] = []
 
@@ -381,7 +393,7 @@ struct Predict: ParsableCommand {
     }
 
     func run() throws {
-        if let t = threads, t >= 1 { Compute.threads = t }
+        threads.apply()
         do {
             switch try architecture(of: model) {
             case "BertForTokenClassification": return try runTagging()
@@ -439,11 +451,11 @@ struct Evaluate: ParsableCommand {
     @Option(help: "A folder written by bert finetune (its config.json names the head).") var model: String
     @Option(help: "Labeled data (.csv, .tsv or .jsonl; CoNLL for tagging, SQuAD JSON for QA, JSON Lines for choice).") var data: String
     @Option(help: "Maximum tokens per example (default: the model's limit).") var maxLength: Int?
-    @Option(help: "Worker threads (default: all cores).") var threads: Int?
+    @OptionGroup var threads: ThreadOption
     @OptionGroup var columns: ColumnOptions
 
     func run() throws {
-        if let t = threads, t >= 1 { Compute.threads = t }
+        threads.apply()
         guard FileManager.default.fileExists(atPath: data) else { throw CLIError("\(data): file not found") }
         let url = URL(fileURLWithPath: data)
         let metrics: [String: Double]

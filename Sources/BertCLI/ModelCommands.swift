@@ -21,8 +21,7 @@ struct Embed: ParsableCommand {
     var noTruncation = false
     @Option(help: "Inputs per forward pass (inputs are sorted by length first).")
     var batchSize = 32
-    @Option(help: "Worker threads (default: all cores).")
-    var threads: Int?
+    @OptionGroup var threads: ThreadOption
     @Option(help: "Digits after the decimal point in the output.")
     var precision = 7
     @Argument(help: "Input files, one text per line (default: stdin).")
@@ -30,7 +29,6 @@ struct Embed: ParsableCommand {
 
     func validate() throws {
         if batchSize < 1 { throw ValidationError("--batch-size must be at least 1") }
-        if let t = threads, t < 1 { throw ValidationError("--threads must be at least 1") }
         if let p = pooling, Pooling(rawValue: p) == nil {
             throw ValidationError("--pooling must be one of: \(Pooling.allCases.map(\.rawValue).joined(separator: ", "))")
         }
@@ -38,7 +36,7 @@ struct Embed: ParsableCommand {
     }
 
     func run() throws {
-        if let t = threads { Compute.threads = t }
+        threads.apply()
         let embedder = try SentenceEmbedder(folder: URL(fileURLWithPath: model),
                                             pooling: pooling.map { [Pooling(rawValue: $0)!] },
                                             normalize: normalize, maxLength: maxLength, truncate: !noTruncation)
@@ -206,11 +204,11 @@ struct Features: ParsableCommand {
     @Flag(help: "One row per word (its first WordPiece) instead of per token; no [CLS]/[SEP].") var words = false
     @Option(help: "Truncate inputs to N tokens (default: max_position_embeddings).") var maxLength: Int?
     @Option(help: "Write a .safetensors file instead of JSON Lines on stdout.") var out: String?
-    @Option(help: "Worker threads (default: all cores).") var threads: Int?
+    @OptionGroup var threads: ThreadOption
     @Argument(help: "Input files, one text per line (default: stdin).") var files: [String] = []
 
     func run() throws {
-        if let t = threads { Compute.threads = t }
+        threads.apply()
         guard let combination = LayerCombination(rawValue: combine) else { throw CLIError("--combine must be concat, sum or mean") }
         let chosen = try layers.split(separator: ",").map { s -> Int in
             guard let n = Int(s.trimmingCharacters(in: .whitespaces)) else { throw CLIError("--layers: '\(s)' is not an integer") }

@@ -44,7 +44,7 @@ struct Pretrain: ParsableCommand {
     @Option(help: "Evaluate on held-out documents every N steps.") var evalEvery = 100
     @Option(help: "Print progress every N steps.") var logEvery = 10
     @Option(help: "Times the corpus is turned into instances (static masks).") var dupeFactor = 1
-    @Option(help: "Worker threads (default: all cores).") var threads: Int?
+    @OptionGroup var threads: ThreadOption
     @Flag(help: "Split each line into sentences (paragraph input).") var splitSentences = false
     @Flag(help: "Mask whole words.") var wholeWordMask = false
     @Flag(help: "New masks every epoch.") var dynamicMasking = false
@@ -66,7 +66,7 @@ struct Pretrain: ParsableCommand {
     }
 
     func run() throws {
-        if let t = threads { Compute.threads = t }
+        threads.apply()
         let output = URL(fileURLWithPath: out)
         try FileManager.default.createDirectory(at: output, withIntermediateDirectories: true)
         let files = corpus.map { URL(fileURLWithPath: $0) }

@@ -1,9 +1,15 @@
 import Foundation
 
-/// The number of worker threads kernels split their work over (default: the active cores).
-/// Set it once at start-up (e.g. from a `--threads` flag); kernels read it on every call.
+/// The kernels' threads.
 public enum Compute {
-    nonisolated(unsafe) public static var threads: Int = max(1, ProcessInfo.processInfo.activeProcessorCount)
+    /// The number of worker threads kernels split their work over (default: the active cores).
+    /// Set it once at start-up (e.g. from a `--threads` flag); kernels read it on every call.
+    /// Values below 1 are taken as 1 (kernels size their scratch memory per thread).
+    public static var threads: Int {
+        get { configuredThreads }
+        set { configuredThreads = max(1, newValue) }
+    }
+    @usableFromInline nonisolated(unsafe) static var configuredThreads = max(1, ProcessInfo.processInfo.activeProcessorCount)
 
     /// Runs `body(i)` for i in 0..<count on up to `threads` threads and waits for all of them.
     /// Iterations are handed out dynamically, so uneven items (attention of different lengths) balance.

@@ -167,5 +167,13 @@ struct FineTuneCLITests {
         }
         let p = try runBertCLI(["predict", "--model", miniLM], stdin: Data("x\n".utf8))
         #expect(p.status != 0 && !p.crashed && p.stderr.contains("classifier"), "\(p.stderr)")
+        // --threads below 1 is refused by every command that computes, before any work.
+        for args in [["predict", "--model", miniLM], ["evaluate", "--model", miniLM, "--data", good],
+                     ["features", "--model", miniLM], ["embed", "--model", miniLM],
+                     ["finetune", "--task", "classify", "--model", miniLM, "--train", good, "--validation", good, "--out", root.appendingPathComponent("t").path],
+                     ["pretrain", "--preset", "tiny", "--corpus", "x.txt", "--vocab", "v.txt", "--out", root.appendingPathComponent("p").path]] {
+            let r = try runBertCLI(args + ["--threads", "0"], stdin: Data("x\n".utf8))
+            #expect(r.status != 0 && !r.crashed && r.stderr.contains("--threads must be at least 1"), "\(args[0]): \(r.stderr)")
+        }
     }
 }
