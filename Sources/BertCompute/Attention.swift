@@ -2,10 +2,10 @@ import CSupport
 
 // Scaled dot-product attention of one head with the packed micro-kernel. Through BLAS, each head
 // is two small products (scores 128×128 over k = 32 for MiniLM, then 128×32 over k = 128), and
-// OpenBLAS packs both operands and zeroes C on every call: at 8x128 that made attention about 12% of the
-// forward for 5% of its multiply-adds. Here K and V are packed once per head into the kernel's
-// panel order (K scaled by 1/√d on the way), and six query rows at a time go through scores,
-// softmax and the product with V while their scores are still in L1.
+// OpenBLAS packs both operands and zeroes C on every call: at 8x128 that made attention about 12%
+// of the forward for 5% of its multiply-adds. Here K and V are packed once per head into the
+// kernel's panel order (K scaled by 1/√d on the way), and six query rows at a time go through
+// scores, softmax and the product with V while their scores are still in L1.
 
 extension BLAS {
     /// Whether `fusedAttention` handles this head size (its products run in panels of 16 columns).
@@ -13,9 +13,12 @@ extension BLAS {
 
     /// Floats of scratch one `fusedAttention` call needs for `len` keys.
     public static func fusedAttentionScratch(keys len: Int, headSize d: Int) -> Int {
-        let padded = (len + 15) / 16 * 16
+        let padded = paddedKeys(len)
         return padded * d + len * d + 6 * padded
     }
+
+    /// Keys rounded up to whole panels of 16 (the scores' row length).
+    static func paddedKeys(_ len: Int) -> Int { (len + 15) / 16 * 16 }
 
     /// out[i, :] = softmax(scale · q[i]·Kᵀ) · V for the query rows 0..<rows, over the keys 0..<len.
     /// q, k and v are row-major with leading dimension `ld` (the fused QKV buffer), out has `ldo`.
@@ -26,7 +29,7 @@ extension BLAS {
         precondition(canFuseAttention(headSize: d), "fusedAttention needs a head size that is a multiple of 16 (got \(d))")
         guard rows > 0 else { return }
         precondition(len > 0, "fusedAttention needs at least one key")
-        let padded = (len + 15) / 16 * 16
+        let padded = paddedKeys(len)
         let keyPanels = scratch            // padded/16 panels of d×16: scale·K[16j + c][p] at j·16d + 16p + c
         let valuePanels = scratch + padded * d  // d/16 panels of len×16: V[p][16j + c] at j·16·len + 16p + c
         let scores = valuePanels + len * d  // 6 rows of `padded`
@@ -66,7 +69,7 @@ extension BLAS {
                 kernel6x16(kc: len, a: scores, lda: padded, b: valuePanels + j * 16 * len, c: out + i * ldo + 16 * j,
                            ldc: ldo, bias: nil, accumulate: false)
             }
-            for r in 0..<6 { scaleRow(out + (i + r) * ldo, count: d, by: inverseSums[r]) }
+            for r in 0..<6 { Kernels.scale(out + (i + r) * ldo, count: d, by: inverseSums[r]) }
             i += 6
         }
         while i < rows {
@@ -78,17 +81,9 @@ extension BLAS {
                 kernel1x16(kc: len, a: scores, b: valuePanels + j * 16 * len, c: out + i * ldo + 16 * j,
                            bias: nil, accumulate: false)
             }
-            scaleRow(out + i * ldo, count: d, by: inverseSum)
+            Kernels.scale(out + i * ldo, count: d, by: inverseSum)
             i += 1
         }
-    }
-
-    @inline(__always)
-    static func scaleRow(_ x: UnsafeMutablePointer<Float>, count: Int, by factor: Float) {
-        let f = Vec8(repeating: factor)
-        var c = 0
-        while c + 8 <= count { store8(load8(x + c) * f, x + c); c += 8 }
-        while c < count { x[c] *= factor; c += 1 }
     }
 
     /// Prefetches row `r` of the head's K and V slices (and of Q when it has that row).

@@ -77,11 +77,17 @@ public enum Kernels {
     public static func softmax(_ x: UnsafeMutablePointer<Float>, cols: Int, ld: Int, rows: Range<Int>) {
         for r in rows {
             let xr = x + r * ld
-            let inv = Vec16(repeating: expShifted(xr, count: cols))
-            var c = 0
-            while c + 16 <= cols { storeVec(loadVec(xr + c) * inv, xr + c); c += 16 }
-            while c < cols { xr[c] *= inv[0]; c += 1 }
+            scale(xr, count: cols, by: expShifted(xr, count: cols))
         }
+    }
+
+    /// x[j] *= factor for j < count.
+    @inline(__always)
+    static func scale(_ x: UnsafeMutablePointer<Float>, count: Int, by factor: Float) {
+        let f = Vec16(repeating: factor)
+        var c = 0
+        while c + 16 <= count { storeVec(loadVec(x + c) * f, x + c); c += 16 }
+        while c < count { x[c] *= factor; c += 1 }
     }
 
     /// x[j] = e^(x[j] − max x) for j < count; returns 1 / Σ_j x[j].
