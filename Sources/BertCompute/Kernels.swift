@@ -168,6 +168,13 @@ extension Kernels {
         }
     }
 
+    /// The index of the first largest of `count` values (0 when count is 0).
+    public static func argmax(_ x: UnsafePointer<Float>, count: Int) -> Int {
+        var best = 0
+        for j in 1..<max(count, 1) where x[j] > x[best] { best = j }
+        return best
+    }
+
     /// Copies `row` into every row of x (e.g. a bias, so that a product can accumulate onto it).
     public static func fillRows(_ x: UnsafeMutablePointer<Float>, with row: UnsafePointer<Float>, cols: Int, rows: Range<Int>) {
         for r in rows { (x + r * cols).update(from: row, count: cols) }

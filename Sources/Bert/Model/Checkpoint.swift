@@ -109,3 +109,19 @@ extension BertModel {
         }
     }
 }
+
+/// config.json and model.safetensors of a model folder, with clear errors.
+func openCheckpoint(_ folder: URL) throws -> (BertConfig, SafeTensorsFile) {
+    let configURL = folder.appendingPathComponent("config.json")
+    guard FileManager.default.fileExists(atPath: configURL.path) else {
+        throw BertError("\(folder.path): no config.json (is this a Hugging Face model folder?)")
+    }
+    let config = try BertConfig(contentsOf: configURL)
+    let weightsURL = folder.appendingPathComponent("model.safetensors")
+    guard FileManager.default.fileExists(atPath: weightsURL.path) else {
+        throw BertError("\(folder.path): no model.safetensors (PyTorch .bin checkpoints are not read; convert with transformers' save_pretrained(safe_serialization=True))")
+    }
+    do { return (config, try SafeTensorsFile(contentsOf: weightsURL)) } catch let e as SafeTensorsError {
+        throw BertError(e.description)
+    }
+}

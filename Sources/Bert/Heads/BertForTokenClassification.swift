@@ -3,13 +3,14 @@ import Foundation
 
 /// Transformers' BertForTokenClassification: the encoder ("bert.", no pooler), dropout on every
 /// token's last hidden state and a linear classifier ("classifier") per token.
-public final class BertForTokenClassification: @unchecked Sendable {
+public final class BertForTokenClassification: BertHead, @unchecked Sendable {
     public let config: BertConfig
     /// Tag names by id (e.g. "O", "B-PER", "I-PER").
     public let labels: [String]
     public let bert: BertModelWeights
     public let classifier: Linear
     public let parameters: ParameterStore
+    public let encoderModel: BertModel
 
     public var numLabels: Int { labels.count }
 
@@ -27,6 +28,7 @@ public final class BertForTokenClassification: @unchecked Sendable {
         bert = BertModelWeights(&layout, config: config, prefix: "bert.", addPoolingLayer: false)
         classifier = Linear(&layout, "classifier", out: labels.count, in: config.hiddenSize)
         parameters = try ParameterStore(layout: layout)
+        encoderModel = BertModel(weights: bert, parameters: parameters)
     }
 
     /// A new tagging head on a pretrained encoder; returns the newly initialised tensor names.
@@ -55,16 +57,12 @@ public final class BertForTokenClassification: @unchecked Sendable {
 
     /// Logits [batch × sequence, numLabels] with dropout off (zeros at padding).
     public func logits(_ batch: EncoderBatch) throws -> [Float] {
-        let acts = try bert.forwardForTraining(batch, parameters: parameters)
-        let t = acts.packed.tokenCount, n = numLabels
-        let out = FloatBuffer(count: max(1, t * n))
-        linear(acts.output.pointer, rows: t, inFeatures: config.hiddenSize, weight: parameters[classifier.weight],
-               outFeatures: n, bias: parameters[classifier.bias], output: out.pointer) { _ in }
-        var result = [Float](repeating: 0, count: batch.batchSize * batch.sequenceLength * n)
-        for (row, flat) in acts.packed.origin.enumerated() {
-            for j in 0..<n { result[flat * n + j] = out.pointer[row * n + j] }
+        try encoderModel.withHiddenStates(batch) { tokens, hidden, _ in
+            let t = tokens.tokenCount, n = numLabels
+            let out = FloatBuffer(count: max(1, t * n))
+            classifier.forward(hidden, rows: t, output: out.pointer, parameters: parameters)
+            return tokens.unpack(out.pointer, cols: n)
         }
-        return result
     }
 
     /// Forward and backward of one batch: labels per position (−100 where no loss is taken);
@@ -80,7 +78,7 @@ public final class BertForTokenClassification: @unchecked Sendable {
         let acts = try bert.forwardForTraining(batch, parameters: p, dropout: dropout)
         // The labelled tokens, in packed order.
         var rows: [Int] = [], targets: [Int32] = []
-        for (row, flat) in acts.packed.origin.enumerated() where labels[flat] != -100 {
+        for (row, flat) in acts.tokens.origin.enumerated() where labels[flat] != -100 {
             rows.append(row)
             targets.append(labels[flat])
         }
@@ -92,7 +90,7 @@ public final class BertForTokenClassification: @unchecked Sendable {
         let classifierDropout = (config.extra["classifier_dropout"] as? NSNumber).map { Float(truncating: $0) }
         if let d = dropout, (classifierDropout ?? d.hiddenProbability) > 0 {
             // One mask row per packed token (the same whichever tokens are labelled).
-            let tokens = acts.packed.tokenCount
+            let tokens = acts.tokens.tokenCount
             let all = FloatBuffer(count: tokens * h)
             d.mask(all.pointer, count: tokens * h, probability: classifierDropout ?? d.hiddenProbability, stream: 0x7A66_E201)
             let m = FloatBuffer(count: count * h)
@@ -101,18 +99,17 @@ public final class BertForTokenClassification: @unchecked Sendable {
             mask = m
         }
         let logits = FloatBuffer(count: count * n)
-        linear(x.pointer, rows: count, inFeatures: h, weight: p[classifier.weight], outFeatures: n,
-               bias: p[classifier.bias], output: logits.pointer) { _ in }
+        classifier.forward(x.pointer, rows: count, output: logits.pointer, parameters: p)
         let loss = targets.withUnsafeBufferPointer {
             Kernels.crossEntropy(logits.pointer, labels: $0.baseAddress!, cols: n, rows: 0..<count, scale: 1 / Float(count))
         } / Double(count)
         let dx = FloatBuffer(count: count * h)
-        BLAS.linearBackward(dy: logits.pointer, x: x.pointer, w: p[classifier.weight], m: count, n: n, k: h,
-                            dx: dx.pointer, dw: grads[classifier.weight], db: grads[classifier.bias])
+        classifier.backward(logits.pointer, input: x.pointer, rows: count, inputGradient: dx.pointer, parameters: p,
+                            gradients: grads)
         if let m = mask { for i in 0..<(count * h) { dx.pointer[i] *= m.pointer[i] } }
         var dHidden = [Float](repeating: 0, count: batch.batchSize * batch.sequenceLength * h)
         for (i, row) in rows.enumerated() {
-            let flat = acts.packed.origin[row]
+            let flat = acts.tokens.origin[row]
             for j in 0..<h { dHidden[flat * h + j] = dx.pointer[i * h + j] }
         }
         bert.backward(acts, dHidden: dHidden, dPooled: nil, parameters: p, gradients: grads)
@@ -120,24 +117,3 @@ public final class BertForTokenClassification: @unchecked Sendable {
     }
 }
 
-/// The label names of a task config (id2label in id order).
-func labelList(_ config: BertConfig, folder: URL) throws -> [String] {
-    guard let id2label = config.extra["id2label"] as? [String: Any], !id2label.isEmpty else {
-        throw BertError("\(folder.path)/config.json: no id2label")
-    }
-    return try (0..<id2label.count).map { i in
-        guard let name = id2label[String(i)] else { throw BertError("\(folder.path)/config.json: id2label has no id \(i)") }
-        return "\(name)"
-    }
-}
-
-/// config.json and model.safetensors of a task model.
-func saveTaskModel(config: BertConfig, parameters: ParameterStore, to folder: URL) throws {
-    try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-    try config.write(to: folder.appendingPathComponent("config.json"))
-    var writer = SafeTensorsWriter()
-    parameters.addTensors(to: &writer)
-    do { try writer.write(to: folder.appendingPathComponent("model.safetensors")) } catch let e as SafeTensorsError {
-        throw BertError(e.description)
-    }
-}

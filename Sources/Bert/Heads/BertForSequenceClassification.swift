@@ -18,7 +18,7 @@ public struct SequenceLoss: Sendable {
 /// Transformers' BertForSequenceClassification: the encoder ("bert.", with its pooler), dropout on
 /// the pooled `[CLS]` output and a linear classifier ("classifier"). One parameter block, names as
 /// transformers', so a model saved here loads there and back.
-public final class BertForSequenceClassification: @unchecked Sendable {
+public final class BertForSequenceClassification: BertHead, @unchecked Sendable {
     public let config: BertConfig
     public let task: SequenceTask
     /// Label names by id (classification); ["score"] for regression.
@@ -26,6 +26,7 @@ public final class BertForSequenceClassification: @unchecked Sendable {
     public let bert: BertModelWeights
     public let classifier: Linear
     public let parameters: ParameterStore
+    public let encoderModel: BertModel
 
     public var numLabels: Int { labels.count }
 
@@ -50,6 +51,7 @@ public final class BertForSequenceClassification: @unchecked Sendable {
         bert = BertModelWeights(&layout, config: config, prefix: "bert.", addPoolingLayer: true)
         classifier = Linear(&layout, "classifier", out: labels.count, in: config.hiddenSize)
         parameters = try ParameterStore(layout: layout)
+        encoderModel = BertModel(weights: bert, parameters: parameters)
     }
 
     /// A new head on a pretrained encoder (a BertModel, BertForPreTraining, sentence-transformers
@@ -104,12 +106,12 @@ public final class BertForSequenceClassification: @unchecked Sendable {
 
     /// Logits [batch, numLabels] with dropout off.
     public func logits(_ batch: EncoderBatch) throws -> [Float] {
-        let acts = try bert.forwardForTraining(batch, parameters: parameters)
-        guard let pooled = acts.poolerOutput else { throw BertError("the encoder has no pooler") }
-        let b = batch.batchSize, out = FloatBuffer(count: b * numLabels)
-        linear(pooled.pointer, rows: b, inFeatures: config.hiddenSize, weight: parameters[classifier.weight],
-               outFeatures: numLabels, bias: parameters[classifier.bias], output: out.pointer) { _ in }
-        return out.toArray()
+        try encoderModel.withHiddenStates(batch) { tokens, _, pooled in
+            guard let pooled else { throw BertError("the encoder has no pooler") }
+            let out = FloatBuffer(count: tokens.batchSize * numLabels)
+            classifier.forward(pooled.pointer, rows: tokens.batchSize, output: out.pointer, parameters: parameters)
+            return out.toArray()
+        }
     }
 
     /// Forward and backward of one batch: returns the mean loss and adds its gradients into
@@ -155,64 +157,19 @@ func pooledHeadLossAndGradients(bert: BertModelWeights, classifier: Linear, conf
     let classifierDropout = (config.extra["classifier_dropout"] as? NSNumber).map { Float(truncating: $0) }
     if let d = dropout, (classifierDropout ?? d.hiddenProbability) > 0 {
         let m = FloatBuffer(count: b * h)
-        d.mask(m.pointer, count: b * h, probability: classifierDropout ?? d.hiddenProbability, stream: 0xC1A5_51F1)
+        d.mask(m.pointer, count: b * h, probability: classifierDropout ?? d.hiddenProbability, stream: Dropout.classifierStream)
         for i in 0..<(b * h) { x.pointer[i] *= m.pointer[i] }
         mask = m
     }
     let logits = FloatBuffer(count: b * n)
-    linear(x.pointer, rows: b, inFeatures: h, weight: p[classifier.weight], outFeatures: n,
-           bias: p[classifier.bias], output: logits.pointer) { _ in }
+    classifier.forward(x.pointer, rows: b, output: logits.pointer, parameters: p)
     let values = logits.toArray()
     let value = try loss(logits.pointer)
     let dx = FloatBuffer(count: b * h)
-    BLAS.linearBackward(dy: logits.pointer, x: x.pointer, w: p[classifier.weight], m: b, n: n, k: h,
-                        dx: dx.pointer, dw: grads[classifier.weight], db: grads[classifier.bias])
+    classifier.backward(logits.pointer, input: x.pointer, rows: b, inputGradient: dx.pointer, parameters: p, gradients: grads)
     if let m = mask { for i in 0..<(b * h) { dx.pointer[i] *= m.pointer[i] } }
     bert.backward(acts, dHidden: nil, dPooled: dx.toArray(), parameters: p, gradients: grads)
     return (value, values)
-}
-
-/// Fills a task model's parameters: BERT's initialisation everywhere, then every "bert." tensor
-/// from a pretrained checkpoint (with or without the prefix; a pooler it lacks stays initialised).
-/// Returns the names of the tensors that were not in the checkpoint.
-func loadPretrainedEncoder(_ parameters: ParameterStore, config: BertConfig, file: SafeTensorsFile, seed: UInt64) throws -> [String] {
-    var rng = SeededRandom(seed: seed)
-    initializeBertParameters(parameters, config: config, rng: &rng)
-    guard file.info("bert.embeddings.word_embeddings.weight") != nil || file.info("embeddings.word_embeddings.weight") != nil else {
-        throw BertError("\(file.name): no BERT embeddings (expected 'embeddings.word_embeddings.weight' or 'bert.embeddings.word_embeddings.weight')")
-    }
-    let prefix = file.info("bert.embeddings.word_embeddings.weight") != nil ? "bert." : ""
-    var initialised: [String] = []
-    for t in parameters.layout.tensors {
-        guard t.name.hasPrefix("bert.") else { initialised.append(t.name); continue }
-        if t.name.hasPrefix("bert.pooler.") && file.info(prefix + t.name.dropFirst("bert.".count)) == nil {
-            initialised.append(t.name)
-            continue
-        }
-        let found = try parameters.layout.checkpointName(of: t, in: file, stripping: "bert.", adding: prefix)
-        do {
-            try file.copyFloats(found, into: UnsafeMutableBufferPointer(start: parameters[t], count: t.count))
-        } catch let e as SafeTensorsError {
-            throw BertError(e.description)
-        }
-    }
-    return initialised
-}
-
-/// config.json and model.safetensors of a model folder, with clear errors.
-func openCheckpoint(_ folder: URL) throws -> (BertConfig, SafeTensorsFile) {
-    let configURL = folder.appendingPathComponent("config.json")
-    guard FileManager.default.fileExists(atPath: configURL.path) else {
-        throw BertError("\(folder.path): no config.json (is this a Hugging Face model folder?)")
-    }
-    let config = try BertConfig(contentsOf: configURL)
-    let weightsURL = folder.appendingPathComponent("model.safetensors")
-    guard FileManager.default.fileExists(atPath: weightsURL.path) else {
-        throw BertError("\(folder.path): no model.safetensors (PyTorch .bin checkpoints are not read; convert with transformers' save_pretrained(safe_serialization=True))")
-    }
-    do { return (config, try SafeTensorsFile(contentsOf: weightsURL)) } catch let e as SafeTensorsError {
-        throw BertError(e.description)
-    }
 }
 
 extension Kernels {

@@ -1,0 +1,239 @@
+import BertCompute
+import Foundation
+
+/// A batch for pretraining: the encoder inputs, the masked-LM labels ([B, S], the original token
+/// id at each position chosen for prediction, −100 elsewhere, as transformers) and the
+/// next-sentence labels ([B], 0 = IsNext, 1 = NotNext).
+public struct PretrainingBatch: Sendable {
+    public var inputs: EncoderBatch
+    public var mlmLabels: [Int32]
+    public var nspLabels: [Int32]?
+
+    public init(inputs: EncoderBatch, mlmLabels: [Int32], nspLabels: [Int32]?) {
+        self.inputs = inputs
+        self.mlmLabels = mlmLabels
+        self.nspLabels = nspLabels
+    }
+}
+
+/// The losses of one batch (means, as transformers) and the counts behind the accuracies.
+public struct PretrainingLoss: Sendable {
+    public var total: Double { mlm + nsp }
+    public var mlm = 0.0
+    public var nsp = 0.0
+    public var mlmCorrect = 0, mlmCount = 0
+    public var nspCorrect = 0, nspCount = 0
+}
+
+/// transformers' BertLMPredictionHead: dense, activation and LayerNorm, then a decoder tied to the
+/// word embeddings plus a bias of its own. One forward/backward pair serves pretraining and
+/// fill-mask.
+public struct MaskedLMHead: Sendable {
+    public let transformDense: Linear
+    public let transformLayerNorm: LayerNorm
+    /// Weight: the word embeddings (tied, [V, H]); bias: "cls.predictions.bias".
+    public let decoder: Linear
+    let activation: Activation
+    let eps: Float
+
+    /// What the backward needs of one forward on `rows` rows.
+    final class Kept {
+        let input, transformed, activated, normed, mean, rstd: FloatBuffer
+        init(rows: Int, hidden h: Int) {
+            input = FloatBuffer(count: rows * h)
+            transformed = FloatBuffer(count: rows * h)
+            activated = FloatBuffer(count: rows * h)
+            normed = FloatBuffer(count: rows * h)
+            mean = FloatBuffer(count: rows)
+            rstd = FloatBuffer(count: rows)
+        }
+        var statistics: RowStatistics { RowStatistics(mean: mean.pointer, rstd: rstd.pointer) }
+    }
+
+    /// logits[rows, V] of hidden rows x[rows, H]. With `kept` (training) the intermediate values
+    /// go there, and x must already be `kept.input`; without, `scratch` ([rows, H]) holds them.
+    func forward(_ x: UnsafePointer<Float>, rows: Int, logits: UnsafeMutablePointer<Float>, parameters p: ParameterStore,
+                 kept: Kept? = nil, scratch: UnsafeMutablePointer<Float>? = nil) {
+        let h = transformDense.outFeatures, act = activation
+        guard let t1 = kept?.transformed.pointer ?? scratch else { preconditionFailure("MaskedLMHead.forward: no buffers") }
+        let a1 = kept?.activated.pointer ?? t1, t2 = kept?.normed.pointer ?? t1
+        transformDense.forward(x, rows: rows, output: t1, parameters: p) { r in
+            Kernels.activation(t1, output: a1, cols: h, rows: r, activation: act)
+        }
+        transformLayerNorm.forward(a1, output: t2, rows: 0..<rows, eps: eps, parameters: p, statistics: kept?.statistics)
+        decoder.forward(t2, rows: rows, output: logits, parameters: p)
+    }
+
+    /// The backward of `forward`: `dLogits` [rows, V] to the hidden rows' gradient `dx` [rows, H].
+    func backward(_ dLogits: UnsafePointer<Float>, kept: Kept, rows: Int, inputGradient dx: UnsafeMutablePointer<Float>,
+                  parameters p: ParameterStore, gradients g: ParameterStore) {
+        let h = transformDense.outFeatures
+        let dNormed = FloatBuffer(count: rows * h), dActivated = FloatBuffer(count: rows * h)
+        decoder.backward(dLogits, input: kept.normed.pointer, rows: rows, inputGradient: dNormed.pointer,
+                         parameters: p, gradients: g)
+        transformLayerNorm.backward(dNormed.pointer, input: kept.activated.pointer, statistics: kept.statistics,
+                                    inputGradient: dActivated.pointer, rows: rows, parameters: p, gradients: g)
+        Kernels.activationBackward(dy: dActivated.pointer, x: kept.transformed.pointer, dx: dActivated.pointer,
+                                   count: rows * h, activation: activation)
+        transformDense.backward(dActivated.pointer, input: kept.input.pointer, rows: rows, inputGradient: dx,
+                                parameters: p, gradients: g)
+    }
+}
+
+/// Transformers' BertForPreTraining: the encoder ("bert."), the masked-LM head and the
+/// next-sentence head on the pooled output. All in one parameter block, names as transformers'.
+public final class BertForPreTraining: BertHead, @unchecked Sendable {
+    public let config: BertConfig
+    public let bert: BertModelWeights
+    public let transformDense: Linear
+    public let transformLayerNorm: LayerNorm
+    public let decoderBias: TensorRef
+    public let seqRelationship: Linear
+    public let parameters: ParameterStore
+    public let encoderModel: BertModel
+
+    public init(config: BertConfig) throws {
+        try config.validate()
+        self.config = config
+        var layout = ParameterLayout()
+        bert = BertModelWeights(&layout, config: config, prefix: "bert.", addPoolingLayer: true)
+        transformDense = Linear(&layout, "cls.predictions.transform.dense", out: config.hiddenSize, in: config.hiddenSize)
+        transformLayerNorm = LayerNorm(&layout, "cls.predictions.transform.LayerNorm", size: config.hiddenSize)
+        decoderBias = layout.add("cls.predictions.bias", [config.vocabSize])
+        seqRelationship = Linear(&layout, "cls.seq_relationship", out: 2, in: config.hiddenSize)
+        parameters = try ParameterStore(layout: layout)
+        encoderModel = BertModel(weights: bert, parameters: parameters)
+    }
+
+    /// Loads a transformers BertForPreTraining folder (config.json + model.safetensors).
+    public convenience init(folder: URL) throws {
+        let config = try BertConfig(contentsOf: folder.appendingPathComponent("config.json"))
+        let file: SafeTensorsFile
+        do { file = try SafeTensorsFile(contentsOf: folder.appendingPathComponent("model.safetensors")) } catch let e as SafeTensorsError {
+            throw BertError(e.description)
+        }
+        try self.init(config: config)
+        try parameters.load(from: file)
+    }
+
+    /// The masked-LM head (its decoder tied to the word embeddings).
+    public var maskedLM: MaskedLMHead {
+        MaskedLMHead(transformDense: transformDense, transformLayerNorm: transformLayerNorm,
+                     decoder: Linear(weight: bert.embeddings.wordEmbeddings, bias: decoderBias),
+                     activation: config.activation, eps: Float(config.layerNormEps))
+    }
+
+    /// BERT's initialisation (N(0, initializer_range) weights, zero biases, unit LayerNorms, a zero
+    /// padding embedding).
+    public func initializeWeights(seed: UInt64) {
+        var rng = SeededRandom(seed: seed)
+        initializeBertParameters(parameters, config: config, rng: &rng)
+        (parameters[bert.embeddings.wordEmbeddings] + config.padTokenId * config.hiddenSize)
+            .update(repeating: 0, count: config.hiddenSize)
+    }
+
+    /// Forward and backward of one batch: returns the losses and adds their gradients into `grads`.
+    public func lossAndGradients(_ batch: PretrainingBatch, into grads: ParameterStore,
+                                 dropout: Dropout? = nil) throws -> PretrainingLoss {
+        let c = config, h = c.hiddenSize, v = c.vocabSize
+        let n = batch.inputs.batchSize * batch.inputs.sequenceLength
+        guard batch.mlmLabels.count == n else {
+            throw BertError("masked-LM labels: \(batch.mlmLabels.count) values, expected \(n)")
+        }
+        if let nsp = batch.nspLabels {
+            guard nsp.count == batch.inputs.batchSize else {
+                throw BertError("next-sentence labels: \(nsp.count) values, expected \(batch.inputs.batchSize)")
+            }
+            guard nsp.allSatisfy({ $0 == 0 || $0 == 1 }) else { throw BertError("next-sentence labels must be 0 or 1") }
+        }
+        let p = parameters
+        let acts = try bert.forwardForTraining(batch.inputs, parameters: p, dropout: dropout)
+        let tokens = acts.tokens
+        var result = PretrainingLoss()
+
+        // Masked positions among the real tokens, in token order.
+        var rows: [Int] = [], labels: [Int32] = []
+        for (row, flat) in tokens.origin.enumerated() where batch.mlmLabels[flat] != -100 {
+            let label = batch.mlmLabels[flat]
+            guard label >= 0 && Int(label) < v else {
+                throw BertError("masked-LM label \(label) at flat position \(flat) is outside the vocabulary (size \(v))")
+            }
+            rows.append(row)
+            labels.append(label)
+        }
+        var dHidden = [Float](repeating: 0, count: n * h)
+        let count = rows.count
+        if count > 0 {
+            let head = maskedLM
+            let kept = MaskedLMHead.Kept(rows: count, hidden: h)
+            for (i, row) in rows.enumerated() { (kept.input.pointer + i * h).update(from: acts.output.pointer + row * h, count: h) }
+            let logits = FloatBuffer(count: count * v)
+            head.forward(kept.input.pointer, rows: count, logits: logits.pointer, parameters: p, kept: kept)
+            for i in 0..<count where Kernels.argmax(logits.pointer + i * v, count: v) == Int(labels[i]) {
+                result.mlmCorrect += 1
+            }
+            let sum = labels.withUnsafeBufferPointer {
+                Kernels.crossEntropy(logits.pointer, labels: $0.baseAddress!, cols: v, rows: 0..<count, scale: 1 / Float(count))
+            }
+            result.mlm = sum / Double(count)
+            result.mlmCount = count
+            let dx = FloatBuffer(count: count * h)
+            head.backward(logits.pointer, kept: kept, rows: count, inputGradient: dx.pointer, parameters: p, gradients: grads)
+            for (i, row) in rows.enumerated() {
+                let flat = tokens.origin[row]
+                for j in 0..<h { dHidden[flat * h + j] += dx.pointer[i * h + j] }
+            }
+        }
+        var dPooled: [Float]? = nil
+        if let nsp = batch.nspLabels, let pooled = acts.poolerOutput {
+            let b = batch.inputs.batchSize
+            let logits = FloatBuffer(count: b * 2)
+            seqRelationship.forward(pooled.pointer, rows: b, output: logits.pointer, parameters: p)
+            for i in 0..<b where (logits.pointer[2 * i + 1] > logits.pointer[2 * i] ? 1 : 0) == nsp[i] { result.nspCorrect += 1 }
+            let sum = nsp.withUnsafeBufferPointer {
+                Kernels.crossEntropy(logits.pointer, labels: $0.baseAddress!, cols: 2, rows: 0..<b, scale: 1 / Float(b))
+            }
+            result.nsp = sum / Double(b)
+            result.nspCount = b
+            let dp = FloatBuffer(count: b * h)
+            seqRelationship.backward(logits.pointer, input: pooled.pointer, rows: b, inputGradient: dp.pointer,
+                                     parameters: p, gradients: grads)
+            dPooled = dp.toArray()
+        }
+        bert.backward(acts, dHidden: count > 0 ? dHidden : nil, dPooled: dPooled, parameters: p, gradients: grads)
+        return result
+    }
+
+    /// Writes config.json (architectures BertForPreTraining) and model.safetensors with
+    /// transformers' names (the decoder is tied to the word embeddings and not written twice).
+    public func save(to folder: URL) throws {
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        var c = config
+        c.architectures = ["BertForPreTraining"]
+        c.extra["tie_word_embeddings"] = true
+        try c.write(to: folder.appendingPathComponent("config.json"))
+        var writer = SafeTensorsWriter()
+        parameters.addTensors(to: &writer)
+        try writer.write(to: folder.appendingPathComponent("model.safetensors"))
+    }
+
+    /// Masked-LM probabilities at the given flat positions (b·S + p) of a batch: [positions, vocab],
+    /// through the encoder's inference forward and one decoder product for all positions.
+    public func maskedTokenProbabilities(_ batch: EncoderBatch, positions: [Int]) throws -> [[Float]] {
+        let h = config.hiddenSize, v = config.vocabSize
+        return try encoderModel.withHiddenStates(batch) { tokens, hidden, _ in
+            var rowOf: [Int: Int] = [:]
+            for (row, flat) in tokens.origin.enumerated() { rowOf[flat] = row }
+            let count = positions.count
+            let x = FloatBuffer(count: count * h), scratch = FloatBuffer(count: count * h)
+            for (i, position) in positions.enumerated() {
+                guard let row = rowOf[position] else { throw BertError("position \(position) is padding") }
+                (x.pointer + i * h).update(from: hidden + row * h, count: h)
+            }
+            let logits = FloatBuffer(count: count * v)
+            maskedLM.forward(x.pointer, rows: count, logits: logits.pointer, parameters: parameters, scratch: scratch.pointer)
+            Kernels.softmax(logits.pointer, cols: v, ld: v, rows: 0..<count)
+            return (0..<count).map { Array(UnsafeBufferPointer(start: logits.pointer + $0 * v, count: v)) }
+        }
+    }
+}

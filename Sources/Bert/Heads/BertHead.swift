@@ -1,0 +1,77 @@
+import BertCompute
+import Foundation
+
+/// A BERT encoder with a task head in one parameter block, as transformers' BertFor* models:
+/// the encoder's tensors under "bert.", the head's beside them. Every head runs its inference
+/// through the encoder's fast forward (`encoderModel`) and its training through the one
+/// forward/backward pair of the modules.
+public protocol BertHead: AnyObject, Sendable {
+    var config: BertConfig { get }
+    /// The encoder's modules inside `parameters`.
+    var bert: BertModelWeights { get }
+    var parameters: ParameterStore { get }
+    /// The encoder over this head's parameter block: its inference forward (packed weights,
+    /// fused attention) is the one `bert embed` uses.
+    var encoderModel: BertModel { get }
+    /// Loads a folder of this head (saved here or by transformers).
+    init(folder: URL) throws
+    /// Writes config.json and model.safetensors.
+    func save(to folder: URL) throws
+}
+
+extension BertHead {
+    /// Packs the encoder's weights for inference (see `BertModel.prepareForInference`).
+    public func prepareForInference(always: Bool = false) { encoderModel.prepareForInference(always: always) }
+
+    /// A zeroed gradient block with the parameters' layout.
+    public func makeGradients() throws -> ParameterStore { try ParameterStore(layout: parameters.layout) }
+}
+
+/// Fills a task model's parameters: BERT's initialisation everywhere, then every "bert." tensor
+/// from a pretrained checkpoint (with or without the prefix; a pooler it lacks stays initialised).
+/// Returns the names of the tensors that were not in the checkpoint.
+func loadPretrainedEncoder(_ parameters: ParameterStore, config: BertConfig, file: SafeTensorsFile, seed: UInt64) throws -> [String] {
+    var rng = SeededRandom(seed: seed)
+    initializeBertParameters(parameters, config: config, rng: &rng)
+    guard file.info("bert.embeddings.word_embeddings.weight") != nil || file.info("embeddings.word_embeddings.weight") != nil else {
+        throw BertError("\(file.name): no BERT embeddings (expected 'embeddings.word_embeddings.weight' or 'bert.embeddings.word_embeddings.weight')")
+    }
+    let prefix = file.info("bert.embeddings.word_embeddings.weight") != nil ? "bert." : ""
+    var initialised: [String] = []
+    for t in parameters.layout.tensors {
+        guard t.name.hasPrefix("bert.") else { initialised.append(t.name); continue }
+        if t.name.hasPrefix("bert.pooler.") && file.info(prefix + t.name.dropFirst("bert.".count)) == nil {
+            initialised.append(t.name)
+            continue
+        }
+        let found = try parameters.layout.checkpointName(of: t, in: file, stripping: "bert.", adding: prefix)
+        do {
+            try file.copyFloats(found, into: UnsafeMutableBufferPointer(start: parameters[t], count: t.count))
+        } catch let e as SafeTensorsError {
+            throw BertError(e.description)
+        }
+    }
+    return initialised
+}
+
+/// The label names of a task config (id2label in id order).
+func labelList(_ config: BertConfig, folder: URL) throws -> [String] {
+    guard let id2label = config.extra["id2label"] as? [String: Any], !id2label.isEmpty else {
+        throw BertError("\(folder.path)/config.json: no id2label")
+    }
+    return try (0..<id2label.count).map { i in
+        guard let name = id2label[String(i)] else { throw BertError("\(folder.path)/config.json: id2label has no id \(i)") }
+        return "\(name)"
+    }
+}
+
+/// config.json and model.safetensors of a task model.
+func saveTaskModel(config: BertConfig, parameters: ParameterStore, to folder: URL) throws {
+    try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+    try config.write(to: folder.appendingPathComponent("config.json"))
+    var writer = SafeTensorsWriter()
+    parameters.addTensors(to: &writer)
+    do { try writer.write(to: folder.appendingPathComponent("model.safetensors")) } catch let e as SafeTensorsError {
+        throw BertError(e.description)
+    }
+}

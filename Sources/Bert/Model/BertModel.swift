@@ -1,0 +1,122 @@
+import BertCompute
+import Foundation
+
+/// Transformers' BertModel: embeddings, L post-LayerNorm encoder blocks, a tanh pooler on [CLS].
+/// One forward at a time per instance (its scratch memory is reused); use one instance per thread
+/// for concurrent forwards, or let one forward use all cores (the default).
+public final class BertModel: @unchecked Sendable {
+    public let config: BertConfig
+    public let weights: BertModelWeights
+    public let parameters: ParameterStore
+    private let workspace = Workspace()
+    private let lock = NSLock()
+
+    /// A model with all parameters zero (load or initialise them next).
+    public init(config: BertConfig, addPoolingLayer: Bool = true) throws {
+        try config.validate()
+        self.config = config
+        var layout = ParameterLayout()
+        weights = BertModelWeights(&layout, config: config, addPoolingLayer: addPoolingLayer)
+        parameters = try ParameterStore(layout: layout)
+    }
+
+    /// The encoder of a task model, over that model's parameter block (its "bert." tensors): the
+    /// heads run their inference through it.
+    init(weights: BertModelWeights, parameters: ParameterStore) {
+        config = weights.config
+        self.weights = weights
+        self.parameters = parameters
+    }
+
+    public var embeddings: BertEmbeddings { weights.embeddings }
+    public var encoder: BertEncoder { weights.encoder }
+    public var pooler: BertPooler? { weights.pooler }
+    public var parameterCount: Int { parameters.layout.totalCount }
+
+    /// BERT's initialisation: weights N(0, initializer_range), biases 0, LayerNorm 1 and 0, and the
+    /// padding token's embedding row 0 (as transformers' _init_weights).
+    public func initializeWeights(seed: UInt64) {
+        var rng = SeededRandom(seed: seed)
+        initializeBertParameters(parameters, config: config, rng: &rng)
+        let pad = config.padTokenId
+        (parameters[weights.embeddings.wordEmbeddings] + pad * config.hiddenSize)
+            .update(repeating: 0, count: config.hiddenSize)
+    }
+
+    public func forward(_ batch: EncoderBatch, outputHiddenStates: Bool = false) throws -> EncoderOutput {
+        lock.lock()
+        defer { lock.unlock() }
+        refreshMatrices()
+        return try weights.forward(batch, parameters: parameters, workspace: workspace,
+                                   outputHiddenStates: outputHiddenStates, matrices: matrices)
+    }
+
+    /// The inference forward, for a head: `body` gets the real tokens, their last hidden state
+    /// [T, H] (valid only inside `body`) and the pooled output [B, H] when the model has a pooler.
+    func withHiddenStates<R>(_ batch: EncoderBatch,
+                             _ body: (RealTokens, UnsafePointer<Float>, FloatBuffer?) throws -> R) throws -> R {
+        lock.lock()
+        defer { lock.unlock() }
+        refreshMatrices()
+        let tokens = try RealTokens(batch, config: config)
+        let x = weights.encode(tokens, parameters: parameters, mode: .inference(workspace, matrices))
+        var pooled: FloatBuffer?
+        if let pooler = weights.pooler {
+            let h = config.hiddenSize
+            let input = FloatBuffer(count: tokens.batchSize * h), output = FloatBuffer(count: tokens.batchSize * h)
+            pooler.forward(x, tokens: tokens, input: input, output: output, parameters: parameters)
+            pooled = output
+        }
+        return try body(tokens, x, pooled)
+    }
+
+    /// The parameters changed since their kernels were made (training, loading): make them again.
+    private func refreshMatrices() {
+        if let m = matrices, !m.matches(parameters) { matrices = InferenceMatrices(weights.linears, parameters: parameters) }
+    }
+
+    /// Packs the encoder's weight matrices once, for inference: `forward` then multiplies batches of
+    /// more than a few tokens (up to `BLAS.packedRowLimit` a thread) against these copies instead
+    /// of having BLAS pack the weights again on every call: our kernel is about as fast as
+    /// OpenBLAS's, the gain is that packing, a few percent of the forward. Costs memory equal to
+    /// the encoder's weight matrices. After changing the parameters, call it again; `forward`
+    /// also checks a sample of every matrix and repacks when they changed (a training step or a
+    /// load changes them all), but an edit of a few values could escape the sample.
+    ///
+    /// By default this packs only in builds whose packed kernel beats BLAS: built for the CPU with
+    /// FMA (`-Xswiftc -target-cpu -Xswiftc native -Xswiftc -DBERT_FMA`, as the benchmarks build).
+    /// A generic build's vectors are baseline SSE, while BLAS picks AVX2 kernels at run time; there
+    /// this does nothing unless `always` is set.
+    public func prepareForInference(always: Bool = false) {
+        guard always || BLAS.packedGemmIsFast else { return }
+        lock.lock()
+        defer { lock.unlock() }
+        matrices = InferenceMatrices(weights.linears, parameters: parameters)
+    }
+
+    /// Drops the packed copies (`forward` multiplies through BLAS again).
+    public func releaseInferenceWeights() {
+        lock.lock()
+        defer { lock.unlock() }
+        matrices = nil
+    }
+
+    private var matrices: InferenceMatrices?  // guarded by lock
+}
+
+extension BertModel {
+    /// A zeroed gradient block with the parameters' layout.
+    public func makeGradients() throws -> ParameterStore { try ParameterStore(layout: parameters.layout) }
+
+    /// The forward pass keeping what `backward` needs.
+    public func forwardForTraining(_ batch: EncoderBatch, dropout: Dropout? = nil) throws -> EncoderActivations {
+        try weights.forwardForTraining(batch, parameters: parameters, dropout: dropout)
+    }
+
+    /// Adds the gradients of a loss into `gradients`, given the loss's gradient with respect to
+    /// the last hidden state ([B, S, H]) and the pooler output ([B, H]).
+    public func backward(_ activations: EncoderActivations, dHidden: [Float]?, dPooled: [Float]?,
+                         into gradients: ParameterStore) {
+        weights.backward(activations, dHidden: dHidden, dPooled: dPooled, parameters: parameters, gradients: gradients)
+    }
+}

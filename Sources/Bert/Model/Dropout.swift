@@ -1,0 +1,54 @@
+import BertCompute
+
+/// Dropout in training mode, as BERT places it: after the embeddings' LayerNorm, on the attention
+/// probabilities, and on each sub-layer's output before the residual. Masks are functions of
+/// `seed` (and of the layer, site and item), so a step can be replayed exactly.
+public struct Dropout: Sendable, Equatable {
+    public var hiddenProbability: Float
+    public var attentionProbability: Float
+    public var seed: UInt64
+    public init(hiddenProbability: Float, attentionProbability: Float, seed: UInt64) {
+        self.hiddenProbability = hiddenProbability
+        self.attentionProbability = attentionProbability
+        self.seed = seed
+    }
+
+    /// Whether any site drops anything.
+    var isActive: Bool { hiddenProbability > 0 || attentionProbability > 0 }
+
+    /// A mask of `count` values: 0 with probability p, else 1/(1 − p).
+    public func mask(_ out: UnsafeMutablePointer<Float>, count: Int, probability p: Float, stream: UInt64) {
+        var rng = SeededRandom(seed: seed ^ (stream &* 0x9E37_79B9_7F4A_7C15))
+        let keep = 1 / (1 - p)
+        for i in 0..<count { out[i] = rng.nextUnitFloat() < p ? 0 : keep }
+    }
+
+    /// A hidden-dropout mask of `count` values, or an empty buffer when that probability is 0.
+    func hiddenMask(count: Int, stream: UInt64) -> FloatBuffer {
+        guard hiddenProbability > 0 else { return FloatBuffer(count: 0) }
+        let m = FloatBuffer(count: count)
+        mask(m.pointer, count: count, probability: hiddenProbability, stream: stream)
+        return m
+    }
+
+    // The streams of each site: fixed, so that a step replays exactly and a resumed run draws the
+    // masks it would have drawn.
+    static let embeddingStream: UInt64 = 1
+    static func attentionOutputStream(layer l: Int) -> UInt64 { UInt64(100 + 3 * l) }
+    static func outputStream(layer l: Int) -> UInt64 { UInt64(101 + 3 * l) }
+    /// item = sequence · heads + head.
+    static func probabilityStream(layer l: Int, item: Int) -> UInt64 { UInt64(1_000_000 + l * 100_000 + item) }
+    static let classifierStream: UInt64 = 0xC1A5_51F1
+}
+
+/// x ⊙= mask on the given rows of `cols` values (an empty mask, dropout off, leaves x alone). The
+/// forward applies it to an output, the backward to that output's gradient.
+func applyMask(_ mask: FloatBuffer, to x: UnsafeMutablePointer<Float>, cols: Int, rows: Range<Int>) {
+    if mask.count == 0 { return }
+    for i in (rows.lowerBound * cols)..<(rows.upperBound * cols) { x[i] *= mask.pointer[i] }
+}
+
+/// x ⊙= mask over the whole mask.
+func applyMask(_ mask: FloatBuffer, to x: UnsafeMutablePointer<Float>) {
+    for i in 0..<mask.count { x[i] *= mask.pointer[i] }
+}

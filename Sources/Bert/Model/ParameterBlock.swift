@@ -1,0 +1,73 @@
+import Foundation
+import BertCompute
+
+/// Where one named tensor lives inside a parameter block. Names are the Hugging Face checkpoint
+/// names, so loading and saving need no renaming table. The same offsets address the gradient block.
+public struct TensorRef: Sendable, Hashable {
+    public let name: String
+    public let shape: [Int]
+    public let offset: Int
+    public var count: Int { shape.reduce(1, *) }
+}
+
+/// The order and offsets of every parameter of a model: one contiguous block (as llm.c), so the
+/// optimizer, gradient clipping and checkpointing each see a single buffer.
+public struct ParameterLayout: Sendable {
+    public private(set) var tensors: [TensorRef] = []
+    public private(set) var totalCount = 0
+    private var index: [String: Int] = [:]
+
+    public init() {}
+
+    public mutating func add(_ name: String, _ shape: [Int]) -> TensorRef {
+        precondition(index[name] == nil, "duplicate parameter \(name)")
+        let ref = TensorRef(name: name, shape: shape, offset: totalCount)
+        index[name] = tensors.count
+        tensors.append(ref)
+        totalCount += ref.count
+        return ref
+    }
+
+    public func tensor(named name: String) -> TensorRef? { index[name].map { tensors[$0] } }
+}
+
+/// A parameter block: the layout plus the Floats.
+public final class ParameterStore: @unchecked Sendable {
+    public let layout: ParameterLayout
+    public let data: FloatBuffer
+
+    /// Allocates the block; a layout too large for this machine's memory is an error, not a crash.
+    public init(layout: ParameterLayout) throws {
+        self.layout = layout
+        let bytes = UInt64(layout.totalCount) * 4
+        guard bytes < ProcessInfo.processInfo.physicalMemory else {
+            throw BertError("the model needs \(bytes >> 20) MiB for its \(layout.totalCount) parameters, more than this machine's memory (\(ProcessInfo.processInfo.physicalMemory >> 20) MiB)")
+        }
+        guard let buffer = FloatBuffer(allocatingZeroed: layout.totalCount) else {
+            throw BertError("cannot allocate \(layout.totalCount) parameters (\(layout.totalCount / 262_144) MiB of Float32)")
+        }
+        data = buffer
+    }
+
+    @inline(__always)
+    public subscript(_ ref: TensorRef) -> UnsafeMutablePointer<Float> { data.pointer + ref.offset }
+
+    public func values(_ ref: TensorRef) -> [Float] {
+        Array(UnsafeBufferPointer(start: self[ref], count: ref.count))
+    }
+}
+
+/// Initialises every tensor of a store by BERT's rules, in layout order.
+public func initializeBertParameters(_ store: ParameterStore, config: BertConfig, rng: inout SeededRandom) {
+    let std = config.initializerRange
+    for t in store.layout.tensors {
+        let p = store[t]
+        if t.name.hasSuffix("LayerNorm.weight") {
+            p.update(repeating: 1, count: t.count)
+        } else if t.name.hasSuffix(".bias") || t.shape.count == 1 {
+            p.update(repeating: 0, count: t.count)
+        } else {
+            for i in 0..<t.count { p[i] = Float(rng.nextGaussian() * std) }
+        }
+    }
+}

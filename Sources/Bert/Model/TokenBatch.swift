@@ -1,0 +1,125 @@
+import Foundation
+
+/// A padded batch of token sequences, as transformers' BertModel takes it ([B, S] each, row-major).
+public struct EncoderBatch: Sendable {
+    public var batchSize: Int
+    public var sequenceLength: Int
+    public var inputIds: [Int32]
+    /// nil means all zeros (segment A).
+    public var tokenTypeIds: [Int32]?
+    /// 1 for real tokens, 0 for padding; nil means all ones. Any pattern works (right or left padding).
+    public var attentionMask: [Int32]?
+    /// nil means 0..<S on every row, as transformers (also with left padding).
+    public var positionIds: [Int32]?
+
+    public init(batchSize: Int, sequenceLength: Int, inputIds: [Int32], tokenTypeIds: [Int32]? = nil,
+                attentionMask: [Int32]? = nil, positionIds: [Int32]? = nil) {
+        self.batchSize = batchSize
+        self.sequenceLength = sequenceLength
+        self.inputIds = inputIds
+        self.tokenTypeIds = tokenTypeIds
+        self.attentionMask = attentionMask
+        self.positionIds = positionIds
+    }
+
+    /// Right-pads ragged sequences to the longest one.
+    public static func padded(_ sequences: [[Int32]], tokenTypeIds: [[Int32]]? = nil, padId: Int32 = 0) -> EncoderBatch {
+        let s = sequences.map(\.count).max() ?? 0
+        var ids = [Int32](repeating: padId, count: sequences.count * s)
+        var types = [Int32](repeating: 0, count: sequences.count * s)
+        var mask = [Int32](repeating: 0, count: sequences.count * s)
+        for (b, seq) in sequences.enumerated() {
+            for (p, id) in seq.enumerated() {
+                ids[b * s + p] = id
+                mask[b * s + p] = 1
+                if let t = tokenTypeIds?[b], p < t.count { types[b * s + p] = t[p] }
+            }
+        }
+        return EncoderBatch(batchSize: sequences.count, sequenceLength: s, inputIds: ids,
+                            tokenTypeIds: tokenTypeIds == nil ? nil : types, attentionMask: mask)
+    }
+}
+
+/// The real tokens of a batch, without padding: token t came from flat position origin[t] = b·S + p.
+struct RealTokens {
+    let batchSize: Int
+    let paddedLength: Int  // S of the padded batch
+    var ids: [Int32] = []
+    var types: [Int32] = []
+    var positions: [Int32] = []
+    var origin: [Int] = []
+    /// Per batch row: where its tokens start in the token order, and how many there are.
+    var sequenceStart: [Int] = []
+    var sequenceLength: [Int] = []
+
+    init(batchSize: Int, sequenceLength: Int) {
+        self.batchSize = batchSize
+        self.paddedLength = sequenceLength
+    }
+
+    var tokenCount: Int { ids.count }
+
+    /// Scatters token rows [T, cols] back to a zero-padded [B, S, cols] array.
+    func unpack(_ x: UnsafePointer<Float>, cols: Int) -> [Float] {
+        var out = [Float](repeating: 0, count: batchSize * paddedLength * cols)
+        out.withUnsafeMutableBufferPointer { dst in
+            for (t, flat) in origin.enumerated() {
+                (dst.baseAddress! + flat * cols).update(from: x + t * cols, count: cols)
+            }
+        }
+        return out
+    }
+
+    /// Checks the batch against the model, and gathers the real (unmasked) tokens of every
+    /// sequence contiguously: all per-token work then skips padding entirely.
+    init(_ batch: EncoderBatch, config: BertConfig) throws {
+        let b = batch.batchSize, s = batch.sequenceLength
+        guard b >= 0, s >= 0 else { throw BertError("batch size and sequence length must not be negative") }
+        let (n, overflow) = b.multipliedReportingOverflow(by: s)
+        guard !overflow else { throw BertError("batch size \(b) × sequence length \(s) is too large") }
+        guard batch.inputIds.count == n else {
+            throw BertError("input_ids has \(batch.inputIds.count) values, expected batch \(b) × length \(s) = \(n)")
+        }
+        if let t = batch.tokenTypeIds, t.count != n {
+            throw BertError("token_type_ids has \(t.count) values, expected \(n)")
+        }
+        if let m = batch.attentionMask, m.count != n {
+            throw BertError("attention_mask has \(m.count) values, expected \(n)")
+        }
+        if let p = batch.positionIds, p.count != n {
+            throw BertError("position_ids has \(p.count) values, expected \(n)")
+        }
+        if batch.positionIds == nil && s > config.maxPositionEmbeddings {
+            throw BertError("sequence length \(s) is longer than max_position_embeddings \(config.maxPositionEmbeddings); truncate the input")
+        }
+        var packed = RealTokens(batchSize: b, sequenceLength: s)
+        packed.ids.reserveCapacity(n)
+        for bi in 0..<b {
+            let start = packed.ids.count
+            for p in 0..<s {
+                let i = bi * s + p
+                if let m = batch.attentionMask, m[i] == 0 { continue }
+                let id = batch.inputIds[i]
+                guard id >= 0 && Int(id) < config.vocabSize else {
+                    throw BertError("input id \(id) at batch \(bi), position \(p) is outside the vocabulary (size \(config.vocabSize))")
+                }
+                let type = batch.tokenTypeIds?[i] ?? 0
+                guard type >= 0 && Int(type) < config.typeVocabSize else {
+                    throw BertError("token type id \(type) at batch \(bi), position \(p) is outside type_vocab_size \(config.typeVocabSize)")
+                }
+                let pos = batch.positionIds?[i] ?? Int32(p)
+                guard pos >= 0 && Int(pos) < config.maxPositionEmbeddings else {
+                    throw BertError("position id \(pos) at batch \(bi), position \(p) is outside max_position_embeddings \(config.maxPositionEmbeddings)")
+                }
+                packed.ids.append(id)
+                packed.types.append(type)
+                packed.positions.append(pos)
+                packed.origin.append(i)
+            }
+            let length = packed.ids.count - start
+            packed.sequenceStart.append(start)
+            packed.sequenceLength.append(length)
+        }
+        self = packed
+    }
+}
