@@ -154,7 +154,7 @@ struct FineTuneCLITests {
             (["--train", try file("one.csv", "text,label\na,x\nb,x\n")], "at least 2"),
             (["--train", good, "--validation", try file("unseen.csv", "text,label\na,z\n")], "unseen.csv:2"),
             (["--train", root.appendingPathComponent("missing.csv").path], "not found"),
-            (["--train", good, "--task", "guess"], "--task must be"),
+            (["--train", good, "--task", "guess"], "'classify', 'regress', 'tag', 'qa' or 'choice'"),
         ]
         for (extra, message) in cases {
             // Each option once: the case's values replace the defaults.

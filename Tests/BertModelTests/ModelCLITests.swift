@@ -10,13 +10,16 @@ import Testing
 
 /// The `bert` executable, built next to the test bundle.
 func bertExecutable() -> URL {
-    var dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+    // The binary of the build under test (beside the test bundle, or above it inside a macOS
+    // .xctest bundle), never another build's: a stale .build/release/bert would test old code.
+    let start = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+    var dir = start
     for _ in 0..<4 {
         let candidate = dir.appendingPathComponent("bert")
         if FileManager.default.isExecutableFile(atPath: candidate.path) { return candidate }
         dir = dir.deletingLastPathComponent()
     }
-    return ModelFixtures.packageRoot.appendingPathComponent(".build/release/bert")
+    return start.appendingPathComponent("bert")
 }
 
 struct BertCLIResult {
@@ -81,7 +84,7 @@ private func scratchFolder() -> URL {
     FileManager.default.temporaryDirectory.appendingPathComponent("bert-model-cli-\(UUID().uuidString)", isDirectory: true)
 }
 
-@Suite(.enabled(if: FileManager.default.isExecutableFile(atPath: bertExecutable().path)))
+@Suite(.enabled(if: FileManager.default.isExecutableFile(atPath: bertExecutable().path) || ModelFixtures.required))
 struct ModelCLITests {
     static let tiny = ModelFixtures.url("tiny-pretraining")
 

@@ -564,6 +564,16 @@ private let tinyHidden = 32
         try model.save(to: folder)
         let loaded = try BertModel(folder: folder)
         #expect(loaded.config == config)
+        #expect(!config.extra.isEmpty, "the fixture's config has keys we keep without using")
+        // Equality covers the kept keys: a lost or changed one is a different config.
+        for key in config.extra.keys {
+            var lost = loaded.config
+            lost.extra.removeValue(forKey: key)
+            #expect(lost != config, "\(key)")
+            var changed = loaded.config
+            changed.extra[key] = "changed"
+            #expect(changed != config, "\(key)")
+        }
         #expect(loaded.pooler != nil)
         #expect(loaded.parameters.data.toArray() == model.parameters.data.toArray())
         let a = try model.forward(Self.sampleBatch), b = try loaded.forward(Self.sampleBatch)

@@ -3,13 +3,16 @@ import Testing
 
 /// The `bert` executable, built next to the test bundle.
 func bertBinary() -> URL {
-    var dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+    // The binary of the build under test (beside the test bundle, or above it inside a macOS
+    // .xctest bundle), never another build's: a stale .build/release/bert would test old code.
+    let start = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+    var dir = start
     for _ in 0..<4 {
         let candidate = dir.appendingPathComponent("bert")
         if FileManager.default.isExecutableFile(atPath: candidate.path) { return candidate }
         dir = dir.deletingLastPathComponent()
     }
-    return Fixtures.packageRoot.appendingPathComponent(".build/release/bert")
+    return start.appendingPathComponent("bert")
 }
 
 struct RunResult { var status: Int32; var stdout: String; var stderr: String }
@@ -31,7 +34,7 @@ func runBert(_ args: [String], stdin: Data = Data()) throws -> RunResult {
     return RunResult(status: p.terminationStatus, stdout: String(decoding: out, as: UTF8.self), stderr: String(decoding: err, as: UTF8.self))
 }
 
-@Suite(.enabled(if: FileManager.default.isExecutableFile(atPath: bertBinary().path)))
+@Suite(.enabled(if: FileManager.default.isExecutableFile(atPath: bertBinary().path) || Fixtures.required))
 struct CLITests {
     func vocabFile() throws -> URL {
         let url = FileManager.default.temporaryDirectory.appendingPathComponent("cli-vocab-\(UUID().uuidString).txt")

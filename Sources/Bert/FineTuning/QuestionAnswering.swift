@@ -107,6 +107,47 @@ public struct QAOptions: Sendable {
     /// Whether a null answer may be predicted (SQuAD 2.0 data).
     public var allowNull = false
     public init() {}
+
+    /// The file beside a fine-tuned QA model that keeps these settings.
+    public static let fileName = "qa_settings.json"
+
+    /// The settings kept in a model folder's qa_settings.json; defaults when the folder has none.
+    public init(folder: URL) throws {
+        self.init()
+        let url = folder.appendingPathComponent(Self.fileName)
+        guard FileManager.default.fileExists(atPath: url.path) else { return }
+        guard let data = try? Data(contentsOf: url),
+              let s = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+            throw BertError("\(url.path): not a JSON object")
+        }
+        func int(_ key: String, _ value: inout Int, minimum: Int) throws {
+            guard let v = s[key] else { return }
+            guard let n = v as? Int, n >= minimum else { throw BertError("\(url.path): \(key) must be an integer of at least \(minimum)") }
+            value = n
+        }
+        try int("max_length", &maxLength, minimum: 4)
+        try int("doc_stride", &docStride, minimum: 0)
+        try int("max_query_length", &maxQueryLength, minimum: 1)
+        try int("max_answer_length", &maxAnswerLength, minimum: 1)
+        try int("n_best", &nBest, minimum: 1)
+        if let v = s["null_threshold"] {
+            guard let n = (v as? NSNumber)?.doubleValue, n.isFinite else { throw BertError("\(url.path): null_threshold must be a number") }
+            nullThreshold = n
+        }
+        if let v = s["version_2_with_negative"] {
+            guard let b = v as? Bool else { throw BertError("\(url.path): version_2_with_negative must be true or false") }
+            allowNull = b
+        }
+    }
+
+    /// Writes qa_settings.json into `folder`.
+    public func write(to folder: URL) throws {
+        let object: [String: Any] = ["max_length": maxLength, "doc_stride": docStride, "max_query_length": maxQueryLength,
+                                     "max_answer_length": maxAnswerLength, "n_best": nBest, "null_threshold": nullThreshold,
+                                     "version_2_with_negative": allowNull]
+        try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])
+            .write(to: folder.appendingPathComponent(Self.fileName), options: .atomic)
+    }
 }
 
 /// One window of a question over its context.

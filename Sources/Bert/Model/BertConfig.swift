@@ -31,6 +31,12 @@ public struct BertConfig: @unchecked Sendable, Equatable {
             && a.maxPositionEmbeddings == b.maxPositionEmbeddings && a.typeVocabSize == b.typeVocabSize
             && a.layerNormEps == b.layerNormEps && a.initializerRange == b.initializerRange
             && a.padTokenId == b.padTokenId && a.architectures == b.architectures
+            && canonicalJSON(a.extra) == canonicalJSON(b.extra)
+    }
+
+    /// The kept keys as sorted JSON: equal exactly when they would be written the same.
+    private static func canonicalJSON(_ object: [String: Any]) -> Data? {
+        try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
     }
 
     public var headSize: Int { hiddenSize / numAttentionHeads }
@@ -157,6 +163,10 @@ public struct BertConfig: @unchecked Sendable, Equatable {
         if let t = rest["model_type"] as? String, t != "bert" {
             throw BertError("\(source): model_type is '\(t)', not 'bert'")
         }
+        // Keys whose only accepted value the writer always writes are not kept: a config read
+        // back from what we saved then equals the one saved.
+        if rest["model_type"] as? String == "bert" { rest.removeValue(forKey: "model_type") }
+        if rest["position_embedding_type"] as? String == "absolute" { rest.removeValue(forKey: "position_embedding_type") }
         c.extra = rest
         try c.validate(source: source)
         self = c

@@ -1,4 +1,6 @@
 import ArgumentParser
+import Bert
+import BertCompute
 import BertTokenizer
 import Foundation
 
@@ -27,7 +29,7 @@ struct LearnVocab: ParsableCommand {
     var minFrequency: Int = 2
 
     @Option(name: .long, help: "Merge ranking: likelihood (WordPiece's count(ab)/(count(a)count(b))) or frequency (most frequent pair first, as tokenizers' WordPieceTrainer).")
-    var scoring: String = "likelihood"
+    var scoring: MergeScoring = .likelihood
 
     @Option(name: .long, help: "Comma-separated special tokens, first in the vocabulary.")
     var specialTokens: String = WordPieceLearner.defaultSpecialTokens.joined(separator: ",")
@@ -61,24 +63,18 @@ struct LearnVocab: ParsableCommand {
         guard FileManager.default.fileExists(atPath: folder, isDirectory: &isDirectory), isDirectory.boolValue else {
             throw CLIError("\(out): cannot write: no folder \(folder)")
         }
-        guard let mergeScoring = MergeScoring(rawValue: scoring) else {
-            throw CLIError("--scoring must be likelihood or frequency")
-        }
         var learner = WordPieceLearner(size: size, normalizer: cased ? .cased : .uncased,
                                        minFrequency: minFrequency, specialTokens: specials)
-        learner.scoring = mergeScoring
-        do {
-            if files.isEmpty {
-                try learner.add(handle: FileHandle.standardInput, source: "<stdin>")
-            }
-            // Every file is checked before any is read: a typo fails at once, not after minutes.
-            for path in files where !FileManager.default.fileExists(atPath: path) {
-                throw TokenizerError.fileNotFound(path)
-            }
-            for path in files { try learner.add(file: URL(fileURLWithPath: path)) }
-        } catch let e as TokenizerError {
-            throw CLIError(e.description)
+        learner.scoring = scoring
+        if files.isEmpty {
+            try learner.add(handle: FileHandle.standardInput, source: "<stdin>")
         }
+        // Every file is checked before any is read: a typo fails at once, not after minutes.
+        for path in files where !FileManager.default.fileExists(atPath: path) {
+            throw TokenizerError.fileNotFound(path)
+        }
+        for path in files { try learner.add(file: URL(fileURLWithPath: path)) }
+        
         for source in learner.invalidUTF8Sources {
             warn("warning: \(source): invalid UTF-8 replaced with U+FFFD")
         }

@@ -1,4 +1,6 @@
 import ArgumentParser
+import Bert
+import BertCompute
 import BertTokenizer
 import Foundation
 
@@ -36,15 +38,12 @@ struct Tokenize: ParsableCommand {
 
     func run() throws {
         var tokenizer: BertTokenizer
-        do {
-            if let model {
-                tokenizer = try BertTokenizer(modelFolder: URL(fileURLWithPath: model))
-            } else {
-                tokenizer = try BertTokenizer(vocabFile: URL(fileURLWithPath: vocab!))
-            }
-        } catch let e as TokenizerError {
-            throw CLIError(e.description)
+        if let model {
+            tokenizer = try BertTokenizer(modelFolder: URL(fileURLWithPath: model))
+        } else {
+            tokenizer = try BertTokenizer(vocabFile: URL(fileURLWithPath: vocab!))
         }
+        
         if cased { tokenizer.normalizer.lowercase = false; tokenizer.normalizer.stripAccents = false }
         tokenizer.padding = nil
         tokenizer.truncation = maxLength.map { Truncation(maxLength: $0, strategy: .longestFirst) }
@@ -74,7 +73,7 @@ struct Tokenize: ParsableCommand {
     }
 
     private func batch(_ body: () throws -> [Encoding]) throws -> [Encoding] {
-        do { return try body() } catch let e as TokenizerError { throw CLIError(e.description) }
+        return try body()
     }
 
     private func render(_ e: Encoding, _ tokenizer: BertTokenizer) -> String {

@@ -1,20 +1,8 @@
 import ArgumentParser
+import Bert
+import BertCompute
 import BertTokenizer
 import Foundation
-
-@main
-struct Bert: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "bert",
-        abstract: "BERT in Swift: tokenize, learn vocabularies, embed sentences, inspect and count models.",
-        subcommands: [Tokenize.self, LearnVocab.self, Embed.self, Params.self, Inspect.self, InitModel.self, Pretrain.self, PrepareData.self, FillMask.self, FineTune.self, Predict.self, Evaluate.self, Features.self])
-}
-
-/// A failure the user can act on: printed as "error: ..." with exit code 1, never a crash.
-struct CLIError: Error, CustomStringConvertible {
-    let description: String
-    init(_ d: String) { description = d }
-}
 
 /// Prints to stderr.
 func warn(_ message: String) {
@@ -83,4 +71,25 @@ struct LineReader {
         }
         return String(decoding: bytes, as: UTF8.self)
     }
+}
+
+func printJSON(_ object: Any) throws {
+    let json = try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])
+    print(String(decoding: json, as: UTF8.self))
+}
+
+func formatMetrics(_ m: [String: Double]) -> String {
+    m.keys.sorted().filter { $0 != "examples" }.map { String(format: "%@ %.4f", $0 as NSString, m[$0]!) }.joined(separator: "  ")
+}
+
+/// Shortest-ish fixed formatting: %.{p}g keeps the output compact and exact enough.
+func formatFloat(_ x: Float, _ precision: Int) -> String {
+    if x.isNaN { return "NaN" }  // never produced by a healthy model; kept visible rather than hidden
+    return String(format: "%.\(precision)g", Double(x))
+}
+
+func formatDuration(_ s: Double) -> String {
+    guard s.isFinite else { return "?" }
+    let t = Int(s.rounded())
+    return t >= 3600 ? String(format: "%dh%02dm", t / 3600, t % 3600 / 60) : String(format: "%dm%02ds", t / 60, t % 60)
 }

@@ -29,7 +29,7 @@ struct Pretrain: ParsableCommand {
     @Option(help: "Learn a WordPiece vocabulary of N tokens from the corpus first.")
     var learnVocab: Int?
     @Option(help: "How --learn-vocab ranks merges: frequency (keeps frequent words whole) or likelihood.")
-    var vocabScoring: String = "frequency"
+    var vocabScoring: MergeScoring = .frequency
     @Option(help: "Output folder.")
     var out: String
     @Option(help: "Optimizer steps.") var steps = 1000
@@ -82,18 +82,13 @@ struct Pretrain: ParsableCommand {
             if !(resume && FileManager.default.fileExists(atPath: vocabURL.path)) {
                 warn("learning a \(learnVocab!)-token WordPiece vocabulary from the corpus")
                 var learner = WordPieceLearner(size: learnVocab!, normalizer: normalizer)
-                guard let scoring = MergeScoring(rawValue: vocabScoring) else {
-                    throw CLIError("--vocab-scoring must be frequency or likelihood")
-                }
-                learner.scoring = scoring
+                learner.scoring = vocabScoring
                 for f in files { try learner.add(file: f) }
                 try learner.learn().write(to: vocabURL)
             }
         }
         let tokenizer: BertTokenizer
-        do { tokenizer = try BertTokenizer(vocabFile: vocabURL, normalizer: normalizer) } catch let e as TokenizerError {
-            throw CLIError(e.description)
-        }
+ tokenizer = try BertTokenizer(vocabFile: vocabURL, normalizer: normalizer) 
         var cfg = try preset.map { try BertConfig.preset($0) } ?? BertConfig(contentsOf: URL(fileURLWithPath: config!))
         cfg.vocabSize = tokenizer.vocabulary.count
         if seqLen > cfg.maxPositionEmbeddings { throw CLIError("--seq-len \(seqLen) is longer than max_position_embeddings \(cfg.maxPositionEmbeddings)") }
@@ -135,129 +130,20 @@ struct Pretrain: ParsableCommand {
         let parameters = ParameterBreakdown(layout: model.parameters.layout).total
         warn("\(shardSet.documents) documents, \(run.instanceCount) instances; model \(cfg.numHiddenLayers) layers, hidden \(cfg.hiddenSize), \(parameters) parameters; \(Compute.threads) threads")
         signal(SIGINT) { _ in pretrainingInterrupted = true }
-        do {
-            try run.run(resume: resume) { p in
-                func pct(_ c: Int, _ n: Int) -> String { n == 0 ? "-" : String(format: "%.1f%%", 100 * Double(c) / Double(n)) }
-                var line = String(format: "step %d/%d  loss %.4f (mlm %.4f, nsp %.4f)  mlm acc %@  nsp acc %@  lr %.2e  %.0f tokens/s  ETA %@",
-                                  p.step, steps, p.loss.total, p.loss.mlm, p.loss.nsp, pct(p.loss.mlmCorrect, p.loss.mlmCount) as NSString,
-                                  pct(p.loss.nspCorrect, p.loss.nspCount) as NSString, p.learningRate, p.tokensPerSecond,
-                                  formatDuration(p.secondsLeft) as NSString)
-                if let e = p.evalLoss {
-                    line += String(format: "\n  held-out: loss %.4f (mlm %.4f, nsp %.4f)  mlm acc %@  nsp acc %@", e.total, e.mlm, e.nsp,
-                                   pct(e.mlmCorrect, e.mlmCount) as NSString, pct(e.nspCorrect, e.nspCount) as NSString)
-                }
-                print(line)
-                fflush(nil)
+        try run.run(resume: resume) { p in
+            func pct(_ c: Int, _ n: Int) -> String { n == 0 ? "-" : String(format: "%.1f%%", 100 * Double(c) / Double(n)) }
+            var line = String(format: "step %d/%d  loss %.4f (mlm %.4f, nsp %.4f)  mlm acc %@  nsp acc %@  lr %.2e  %.0f tokens/s  ETA %@",
+                              p.step, steps, p.loss.total, p.loss.mlm, p.loss.nsp, pct(p.loss.mlmCorrect, p.loss.mlmCount) as NSString,
+                              pct(p.loss.nspCorrect, p.loss.nspCount) as NSString, p.learningRate, p.tokensPerSecond,
+                              formatDuration(p.secondsLeft) as NSString)
+            if let e = p.evalLoss {
+                line += String(format: "\n  held-out: loss %.4f (mlm %.4f, nsp %.4f)  mlm acc %@  nsp acc %@", e.total, e.mlm, e.nsp,
+                               pct(e.mlmCorrect, e.mlmCount) as NSString, pct(e.nspCorrect, e.nspCount) as NSString)
             }
-        } catch let e as BertError {
-            throw CLIError(e.message)
+            print(line)
+            fflush(nil)
         }
+        
         warn("wrote \(output.path): config.json, model.safetensors, tokenizer.json, vocab.txt, tokenizer_config.json, training_curve.csv/.svg, checkpoints/")
-    }
-}
-
-/// Streams the corpus into shards, saying how far it got.
-func prepareShards(files: [URL], tokenizer: BertTokenizer, options: ShardOptions, folder: URL) throws -> PretrainingShardSet {
-    warn("streaming the corpus into \(options.shardCount) shards in \(folder.path)")
-    do {
-        let set = try preparePretrainingShards(files: files, tokenizer: tokenizer, options: options, folder: folder) { documents, instances in
-            warn("  \(documents) documents, \(instances) instances")
-        }
-        try? FileManager.default.removeItem(at: folder.appendingPathComponent("vocab.txt"))
-        try tokenizer.vocabulary.write(to: folder.appendingPathComponent("vocab.txt"))
-        return set
-    } catch let e as BertError {
-        throw CLIError(e.message)
-    }
-}
-
-/// `bert prepare-data`: the corpus as pretraining shards on disk (for `bert pretrain --data`).
-struct PrepareData: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "prepare-data",
-        abstract: "Turn raw documents into pretraining instances in shard files (streamed: any corpus size).",
-        discussion: """
-            Instances follow create_pretraining_data.py (target length with short_seq_prob, IsNext \
-            or a random span of another document, the longer side truncated at random); each goes \
-            to a random shard. Masks are made during training from the seed and the instance. \
-            The folder gets shard-NNNNN.bin, heldout.bin, vocab.txt and manifest.json (written \
-            last). The same seed gives the same shards.
-            """)
-
-    @Option(parsing: .upToNextOption, help: "Corpus files.") var corpus: [String]
-    @Option(help: "A vocab.txt.") var vocab: String
-    @Option(help: "Output folder.") var out: String
-    @Option(help: "Maximum sequence length of an instance.") var seqLen = 128
-    @Option(help: "Probability of a shorter target length.") var shortSeqProb = 0.1
-    @Option(help: "Times the corpus is turned into instances.") var dupeFactor = 1
-    @Option(help: "Number of shard files.") var shards = 16
-    @Option(help: "Random seed.") var seed: UInt64 = 12345
-    @Option(help: "Documents held out for evaluation: every Nth document of the corpus...") var heldOutEvery = 100
-    @Option(help: "...at most this many.") var heldOut = 64
-    @Flag(help: "Split each line into sentences (paragraph input).") var splitSentences = false
-    @Flag(help: "Keep case (no lowercasing or accent stripping).") var cased = false
-
-    func validate() throws {
-        if seqLen < 8 || seqLen > 65535 { throw ValidationError("--seq-len must be between 8 and 65535") }
-        if shards < 1 || shards > 65536 { throw ValidationError("--shards must be between 1 and 65536") }
-        if dupeFactor < 1 { throw ValidationError("--dupe-factor must be positive") }
-        if !(0...1).contains(shortSeqProb) { throw ValidationError("--short-seq-prob must be between 0 and 1") }
-    }
-
-    func run() throws {
-        let files = corpus.map { URL(fileURLWithPath: $0) }
-        for f in files where !FileManager.default.fileExists(atPath: f.path) { throw CLIError("\(f.path): file not found") }
-        let tokenizer: BertTokenizer
-        do { tokenizer = try BertTokenizer(vocabFile: URL(fileURLWithPath: vocab), normalizer: cased ? .cased : .uncased) }
-        catch let e as TokenizerError { throw CLIError(e.description) }
-        var options = ShardOptions()
-        options.data.maxSeqLength = seqLen
-        options.data.shortSeqProb = shortSeqProb
-        options.seed = seed
-        options.dupeFactor = dupeFactor
-        options.shardCount = shards
-        options.heldOutDocuments = heldOut
-        options.heldOutEvery = heldOutEvery
-        options.splitSentences = splitSentences
-        let set = try prepareShards(files: files, tokenizer: tokenizer, options: options, folder: URL(fileURLWithPath: out))
-        warn("wrote \(out): \(set.documents) documents, \(set.count) training instances in \(shards) shards")
-    }
-}
-
-func formatDuration(_ s: Double) -> String {
-    guard s.isFinite else { return "?" }
-    let t = Int(s.rounded())
-    return t >= 3600 ? String(format: "%dh%02dm", t / 3600, t % 3600 / 60) : String(format: "%dm%02ds", t / 60, t % 60)
-}
-
-/// `bert fill-mask`: the most likely tokens for each [MASK].
-struct FillMask: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "fill-mask",
-        abstract: "Print the top tokens and probabilities for each [MASK] of a text (a BertForPreTraining folder).")
-
-    @Option(help: "A model folder with the masked-LM head (e.g. the output of bert pretrain).")
-    var model: String
-    @Option(help: "How many tokens to show per mask.") var topK = 5
-    @Argument(help: "Texts containing [MASK].") var texts: [String]
-
-    func run() throws {
-        let folder = URL(fileURLWithPath: model)
-        let network = try BertForPreTraining(folder: folder)
-        var tokenizer = try BertTokenizer(modelFolder: folder)
-        tokenizer.truncation = Truncation(maxLength: network.config.maxPositionEmbeddings)
-        tokenizer.padding = nil
-        guard let maskId = tokenizer.tokenId("[MASK]") else { throw CLIError("the vocabulary has no [MASK]") }
-        for text in texts {
-            let e = try tokenizer.encode(text)
-            let positions = e.ids.indices.filter { e.ids[$0] == maskId }
-            if positions.isEmpty { throw CLIError("no [MASK] in: \(text)") }
-            let probs = try network.maskedTokenProbabilities(
-                EncoderBatch(batchSize: 1, sequenceLength: e.count, inputIds: e.ids, tokenTypeIds: e.typeIds), positions: positions)
-            print(text)
-            for (n, p) in probs.enumerated() {
-                let best = p.indices.sorted { p[$0] > p[$1] }.prefix(topK)
-                let shown = best.map { String(format: "%@ %.3f", tokenizer.tokens([Int32($0)])[0] as NSString, p[$0]) }
-                print("  [MASK] \(n + 1): " + shown.joined(separator: ", "))
-            }
-        }
     }
 }

@@ -1,0 +1,31 @@
+import ArgumentParser
+import Bert
+import BertCompute
+import BertTokenizer
+import Foundation
+
+/// `bert evaluate`: the task's metrics of a fine-tuned model on labeled data.
+struct Evaluate: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Evaluate a fine-tuned model on labeled data; prints the metrics as JSON.")
+
+    @Option(help: "A folder written by bert finetune (its config.json names the head).") var model: String
+    @Option(help: "Labeled data (.csv, .tsv or .jsonl; CoNLL for tagging, SQuAD JSON for QA, JSON Lines for choice).") var data: String
+    @Option(help: "Maximum tokens per example (default: the model's limit).") var maxLength: Int?
+    @OptionGroup var threads: ThreadOption
+    @OptionGroup var columns: ColumnOptions
+
+    func run() throws {
+        threads.apply()
+        guard FileManager.default.fileExists(atPath: data) else { throw CLIError("\(data): file not found") }
+        let url = URL(fileURLWithPath: data)
+        let metrics: [String: Double]
+        switch try FineTunedModel(model, maxLength: maxLength) {
+        case .solver(let solver): metrics = try solver.evaluate(try readChoiceExamples(url))
+        case .answerer(let answerer): metrics = try answerer.evaluate(try readSquad(url))
+        case .tagger(let tagger): metrics = try tagger.evaluate(try readTaggedSentences(url))
+        case .sequence(let tuner): metrics = try tuner.evaluate(try readExamples(data, columns: columns.names))
+        }
+        try printJSON(metrics)
+    }
+}

@@ -1,0 +1,80 @@
+import ArgumentParser
+import Bert
+import BertCompute
+import BertTokenizer
+import Foundation
+
+/// `bert fill-mask`: the most likely tokens for each [MASK].
+struct FillMask: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "fill-mask",
+        abstract: "Print the top tokens and probabilities for each [MASK] of a text (a BertForPreTraining folder).")
+
+    @Option(help: "A model folder with the masked-LM head (e.g. the output of bert pretrain).")
+    var model: String
+    @Option(help: "How many tokens to show per mask.") var topK = 5
+    @Option(help: "Texts per forward pass.") var batchSize = 32
+    @OptionGroup var threads: ThreadOption
+    @Option(help: "A file of texts, one per line (- for stdin), instead of the arguments.") var file: String?
+    @Argument(help: "Texts containing [MASK].") var texts: [String] = []
+
+    func validate() throws {
+        if texts.isEmpty == (file == nil) { throw ValidationError("give texts as arguments or --file, not both") }
+        if topK < 1 { throw ValidationError("--top-k must be at least 1") }
+        if batchSize < 1 { throw ValidationError("--batch-size must be at least 1") }
+    }
+
+    func run() throws {
+        threads.apply()
+        let folder = URL(fileURLWithPath: model)
+        let network = try BertForPreTraining(folder: folder)
+        network.prepareForInference()
+        var tokenizer = try BertTokenizer(modelFolder: folder)
+        tokenizer.truncation = Truncation(maxLength: network.config.maxPositionEmbeddings)
+        tokenizer.padding = nil
+        guard let maskId = tokenizer.tokenId("[MASK]") else { throw CLIError("the vocabulary has no [MASK]") }
+        let k = min(topK, network.config.vocabSize)
+        var texts = self.texts
+        if let file {
+            var reader = LineReader(paths: file == "-" ? [] : [file])
+            try reader.forEachBatch { texts += $0 }
+        }
+        let out = Output()
+        for first in stride(from: 0, to: texts.count, by: batchSize) {
+            let part = Array(texts[first..<min(texts.count, first + batchSize)])
+            let encodings = try tokenizer.encodeBatch(part)
+            let batch = EncoderBatch.padded(encodings.map(\.ids), tokenTypeIds: encodings.map(\.typeIds))
+            // Every [MASK] of the batch, as a flat position b·S + p, in text order.
+            var positions: [Int] = [], owner: [Int] = []
+            for (b, e) in encodings.enumerated() {
+                let masks = e.ids.indices.filter { e.ids[$0] == maskId }
+                if masks.isEmpty { throw CLIError("no [MASK] in: \(part[b])") }
+                positions += masks.map { b * batch.sequenceLength + $0 }
+                owner += masks.map { _ in b }
+            }
+            let probabilities = try network.maskedTokenProbabilities(batch, positions: positions)
+            for (b, text) in part.enumerated() {
+                out.write(text + "\n")
+                for (n, i) in owner.indices.filter({ owner[$0] == b }).enumerated() {
+                    let p = probabilities[i]
+                    let best = topIndices(p, k)
+                    let shown = best.map { String(format: "%@ %.3f", tokenizer.tokens([Int32($0)])[0] as NSString, p[$0]) }
+                    out.write("  [MASK] \(n + 1): " + shown.joined(separator: ", ") + "\n")
+                }
+            }
+        }
+        out.flush()
+    }
+}
+
+/// The indices of the k largest values, largest first (ties: lower index first).
+func topIndices(_ values: [Float], _ k: Int) -> [Int] {
+    var best: [Int] = []
+    for i in values.indices {
+        if best.count == k, values[i] <= values[best[k - 1]] { continue }
+        var j = best.count
+        while j > 0 && values[best[j - 1]] < values[i] { j -= 1 }
+        best.insert(i, at: j)
+        if best.count > k { best.removeLast() }
+    }
+    return best
+}

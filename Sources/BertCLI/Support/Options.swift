@@ -1,0 +1,43 @@
+import ArgumentParser
+import Bert
+import BertCompute
+import BertTokenizer
+import Foundation
+
+/// The column options shared by finetune, predict and evaluate.
+struct ColumnOptions: ParsableArguments {
+    @Option(help: "Column of the text (CSV/TSV header or JSON key).") var textColumn = "text"
+    @Option(help: "Column of the second text of a pair (absent: single sentences).") var pairColumn = "text_pair"
+    @Option(help: "Column of the label.") var labelColumn = "label"
+
+    var names: ColumnNames {
+        var c = ColumnNames()
+        c.text = textColumn
+        c.textPair = pairColumn
+        c.label = labelColumn
+        return c
+    }
+}
+
+/// --threads, shared by the commands that compute: at least 1, applied to `Compute.threads`.
+struct ThreadOption: ParsableArguments {
+    @Option(help: "Worker threads (default: all cores).") var threads: Int?
+
+    func validate() throws {
+        if let t = threads, t < 1 { throw ValidationError("--threads must be at least 1") }
+    }
+
+    func apply() {
+        if let threads { Compute.threads = threads }
+    }
+}
+
+/// What `bert finetune --task` trains.
+enum FineTuneTask: String, ExpressibleByArgument, CaseIterable {
+    case classify, regress, tag, qa, choice
+}
+
+// The library's option enums, as argument values (their raw values are the option spellings).
+extension Pooling: ExpressibleByArgument {}
+extension LayerCombination: ExpressibleByArgument {}
+extension MergeScoring: ExpressibleByArgument {}
