@@ -126,20 +126,47 @@ public struct BertTokenizer: Sendable {
     /// Ids of many texts on all cores, as one flat array with row boundaries.
     /// Truncation applies (the first window); padding does not.
     public func encodeIdsBatch(_ texts: [String], addSpecialTokens: Bool = true, threads: Int? = nil) -> RaggedIds {
-        let workers = resolvedThreads(threads, count: texts.count)
-        let chunks = chunkCount(texts.count, workers: workers)
+        idsBatch(count: texts.count, addSpecialTokens: addSpecialTokens, threads: threads,
+                 truncated: { i, scratch in idsOnly(texts[i], addSpecialTokens: addSpecialTokens, scratch: scratch) },
+                 raw: { i, scratch, raw in rawTokens(texts[i], offsets: false, scratch: scratch, into: &raw) })
+    }
+
+    /// Ids of many texts held as lines of one UTF-8 buffer, `text[lines[i]]`, with no String per
+    /// text: the command line's path. `text` must be valid UTF-8 (`String(validating:)` accepts
+    /// it; check before, as invalid bytes give unspecified ids). Otherwise as `encodeIdsBatch`.
+    public func encodeIdsBatch(utf8 text: UnsafeBufferPointer<UInt8>, lines: [Range<Int>], addSpecialTokens: Bool = true,
+                               threads: Int? = nil) -> RaggedIds {
+        nonisolated(unsafe) let text = text
+        return idsBatch(count: lines.count, addSpecialTokens: addSpecialTokens, threads: threads,
+                        truncated: { i, scratch in
+                            idsOnly(String(decoding: UnsafeBufferPointer(rebasing: text[lines[i]]), as: UTF8.self),
+                                    addSpecialTokens: addSpecialTokens, scratch: scratch)
+                        },
+                        raw: { i, scratch, raw in
+                            rawTokens(utf8: UnsafeBufferPointer(rebasing: text[lines[i]]), offsets: false, scratch: scratch,
+                                      into: &raw, visitor: nil)
+                        })
+    }
+
+    /// The batch core of both `encodeIdsBatch`: `truncated(i)` gives row i's ids when truncation
+    /// is set, else `raw(i)` appends its tokens between the template's special tokens.
+    private func idsBatch(count: Int, addSpecialTokens: Bool, threads: Int?,
+                          truncated: @escaping @Sendable (Int, Scratch) -> [Int32],
+                          raw rawRow: @escaping @Sendable (Int, Scratch, inout RawTokens) -> Void) -> RaggedIds {
+        let workers = resolvedThreads(threads, count: count)
+        let chunks = chunkCount(count, workers: workers)
         var parts = [RaggedIds](repeating: RaggedIds(), count: chunks)
         parts.withUnsafeMutableBufferPointer { out in
             nonisolated(unsafe) let out = out
             let pool = segments.wordPiece.scratchPool
             let scratches = pool.take(workers)
             defer { pool.give(scratches) }
-            parallelChunks(texts.count, threads: workers, chunks: chunks) { worker, chunk, range in
+            parallelChunks(count, threads: workers, chunks: chunks) { worker, chunk, range in
                 let scratch = scratches[worker]
                 var part = RaggedIds()
                 part.rowEnds.reserveCapacity(range.count)
                 if truncation != nil {
-                    for i in range { part.appendRow(idsOnly(texts[i], addSpecialTokens: addSpecialTokens, scratch: scratch)) }
+                    for i in range { part.appendRow(truncated(i, scratch)) }
                 } else {
                     // Every row straight into one growing buffer: no allocation per text. The
                     // template's ids are copied to locals once per chunk, so the loop touches
@@ -151,7 +178,7 @@ public struct BertTokenizer: Sendable {
                         suffix.withUnsafeBufferPointer { post in
                             for i in range {
                                 raw.ids.append(contentsOf: pre)
-                                rawTokens(texts[i], offsets: false, scratch: scratch, into: &raw)
+                                rawRow(i, scratch, &raw)
                                 raw.ids.append(contentsOf: post)
                                 part.rowEnds.append(raw.ids.count)
                             }
@@ -249,7 +276,7 @@ public struct BertTokenizer: Sendable {
         copy.withUTF8 { rawTokens(utf8: $0, offsets: offsets, scratch: scratch, into: &out, visitor: visitor) }
     }
 
-    private func rawTokens(utf8 buf: UnsafeBufferPointer<UInt8>, offsets: Bool, scratch: Scratch, into out: inout RawTokens,
+    func rawTokens(utf8 buf: UnsafeBufferPointer<UInt8>, offsets: Bool, scratch: Scratch, into out: inout RawTokens,
                            visitor: ((UnsafeBufferPointer<UInt8>) -> Void)?) {
         var word: Int32 = 0
         guard let base = buf.baseAddress, buf.count > 0 else { return }

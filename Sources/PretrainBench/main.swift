@@ -77,9 +77,11 @@ if let v = options.vocabSize { config.vocabSize = v }
 let model: BertForPreTraining
 do { model = try BertForPreTraining(config: config) } catch { fail("\(error)") }
 model.initializeWeights(seed: 0)
-let grads = try! model.makeGradients()
-let optimizer = AdamW(layout: model.parameters.layout)
-let schedule = LinearWarmupSchedule(warmupSteps: 10, totalSteps: 1_000_000)
+// The training step every trainer uses (zero, dropout, clipping, schedule, AdamW).
+let trainer = try! TrainingStep(parameters: model.parameters, config: config,
+                                optimizer: AdamW(layout: model.parameters.layout),
+                                schedule: LinearWarmupSchedule(warmupSteps: 10, totalSteps: 1_000_000),
+                                peakLearningRate: 1e-4, maxGradNorm: 1.0, seed: 0)
 
 var results: [[String: Any]] = []
 var rng = SeededRandom(seed: 1)
@@ -105,13 +107,9 @@ for (b, s) in options.shapes {
                                  mlmLabels: labels, nspLabels: (0..<b).map { Int32($0 % 2) })
     var step = 0
     func trainStep() throws {
-        grads.data.zero()
-        let dropout = Dropout(hiddenProbability: Float(config.hiddenDropoutProb),
-                              attentionProbability: Float(config.attentionProbsDropoutProb), seed: UInt64(step))
-        let loss = try model.lossAndGradients(batch, into: grads, dropout: dropout)
-        guard loss.total.isFinite else { fail("non-finite loss") }
-        clipGradientNorm(grads, maxNorm: 1.0)
-        optimizer.update(model.parameters, gradients: grads, lr: 1e-4 * schedule.multiplier(at: step))
+        try trainer.run(step: step) { _, grads, dropout in
+            try model.lossAndGradients(batch, into: grads, dropout: dropout).total
+        }
         step += 1
     }
     do {

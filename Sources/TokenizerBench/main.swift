@@ -1,7 +1,11 @@
 // Tokenizer throughput: ids only (the fast path) and full encodings (offsets, word ids), on the
 // lines of a text file, best of N runs. scripts/bench-tokenizer.sh runs it beside the peers.
 //
-//   TokenizerBench --model DIR --text FILE [--threads N] [--repeat R] [--dump-ids FILE] [--json]
+//   TokenizerBench --model DIR --text FILE [--threads N] [--repeat R] [--dump-ids FILE] [--json] [--cli BERT]
+//
+// With --cli, also the whole `bert tokenize` process (read, tokenize, print to /dev/null) on the
+// same file and threads, ids and --format json, and the process on an empty input (its start-up:
+// loading the tokenizer), each the best of the repeats.
 import BertTokenizer
 import Foundation
 
@@ -21,6 +25,7 @@ var threads = ProcessInfo.processInfo.activeProcessorCount
 var repeatCount = 5
 var json = false
 var only: String?
+var cli: String?
 var args = CommandLine.arguments.dropFirst().makeIterator()
 while let a = args.next() {
     switch a {
@@ -31,6 +36,7 @@ while let a = args.next() {
     case "--dump-ids": dumpPath = args.next()
     case "--json": json = true
     case "--only": only = args.next()
+    case "--cli": cli = args.next()
     default: fail("unknown argument \(a)")
     }
 }
@@ -89,9 +95,38 @@ for (name, r) in [("ids", idsRun), ("full", fullRun)] {
     print(String(format: "  %-5@ %8.4f s  %8.1f MB/s  %7.2f Mtok/s", name as NSString, r.seconds,
                  Double(bytes) / r.seconds / 1e6, Double(r.tokens) / r.seconds / 1e6))
 }
+/// The best wall time of `bert tokenize` on `input` (output to /dev/null), over the repeats.
+func timeCommand(_ binary: String, input: String, extra: [String]) -> Double {
+    var bestTime = Double.infinity
+    for _ in 0..<repeatCount {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: binary)
+        p.arguments = ["tokenize", "--model", model, "--threads", String(threads)] + extra + [input]
+        p.standardOutput = FileHandle(forWritingAtPath: "/dev/null")
+        let t0 = DispatchTime.now().uptimeNanoseconds
+        do { try p.run() } catch { fail("\(binary): \(error)") }
+        p.waitUntilExit()
+        let t = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
+        if p.terminationStatus != 0 { fail("bert tokenize exited \(p.terminationStatus)") }
+        bestTime = min(bestTime, t)
+    }
+    return bestTime
+}
+var cliEntry: [String: Any]? = nil
+if let cli {
+    let idsTime = timeCommand(cli, input: textPath, extra: [])
+    let jsonTime = timeCommand(cli, input: textPath, extra: ["--format", "json"])
+    let startup = timeCommand(cli, input: "/dev/null", extra: [])
+    print(String(format: "  bert tokenize %8.4f s  %8.1f MB/s (start-up %.3f s; %.2fx the library's ids)",
+                 idsTime, Double(bytes) / idsTime / 1e6, startup, idsRun.seconds / idsTime))
+    print(String(format: "  bert tokenize --format json %8.4f s  %8.1f MB/s", jsonTime, Double(bytes) / jsonTime / 1e6))
+    cliEntry = ["seconds": idsTime, "mb_per_s": Double(bytes) / idsTime / 1e6, "startup_s": startup,
+                "json_seconds": jsonTime, "json_mb_per_s": Double(bytes) / jsonTime / 1e6]
+}
 if json {
-    let object: [String: Any] = ["threads": threads, "bytes": bytes, "lines": lines.count,
+    var object: [String: Any] = ["threads": threads, "bytes": bytes, "lines": lines.count,
                                  "ids": entry(idsRun), "full": entry(fullRun)]
+    if let cliEntry { object["cli"] = cliEntry }
     let d = try! JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
     print(String(decoding: d, as: UTF8.self))
 }

@@ -61,10 +61,10 @@ struct PretrainingRunTests {
         first.initializeWeights(seed: 1)
         let b = root.appendingPathComponent("b")
         let interrupted = try PretrainingRun(model: first, tokenizer: tokenizer, documents: documents, options: options(), output: b)
+        let stop = Cancellation()
         #expect(throws: BertError.self) {
-            try interrupted.run(resume: false) { p in if p.step == 7 { pretrainingInterrupted = true } }
+            try interrupted.run(resume: false, cancellation: stop) { p in if p.step == 7 { stop.cancel() } }
         }
-        pretrainingInterrupted = false
         #expect(try String(contentsOf: b.appendingPathComponent("checkpoints/latest"), encoding: .utf8) == "step-00000007")
         let second = try BertForPreTraining(config: config)
         second.initializeWeights(seed: 99)  // overwritten by the checkpoint

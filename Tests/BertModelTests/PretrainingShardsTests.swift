@@ -189,11 +189,11 @@ struct PretrainingShardsTests {
         let first = try BertForPreTraining(config: s.config)
         first.initializeWeights(seed: 1)
         let b = s.root.appendingPathComponent("b")
+        let stop = Cancellation()
         #expect(throws: BertError.self) {
             try PretrainingRun(model: first, tokenizer: s.tokenizer, shards: set, options: runOptions(), output: b)
-                .run(resume: false) { p in if p.step == 5 { pretrainingInterrupted = true } }
+                .run(resume: false, cancellation: stop) { p in if p.step == 5 { stop.cancel() } }
         }
-        pretrainingInterrupted = false
         let second = try BertForPreTraining(config: s.config)
         try PretrainingRun(model: second, tokenizer: s.tokenizer, shards: try PretrainingShardSet(folder: s.root.appendingPathComponent("data")),
                            options: runOptions(), output: b).run(resume: true) { _ in }

@@ -87,25 +87,23 @@ public func runFineTuning(parameters: ParameterStore, config: BertConfig, count:
     let stepsPerEpoch = (count + b - 1) / b
     let total = stepsPerEpoch * options.epochs
     let schedule = LinearWarmupSchedule(warmupSteps: Int((Double(total) * options.warmupRatio).rounded()), totalSteps: total)
-    let optimizer = AdamW(layout: parameters.layout, weightDecay: options.weightDecay)
-    let grads = try ParameterStore(layout: parameters.layout)
+    let trainer = try TrainingStep(parameters: parameters, config: config,
+                                   optimizer: AdamW(layout: parameters.layout, weightDecay: options.weightDecay),
+                                   schedule: schedule, peakLearningRate: options.learningRate,
+                                   maxGradNorm: options.maxGradNorm, seed: options.seed)
     var best = -Double.infinity
     var step = 0
     let start = Date()
     for epoch in 0..<options.epochs {
-        let order = seededPermutation(count, seed: options.seed &+ 0xF17E &+ UInt64(epoch))
+        let order = seededPermutation(count, seed: Seeds.epochOrder(options.seed, epoch: epoch))
         var epochLoss = 0.0, batches = 0
         for first in stride(from: 0, to: order.count, by: b) {
-            grads.data.zero()
-            let dropout = Dropout(hiddenProbability: Float(config.hiddenDropoutProb),
-                                  attentionProbability: Float(config.attentionProbsDropoutProb),
-                                  seed: options.seed &+ 0xD0 &+ UInt64(step) &* 0x2545_F491_4F6C_DD1D)
-            let loss = try lossAndGradients(order[first..<min(order.count, first + b)], grads, dropout)
-            guard loss.isFinite else { throw BertError("the loss is \(loss) at step \(step + 1): training stopped (lower --lr)") }
-            clipGradientNorm(grads, maxNorm: options.maxGradNorm)
-            optimizer.update(parameters, gradients: grads, lr: options.learningRate * schedule.multiplier(at: step))
+            try trainer.run(step: step) { _, grads, dropout in
+                let loss = try lossAndGradients(order[first..<min(order.count, first + b)], grads, dropout)
+                epochLoss += loss
+                return loss
+            }
             step += 1
-            epochLoss += loss
             batches += 1
             if step % max(1, options.logEvery) == 0 {
                 let elapsed = Date().timeIntervalSince(start)

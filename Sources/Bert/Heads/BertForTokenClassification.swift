@@ -92,7 +92,7 @@ public final class BertForTokenClassification: BertHead, @unchecked Sendable {
             // One mask row per packed token (the same whichever tokens are labelled).
             let tokens = acts.tokens.tokenCount
             let all = FloatBuffer(count: tokens * h)
-            d.mask(all.pointer, count: tokens * h, probability: classifierDropout ?? d.hiddenProbability, stream: 0x7A66_E201)
+            d.mask(all.pointer, count: tokens * h, probability: classifierDropout ?? d.hiddenProbability, stream: Dropout.tokenClassifierStream)
             let m = FloatBuffer(count: count * h)
             for (i, row) in rows.enumerated() { (m.pointer + i * h).update(from: all.pointer + row * h, count: h) }
             for i in 0..<(count * h) { x.pointer[i] *= m.pointer[i] }

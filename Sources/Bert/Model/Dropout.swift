@@ -38,7 +38,10 @@ public struct Dropout: Sendable, Equatable {
     static func outputStream(layer l: Int) -> UInt64 { UInt64(101 + 3 * l) }
     /// item = sequence · heads + head.
     static func probabilityStream(layer l: Int, item: Int) -> UInt64 { UInt64(1_000_000 + l * 100_000 + item) }
+    /// The classifier dropout of a pooled head (sequence classification, multiple choice).
     static let classifierStream: UInt64 = 0xC1A5_51F1
+    /// The classifier dropout of token classification (one mask row per token).
+    static let tokenClassifierStream: UInt64 = 0x7A66_E201
 }
 
 /// x ⊙= mask on the given rows of `cols` values (an empty mask, dropout off, leaves x alone). The

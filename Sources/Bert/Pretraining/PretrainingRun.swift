@@ -37,9 +37,6 @@ public struct PretrainingProgress: Sendable {
     public var evalLoss: PretrainingLoss?
 }
 
-/// Set by SIGINT: the run saves a checkpoint and stops at the next step boundary.
-nonisolated(unsafe) public var pretrainingInterrupted = false
-
 /// A pretraining run: data, model, optimizer and the output folder, with checkpoints that resume
 /// to exactly the losses of an uninterrupted run (the data order and masks are functions of the
 /// seed and the step; the model, the optimizer moments and the step are saved).
@@ -71,7 +68,7 @@ public final class PretrainingRun {
                 trainDocuments.append(document)
             }
         }
-        var rng = SeededRandom(seed: chunkSeed(options.seed, chunk: 0))
+        var rng = SeededRandom(seed: Seeds.chunkInstances(options.seed, chunk: 0))
         var train: [PretrainingInstance] = []
         trainingInstances(trainDocuments, builder: builder, dupeFactor: options.dupeFactor, rng: &rng) { train.append($0) }
         guard !train.isEmpty else { throw BertError("the corpus gives no training instances") }
@@ -108,7 +105,7 @@ public final class PretrainingRun {
         guard options.accumulationSteps >= 1 else { throw BertError("gradient accumulation steps must be at least 1") }
         guard source.count > 0 else { throw BertError("the corpus gives no training instances") }
         self.source = source
-        var evalRng = SeededRandom(seed: options.seed ^ 0xE7A1 ^ 0x3A5C)
+        var evalRng = SeededRandom(seed: Seeds.heldOutMasks(options.seed))
         evaluation = heldOut.prefix(256).map { builder.mask($0, rng: &evalRng) }
         optimizer = AdamW(layout: model.parameters.layout)
     }
@@ -125,9 +122,8 @@ public final class PretrainingRun {
             let global = s * b + j
             let epoch = global / n
             let (index, instance) = try source.instance(epoch: epoch, position: global % n)
-            var seed = options.seed &+ 0x3A5C &+ UInt64(index) &* 0x85EB_CA6B
-            if options.dynamicMasking { seed = seed &+ UInt64(epoch) &* 0x9E37_79B9 }
-            var rng = SeededRandom(seed: seed)
+            var rng = SeededRandom(seed: Seeds.instanceMasks(options.seed, instance: index,
+                                                             epoch: options.dynamicMasking ? epoch : nil))
             items.append(builder.mask(instance, rng: &rng))
         }
         return builder.batch(items)
@@ -151,48 +147,36 @@ public final class PretrainingRun {
         return total
     }
 
-    /// Trains until `options.steps`, checkpointing; returns the last step's losses.
-    public func run(resume: Bool, progress: (PretrainingProgress) -> Void) throws {
+    /// Trains until `options.steps`, checkpointing. When `cancellation` is set, saves a
+    /// checkpoint and the model so far at the next step boundary and stops with an error.
+    public func run(resume: Bool, cancellation: Cancellation? = nil, progress: (PretrainingProgress) -> Void) throws {
         try FileManager.default.createDirectory(at: output, withIntermediateDirectories: true)
         if resume { try restoreLatestCheckpoint() }
         let schedule = LinearWarmupSchedule(warmupSteps: options.warmupSteps, totalSteps: options.steps)
-        let grads = try model.makeGradients()
+        let trainer = try TrainingStep(parameters: model.parameters, config: model.config, optimizer: optimizer,
+                                       schedule: schedule, peakLearningRate: options.learningRate,
+                                       maxGradNorm: options.maxGradNorm, seed: options.seed)
+        trainer.divergenceAdvice = "the last good checkpoint is kept; lower --lr or check the data"
         let start = Date()
         let startStep = step
         var tokens = 0
         while step < options.steps {
-            if pretrainingInterrupted {
+            if cancellation?.isCancelled == true {
                 try saveCheckpoint()
                 try saveModelFolder()  // the model so far is usable (fill-mask, fine-tuning) right away
                 throw BertError("interrupted: checkpoint and model saved at step \(step); continue with --resume")
             }
-            grads.data.zero()
             var loss = PretrainingLoss()
             let a = options.accumulationSteps
-            for k in 0..<a {
+            let lr = try trainer.run(step: step, microBatches: a) { k, grads, dropout in
                 let batch = try microBatch(at: step * a + k)
-                // Dropout as configured (hidden_dropout_prob, attention_probs_dropout_prob), masks a
-                // function of the seed and the micro-batch, so a resumed run replays them.
-                let dropout = Dropout(hiddenProbability: Float(model.config.hiddenDropoutProb),
-                                      attentionProbability: Float(model.config.attentionProbsDropoutProb),
-                                      seed: options.seed &+ 0xD0 &+ UInt64(step * a + k) &* 0x2545_F491_4F6C_DD1D)
                 let part = try model.lossAndGradients(batch, into: grads, dropout: dropout)
-                guard part.total.isFinite else {
-                    throw BertError("the loss is \(part.total) at step \(step + 1): training stopped; the last good checkpoint is kept (lower --lr or check the data)")
-                }
                 loss.mlm += part.mlm / Double(a); loss.nsp += part.nsp / Double(a)
                 loss.mlmCorrect += part.mlmCorrect; loss.mlmCount += part.mlmCount
                 loss.nspCorrect += part.nspCorrect; loss.nspCount += part.nspCount
                 tokens += batch.inputs.attentionMask?.reduce(0) { $0 + Int($1) } ?? 0
+                return part.total
             }
-            if a > 1 {
-                // Each micro-batch's gradient is its own mean; the step's is their average.
-                let scale = 1 / Float(a)
-                for i in 0..<grads.data.count { grads.data.pointer[i] *= scale }
-            }
-            clipGradientNorm(grads, maxNorm: options.maxGradNorm)
-            let lr = options.learningRate * schedule.multiplier(at: step)
-            optimizer.update(model.parameters, gradients: grads, lr: lr)
             step += 1
             var evalLoss: PretrainingLoss? = nil
             if options.evalEvery > 0 && (step % options.evalEvery == 0 || step == options.steps) { evalLoss = try evaluate() }

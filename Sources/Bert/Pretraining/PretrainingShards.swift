@@ -40,18 +40,10 @@ public final class InMemoryInstances: PretrainingInstanceSource {
     public var count: Int { instances.count }
 
     public func instance(epoch: Int, position: Int) -> (index: Int, instance: PretrainingInstance) {
-        if cached?.epoch != epoch { cached = (epoch, seededPermutation(count, seed: seed &+ 0x5EED &+ UInt64(epoch))) }
+        if cached?.epoch != epoch { cached = (epoch, seededPermutation(count, seed: Seeds.instanceOrder(seed, epoch: epoch))) }
         let index = cached!.order[position]
         return (index, instances[index])
     }
-}
-
-/// A Fisher–Yates permutation of 0..<n from a seed.
-func seededPermutation(_ n: Int, seed: UInt64) -> [Int] {
-    var p = Array(0..<n)
-    var rng = SeededRandom(seed: seed)
-    for i in stride(from: n - 1, to: 0, by: -1) { p.swapAt(i, Int(rng.next() % UInt64(i + 1))) }
-    return p
 }
 
 /// Calls `body` with each document of the files (its lines, or its sentences with
@@ -122,10 +114,6 @@ func trainingInstances(_ documents: [[[Int32]]], builder: PretrainingDataBuilder
     }
 }
 
-/// The seed of the instances made from chunk `k` of the corpus (chunk 0's is also the in-memory
-/// run's, so a corpus of one chunk gives the same instances either way).
-func chunkSeed(_ seed: UInt64, chunk k: Int) -> UInt64 { seed &+ 0xC4A2 &+ UInt64(k) &* 0x9E37_79B9_7F4A_7C15 }
-
 /// Whether document `d` (in corpus order) is held out for evaluation.
 func isHeldOut(_ d: Int, heldSoFar: Int, every: Int, limit: Int) -> Bool {
     heldSoFar < limit && d % max(1, every) == 0
@@ -133,7 +121,7 @@ func isHeldOut(_ d: Int, heldSoFar: Int, every: Int, limit: Int) -> Bool {
 
 /// Instances of the held-out documents, NotNext spans drawn from each other.
 func heldOutInstances(_ documents: [[[Int32]]], builder: PretrainingDataBuilder, seed: UInt64) -> [PretrainingInstance] {
-    var rng = SeededRandom(seed: seed ^ 0xE7A1)
+    var rng = SeededRandom(seed: Seeds.heldOutInstances(seed))
     var result: [PretrainingInstance] = []
     for d in documents.indices { result += builder.instances(document: d, of: documents, rng: &rng) }
     return result
@@ -218,8 +206,8 @@ public func preparePretrainingShards(files: [URL], tokenizer: BertTokenizer, opt
     var chunkIndex = 0, documents = 0, tokens = 0
     func makeInstances() throws {
         if chunk.isEmpty { return }
-        var rng = SeededRandom(seed: chunkSeed(options.seed, chunk: chunkIndex))
-        var placement = SeededRandom(seed: chunkSeed(options.seed ^ 0x5A4D, chunk: chunkIndex))
+        var rng = SeededRandom(seed: Seeds.chunkInstances(options.seed, chunk: chunkIndex))
+        var placement = SeededRandom(seed: Seeds.shardPlacement(options.seed, chunk: chunkIndex))
         try trainingInstances(chunk, builder: builder, dupeFactor: options.dupeFactor, rng: &rng) { instance in
             try writers[Int(placement.next() % UInt64(writers.count))].append(instance)
         }
@@ -391,13 +379,13 @@ public final class PretrainingShardSet: PretrainingInstanceSource {
     }
 
     public func instance(epoch: Int, position: Int) throws -> (index: Int, instance: PretrainingInstance) {
-        if order?.epoch != epoch { order = (epoch, seededPermutation(files.count, seed: seed &+ 0x5EED &+ UInt64(epoch))) }
+        if order?.epoch != epoch { order = (epoch, seededPermutation(files.count, seed: Seeds.instanceOrder(seed, epoch: epoch))) }
         var p = position
         for s in order!.shards {
             if p < counts[s] {
                 if within[s]?.epoch != epoch {
                     if within.count >= 3 { within.removeAll() }
-                    within[s] = (epoch, seededPermutation(counts[s], seed: seed &+ 0x5EED &+ UInt64(epoch) &* 0x1_0000 &+ UInt64(s) &* 0x9E37_79B9))
+                    within[s] = (epoch, seededPermutation(counts[s], seed: Seeds.orderWithinShard(seed, epoch: epoch, shard: s)))
                 }
                 let local = within[s]!.order[p]
                 return (bases[s] + local, try shard(s).instance(local, vocabularySize: vocabularySize))

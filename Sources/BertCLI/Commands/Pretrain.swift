@@ -129,8 +129,8 @@ struct Pretrain: ParsableCommand {
         let run = try PretrainingRun(model: model, tokenizer: tokenizer, shards: shardSet, options: options, output: output)
         let parameters = ParameterBreakdown(layout: model.parameters.layout).total
         warn("\(shardSet.documents) documents, \(run.instanceCount) instances; model \(cfg.numHiddenLayers) layers, hidden \(cfg.hiddenSize), \(parameters) parameters; \(Compute.threads) threads")
-        signal(SIGINT) { _ in pretrainingInterrupted = true }
-        try run.run(resume: resume) { p in
+        signal(SIGINT) { _ in interruption.cancel() }
+        try run.run(resume: resume, cancellation: interruption) { p in
             func pct(_ c: Int, _ n: Int) -> String { n == 0 ? "-" : String(format: "%.1f%%", 100 * Double(c) / Double(n)) }
             var line = String(format: "step %d/%d  loss %.4f (mlm %.4f, nsp %.4f)  mlm acc %@  nsp acc %@  lr %.2e  %.0f tokens/s  ETA %@",
                               p.step, steps, p.loss.total, p.loss.mlm, p.loss.nsp, pct(p.loss.mlmCorrect, p.loss.mlmCount) as NSString,
@@ -147,3 +147,6 @@ struct Pretrain: ParsableCommand {
         warn("wrote \(output.path): config.json, model.safetensors, tokenizer.json, vocab.txt, tokenizer_config.json, training_curve.csv/.svg, checkpoints/")
     }
 }
+
+/// Set by SIGINT during `bert pretrain`: the run saves a checkpoint and stops at the next step.
+let interruption = Cancellation()

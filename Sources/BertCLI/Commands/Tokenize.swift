@@ -28,6 +28,8 @@ struct Tokenize: ParsableCommand {
     @Option(name: .long, help: "ids, tokens or json (ids, tokens, type ids, offsets in Unicode scalars).")
     var format: Format = .ids
 
+    @OptionGroup var threads: ThreadOption
+
     @Argument(help: "Input files (default: stdin).")
     var files: [String] = []
 
@@ -49,6 +51,8 @@ struct Tokenize: ParsableCommand {
         tokenizer.truncation = maxLength.map { Truncation(maxLength: $0, strategy: .longestFirst) }
 
         let out = Output()
+        if format == .ids && !pair { return try writeIds(tokenizer, out) }
+        let decimal = DecimalIds(count: tokenizer.vocabulary.count)
         var reader = LineReader(paths: files)
         var lineNumber = 0
         try reader.forEachBatch { lines in
@@ -63,36 +67,185 @@ struct Tokenize: ParsableCommand {
                     a.append(String(line[..<tab]))
                     b.append(String(line[line.index(after: tab)...]))
                 }
-                encodings = try batch { try tokenizer.encodeBatch(a, pairs: b) }
+                encodings = try tokenizer.encodeBatch(a, pairs: b, threads: threads.threads)
             } else {
-                encodings = try batch { try tokenizer.encodeBatch(lines) }
+                encodings = try tokenizer.encodeBatch(lines, threads: threads.threads)
             }
-            for e in encodings { out.write(render(e, tokenizer) + "\n") }
+            for e in encodings { out.withBuffer { render(e, tokenizer, decimal, into: &$0) } }
         }
         out.flush()
     }
 
-    private func batch(_ body: () throws -> [Encoding]) throws -> [Encoding] {
-        return try body()
+    /// Ids of single texts, at the library's speed: blocks of input bytes straight into the
+    /// tokenizer (no String per line), ids written from a table of their decimal forms.
+    private func writeIds(_ tokenizer: BertTokenizer, _ out: Output) throws {
+        let decimal = DecimalIds(count: tokenizer.vocabulary.count)
+        var blocks = LineBlocks(paths: files)
+        try blocks.forEach { text, lines in
+            let ragged = tokenizer.encodeIdsBatch(utf8: text, lines: lines, threads: threads.threads)
+            decimal.write(ragged, to: out)
+        }
+        out.flush()
     }
 
-    private func render(_ e: Encoding, _ tokenizer: BertTokenizer) -> String {
+    private func render(_ e: Encoding, _ tokenizer: BertTokenizer, _ decimal: DecimalIds, into out: inout [UInt8]) {
+        func list(_ values: [Int32], separator: UInt8) {
+            for (k, v) in values.enumerated() {
+                if k > 0 { out.append(separator) }
+                decimal.append(v, to: &out)
+            }
+        }
         switch format {
-        case .ids:
-            let ids = e.ids.map(String.init).joined(separator: " ")
-            return pair ? ids + " | " + e.typeIds.map(String.init).joined(separator: " ") : ids
-        case .tokens:
-            let tokens = tokenizer.tokens(e.ids).joined(separator: " ")
-            return pair ? tokens + " | " + e.typeIds.map(String.init).joined(separator: " ") : tokens
+        case .ids, .tokens:
+            if format == .ids {
+                list(e.ids, separator: UInt8(ascii: " "))
+            } else {
+                for (k, t) in tokenizer.tokens(e.ids).enumerated() {
+                    if k > 0 { out.append(UInt8(ascii: " ")) }
+                    out.append(contentsOf: t.utf8)
+                }
+            }
+            if pair {
+                out.append(contentsOf: " | ".utf8)
+                list(e.typeIds, separator: UInt8(ascii: " "))
+            }
         case .json:
-            let object: [String: Any] = [
-                "ids": e.ids.map(Int.init),
-                "tokens": tokenizer.tokens(e.ids),
-                "type_ids": e.typeIds.map(Int.init),
-                "offsets": e.offsets.map { [$0.start, $0.end] },
-            ]
-            let data = try! JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])
-            return String(decoding: data, as: UTF8.self)
+            // {"ids":[...],"offsets":[[s,e],...],"tokens":[...],"type_ids":[...]}: the keys sorted,
+            // as JSONSerialization with .sortedKeys wrote them.
+            out.append(contentsOf: #"{"ids":["#.utf8)
+            list(e.ids, separator: UInt8(ascii: ","))
+            out.append(contentsOf: #"],"offsets":["#.utf8)
+            for (k, o) in e.offsets.enumerated() {
+                if k > 0 { out.append(UInt8(ascii: ",")) }
+                out.append(UInt8(ascii: "["))
+                decimal.append(Int32(o.start), to: &out)
+                out.append(UInt8(ascii: ","))
+                decimal.append(Int32(o.end), to: &out)
+                out.append(UInt8(ascii: "]"))
+            }
+            out.append(contentsOf: #"],"tokens":["#.utf8)
+            for (k, t) in tokenizer.tokens(e.ids).enumerated() {
+                if k > 0 { out.append(UInt8(ascii: ",")) }
+                appendJSONString(t, to: &out)
+            }
+            out.append(contentsOf: #"],"type_ids":["#.utf8)
+            list(e.typeIds, separator: UInt8(ascii: ","))
+            out.append(contentsOf: "]}".utf8)
+        }
+        out.append(UInt8(ascii: "\n"))
+    }
+}
+
+/// The decimal forms of the ids 0..<count in one table (an id is a copy of at most 7 bytes),
+/// other numbers digit by digit.
+struct DecimalIds {
+    private var digits: [UInt8] = []
+    private var lengths: [UInt8] = []
+    private static let slot = 8
+
+    init(count: Int) {
+        let n = max(0, min(count, 1 << 20))
+        digits = [UInt8](repeating: 0, count: n * Self.slot)
+        lengths = [UInt8](repeating: 0, count: n)
+        var scratch: [UInt8] = []
+        for id in 0..<n {
+            scratch.removeAll(keepingCapacity: true)
+            Self.appendDigits(id, to: &scratch)
+            for (k, b) in scratch.enumerated() { digits[id * Self.slot + k] = b }
+            lengths[id] = UInt8(scratch.count)
         }
     }
+
+    /// Every row of `ragged` as a line of space-separated ids, written straight into the output's
+    /// buffer (at most a slot and a separator per id), a few thousand rows at a time.
+    func write(_ ragged: RaggedIds, to out: Output) {
+        ragged.ids.withUnsafeBufferPointer { ids in
+            digits.withUnsafeBufferPointer { table in
+                lengths.withUnsafeBufferPointer { lens in
+                    var row = 0
+                    while row < ragged.count {
+                        let last = min(ragged.count, row + 4096)
+                        let first = row == 0 ? 0 : ragged.rowEnds[row - 1]
+                        let bound = (ragged.rowEnds[last - 1] - first) * (Self.slot + 12) + (last - row)
+                        out.withRoom(bound) { q in
+                            var w = 0
+                            var start = first
+                            for r in row..<last {
+                                let end = ragged.rowEnds[r]
+                                for k in start..<end {
+                                    if k > start { q[w] = UInt8(ascii: " "); w += 1 }
+                                    let v = Int(ids[k])
+                                    if v >= 0 && v < lens.count {
+                                        // The whole 8-byte slot is copied; only its length counts.
+                                        UnsafeMutableRawPointer(q + w).copyMemory(
+                                            from: table.baseAddress! + v * Self.slot, byteCount: Self.slot)
+                                        w += Int(lens[v])
+                                    } else {
+                                        var other: [UInt8] = []
+                                        Self.appendDigits(v, to: &other)
+                                        for b in other { q[w] = b; w += 1 }
+                                    }
+                                }
+                                q[w] = UInt8(ascii: "\n")
+                                w += 1
+                                start = end
+                            }
+                            return w
+                        }
+                        row = last
+                    }
+                }
+            }
+        }
+    }
+
+    @inline(__always)
+    func append(_ value: Int32, to out: inout [UInt8]) {
+        let v = Int(value)
+        if v >= 0 && v < lengths.count {
+            digits.withUnsafeBufferPointer { d in
+                out.append(contentsOf: UnsafeBufferPointer(rebasing: d[(v * Self.slot)..<(v * Self.slot + Int(lengths[v]))]))
+            }
+        } else {
+            Self.appendDigits(v, to: &out)
+        }
+    }
+
+    static func appendDigits(_ value: Int, to out: inout [UInt8]) {
+        if value < 0 { out.append(UInt8(ascii: "-")) }
+        var v = value.magnitude
+        var tmp: (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8,
+                  UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8) =
+            (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+        var n = 0
+        withUnsafeMutableBytes(of: &tmp) { t in
+            repeat {
+                t[n] = UInt8(ascii: "0") + UInt8(v % 10)
+                v /= 10
+                n += 1
+            } while v > 0
+            for k in stride(from: n - 1, through: 0, by: -1) { out.append(t[k]) }
+        }
+    }
+}
+
+/// A JSON string literal of `s`: quotes, backslashes and control characters escaped.
+func appendJSONString(_ s: String, to out: inout [UInt8]) {
+    out.append(UInt8(ascii: "\""))
+    for b in s.utf8 {
+        switch b {
+        case UInt8(ascii: "\""): out.append(contentsOf: #"\""#.utf8)
+        case UInt8(ascii: "\\"): out.append(contentsOf: #"\\"#.utf8)
+        case 0x0A: out.append(contentsOf: #"\n"#.utf8)
+        case 0x0D: out.append(contentsOf: #"\r"#.utf8)
+        case 0x09: out.append(contentsOf: #"\t"#.utf8)
+        case 0..<0x20:
+            let hex = Array("0123456789abcdef".utf8)
+            out.append(contentsOf: #"\u00"#.utf8)
+            out.append(hex[Int(b >> 4)])
+            out.append(hex[Int(b & 15)])
+        default: out.append(b)
+        }
+    }
+    out.append(UInt8(ascii: "\""))
 }

@@ -9,68 +9,74 @@ func warn(_ message: String) {
     FileHandle.standardError.write(Data((message + "\n").utf8))
 }
 
-/// Buffered stdout: one write per ~1 MB.
+/// Buffered stdout: one write(2) per ~1 MB, from a buffer that is allocated once.
 final class Output {
-    private var buffer: [UInt8] = []
-    init() { buffer.reserveCapacity(1 << 20) }
+    private var storage: UnsafeMutablePointer<UInt8>
+    private var capacity: Int
+    private var count = 0
+    private var scratch: [UInt8] = []
+    private static let flushAt = 1 << 20
+
+    init() {
+        capacity = 2 * Self.flushAt
+        storage = .allocate(capacity: capacity)
+    }
+
+    deinit { storage.deallocate() }
+
     func write(_ s: String) {
-        buffer.append(contentsOf: s.utf8)
-        if buffer.count >= 1 << 20 { flush() }
+        var s = s
+        s.withUTF8 { append($0) }
     }
-    func flush() {
-        guard !buffer.isEmpty else { return }
-        FileHandle.standardOutput.write(Data(buffer))
-        buffer.removeAll(keepingCapacity: true)
+
+    func append(_ bytes: UnsafeBufferPointer<UInt8>) {
+        withRoom(bytes.count) { p in
+            if let base = bytes.baseAddress { p.update(from: base, count: bytes.count) }
+            return bytes.count
+        }
     }
-}
 
-/// Reads UTF-8 lines from files or stdin in batches; invalid UTF-8 is replaced by U+FFFD as a
-/// decoder would, with one warning on stderr.
-struct LineReader {
-    let paths: [String]
-    private(set) var warnedInvalid = false
+    /// Appends what `body` writes into a byte array (for output built piece by piece).
+    func withBuffer(_ body: (inout [UInt8]) -> Void) {
+        scratch.removeAll(keepingCapacity: true)
+        body(&scratch)
+        scratch.withUnsafeBufferPointer { append($0) }
+    }
 
-    init(paths: [String]) { self.paths = paths }
+    /// Gives `body` room for at least `bound` bytes at the end of the buffer; it returns how many
+    /// it wrote there.
+    func withRoom(_ bound: Int, _ body: (UnsafeMutablePointer<UInt8>) -> Int) {
+        if count + bound > capacity {
+            let grown = max(2 * capacity, count + bound)
+            let bigger = UnsafeMutablePointer<UInt8>.allocate(capacity: grown)
+            bigger.update(from: storage, count: count)
+            storage.deallocate()
+            storage = bigger
+            capacity = grown
+        }
+        let written = body(storage + count)
+        precondition(written >= 0 && written <= bound, "Output.withRoom: wrote \(written) of at most \(bound) bytes")
+        count += written
+        if count >= Self.flushAt { flushOrExit() }
+    }
 
-    mutating func forEachBatch(size: Int = 8192, _ body: ([String]) throws -> Void) throws {
-        let handles: [(String, FileHandle)]
-        if paths.isEmpty {
-            handles = [("<stdin>", FileHandle.standardInput)]
-        } else {
-            handles = try paths.map { path in
-                guard FileManager.default.fileExists(atPath: path) else { throw CLIError("\(path): file not found") }
-                guard let h = FileHandle(forReadingAtPath: path) else { throw CLIError("\(path): cannot open for reading") }
-                return (path, h)
+    /// Writes out what is buffered. A failed write (a full disk, a closed file) is an error, not
+    /// lost output: the command stops with its message and exit code 1.
+    func flushOrExit() {
+        var done = 0
+        while done < count {
+            let n = Glibc.write(1, storage + done, count - done)
+            if n < 0 {
+                if errno == EINTR { continue }
+                warn("Error: cannot write the output: \(String(cString: strerror(errno)))")
+                exit(1)
             }
+            done += n
         }
-        var batch: [String] = []
-        for (name, handle) in handles {
-            var pending: [UInt8] = []
-            while true {
-                let chunk = handle.readData(ofLength: 1 << 20)
-                if chunk.isEmpty { break }
-                pending.append(contentsOf: chunk)
-                var start = 0
-                while let nl = pending[start...].firstIndex(of: UInt8(ascii: "\n")) {
-                    batch.append(decode(pending[start..<nl], source: name))
-                    start = nl + 1
-                    if batch.count >= size { try body(batch); batch.removeAll(keepingCapacity: true) }
-                }
-                pending.removeFirst(start)
-            }
-            if !pending.isEmpty { batch.append(decode(pending[...], source: name)) }
-        }
-        if !batch.isEmpty { try body(batch) }
+        count = 0
     }
 
-    private mutating func decode(_ bytes: ArraySlice<UInt8>, source: String) -> String {
-        if let s = String(validating: bytes, as: UTF8.self) { return s }
-        if !warnedInvalid {
-            warn("warning: \(source): invalid UTF-8 replaced with U+FFFD (reported once)")
-            warnedInvalid = true
-        }
-        return String(decoding: bytes, as: UTF8.self)
-    }
+    func flush() { flushOrExit() }
 }
 
 func printJSON(_ object: Any) throws {
