@@ -1,6 +1,44 @@
-/// An error with a message meant for the user: what went wrong, and where.
-public struct BertError: Error, CustomStringConvertible, Sendable, Equatable {
-    public let message: String
-    public init(_ message: String) { self.message = message }
-    public var description: String { message }
+/// What went wrong, and where: every error the model library throws. Each case carries what a
+/// caller needs to act on it (the file, the line, the tensor and its shapes, the key); its
+/// description is the message a user reads.
+public enum BertError: Error, CustomStringConvertible, Sendable, Equatable {
+    /// A file or folder that is missing or cannot be opened, read, written or created.
+    case fileAccess(path: String, reason: String)
+    /// A file whose content we cannot use: its path (with `:line` when the reader knows it) and
+    /// what is wrong.
+    case malformedFile(path: String, reason: String)
+    /// A configuration (config.json, a preset, settings beside a model) with a value we cannot use.
+    case invalidConfig(source: String, reason: String)
+    /// A checkpoint tensor that is missing, or whose shape or type is not the model's.
+    case tensorMismatch(file: String, tensor: String, expected: [Int]?, found: [Int]?, reason: String)
+    /// A folder that is not the model asked for (no classifier, no config, another architecture).
+    case wrongModel(path: String, reason: String)
+    /// An input or option a caller passed that does not fit (a batch, labels, examples).
+    case invalidInput(String)
+    /// Training stopped before an update: a loss was not finite.
+    case diverged(step: Int, loss: Double, advice: String)
+    /// A run stopped on request, its state saved.
+    case interrupted(step: Int, saved: String)
+    /// More memory than this machine has, or than can be allocated.
+    case outOfMemory(String)
+
+    public var description: String {
+        switch self {
+        case .fileAccess(let path, let reason), .malformedFile(let path, let reason), .wrongModel(let path, let reason):
+            return "\(path): \(reason)"
+        case .invalidConfig(let source, let reason):
+            return "\(source): \(reason)"
+        case .tensorMismatch(let file, _, _, _, let reason):
+            return "\(file): \(reason)"
+        case .invalidInput(let message), .outOfMemory(let message):
+            return message
+        case .diverged(let step, let loss, let advice):
+            return "the loss is \(loss) at step \(step): training stopped (\(advice))"
+        case .interrupted(let step, let saved):
+            return "interrupted: \(saved) at step \(step); continue with --resume"
+        }
+    }
+
+    /// The message (as `description`).
+    public var message: String { description }
 }

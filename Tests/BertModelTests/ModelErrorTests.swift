@@ -99,6 +99,19 @@ private func loadError(_ folder: URL, sourceLocation: SourceLocation = #_sourceL
     return "\(error)"
 }
 
+/// The BertError that loading `folder` throws (nil, and an issue recorded, if it threw another).
+private func loadFailure(_ folder: URL, sourceLocation: SourceLocation = #_sourceLocation) -> BertError? {
+    guard let error = thrown({ _ = try BertModel(folder: folder) }, sourceLocation: sourceLocation) else { return nil }
+    #expect(error is BertError, "expected a BertError, got \(type(of: error)): \(error)", sourceLocation: sourceLocation)
+    return error as? BertError
+}
+
+/// The tensor, expected and found shapes of a `.tensorMismatch` (nil for any other error).
+private func tensorMismatch(_ error: BertError?) -> (file: String, tensor: String, expected: [Int]?, found: [Int]?)? {
+    guard case .tensorMismatch(let file, let tensor, let expected, let found, _) = error else { return nil }
+    return (file, tensor, expected, found)
+}
+
 /// Checks that `message` contains every one of `parts`.
 private func expectMentions(_ message: String, _ parts: [String], sourceLocation: SourceLocation = #_sourceLocation) {
     for part in parts {
@@ -210,6 +223,9 @@ private let tinyHidden = 32
         let name = "bert.encoder.layer.1.output.dense.weight"
         try m.editTensors { $0.removeAll { $0.name == name } }
         expectMentions(loadError(m.folder), [m.weightsURL.path, "missing", name])
+        let mismatch = try #require(tensorMismatch(loadFailure(m.folder)))
+        #expect(mismatch.file == m.weightsURL.path && mismatch.tensor == name)
+        #expect(mismatch.expected == [32, 37] && mismatch.found == nil)
     }
 
     @Test func missingEmbeddingsAreExplained() throws {
@@ -217,6 +233,11 @@ private let tinyHidden = 32
         defer { m.remove() }
         try m.editTensors { $0.removeAll { $0.name.hasSuffix("word_embeddings.weight") } }
         expectMentions(loadError(m.folder), [m.weightsURL.path, "word_embeddings"])
+        guard case .wrongModel(let path, _) = loadFailure(m.folder) else {
+            Issue.record("expected .wrongModel")
+            return
+        }
+        #expect(path == m.weightsURL.path)
     }
 
     @Test func transposedTensorNamesBothShapes() throws {
@@ -228,6 +249,8 @@ private let tinyHidden = 32
             tensors[i].shape = [32, 37]
         }
         expectMentions(loadError(m.folder), [name, "[32, 37]", "[37, 32]", "config.json"])
+        let mismatch = try #require(tensorMismatch(loadFailure(m.folder)))
+        #expect(mismatch.tensor == name && mismatch.expected == [37, 32] && mismatch.found == [32, 37])
     }
 
     @Test func resizedTensorNamesBothShapes() throws {
@@ -240,6 +263,8 @@ private let tinyHidden = 32
             tensors[i].values.removeLast(20 * 32)
         }
         expectMentions(loadError(m.folder), [name, "[20, 32]", "[40, 32]"])
+        let mismatch = try #require(tensorMismatch(loadFailure(m.folder)))
+        #expect(mismatch.tensor == name && mismatch.expected == [40, 32] && mismatch.found == [20, 32])
     }
 
     @Test func configHiddenSizeLargerThanTheWeights() throws {
@@ -288,6 +313,11 @@ private let tinyHidden = 32
         text = text.replacingOccurrences(of: String(line), with: "  \"\(key)\": \(value)" + (line.hasSuffix(",") ? "," : ""))
         try text.write(to: m.configURL, atomically: true, encoding: .utf8)
         expectMentions(loadError(m.folder), [m.configURL.path, key])
+        guard case .invalidConfig(let source, let reason) = loadFailure(m.folder) else {
+            Issue.record("expected .invalidConfig for \(key)")
+            return
+        }
+        #expect(source == m.configURL.path && reason.contains(key))
     }
 
     @Test func configThatIsNotJSON() throws {
@@ -308,6 +338,7 @@ private let tinyHidden = 32
         let m = try ScratchModel(copyConfig: false)
         defer { m.remove() }
         expectMentions(loadError(m.folder), [m.folder.path, "no config.json"])
+        #expect(loadFailure(m.folder) == .wrongModel(path: m.folder.path, reason: "no config.json (is this a Hugging Face model folder?)"))
     }
 
     @Test func missingWeights() throws {

@@ -62,7 +62,7 @@ struct PretrainingRunTests {
         let b = root.appendingPathComponent("b")
         let interrupted = try PretrainingRun(model: first, tokenizer: tokenizer, documents: documents, options: options(), output: b)
         let stop = Cancellation()
-        #expect(throws: BertError.self) {
+        #expect(throws: BertError.interrupted(step: 7, saved: "checkpoint and model saved")) {
             try interrupted.run(resume: false, cancellation: stop) { p in if p.step == 7 { stop.cancel() } }
         }
         #expect(try String(contentsOf: b.appendingPathComponent("checkpoints/latest"), encoding: .utf8) == "step-00000007")
@@ -97,6 +97,11 @@ struct PretrainingRunTests {
             Issue.record("a learning rate of 1e30 should make the loss non-finite")
         } catch let e as BertError {
             #expect(e.message.contains("loss is") && e.message.contains("checkpoint"), "\(e.message)")
+            guard case .diverged(let step, let loss, _) = e else {
+                Issue.record("expected .diverged, got \(e)")
+                return
+            }
+            #expect(step >= 1 && !loss.isFinite)
         }
     }
 }

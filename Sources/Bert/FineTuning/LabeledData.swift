@@ -30,9 +30,9 @@ public struct ColumnNames: Sendable {
 public func readLabeledExamples(_ url: URL, columns: ColumnNames = ColumnNames(), requireLabel: Bool = true) throws -> [LabeledExample] {
     let data: Data
     do { data = try Data(contentsOf: url) } catch {
-        throw BertError("\(url.path): cannot read (\(error.localizedDescription))")
+        throw BertError.fileAccess(path: url.path, reason: "cannot read (\(error.localizedDescription))")
     }
-    guard let text = String(data: data, encoding: .utf8) else { throw BertError("\(url.path): not valid UTF-8") }
+    guard let text = String(data: data, encoding: .utf8) else { throw BertError.malformedFile(path: url.path, reason: "not valid UTF-8") }
     let ext = url.pathExtension.lowercased()
     var rows: [(line: Int, fields: [String: String])] = []
     if ext == "jsonl" || ext == "json" || ext == "ndjson" {
@@ -40,38 +40,38 @@ public func readLabeledExamples(_ url: URL, columns: ColumnNames = ColumnNames()
             let trimmed = line.trimmingCharacters(in: .whitespacesAndNewlines)
             if trimmed.isEmpty { continue }
             guard let object = try? JSONSerialization.jsonObject(with: Data(trimmed.utf8)) as? [String: Any] else {
-                throw BertError("\(url.path):\(i + 1): not a JSON object")
+                throw BertError.malformedFile(path: "\(url.path):\(i + 1)", reason: "not a JSON object")
             }
             var fields: [String: String] = [:]
             for (k, v) in object {
                 if v is NSNull { continue }
                 if let s = v as? String { fields[k] = s } else if let n = v as? NSNumber { fields[k] = n.stringValue } else {
-                    throw BertError("\(url.path):\(i + 1): field '\(k)' must be a string or a number")
+                    throw BertError.malformedFile(path: "\(url.path):\(i + 1)", reason: "field '\(k)' must be a string or a number")
                 }
             }
             rows.append((i + 1, fields))
         }
     } else if ext == "csv" || ext == "tsv" || ext == "txt" {
         let table = ext == "csv" ? try parseCSV(text, source: url.path) : parseTSV(text)
-        guard let header = table.first else { throw BertError("\(url.path): empty file") }
+        guard let header = table.first else { throw BertError.malformedFile(path: url.path, reason: "empty file") }
         let names = header.fields.map { $0.trimmingCharacters(in: .whitespaces) }
         for row in table.dropFirst() {
             if row.fields.count == 1 && row.fields[0].isEmpty { continue }  // blank line
             guard row.fields.count == names.count else {
-                throw BertError("\(url.path):\(row.line): \(row.fields.count) fields, the header has \(names.count)")
+                throw BertError.malformedFile(path: "\(url.path):\(row.line)", reason: "\(row.fields.count) fields, the header has \(names.count)")
             }
             rows.append((row.line, Dictionary(zip(names, row.fields), uniquingKeysWith: { a, _ in a })))
         }
     } else {
-        throw BertError("\(url.path): unknown format (use .csv, .tsv or .jsonl)")
+        throw BertError.malformedFile(path: url.path, reason: "unknown format (use .csv, .tsv or .jsonl)")
     }
     return try rows.map { row in
         guard let t = row.fields[columns.text] else {
-            throw BertError("\(url.path):\(row.line): no '\(columns.text)' column")
+            throw BertError.malformedFile(path: "\(url.path):\(row.line)", reason: "no '\(columns.text)' column")
         }
         let label = row.fields[columns.label]
         if requireLabel && (label ?? "").isEmpty {
-            throw BertError("\(url.path):\(row.line): no '\(columns.label)' value")
+            throw BertError.malformedFile(path: "\(url.path):\(row.line)", reason: "no '\(columns.label)' value")
         }
         let pair = columns.textPair.flatMap { row.fields[$0] }
         return LabeledExample(text: t, textPair: pair, label: label, source: "\(url.path):\(row.line)")
@@ -141,7 +141,7 @@ func parseCSV(_ text: String, source: String) throws -> [(line: Int, fields: [St
             fieldStarted = true
         }
     }
-    if inQuotes { throw BertError("\(source):\(recordLine): a quoted field is not closed") }
+    if inQuotes { throw BertError.malformedFile(path: "\(source):\(recordLine)", reason: "a quoted field is not closed") }
     if !fields.isEmpty || !field.isEmpty { endRecord() }
     return records
 }

@@ -19,23 +19,23 @@ public struct ChoiceExample: Sendable, Equatable {
 /// Reads JSON Lines {"context": ..., "endings": [...], "label": i}; errors name the file and line.
 public func readChoiceExamples(_ url: URL, requireLabel: Bool = true) throws -> [ChoiceExample] {
     let data: Data
-    do { data = try Data(contentsOf: url) } catch { throw BertError("\(url.path): cannot read (\(error.localizedDescription))") }
-    guard let text = String(data: data, encoding: .utf8) else { throw BertError("\(url.path): not valid UTF-8") }
+    do { data = try Data(contentsOf: url) } catch { throw BertError.fileAccess(path: url.path, reason: "cannot read (\(error.localizedDescription))") }
+    guard let text = String(data: data, encoding: .utf8) else { throw BertError.malformedFile(path: url.path, reason: "not valid UTF-8") }
     var result: [ChoiceExample] = []
     for (i, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
         if line.trimmingCharacters(in: .whitespaces).isEmpty { continue }
         let source = "\(url.path):\(i + 1)"
-        guard let o = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else { throw BertError("\(source): not a JSON object") }
-        guard let context = o["context"] as? String else { throw BertError("\(source): no \"context\" string") }
-        guard let endings = o["endings"] as? [String], endings.count >= 2 else { throw BertError("\(source): \"endings\" must be a list of at least 2 strings") }
+        guard let o = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else { throw BertError.malformedFile(path: source, reason: "not a JSON object") }
+        guard let context = o["context"] as? String else { throw BertError.malformedFile(path: source, reason: "no \"context\" string") }
+        guard let endings = o["endings"] as? [String], endings.count >= 2 else { throw BertError.malformedFile(path: source, reason: "\"endings\" must be a list of at least 2 strings") }
         var label: Int? = nil
         if let l = o["label"] as? NSNumber {
             guard l.intValue >= 0 && l.intValue < endings.count, Double(l.intValue) == l.doubleValue else {
-                throw BertError("\(source): label \(l) is not an index into the \(endings.count) endings")
+                throw BertError.malformedFile(path: source, reason: "label \(l) is not an index into the \(endings.count) endings")
             }
             label = l.intValue
         } else if requireLabel {
-            throw BertError("\(source): no \"label\"")
+            throw BertError.malformedFile(path: source, reason: "no \"label\"")
         }
         result.append(ChoiceExample(context: context, endings: endings, label: label, source: source))
     }
@@ -66,7 +66,7 @@ public final class ChoiceSolver {
 
     public func train(_ trainSet: [ChoiceExample], validation: [ChoiceExample],
                       progress: (String) -> Void = { _ in }, report: (EpochReport) -> Void = { _ in }) throws {
-        guard trainSet.allSatisfy({ $0.label != nil }), validation.allSatisfy({ $0.label != nil }) else { throw BertError("every question needs a label") }
+        guard trainSet.allSatisfy({ $0.label != nil }), validation.allSatisfy({ $0.label != nil }) else { throw BertError.invalidInput("every question needs a label") }
         try runFineTuning(parameters: model.parameters, config: model.config, count: trainSet.count, options: options,
                           progress: progress, report: report, save: save,
                           evaluate: validation.isEmpty ? nil : { let m = try self.evaluate(validation); return (m["accuracy"] ?? 0, m) }) { indices, grads, dropout in
@@ -113,7 +113,7 @@ public final class ChoiceSolver {
         let probabilities = try predict(examples)
         var right = 0, loss = 0.0
         for (p, e) in zip(probabilities, examples) {
-            guard let label = e.label else { throw BertError("\(e.source): no label") }
+            guard let label = e.label else { throw BertError.malformedFile(path: e.source, reason: "no label") }
             if p.indices.max(by: { p[$0] < p[$1] }) == label { right += 1 }
             loss -= log(max(p[label], 1e-300))
         }

@@ -24,36 +24,36 @@ public struct SquadExample: Sendable {
 /// its answer_start in the context is an error naming the question.
 public func readSquad(_ url: URL, requireAnswers: Bool = true) throws -> [SquadExample] {
     let data: Data
-    do { data = try Data(contentsOf: url) } catch { throw BertError("\(url.path): cannot read (\(error.localizedDescription))") }
+    do { data = try Data(contentsOf: url) } catch { throw BertError.fileAccess(path: url.path, reason: "cannot read (\(error.localizedDescription))") }
     guard let root = try? JSONSerialization.jsonObject(with: data) as? [String: Any], let articles = root["data"] as? [[String: Any]] else {
-        throw BertError("\(url.path): not SQuAD JSON (expected an object with a \"data\" list)")
+        throw BertError.malformedFile(path: url.path, reason: "not SQuAD JSON (expected an object with a \"data\" list)")
     }
     var result: [SquadExample] = []
     for (a, article) in articles.enumerated() {
-        guard let paragraphs = article["paragraphs"] as? [[String: Any]] else { throw BertError("\(url.path): data[\(a)] has no paragraphs") }
+        guard let paragraphs = article["paragraphs"] as? [[String: Any]] else { throw BertError.malformedFile(path: url.path, reason: "data[\(a)] has no paragraphs") }
         for (p, paragraph) in paragraphs.enumerated() {
             guard let context = paragraph["context"] as? String, let qas = paragraph["qas"] as? [[String: Any]] else {
-                throw BertError("\(url.path): data[\(a)].paragraphs[\(p)] needs context and qas")
+                throw BertError.malformedFile(path: url.path, reason: "data[\(a)].paragraphs[\(p)] needs context and qas")
             }
             let scalars = Array(context.unicodeScalars)
             for (q, qa) in qas.enumerated() {
                 let id = (qa["id"] as? String) ?? (qa["id"].map { "\($0)" } ?? "\(a)-\(p)-\(q)")
-                guard let question = qa["question"] as? String else { throw BertError("\(url.path): question \(id) has no text") }
+                guard let question = qa["question"] as? String else { throw BertError.malformedFile(path: url.path, reason: "question \(id) has no text") }
                 let impossible = (qa["is_impossible"] as? Bool) ?? false
                 var answers: [(String, Int)] = []
                 for answer in (qa["answers"] as? [[String: Any]]) ?? [] {
                     guard let text = answer["text"] as? String, let start = (answer["answer_start"] as? NSNumber)?.intValue else {
-                        throw BertError("\(url.path): question \(id): an answer needs text and answer_start")
+                        throw BertError.malformedFile(path: url.path, reason: "question \(id): an answer needs text and answer_start")
                     }
                     let n = text.unicodeScalars.count
                     guard start >= 0, start + n <= scalars.count,
                           String(String.UnicodeScalarView(scalars[start..<start + n])) == text else {
-                        throw BertError("\(url.path): question \(id): answer '\(text)' is not at character \(start) of its context")
+                        throw BertError.malformedFile(path: url.path, reason: "question \(id): answer '\(text)' is not at character \(start) of its context")
                     }
                     answers.append((text, start))
                 }
                 if requireAnswers && !impossible && answers.isEmpty {
-                    throw BertError("\(url.path): question \(id) has no answers and is not marked is_impossible")
+                    throw BertError.malformedFile(path: url.path, reason: "question \(id) has no answers and is not marked is_impossible")
                 }
                 result.append(SquadExample(id: id, question: question, context: context, answers: answers, isImpossible: impossible))
             }
@@ -118,11 +118,11 @@ public struct QAOptions: Sendable {
         guard FileManager.default.fileExists(atPath: url.path) else { return }
         guard let data = try? Data(contentsOf: url),
               let s = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
-            throw BertError("\(url.path): not a JSON object")
+            throw BertError.malformedFile(path: url.path, reason: "not a JSON object")
         }
         func int(_ key: String, _ value: inout Int, minimum: Int) throws {
             guard let v = s[key] else { return }
-            guard let n = v as? Int, n >= minimum else { throw BertError("\(url.path): \(key) must be an integer of at least \(minimum)") }
+            guard let n = v as? Int, n >= minimum else { throw BertError.malformedFile(path: url.path, reason: "\(key) must be an integer of at least \(minimum)") }
             value = n
         }
         try int("max_length", &maxLength, minimum: 4)
@@ -131,11 +131,11 @@ public struct QAOptions: Sendable {
         try int("max_answer_length", &maxAnswerLength, minimum: 1)
         try int("n_best", &nBest, minimum: 1)
         if let v = s["null_threshold"] {
-            guard let n = (v as? NSNumber)?.doubleValue, n.isFinite else { throw BertError("\(url.path): null_threshold must be a number") }
+            guard let n = (v as? NSNumber)?.doubleValue, n.isFinite else { throw BertError.malformedFile(path: url.path, reason: "null_threshold must be a number") }
             nullThreshold = n
         }
         if let v = s["version_2_with_negative"] {
-            guard let b = v as? Bool else { throw BertError("\(url.path): version_2_with_negative must be true or false") }
+            guard let b = v as? Bool else { throw BertError.malformedFile(path: url.path, reason: "version_2_with_negative must be true or false") }
             allowNull = b
         }
     }
@@ -207,7 +207,7 @@ public final class QuestionAnswerer {
             }
             let main: Encoding
             do { main = try t.encode(question, pair: ex.context) } catch {
-                throw BertError("question \(ex.id): \(error) (raise --max-length or lower --max-query-length)")
+                throw BertError.invalidInput("question \(ex.id): \(error) (raise --max-length or lower --max-query-length)")
             }
             for e in [main] + main.overflowing {
                 var offsets: [(start: Int, end: Int)?] = []

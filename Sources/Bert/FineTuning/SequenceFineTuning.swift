@@ -41,7 +41,7 @@ public struct SequenceEncoder: Sendable {
         let pairs: [String]? = examples.contains { $0.textPair != nil } ? examples.map { $0.textPair ?? "" } : nil
         let encodings: [Encoding]
         do { encodings = try tokenizer.encodeBatch(texts, pairs: pairs) } catch {
-            throw BertError("\(examples.first?.source ?? ""): \(error)")
+            throw BertError.malformedFile(path: examples.first?.source ?? "", reason: "\(error)")
         }
         let s = encodings.map(\.ids.count).max() ?? 0
         var ids = [Int32](repeating: 0, count: encodings.count * s), types = ids, mask = ids
@@ -80,7 +80,7 @@ public func runFineTuning(parameters: ParameterStore, config: BertConfig, count:
                           progress: (String) -> Void, report: (EpochReport) -> Void, save: () throws -> Void,
                           evaluate: (() throws -> (score: Double, metrics: [String: Double]))?,
                           step lossAndGradients: (ArraySlice<Int>, ParameterStore, Dropout) throws -> Double) throws {
-    guard count > 0 else { throw BertError("the training set is empty") }
+    guard count > 0 else { throw BertError.invalidInput("the training set is empty") }
     // Zero epochs: write the newly initialised model (to start another trainer from the same weights).
     if options.epochs == 0 { return try save() }
     let b = options.batchSize
@@ -147,14 +147,14 @@ public final class SequenceFineTuner {
             let index = Dictionary(uniqueKeysWithValues: model.labels.enumerated().map { ($0.element, Int32($0.offset)) })
             return (try examples.map { e in
                 guard let l = e.label, let id = index[l] else {
-                    throw BertError("\(e.source): label '\(e.label ?? "")' is not one of the model's labels \(model.labels)")
+                    throw BertError.malformedFile(path: e.source, reason: "label '\(e.label ?? "")' is not one of the model's labels \(model.labels)")
                 }
                 return id
             }, nil)
         case .regression:
             return (nil, try examples.map { e in
                 guard let l = e.label, let v = Float(l.trimmingCharacters(in: .whitespaces)), v.isFinite else {
-                    throw BertError("\(e.source): label '\(e.label ?? "")' is not a number")
+                    throw BertError.malformedFile(path: e.source, reason: "label '\(e.label ?? "")' is not a number")
                 }
                 return v
             })
@@ -164,7 +164,7 @@ public final class SequenceFineTuner {
     /// Trains for `options.epochs` epochs; `report` is called with progress lines and epoch results.
     public func train(_ trainSet: [LabeledExample], validation: [LabeledExample],
                       progress: (String) -> Void = { _ in }, report: (EpochReport) -> Void = { _ in }) throws {
-        guard !trainSet.isEmpty else { throw BertError("the training set is empty") }
+        guard !trainSet.isEmpty else { throw BertError.invalidInput("the training set is empty") }
         _ = try targets(trainSet[...])
         _ = try targets(validation[...])
         let key = model.task == .classification ? "accuracy" : "pearson"

@@ -19,8 +19,8 @@ public struct TaggedSentence: Sendable, Equatable {
 /// a single column is an error naming the file and line.
 public func readTaggedSentences(_ url: URL) throws -> [TaggedSentence] {
     let data: Data
-    do { data = try Data(contentsOf: url) } catch { throw BertError("\(url.path): cannot read (\(error.localizedDescription))") }
-    guard let text = String(data: data, encoding: .utf8) else { throw BertError("\(url.path): not valid UTF-8") }
+    do { data = try Data(contentsOf: url) } catch { throw BertError.fileAccess(path: url.path, reason: "cannot read (\(error.localizedDescription))") }
+    guard let text = String(data: data, encoding: .utf8) else { throw BertError.malformedFile(path: url.path, reason: "not valid UTF-8") }
     var sentences: [TaggedSentence] = []
     var words: [String] = [], tags: [String] = [], start = 1
     for (i, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
@@ -31,7 +31,7 @@ public func readTaggedSentences(_ url: URL) throws -> [TaggedSentence] {
             continue
         }
         let fields = line.split(whereSeparator: { $0 == "\t" || $0 == " " })
-        guard fields.count >= 2 else { throw BertError("\(url.path):\(i + 1): expected 'token<TAB>tag', got '\(line)'") }
+        guard fields.count >= 2 else { throw BertError.malformedFile(path: "\(url.path):\(i + 1)", reason: "expected 'token<TAB>tag', got '\(line)'") }
         if words.isEmpty { start = i + 1 }
         words.append(String(fields[0]))
         tags.append(String(fields[fields.count - 1]))
@@ -126,7 +126,7 @@ public final class TokenTagger {
     /// the word has no pieces or falls past max length) and, with tags, the labels.
     public func encode(_ sentences: [[String]], tags: [[String]]?) throws -> (EncoderBatch, [[Int?]], [Int32]) {
         guard let cls = tokenizer.tokenId("[CLS]"), let sep = tokenizer.tokenId("[SEP]") else {
-            throw BertError("the vocabulary needs [CLS] and [SEP]")
+            throw BertError.invalidInput("the vocabulary needs [CLS] and [SEP]")
         }
         let index = Dictionary(uniqueKeysWithValues: model.labels.enumerated().map { ($0.element, Int32($0.offset)) })
         var rows: [[Int32]] = [], firsts: [[Int?]] = [], rowLabels: [[Int32]] = []
@@ -140,7 +140,7 @@ public final class TokenTagger {
                 ids += pieces
                 var label: Int32 = -100
                 if let tags {
-                    guard let id = index[tags[s][w]] else { throw BertError("tag '\(tags[s][w])' is not one of the model's tags \(model.labels)") }
+                    guard let id = index[tags[s][w]] else { throw BertError.invalidInput("tag '\(tags[s][w])' is not one of the model's tags \(model.labels)") }
                     label = id
                 }
                 labels.append(label)
@@ -168,7 +168,7 @@ public final class TokenTagger {
     public func train(_ trainSet: [TaggedSentence], validation: [TaggedSentence],
                       progress: (String) -> Void = { _ in }, report: (EpochReport) -> Void = { _ in }) throws {
         for s in trainSet + validation {
-            for t in s.tags where !model.labels.contains(t) { throw BertError("\(s.source): tag '\(t)' is not one of \(model.labels)") }
+            for t in s.tags where !model.labels.contains(t) { throw BertError.malformedFile(path: s.source, reason: "tag '\(t)' is not one of \(model.labels)") }
         }
         try runFineTuning(parameters: model.parameters, config: model.config, count: trainSet.count, options: options,
                           progress: progress, report: report, save: save,

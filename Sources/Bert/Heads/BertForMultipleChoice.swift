@@ -32,7 +32,7 @@ public final class BertForMultipleChoice: BertHead, @unchecked Sendable {
     public convenience init(folder: URL) throws {
         let (config, file) = try openCheckpoint(folder)
         guard file.info("classifier.weight")?.shape == [1, config.hiddenSize] else {
-            throw BertError("\(folder.path): no classifier.weight of shape [1, \(config.hiddenSize)] (not a BertForMultipleChoice; fine-tune it first)")
+            throw BertError.wrongModel(path: folder.path, reason: "no classifier.weight of shape [1, \(config.hiddenSize)] (not a BertForMultipleChoice; fine-tune it first)")
         }
         try self.init(config: config)
         try parameters.layout.check(against: file)
@@ -44,7 +44,7 @@ public final class BertForMultipleChoice: BertHead, @unchecked Sendable {
     /// Scores [questions × choices] with dropout off; the batch holds `choices` rows per question.
     public func scores(_ batch: EncoderBatch) throws -> [Float] {
         try encoderModel.withHiddenStates(batch) { tokens, _, pooled in
-            guard let pooled else { throw BertError("the encoder has no pooler") }
+            guard let pooled else { throw BertError.invalidInput("the encoder has no pooler") }
             let out = FloatBuffer(count: tokens.batchSize)
             classifier.forward(pooled.pointer, rows: tokens.batchSize, output: out.pointer, parameters: parameters)
             return out.toArray()
@@ -56,9 +56,9 @@ public final class BertForMultipleChoice: BertHead, @unchecked Sendable {
     public func lossAndGradients(_ batch: EncoderBatch, choices: Int, labels: [Int32], into grads: ParameterStore,
                                  dropout: Dropout? = nil) throws -> (loss: Double, logits: [Float]) {
         guard choices >= 2, batch.batchSize == labels.count * choices else {
-            throw BertError("multiple choice: \(batch.batchSize) rows for \(labels.count) questions of \(choices) choices")
+            throw BertError.invalidInput("multiple choice: \(batch.batchSize) rows for \(labels.count) questions of \(choices) choices")
         }
-        guard labels.allSatisfy({ $0 >= 0 && Int($0) < choices }) else { throw BertError("a label is outside 0..<\(choices)") }
+        guard labels.allSatisfy({ $0 >= 0 && Int($0) < choices }) else { throw BertError.invalidInput("a label is outside 0..<\(choices)") }
         let q = labels.count
         return try pooledHeadLossAndGradients(bert: bert, classifier: classifier, config: config, parameters: parameters,
                                               batch: batch, grads: grads, dropout: dropout) { logits in

@@ -110,7 +110,7 @@ public final class BertForPreTraining: BertHead, @unchecked Sendable {
         let config = try BertConfig(contentsOf: folder.appendingPathComponent("config.json"))
         let file: SafeTensorsFile
         do { file = try SafeTensorsFile(contentsOf: folder.appendingPathComponent("model.safetensors")) } catch let e as SafeTensorsError {
-            throw BertError(e.description)
+            throw BertError.malformedFile(path: e.file, reason: e.message)
         }
         try self.init(config: config)
         try parameters.load(from: file)
@@ -138,13 +138,13 @@ public final class BertForPreTraining: BertHead, @unchecked Sendable {
         let c = config, h = c.hiddenSize, v = c.vocabSize
         let n = batch.inputs.batchSize * batch.inputs.sequenceLength
         guard batch.mlmLabels.count == n else {
-            throw BertError("masked-LM labels: \(batch.mlmLabels.count) values, expected \(n)")
+            throw BertError.invalidInput("masked-LM labels: \(batch.mlmLabels.count) values, expected \(n)")
         }
         if let nsp = batch.nspLabels {
             guard nsp.count == batch.inputs.batchSize else {
-                throw BertError("next-sentence labels: \(nsp.count) values, expected \(batch.inputs.batchSize)")
+                throw BertError.invalidInput("next-sentence labels: \(nsp.count) values, expected \(batch.inputs.batchSize)")
             }
-            guard nsp.allSatisfy({ $0 == 0 || $0 == 1 }) else { throw BertError("next-sentence labels must be 0 or 1") }
+            guard nsp.allSatisfy({ $0 == 0 || $0 == 1 }) else { throw BertError.invalidInput("next-sentence labels must be 0 or 1") }
         }
         let p = parameters
         let acts = try bert.forwardForTraining(batch.inputs, parameters: p, dropout: dropout)
@@ -156,7 +156,7 @@ public final class BertForPreTraining: BertHead, @unchecked Sendable {
         for (row, flat) in tokens.origin.enumerated() where batch.mlmLabels[flat] != -100 {
             let label = batch.mlmLabels[flat]
             guard label >= 0 && Int(label) < v else {
-                throw BertError("masked-LM label \(label) at flat position \(flat) is outside the vocabulary (size \(v))")
+                throw BertError.invalidInput("masked-LM label \(label) at flat position \(flat) is outside the vocabulary (size \(v))")
             }
             rows.append(row)
             labels.append(label)
@@ -227,7 +227,7 @@ public final class BertForPreTraining: BertHead, @unchecked Sendable {
             let count = positions.count
             let x = FloatBuffer(count: count * h), scratch = FloatBuffer(count: count * h)
             for (i, position) in positions.enumerated() {
-                guard let row = rowOf[position] else { throw BertError("position \(position) is padding") }
+                guard let row = rowOf[position] else { throw BertError.invalidInput("position \(position) is padding") }
                 (x.pointer + i * h).update(from: hidden + row * h, count: h)
             }
             let logits = FloatBuffer(count: count * v)

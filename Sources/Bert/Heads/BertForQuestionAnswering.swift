@@ -32,7 +32,7 @@ public final class BertForQuestionAnswering: BertHead, @unchecked Sendable {
     public convenience init(folder: URL) throws {
         let (config, file) = try openCheckpoint(folder)
         guard file.info("qa_outputs.weight") != nil else {
-            throw BertError("\(folder.path): no qa_outputs.weight (not a BertForQuestionAnswering; fine-tune it first)")
+            throw BertError.wrongModel(path: folder.path, reason: "no qa_outputs.weight (not a BertForQuestionAnswering; fine-tune it first)")
         }
         try self.init(config: config)
         try parameters.layout.check(against: file)
@@ -63,11 +63,11 @@ public final class BertForQuestionAnswering: BertHead, @unchecked Sendable {
     public func lossAndGradients(_ batch: EncoderBatch, starts: [Int], ends: [Int], into grads: ParameterStore,
                                  dropout: Dropout? = nil) throws -> Double {
         let b = batch.batchSize, s = batch.sequenceLength, h = config.hiddenSize
-        guard starts.count == b, ends.count == b else { throw BertError("question answering needs a start and an end per row") }
+        guard starts.count == b, ends.count == b else { throw BertError.invalidInput("question answering needs a start and an end per row") }
         let mask = batch.attentionMask ?? [Int32](repeating: 1, count: b * s)
         for r in 0..<b {
             for p in [starts[r], ends[r]] where !(0..<s).contains(p) || mask[r * s + p] == 0 {
-                throw BertError("answer position \(p) of row \(r) is outside its tokens")
+                throw BertError.invalidInput("answer position \(p) of row \(r) is outside its tokens")
             }
         }
         let p = parameters
@@ -87,7 +87,7 @@ public final class BertForQuestionAnswering: BertHead, @unchecked Sendable {
             var rowOf: [Int: Int] = [:]
             for k in 0..<n { rowOf[packed.origin[first + k] - r * s] = first + k }
             for (column, target) in [(0, starts[r]), (1, ends[r])] {
-                guard let targetRow = rowOf[target] else { throw BertError("answer position \(target) of row \(r) is padding") }
+                guard let targetRow = rowOf[target] else { throw BertError.invalidInput("answer position \(target) of row \(r) is padding") }
                 var m = -Float.infinity
                 for k in 0..<n { m = max(m, logits.pointer[2 * (first + k) + column]) }
                 var sum = 0.0

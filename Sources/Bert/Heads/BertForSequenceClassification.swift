@@ -34,10 +34,10 @@ public final class BertForSequenceClassification: BertHead, @unchecked Sendable 
         try config.validate()
         switch task {
         case .classification:
-            guard labels.count >= 2 else { throw BertError("classification needs at least 2 labels, got \(labels.count)") }
-            guard Set(labels).count == labels.count else { throw BertError("label names must be distinct: \(labels)") }
+            guard labels.count >= 2 else { throw BertError.invalidInput("classification needs at least 2 labels, got \(labels.count)") }
+            guard Set(labels).count == labels.count else { throw BertError.invalidInput("label names must be distinct: \(labels)") }
         case .regression:
-            guard labels.count == 1 else { throw BertError("regression has exactly one output") }
+            guard labels.count == 1 else { throw BertError.invalidInput("regression has exactly one output") }
         }
         var c = config
         c.architectures = ["BertForSequenceClassification"]
@@ -74,19 +74,12 @@ public final class BertForSequenceClassification: BertHead, @unchecked Sendable 
     public convenience init(folder: URL) throws {
         let (config, file) = try openCheckpoint(folder)
         let problem = config.extra["problem_type"] as? String
-        var labels: [String]
-        if let id2label = config.extra["id2label"] as? [String: Any] {
-            labels = try (0..<id2label.count).map { i in
-                guard let name = id2label[String(i)] else { throw BertError("\(folder.path)/config.json: id2label has no id \(i)") }
-                return "\(name)"
-            }
-        } else {
-            labels = ["LABEL_0", "LABEL_1"]
-        }
+        // transformers' default when config.json names no labels.
+        var labels = config.extra["id2label"] == nil ? ["LABEL_0", "LABEL_1"] : try labelList(config, folder: folder)
         let task: SequenceTask = problem == "regression" || labels.count == 1 ? .regression : .classification
         if task == .regression && labels.count != 1 { labels = ["score"] }
         guard file.info("classifier.weight") != nil else {
-            throw BertError("\(folder.path): no classifier.weight (not a BertForSequenceClassification; fine-tune it first)")
+            throw BertError.wrongModel(path: folder.path, reason: "no classifier.weight (not a BertForSequenceClassification; fine-tune it first)")
         }
         try self.init(config: config, task: task, labels: labels)
         try parameters.layout.check(against: file)
@@ -100,14 +93,14 @@ public final class BertForSequenceClassification: BertHead, @unchecked Sendable 
         var writer = SafeTensorsWriter()
         parameters.addTensors(to: &writer)
         do { try writer.write(to: folder.appendingPathComponent("model.safetensors")) } catch let e as SafeTensorsError {
-            throw BertError(e.description)
+            throw BertError.malformedFile(path: e.file, reason: e.message)
         }
     }
 
     /// Logits [batch, numLabels] with dropout off.
     public func logits(_ batch: EncoderBatch) throws -> [Float] {
         try encoderModel.withHiddenStates(batch) { tokens, _, pooled in
-            guard let pooled else { throw BertError("the encoder has no pooler") }
+            guard let pooled else { throw BertError.invalidInput("the encoder has no pooler") }
             let out = FloatBuffer(count: tokens.batchSize * numLabels)
             classifier.forward(pooled.pointer, rows: tokens.batchSize, output: out.pointer, parameters: parameters)
             return out.toArray()
@@ -121,11 +114,11 @@ public final class BertForSequenceClassification: BertHead, @unchecked Sendable 
         let b = batch.batchSize, n = numLabels
         switch task {
         case .classification:
-            guard let labels = classLabels, labels.count == b else { throw BertError("classification needs \(b) label ids") }
-            guard labels.allSatisfy({ $0 >= 0 && Int($0) < n }) else { throw BertError("a label id is outside 0..<\(n)") }
+            guard let labels = classLabels, labels.count == b else { throw BertError.invalidInput("classification needs \(b) label ids") }
+            guard labels.allSatisfy({ $0 >= 0 && Int($0) < n }) else { throw BertError.invalidInput("a label id is outside 0..<\(n)") }
         case .regression:
-            guard let t = targets, t.count == b else { throw BertError("regression needs \(b) targets") }
-            guard t.allSatisfy(\.isFinite) else { throw BertError("a regression target is not finite") }
+            guard let t = targets, t.count == b else { throw BertError.invalidInput("regression needs \(b) targets") }
+            guard t.allSatisfy(\.isFinite) else { throw BertError.invalidInput("a regression target is not finite") }
         }
         return try pooledHeadLossAndGradients(bert: bert, classifier: classifier, config: config, parameters: parameters,
                                               batch: batch, grads: grads, dropout: dropout) { logits in
@@ -150,7 +143,7 @@ func pooledHeadLossAndGradients(bert: BertModelWeights, classifier: Linear, conf
                                 loss: (UnsafeMutablePointer<Float>) throws -> Double) throws -> (loss: Double, logits: [Float]) {
     let b = batch.batchSize, h = config.hiddenSize, n = classifier.outFeatures
     let acts = try bert.forwardForTraining(batch, parameters: p, dropout: dropout)
-    guard let pooled = acts.poolerOutput else { throw BertError("the encoder has no pooler") }
+    guard let pooled = acts.poolerOutput else { throw BertError.invalidInput("the encoder has no pooler") }
     let x = FloatBuffer(count: b * h)
     x.pointer.update(from: pooled.pointer, count: b * h)
     var mask: FloatBuffer? = nil

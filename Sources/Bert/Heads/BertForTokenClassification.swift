@@ -16,7 +16,7 @@ public final class BertForTokenClassification: BertHead, @unchecked Sendable {
 
     public init(config: BertConfig, labels: [String]) throws {
         try config.validate()
-        guard labels.count >= 1, Set(labels).count == labels.count else { throw BertError("tag names must be distinct and not empty: \(labels)") }
+        guard labels.count >= 1, Set(labels).count == labels.count else { throw BertError.invalidInput("tag names must be distinct and not empty: \(labels)") }
         var c = config
         c.architectures = ["BertForTokenClassification"]
         c.extra.removeValue(forKey: "problem_type")
@@ -44,7 +44,7 @@ public final class BertForTokenClassification: BertHead, @unchecked Sendable {
     public convenience init(folder: URL) throws {
         let (config, file) = try openCheckpoint(folder)
         guard file.info("classifier.weight") != nil else {
-            throw BertError("\(folder.path): no classifier.weight (not a BertForTokenClassification; fine-tune it first)")
+            throw BertError.wrongModel(path: folder.path, reason: "no classifier.weight (not a BertForTokenClassification; fine-tune it first)")
         }
         try self.init(config: config, labels: try labelList(config, folder: folder))
         try parameters.layout.check(against: file)
@@ -71,9 +71,9 @@ public final class BertForTokenClassification: BertHead, @unchecked Sendable {
                                  dropout: Dropout? = nil) throws -> Double {
         let h = config.hiddenSize, n = numLabels
         guard labels.count == batch.batchSize * batch.sequenceLength else {
-            throw BertError("token labels: \(labels.count) values, expected \(batch.batchSize * batch.sequenceLength)")
+            throw BertError.invalidInput("token labels: \(labels.count) values, expected \(batch.batchSize * batch.sequenceLength)")
         }
-        guard labels.allSatisfy({ $0 == -100 || ($0 >= 0 && Int($0) < n) }) else { throw BertError("a tag id is outside 0..<\(n)") }
+        guard labels.allSatisfy({ $0 == -100 || ($0 >= 0 && Int($0) < n) }) else { throw BertError.invalidInput("a tag id is outside 0..<\(n)") }
         let p = parameters
         let acts = try bert.forwardForTraining(batch, parameters: p, dropout: dropout)
         // The labelled tokens, in packed order.

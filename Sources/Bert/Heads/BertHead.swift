@@ -34,7 +34,7 @@ func loadPretrainedEncoder(_ parameters: ParameterStore, config: BertConfig, fil
     var rng = SeededRandom(seed: seed)
     initializeBertParameters(parameters, config: config, rng: &rng)
     guard file.info("bert.embeddings.word_embeddings.weight") != nil || file.info("embeddings.word_embeddings.weight") != nil else {
-        throw BertError("\(file.name): no BERT embeddings (expected 'embeddings.word_embeddings.weight' or 'bert.embeddings.word_embeddings.weight')")
+        throw BertError.wrongModel(path: file.name, reason: "no BERT embeddings (expected 'embeddings.word_embeddings.weight' or 'bert.embeddings.word_embeddings.weight')")
     }
     let prefix = file.info("bert.embeddings.word_embeddings.weight") != nil ? "bert." : ""
     var initialised: [String] = []
@@ -48,7 +48,7 @@ func loadPretrainedEncoder(_ parameters: ParameterStore, config: BertConfig, fil
         do {
             try file.copyFloats(found, into: UnsafeMutableBufferPointer(start: parameters[t], count: t.count))
         } catch let e as SafeTensorsError {
-            throw BertError(e.description)
+            throw BertError.malformedFile(path: e.file, reason: e.message)
         }
     }
     return initialised
@@ -57,10 +57,10 @@ func loadPretrainedEncoder(_ parameters: ParameterStore, config: BertConfig, fil
 /// The label names of a task config (id2label in id order).
 func labelList(_ config: BertConfig, folder: URL) throws -> [String] {
     guard let id2label = config.extra["id2label"] as? [String: Any], !id2label.isEmpty else {
-        throw BertError("\(folder.path)/config.json: no id2label")
+        throw BertError.invalidConfig(source: "\(folder.path)/config.json", reason: "no id2label")
     }
     return try (0..<id2label.count).map { i in
-        guard let name = id2label[String(i)] else { throw BertError("\(folder.path)/config.json: id2label has no id \(i)") }
+        guard let name = id2label[String(i)] else { throw BertError.invalidConfig(source: "\(folder.path)/config.json", reason: "id2label has no id \(i)") }
         return "\(name)"
     }
 }
@@ -72,6 +72,6 @@ func saveTaskModel(config: BertConfig, parameters: ParameterStore, to folder: UR
     var writer = SafeTensorsWriter()
     parameters.addTensors(to: &writer)
     do { try writer.write(to: folder.appendingPathComponent("model.safetensors")) } catch let e as SafeTensorsError {
-        throw BertError(e.description)
+        throw BertError.malformedFile(path: e.file, reason: e.message)
     }
 }

@@ -27,7 +27,7 @@ public struct FeatureExtractor {
         let count = model.config.numHiddenLayers + 1
         return try layers.map { l in
             let k = l < 0 ? count + l : l
-            guard (0..<count).contains(k) else { throw BertError("layer \(l) does not exist (the model has hidden states 0...\(count - 1), or -\(count)...-1)") }
+            guard (0..<count).contains(k) else { throw BertError.invalidInput("layer \(l) does not exist (the model has hidden states 0...\(count - 1), or -\(count)...-1)") }
             return k
         }
     }
@@ -40,7 +40,7 @@ public struct FeatureExtractor {
     /// One text's tokens and their features, [tokens × dimension] row-major.
     public func features(_ text: String, pair: String? = nil, layers: [Int], combine: LayerCombination) throws -> (encoding: Encoding, features: [Float]) {
         let ks = try resolve(layers)
-        guard !ks.isEmpty else { throw BertError("choose at least one layer") }
+        guard !ks.isEmpty else { throw BertError.invalidInput("choose at least one layer") }
         let e = try tokenizer.encode(text, pair: pair)
         let out = try model.forward(EncoderBatch(batchSize: 1, sequenceLength: e.count, inputIds: e.ids, tokenTypeIds: e.typeIds),
                                     outputHiddenStates: true)

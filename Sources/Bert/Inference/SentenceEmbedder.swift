@@ -23,7 +23,7 @@ public struct SentenceEmbeddingSettings: Sendable, Equatable {
         let modulesURL = folder.appendingPathComponent("modules.json")
         guard FileManager.default.fileExists(atPath: modulesURL.path) else { return }
         guard let modules = try readJSON(modulesURL) as? [[String: Any]] else {
-            throw BertError("\(modulesURL.path): expected a JSON list of modules")
+            throw BertError.malformedFile(path: modulesURL.path, reason: "expected a JSON list of modules")
         }
         for module in modules {
             let type = module["type"] as? String ?? ""
@@ -31,15 +31,15 @@ public struct SentenceEmbeddingSettings: Sendable, Equatable {
             if type.hasSuffix(".Pooling") {
                 let url = folder.appendingPathComponent(path).appendingPathComponent("config.json")
                 guard let config = try readJSON(url) as? [String: Any] else {
-                    throw BertError("\(url.path): expected a JSON object")
+                    throw BertError.malformedFile(path: url.path, reason: "expected a JSON object")
                 }
                 let modes: [(String, Pooling)] = [("pooling_mode_cls_token", .cls), ("pooling_mode_max_tokens", .max),
                                                   ("pooling_mode_mean_tokens", .mean), ("pooling_mode_mean_sqrt_len_tokens", .meanSqrtLen)]
                 pooling = modes.filter { config[$0.0] as? Bool == true }.map(\.1)
                 for unsupported in ["pooling_mode_weightedmean_tokens", "pooling_mode_lasttoken"] where config[unsupported] as? Bool == true {
-                    throw BertError("\(url.path): \(unsupported) is not supported (cls, max, mean, mean_sqrt_len are)")
+                    throw BertError.malformedFile(path: url.path, reason: "\(unsupported) is not supported (cls, max, mean, mean_sqrt_len are)")
                 }
-                if pooling.isEmpty { throw BertError("\(url.path): no pooling mode is enabled") }
+                if pooling.isEmpty { throw BertError.malformedFile(path: url.path, reason: "no pooling mode is enabled") }
             } else if type.hasSuffix(".Normalize") {
                 normalize = true
             }
@@ -55,10 +55,10 @@ public struct SentenceEmbeddingSettings: Sendable, Equatable {
 func readJSON(_ url: URL) throws -> Any {
     let data: Data
     do { data = try Data(contentsOf: url) } catch {
-        throw BertError("\(url.path): cannot read (\(error.localizedDescription))")
+        throw BertError.fileAccess(path: url.path, reason: "cannot read (\(error.localizedDescription))")
     }
     do { return try JSONSerialization.jsonObject(with: data) } catch {
-        throw BertError("\(url.path): invalid JSON")
+        throw BertError.malformedFile(path: url.path, reason: "invalid JSON")
     }
 }
 
@@ -81,7 +81,7 @@ public final class SentenceEmbedder: @unchecked Sendable {
         model.prepareForInference()
         let tokenizer: BertTokenizer
         do { tokenizer = try BertTokenizer(modelFolder: folder) } catch {
-            throw BertError("\(folder.path): cannot load the tokenizer: \(error)")
+            throw BertError.fileAccess(path: folder.path, reason: "cannot load the tokenizer: \(error)")
         }
         try self.init(model: model, tokenizer: tokenizer,
                       pooling: pooling ?? settings.pooling, normalize: normalize ?? settings.normalize,
@@ -93,13 +93,13 @@ public final class SentenceEmbedder: @unchecked Sendable {
                 maxLength: Int? = nil, truncate: Bool = true) throws {
         let limit = model.config.maxPositionEmbeddings
         let maxLength = maxLength ?? limit
-        guard maxLength >= 2 else { throw BertError("max length must be at least 2 (room for [CLS] and [SEP]), got \(maxLength)") }
+        guard maxLength >= 2 else { throw BertError.invalidInput("max length must be at least 2 (room for [CLS] and [SEP]), got \(maxLength)") }
         guard maxLength <= limit else {
-            throw BertError("max length \(maxLength) is longer than the model's max_position_embeddings \(limit)")
+            throw BertError.invalidInput("max length \(maxLength) is longer than the model's max_position_embeddings \(limit)")
         }
-        guard !pooling.isEmpty else { throw BertError("no pooling mode given") }
+        guard !pooling.isEmpty else { throw BertError.invalidInput("no pooling mode given") }
         if tokenizer.vocabulary.count > model.config.vocabSize {
-            throw BertError("the tokenizer's vocabulary (\(tokenizer.vocabulary.count) tokens) is larger than the model's vocab_size \(model.config.vocabSize)")
+            throw BertError.invalidInput("the tokenizer's vocabulary (\(tokenizer.vocabulary.count) tokens) is larger than the model's vocab_size \(model.config.vocabSize)")
         }
         self.model = model
         self.pooling = pooling

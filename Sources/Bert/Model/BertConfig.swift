@@ -59,7 +59,7 @@ public struct BertConfig: @unchecked Sendable, Equatable {
         case "base": sizes = (12, 768)
         case "large": sizes = (24, 1024)
         default:
-            throw BertError("unknown preset '\(name)'; expected one of: \(presetNames.joined(separator: ", "))")
+            throw BertError.invalidInput("unknown preset '\(name)'; expected one of: \(presetNames.joined(separator: ", "))")
         }
         var c = BertConfig()
         c.numHiddenLayers = sizes.0
@@ -72,7 +72,7 @@ public struct BertConfig: @unchecked Sendable, Equatable {
     /// Checks that the numbers describe a model we can build.
     public func validate(source: String = "config") throws {
         func positive(_ v: Int, _ key: String) throws {
-            if v <= 0 { throw BertError("\(source): \(key) must be positive, got \(v)") }
+            if v <= 0 { throw BertError.invalidConfig(source: source, reason: "\(key) must be positive, got \(v)") }
         }
         try positive(vocabSize, "vocab_size")
         try positive(hiddenSize, "hidden_size")
@@ -90,22 +90,22 @@ public struct BertConfig: @unchecked Sendable, Equatable {
             let (ab, o1) = a.multipliedReportingOverflow(by: b)
             let (sum, o2) = total.addingReportingOverflow(ab)
             if o1 || o2 || sum > limit || hiddenSize > 1 << 20 || intermediateSize > 1 << 22 {
-                throw BertError("\(source): the sizes describe an impossibly large model (vocab_size \(vocabSize), hidden_size \(hiddenSize), intermediate_size \(intermediateSize), num_hidden_layers \(numHiddenLayers))")
+                throw BertError.invalidConfig(source: source, reason: "the sizes describe an impossibly large model (vocab_size \(vocabSize), hidden_size \(hiddenSize), intermediate_size \(intermediateSize), num_hidden_layers \(numHiddenLayers))")
             }
             total = sum
         }
         if hiddenSize % numAttentionHeads != 0 {
-            throw BertError("\(source): hidden_size \(hiddenSize) is not a multiple of num_attention_heads \(numAttentionHeads)")
+            throw BertError.invalidConfig(source: source, reason: "hidden_size \(hiddenSize) is not a multiple of num_attention_heads \(numAttentionHeads)")
         }
         if Activation(huggingFaceName: hiddenAct) == nil {
-            throw BertError("\(source): hidden_act '\(hiddenAct)' is not supported (gelu, gelu_new, gelu_pytorch_tanh, gelu_fast, relu)")
+            throw BertError.invalidConfig(source: source, reason: "hidden_act '\(hiddenAct)' is not supported (gelu, gelu_new, gelu_pytorch_tanh, gelu_fast, relu)")
         }
-        if !(layerNormEps > 0) { throw BertError("\(source): layer_norm_eps must be positive") }
+        if !(layerNormEps > 0) { throw BertError.invalidConfig(source: source, reason: "layer_norm_eps must be positive") }
         if let p = extra["position_embedding_type"] as? String, p != "absolute" {
-            throw BertError("\(source): position_embedding_type '\(p)' is not supported (only 'absolute')")
+            throw BertError.invalidConfig(source: source, reason: "position_embedding_type '\(p)' is not supported (only 'absolute')")
         }
         if padTokenId < 0 || padTokenId >= vocabSize {
-            throw BertError("\(source): pad_token_id \(padTokenId) is outside the vocabulary (size \(vocabSize))")
+            throw BertError.invalidConfig(source: source, reason: "pad_token_id \(padTokenId) is outside the vocabulary (size \(vocabSize))")
         }
     }
 
@@ -114,28 +114,28 @@ public struct BertConfig: @unchecked Sendable, Equatable {
     public init(contentsOf url: URL) throws {
         let data: Data
         do { data = try Data(contentsOf: url) } catch {
-            throw BertError("\(url.path): cannot read the config (\(error.localizedDescription))")
+            throw BertError.fileAccess(path: url.path, reason: "cannot read the config (\(error.localizedDescription))")
         }
         try self.init(json: data, source: url.path)
     }
 
     public init(json data: Data, source: String = "config.json") throws {
         guard let object = try? JSONSerialization.jsonObject(with: data), let dict = object as? [String: Any] else {
-            throw BertError("\(source): not a JSON object")
+            throw BertError.invalidConfig(source: source, reason: "not a JSON object")
         }
         var c = BertConfig()
         var rest = dict
         func int(_ key: String, _ target: inout Int) throws {
             guard let v = rest.removeValue(forKey: key) else { return }
             guard let n = v as? NSNumber, !isJSONBool(n), Double(n.int64Value) == n.doubleValue else {
-                throw BertError("\(source): \(key) must be an integer, got \(v)")
+                throw BertError.invalidConfig(source: source, reason: "\(key) must be an integer, got \(v)")
             }
             target = n.intValue
         }
         func double(_ key: String, _ target: inout Double) throws {
             guard let v = rest.removeValue(forKey: key) else { return }
             guard let n = v as? NSNumber, !isJSONBool(n) else {
-                throw BertError("\(source): \(key) must be a number, got \(v)")
+                throw BertError.invalidConfig(source: source, reason: "\(key) must be a number, got \(v)")
             }
             target = n.doubleValue
         }
@@ -153,15 +153,15 @@ public struct BertConfig: @unchecked Sendable, Equatable {
         try double("layer_norm_eps", &c.layerNormEps)
         try double("initializer_range", &c.initializerRange)
         if let act = rest.removeValue(forKey: "hidden_act") {
-            guard let s = act as? String else { throw BertError("\(source): hidden_act must be a string") }
+            guard let s = act as? String else { throw BertError.invalidConfig(source: source, reason: "hidden_act must be a string") }
             c.hiddenAct = s
         }
         if let arch = rest.removeValue(forKey: "architectures") {
-            guard let a = arch as? [String] else { throw BertError("\(source): architectures must be a list of strings") }
+            guard let a = arch as? [String] else { throw BertError.invalidConfig(source: source, reason: "architectures must be a list of strings") }
             c.architectures = a
         }
         if let t = rest["model_type"] as? String, t != "bert" {
-            throw BertError("\(source): model_type is '\(t)', not 'bert'")
+            throw BertError.invalidConfig(source: source, reason: "model_type is '\(t)', not 'bert'")
         }
         // Keys whose only accepted value the writer always writes are not kept: a config read
         // back from what we saved then equals the one saved.
@@ -207,7 +207,7 @@ func writeAtomically(_ data: Data, to url: URL) throws {
     do {
         try data.write(to: url, options: .atomic)
     } catch {
-        throw BertError("\(url.path): cannot write (\(error.localizedDescription))")
+        throw BertError.fileAccess(path: url.path, reason: "cannot write (\(error.localizedDescription))")
     }
 }
 

@@ -14,10 +14,12 @@ extension ParameterLayout {
         if base.hasSuffix("LayerNorm.weight") { candidates.append(add + base.dropLast(6) + "gamma") }
         if base.hasSuffix("LayerNorm.bias") { candidates.append(add + base.dropLast(4) + "beta") }
         guard let name = candidates.first(where: { file.info($0) != nil }), let info = file.info(name) else {
-            throw BertError("\(file.name): missing tensor '\(candidates[0])'")
+            throw BertError.tensorMismatch(file: file.name, tensor: candidates[0], expected: t.shape, found: nil,
+                                           reason: "missing tensor '\(candidates[0])'")
         }
         guard info.shape == t.shape else {
-            throw BertError("\(file.name): tensor '\(name)' has shape \(info.shape) but the config gives \(t.shape); config.json does not match the weights")
+            throw BertError.tensorMismatch(file: file.name, tensor: name, expected: t.shape, found: info.shape,
+                                           reason: "tensor '\(name)' has shape \(info.shape) but the config gives \(t.shape); config.json does not match the weights")
         }
         return name
     }
@@ -39,7 +41,7 @@ extension ParameterStore {
             do {
                 try file.copyFloats(name, into: UnsafeMutableBufferPointer(start: self[t], count: t.count))
             } catch let e as SafeTensorsError {
-                throw BertError(e.description)
+                throw BertError.malformedFile(path: e.file, reason: e.message)
             }
         }
     }
@@ -69,14 +71,15 @@ extension BertModel {
         } else if file.info("bert.embeddings.word_embeddings.weight") != nil {
             prefix = "bert."
         } else {
-            throw BertError("\(file.name): no BERT embeddings (expected a tensor 'embeddings.word_embeddings.weight' or 'bert.embeddings.word_embeddings.weight')")
+            throw BertError.wrongModel(path: file.name, reason: "no BERT embeddings (expected a tensor 'embeddings.word_embeddings.weight' or 'bert.embeddings.word_embeddings.weight')")
         }
         // Layers beyond num_hidden_layers mean the config does not describe these weights.
         let layerPrefix = prefix + "encoder.layer."
         for t in file.tensors where t.name.hasPrefix(layerPrefix) {
             let rest = t.name.dropFirst(layerPrefix.count)
             if let n = Int(rest.prefix(while: { $0.isNumber })), n >= config.numHiddenLayers {
-                throw BertError("\(file.name): tensor '\(t.name)' belongs to layer \(n), but config.json has num_hidden_layers = \(config.numHiddenLayers)")
+                throw BertError.tensorMismatch(file: file.name, tensor: t.name, expected: nil, found: t.shape,
+                                               reason: "tensor '\(t.name)' belongs to layer \(n), but config.json has num_hidden_layers = \(config.numHiddenLayers)")
             }
         }
         let hasPooler = file.info(prefix + "pooler.dense.weight") != nil
@@ -95,7 +98,7 @@ extension BertModel {
         do {
             try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         } catch {
-            throw BertError("\(folder.path): cannot create the folder (\(error.localizedDescription))")
+            throw BertError.fileAccess(path: folder.path, reason: "cannot create the folder (\(error.localizedDescription))")
         }
         var c = config
         c.architectures = ["BertModel"]
@@ -105,7 +108,7 @@ extension BertModel {
         do {
             try writer.write(to: folder.appendingPathComponent("model.safetensors"))
         } catch let e as SafeTensorsError {
-            throw BertError(e.description)
+            throw BertError.malformedFile(path: e.file, reason: e.message)
         }
     }
 }
@@ -114,14 +117,14 @@ extension BertModel {
 func openCheckpoint(_ folder: URL) throws -> (BertConfig, SafeTensorsFile) {
     let configURL = folder.appendingPathComponent("config.json")
     guard FileManager.default.fileExists(atPath: configURL.path) else {
-        throw BertError("\(folder.path): no config.json (is this a Hugging Face model folder?)")
+        throw BertError.wrongModel(path: folder.path, reason: "no config.json (is this a Hugging Face model folder?)")
     }
     let config = try BertConfig(contentsOf: configURL)
     let weightsURL = folder.appendingPathComponent("model.safetensors")
     guard FileManager.default.fileExists(atPath: weightsURL.path) else {
-        throw BertError("\(folder.path): no model.safetensors (PyTorch .bin checkpoints are not read; convert with transformers' save_pretrained(safe_serialization=True))")
+        throw BertError.wrongModel(path: folder.path, reason: "no model.safetensors (PyTorch .bin checkpoints are not read; convert with transformers' save_pretrained(safe_serialization=True))")
     }
     do { return (config, try SafeTensorsFile(contentsOf: weightsURL)) } catch let e as SafeTensorsError {
-        throw BertError(e.description)
+        throw BertError.malformedFile(path: e.file, reason: e.message)
     }
 }

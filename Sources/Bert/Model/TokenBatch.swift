@@ -74,23 +74,23 @@ struct RealTokens {
     /// sequence contiguously: all per-token work then skips padding entirely.
     init(_ batch: EncoderBatch, config: BertConfig) throws {
         let b = batch.batchSize, s = batch.sequenceLength
-        guard b >= 0, s >= 0 else { throw BertError("batch size and sequence length must not be negative") }
+        guard b >= 0, s >= 0 else { throw BertError.invalidInput("batch size and sequence length must not be negative") }
         let (n, overflow) = b.multipliedReportingOverflow(by: s)
-        guard !overflow else { throw BertError("batch size \(b) × sequence length \(s) is too large") }
+        guard !overflow else { throw BertError.invalidInput("batch size \(b) × sequence length \(s) is too large") }
         guard batch.inputIds.count == n else {
-            throw BertError("input_ids has \(batch.inputIds.count) values, expected batch \(b) × length \(s) = \(n)")
+            throw BertError.invalidInput("input_ids has \(batch.inputIds.count) values, expected batch \(b) × length \(s) = \(n)")
         }
         if let t = batch.tokenTypeIds, t.count != n {
-            throw BertError("token_type_ids has \(t.count) values, expected \(n)")
+            throw BertError.invalidInput("token_type_ids has \(t.count) values, expected \(n)")
         }
         if let m = batch.attentionMask, m.count != n {
-            throw BertError("attention_mask has \(m.count) values, expected \(n)")
+            throw BertError.invalidInput("attention_mask has \(m.count) values, expected \(n)")
         }
         if let p = batch.positionIds, p.count != n {
-            throw BertError("position_ids has \(p.count) values, expected \(n)")
+            throw BertError.invalidInput("position_ids has \(p.count) values, expected \(n)")
         }
         if batch.positionIds == nil && s > config.maxPositionEmbeddings {
-            throw BertError("sequence length \(s) is longer than max_position_embeddings \(config.maxPositionEmbeddings); truncate the input")
+            throw BertError.invalidInput("sequence length \(s) is longer than max_position_embeddings \(config.maxPositionEmbeddings); truncate the input")
         }
         var packed = RealTokens(batchSize: b, sequenceLength: s)
         packed.ids.reserveCapacity(n)
@@ -101,15 +101,15 @@ struct RealTokens {
                 if let m = batch.attentionMask, m[i] == 0 { continue }
                 let id = batch.inputIds[i]
                 guard id >= 0 && Int(id) < config.vocabSize else {
-                    throw BertError("input id \(id) at batch \(bi), position \(p) is outside the vocabulary (size \(config.vocabSize))")
+                    throw BertError.invalidInput("input id \(id) at batch \(bi), position \(p) is outside the vocabulary (size \(config.vocabSize))")
                 }
                 let type = batch.tokenTypeIds?[i] ?? 0
                 guard type >= 0 && Int(type) < config.typeVocabSize else {
-                    throw BertError("token type id \(type) at batch \(bi), position \(p) is outside type_vocab_size \(config.typeVocabSize)")
+                    throw BertError.invalidInput("token type id \(type) at batch \(bi), position \(p) is outside type_vocab_size \(config.typeVocabSize)")
                 }
                 let pos = batch.positionIds?[i] ?? Int32(p)
                 guard pos >= 0 && Int(pos) < config.maxPositionEmbeddings else {
-                    throw BertError("position id \(pos) at batch \(bi), position \(p) is outside max_position_embeddings \(config.maxPositionEmbeddings)")
+                    throw BertError.invalidInput("position id \(pos) at batch \(bi), position \(p) is outside max_position_embeddings \(config.maxPositionEmbeddings)")
                 }
                 packed.ids.append(id)
                 packed.types.append(type)

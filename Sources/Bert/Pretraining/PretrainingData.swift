@@ -43,9 +43,9 @@ public struct PretrainingDataBuilder: Sendable {
 
     public init(tokenizer: BertTokenizer, options: PretrainingDataOptions) throws {
         guard let cls = tokenizer.tokenId("[CLS]"), let sep = tokenizer.tokenId("[SEP]"), let mask = tokenizer.tokenId("[MASK]") else {
-            throw BertError("the vocabulary needs [CLS], [SEP] and [MASK] for pretraining")
+            throw BertError.invalidInput("the vocabulary needs [CLS], [SEP] and [MASK] for pretraining")
         }
-        guard options.maxSeqLength >= 8 else { throw BertError("max sequence length must be at least 8") }
+        guard options.maxSeqLength >= 8 else { throw BertError.invalidInput("max sequence length must be at least 8") }
         self.options = options
         self.cls = cls
         self.sep = sep

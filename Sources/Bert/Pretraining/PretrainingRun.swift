@@ -59,7 +59,7 @@ public final class PretrainingRun {
     public convenience init(model: BertForPreTraining, tokenizer: BertTokenizer, documents: [[[Int32]]],
                             options: PretrainingRunOptions, output: URL) throws {
         let builder = try PretrainingDataBuilder(tokenizer: tokenizer, options: options.data)
-        guard documents.count >= 2 else { throw BertError("pretraining needs at least 2 documents (blank lines separate documents)") }
+        guard documents.count >= 2 else { throw BertError.invalidInput("pretraining needs at least 2 documents (blank lines separate documents)") }
         var evalDocuments: [[[Int32]]] = [], trainDocuments: [[[Int32]]] = []
         for (d, document) in documents.enumerated() {
             if isHeldOut(d, heldSoFar: evalDocuments.count, every: options.heldOutEvery, limit: options.heldOutDocuments) {
@@ -71,7 +71,7 @@ public final class PretrainingRun {
         var rng = SeededRandom(seed: Seeds.chunkInstances(options.seed, chunk: 0))
         var train: [PretrainingInstance] = []
         trainingInstances(trainDocuments, builder: builder, dupeFactor: options.dupeFactor, rng: &rng) { train.append($0) }
-        guard !train.isEmpty else { throw BertError("the corpus gives no training instances") }
+        guard !train.isEmpty else { throw BertError.invalidInput("the corpus gives no training instances") }
         let evalInstances = heldOutInstances(evalDocuments, builder: builder, seed: options.seed)
         try self.init(model: model, tokenizer: tokenizer, source: InMemoryInstances(train, seed: options.seed),
                       heldOut: evalInstances, options: options, output: output)
@@ -82,10 +82,10 @@ public final class PretrainingRun {
     public convenience init(model: BertForPreTraining, tokenizer: BertTokenizer, shards: PretrainingShardSet,
                             options: PretrainingRunOptions, output: URL) throws {
         guard shards.vocabularySize == tokenizer.vocabulary.count else {
-            throw BertError("\(shards.folder.path) was prepared with a \(shards.vocabularySize)-token vocabulary, this run has \(tokenizer.vocabulary.count)")
+            throw BertError.malformedFile(path: shards.folder.path, reason: "was prepared with a \(shards.vocabularySize)-token vocabulary, this run has \(tokenizer.vocabulary.count)")
         }
         guard shards.maxSeqLength <= options.data.maxSeqLength else {
-            throw BertError("\(shards.folder.path) was prepared for sequences of \(shards.maxSeqLength) tokens, longer than this run's \(options.data.maxSeqLength)")
+            throw BertError.malformedFile(path: shards.folder.path, reason: "was prepared for sequences of \(shards.maxSeqLength) tokens, longer than this run's \(options.data.maxSeqLength)")
         }
         try self.init(model: model, tokenizer: tokenizer, source: shards, heldOut: try shards.heldOut(limit: 256),
                       options: options, output: output)
@@ -100,10 +100,10 @@ public final class PretrainingRun {
         let builder = try PretrainingDataBuilder(tokenizer: tokenizer, options: options.data)
         self.builder = builder
         guard tokenizer.vocabulary.count <= model.config.vocabSize else {
-            throw BertError("the vocabulary (\(tokenizer.vocabulary.count) tokens) is larger than the model's vocab_size \(model.config.vocabSize)")
+            throw BertError.invalidInput("the vocabulary (\(tokenizer.vocabulary.count) tokens) is larger than the model's vocab_size \(model.config.vocabSize)")
         }
-        guard options.accumulationSteps >= 1 else { throw BertError("gradient accumulation steps must be at least 1") }
-        guard source.count > 0 else { throw BertError("the corpus gives no training instances") }
+        guard options.accumulationSteps >= 1 else { throw BertError.invalidInput("gradient accumulation steps must be at least 1") }
+        guard source.count > 0 else { throw BertError.invalidInput("the corpus gives no training instances") }
         self.source = source
         var evalRng = SeededRandom(seed: Seeds.heldOutMasks(options.seed))
         evaluation = heldOut.prefix(256).map { builder.mask($0, rng: &evalRng) }
@@ -164,7 +164,7 @@ public final class PretrainingRun {
             if cancellation?.isCancelled == true {
                 try saveCheckpoint()
                 try saveModelFolder()  // the model so far is usable (fill-mask, fine-tuning) right away
-                throw BertError("interrupted: checkpoint and model saved at step \(step); continue with --resume")
+                throw BertError.interrupted(step: step, saved: "checkpoint and model saved")
             }
             var loss = PretrainingLoss()
             let a = options.accumulationSteps
@@ -247,24 +247,24 @@ public final class PretrainingRun {
     func restoreLatestCheckpoint() throws {
         let latest = checkpointsFolder.appendingPathComponent("latest")
         guard let name = try? String(contentsOf: latest, encoding: .utf8) else {
-            throw BertError("\(output.path): no checkpoint to resume from (checkpoints/latest is missing)")
+            throw BertError.malformedFile(path: output.path, reason: "no checkpoint to resume from (checkpoints/latest is missing)")
         }
         let folder = checkpointsFolder.appendingPathComponent(name.trimmingCharacters(in: .whitespacesAndNewlines))
         let state = try readJSON(folder.appendingPathComponent("state.json")) as? [String: Any] ?? [:]
         guard let savedStep = state["step"] as? Int, let adamStep = state["optimizer_step"] as? Int else {
-            throw BertError("\(folder.path)/state.json: no step")
+            throw BertError.malformedFile(path: "\(folder.path)/state.json", reason: "no step")
         }
         if let seed = state["seed"] as? String, seed != String(options.seed) {
-            throw BertError("the checkpoint was made with --seed \(seed), not \(options.seed): resuming would change the data order")
+            throw BertError.invalidInput("the checkpoint was made with --seed \(seed), not \(options.seed): resuming would change the data order")
         }
         if let b = state["batch_size"] as? Int, b != options.batchSize {
-            throw BertError("the checkpoint was made with --batch-size \(b), not \(options.batchSize)")
+            throw BertError.invalidInput("the checkpoint was made with --batch-size \(b), not \(options.batchSize)")
         }
         if let a = state["accumulation_steps"] as? Int, a != options.accumulationSteps {
-            throw BertError("the checkpoint was made with --accumulate \(a), not \(options.accumulationSteps)")
+            throw BertError.invalidInput("the checkpoint was made with --accumulate \(a), not \(options.accumulationSteps)")
         }
         if let n = state["instances"] as? Int, n != source.count {
-            throw BertError("the checkpoint was made on \(n) training instances, this data has \(source.count): resuming would change the data order")
+            throw BertError.invalidInput("the checkpoint was made on \(n) training instances, this data has \(source.count): resuming would change the data order")
         }
         let weights = try SafeTensorsFile(contentsOf: folder.appendingPathComponent("model.safetensors"))
         try model.parameters.load(from: weights)

@@ -52,7 +52,7 @@ public func forEachDocument(files: [URL], splitSentences: Bool, _ body: ([String
     for url in files {
         let handle: FileHandle
         do { handle = try FileHandle(forReadingFrom: url) } catch {
-            throw BertError("\(url.path): cannot open (\(error.localizedDescription))")
+            throw BertError.fileAccess(path: url.path, reason: "cannot open (\(error.localizedDescription))")
         }
         defer { try? handle.close() }
         var current: [String] = []
@@ -61,7 +61,7 @@ public func forEachDocument(files: [URL], splitSentences: Bool, _ body: ([String
         func line(_ bytes: ArraySlice<UInt8>) throws {
             lineNumber += 1
             guard let text = String(bytes: bytes, encoding: .utf8) else {
-                throw BertError("\(url.path):\(lineNumber): not valid UTF-8")
+                throw BertError.malformedFile(path: "\(url.path):\(lineNumber)", reason: "not valid UTF-8")
             }
             let trimmed = text.trimmingCharacters(in: .whitespacesAndNewlines)
             if trimmed.isEmpty {
@@ -76,7 +76,7 @@ public func forEachDocument(files: [URL], splitSentences: Bool, _ body: ([String
         while true {
             let chunk: Data?
             do { chunk = try handle.read(upToCount: 1 << 22) } catch {
-                throw BertError("\(url.path): read failed (\(error.localizedDescription))")
+                throw BertError.malformedFile(path: url.path, reason: "read failed (\(error.localizedDescription))")
             }
             guard let chunk, !chunk.isEmpty else { break }
             pending.append(contentsOf: chunk)
@@ -153,7 +153,7 @@ final class ShardFileWriter {
 
     init(url: URL) throws {
         guard FileManager.default.createFile(atPath: url.path, contents: Data(shardMagic)) else {
-            throw BertError("\(url.path): cannot create")
+            throw BertError.fileAccess(path: url.path, reason: "cannot create")
         }
         handle = try FileHandle(forWritingTo: url)
         try handle.seekToEnd()
@@ -192,8 +192,8 @@ final class ShardFileWriter {
 @discardableResult
 public func preparePretrainingShards(files: [URL], tokenizer: BertTokenizer, options: ShardOptions, folder: URL,
                                      progress: (Int, Int) -> Void = { _, _ in }) throws -> PretrainingShardSet {
-    guard options.shardCount >= 1 && options.shardCount <= 65536 else { throw BertError("the shard count must be between 1 and 65536") }
-    guard options.data.maxSeqLength <= Int(UInt16.max) else { throw BertError("max sequence length too large for a shard") }
+    guard options.shardCount >= 1 && options.shardCount <= 65536 else { throw BertError.invalidInput("the shard count must be between 1 and 65536") }
+    guard options.data.maxSeqLength <= Int(UInt16.max) else { throw BertError.invalidInput("max sequence length too large for a shard") }
     let builder = try PretrainingDataBuilder(tokenizer: tokenizer, options: options.data)
     let fm = FileManager.default
     try fm.createDirectory(at: folder, withIntermediateDirectories: true)
@@ -228,7 +228,7 @@ public func preparePretrainingShards(files: [URL], tokenizer: BertTokenizer, opt
     try makeInstances()
     // The held-out instances use only each other (NotNext spans from other held-out documents).
     for inst in heldOutInstances(evalDocuments, builder: builder, seed: options.seed) { try heldOutWriter.append(inst) }
-    guard documents >= 2 else { throw BertError("pretraining needs at least 2 documents (blank lines separate documents)") }
+    guard documents >= 2 else { throw BertError.invalidInput("pretraining needs at least 2 documents (blank lines separate documents)") }
     var shards: [[String: Any]] = []
     for (i, w) in writers.enumerated() {
         try w.close()
@@ -241,7 +241,7 @@ public func preparePretrainingShards(files: [URL], tokenizer: BertTokenizer, opt
     let heldOutURL = folder.appendingPathComponent("heldout.bin")
     try? fm.removeItem(at: heldOutURL)
     try fm.moveItem(at: folder.appendingPathComponent("heldout.bin.partial"), to: heldOutURL)
-    guard writers.contains(where: { $0.count > 0 }) else { throw BertError("the corpus gives no training instances") }
+    guard writers.contains(where: { $0.count > 0 }) else { throw BertError.invalidInput("the corpus gives no training instances") }
     let manifest: [String: Any] = [
         "format": "swift-bert pretraining shards", "version": 1,
         "shards": shards, "held_out": ["file": "heldout.bin", "instances": heldOutWriter.count, "documents": evalDocuments.count],
@@ -262,25 +262,25 @@ final class ShardFile {
 
     init(url: URL, expected: Int) throws {
         do { data = try Data(contentsOf: url, options: .alwaysMapped) } catch {
-            throw BertError("\(url.path): cannot read (\(error.localizedDescription))")
+            throw BertError.fileAccess(path: url.path, reason: "cannot read (\(error.localizedDescription))")
         }
-        guard data.count >= 8, Array(data.prefix(8)) == shardMagic else { throw BertError("\(url.path): not a swift-bert shard") }
+        guard data.count >= 8, Array(data.prefix(8)) == shardMagic else { throw BertError.malformedFile(path: url.path, reason: "not a swift-bert shard") }
         var offsets: [Int] = []
         offsets.reserveCapacity(expected)
         try data.withUnsafeBytes { (raw: UnsafeRawBufferPointer) in
             var at = 8
             while at < raw.count {
-                guard at + 5 <= raw.count else { throw BertError("\(url.path): truncated record at byte \(at)") }
+                guard at + 5 <= raw.count else { throw BertError.malformedFile(path: url.path, reason: "truncated record at byte \(at)") }
                 let (n, a) = Self.header(raw, at)
                 guard n >= 3, a >= 2, a < n, raw[at + 4] <= 1, at + 5 + 4 * n <= raw.count else {
-                    throw BertError("\(url.path): corrupt record at byte \(at)")
+                    throw BertError.malformedFile(path: url.path, reason: "corrupt record at byte \(at)")
                 }
                 offsets.append(at)
                 at += 5 + 4 * n
             }
         }
         guard offsets.count == expected else {
-            throw BertError("\(url.path): \(offsets.count) instances, the manifest says \(expected)")
+            throw BertError.malformedFile(path: url.path, reason: "\(offsets.count) instances, the manifest says \(expected)")
         }
         self.url = url
         self.offsets = offsets
@@ -299,7 +299,7 @@ final class ShardFile {
             for j in 0..<n {
                 let t = Int32(littleEndian: raw.loadUnaligned(fromByteOffset: at + 5 + 4 * j, as: Int32.self))
                 guard t >= 0 && Int(t) < vocabularySize else {
-                    throw BertError("\(url.path): token id \(t) outside the vocabulary (size \(vocabularySize))")
+                    throw BertError.malformedFile(path: url.path, reason: "token id \(t) outside the vocabulary (size \(vocabularySize))")
                 }
                 tokens[j] = t
             }
@@ -332,27 +332,27 @@ public final class PretrainingShardSet: PretrainingInstanceSource {
         self.folder = folder
         let url = folder.appendingPathComponent("manifest.json")
         guard let data = try? Data(contentsOf: url) else {
-            throw BertError("\(folder.path): no manifest.json (not prepared, or the preparation did not finish)")
+            throw BertError.malformedFile(path: folder.path, reason: "no manifest.json (not prepared, or the preparation did not finish)")
         }
         guard let m = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
               m["format"] as? String == "swift-bert pretraining shards", m["version"] as? Int == 1,
               let shards = m["shards"] as? [[String: Any]], let held = m["held_out"] as? [String: Any],
               let vocab = m["vocab_size"] as? Int, let seq = m["max_seq_length"] as? Int,
               let seedText = m["seed"] as? String, let seed = UInt64(seedText) else {
-            throw BertError("\(url.path): not a swift-bert shard manifest (version 1)")
+            throw BertError.malformedFile(path: url.path, reason: "not a swift-bert shard manifest (version 1)")
         }
         var files: [String] = [], counts: [Int] = []
         for s in shards {
             guard let f = s["file"] as? String, let n = s["instances"] as? Int, n >= 0, !f.contains("/") else {
-                throw BertError("\(url.path): bad shard entry \(s)")
+                throw BertError.malformedFile(path: url.path, reason: "bad shard entry \(s)")
             }
             files.append(f); counts.append(n)
         }
         guard let hf = held["file"] as? String, let hn = held["instances"] as? Int, !hf.contains("/") else {
-            throw BertError("\(url.path): bad held_out entry")
+            throw BertError.malformedFile(path: url.path, reason: "bad held_out entry")
         }
         for f in files + [hf] where !FileManager.default.fileExists(atPath: folder.appendingPathComponent(f).path) {
-            throw BertError("\(folder.path)/\(f): missing (the manifest names it)")
+            throw BertError.fileAccess(path: "\(folder.path)/\(f)", reason: "missing (the manifest names it)")
         }
         self.files = files
         self.counts = counts
@@ -366,7 +366,7 @@ public final class PretrainingShardSet: PretrainingInstanceSource {
         maxSeqLength = seq
         self.seed = seed
         documents = m["documents"] as? Int ?? 0
-        guard total > 0 else { throw BertError("\(url.path): no training instances") }
+        guard total > 0 else { throw BertError.malformedFile(path: url.path, reason: "no training instances") }
     }
 
     private func shard(_ i: Int) throws -> ShardFile {
@@ -392,7 +392,7 @@ public final class PretrainingShardSet: PretrainingInstanceSource {
             }
             p -= counts[s]
         }
-        throw BertError("instance position \(position) is past the \(count) instances")
+        throw BertError.invalidInput("instance position \(position) is past the \(count) instances")
     }
 
     /// The held-out instances (at most `limit`).

@@ -48,7 +48,7 @@ public final class TrainingStep: @unchecked Sendable {
         for k in 0..<microBatches {
             let loss = try body(k, gradients, dropout(microBatch: step * microBatches + k))
             guard loss.isFinite else {
-                throw BertError("the loss is \(loss) at step \(step + 1): training stopped (\(divergenceAdvice))")
+                throw BertError.diverged(step: step + 1, loss: loss, advice: divergenceAdvice)
             }
         }
         if microBatches > 1 {
