@@ -107,6 +107,3 @@ public func vgeluErf(_ x: Vec16) -> Vec16 {
 public func vgeluTanh(_ x: Vec16) -> Vec16 {
     0.5 * x * (1 + vtanh(0.797_884_560_802_865_4 * (x + 0.044_715 * x * x * x)))
 }
-
-@inline(__always)
-public func hsum(_ v: Vec16) -> Float { v.sum() }

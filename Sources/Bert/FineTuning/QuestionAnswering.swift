@@ -230,14 +230,7 @@ public final class QuestionAnswerer {
     }
 
     func batch(_ features: ArraySlice<QAFeature>) -> EncoderBatch {
-        let s = features.map(\.ids.count).max() ?? 0
-        var ids = [Int32](repeating: 0, count: features.count * s), types = ids, mask = ids
-        for (b, f) in features.enumerated() {
-            for j in 0..<f.ids.count {
-                ids[b * s + j] = f.ids[j]; types[b * s + j] = f.typeIds[j]; mask[b * s + j] = 1
-            }
-        }
-        return EncoderBatch(batchSize: features.count, sequenceLength: s, inputIds: ids, tokenTypeIds: types, attentionMask: mask)
+        EncoderBatch.padded(features.map(\.ids), tokenTypeIds: features.map(\.typeIds))
     }
 
     public func train(_ trainSet: [SquadExample], validation: [SquadExample],

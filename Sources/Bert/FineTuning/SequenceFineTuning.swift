@@ -43,26 +43,10 @@ public struct SequenceEncoder: Sendable {
         do { encodings = try tokenizer.encodeBatch(texts, pairs: pairs) } catch {
             throw BertError.malformedFile(path: examples.first?.source ?? "", reason: "\(error)")
         }
-        let s = encodings.map(\.ids.count).max() ?? 0
-        var ids = [Int32](repeating: 0, count: encodings.count * s), types = ids, mask = ids
-        for (b, e) in encodings.enumerated() {
-            for (j, id) in e.ids.enumerated() {
-                ids[b * s + j] = id
-                types[b * s + j] = e.typeIds[j]
-                mask[b * s + j] = 1
-            }
-        }
-        return EncoderBatch(batchSize: encodings.count, sequenceLength: s, inputIds: ids, tokenTypeIds: types, attentionMask: mask)
+        return EncoderBatch.padded(encodings.map(\.ids), tokenTypeIds: encodings.map(\.typeIds))
     }
 }
 
-/// Probabilities from logits (a numerically stable softmax, in Double).
-public func softmax<C: Collection>(_ logits: C) -> [Double] where C.Element == Float {
-    guard let m = logits.max() else { return [] }
-    let e = logits.map { exp(Double($0) - Double(m)) }
-    let sum = e.reduce(0, +)
-    return e.map { $0 / sum }
-}
 
 /// The label names of a classification set, in a fixed order: numerically when every label is an
 /// integer, otherwise sorted as strings.
@@ -205,11 +189,7 @@ public final class SequenceFineTuner {
             let (labels, _) = try targets(examples[...])
             let gold = labels!.map(Int.init)
             let predicted = out.map { row in row.indices.max { row[$0] < row[$1] }! }
-            var loss = 0.0
-            for (row, g) in zip(out, gold) {
-                let m = row.max()!
-                loss += Double(log(row.reduce(Float(0)) { $0 + exp($1 - m) }) + m - row[g])
-            }
+            let loss = zip(out, gold).reduce(0.0) { $0 + crossEntropy($1.0, label: $1.1) }
             let n = model.numLabels
             return ["accuracy": Metrics.accuracy(predicted, gold),
                     "f1": n == 2 ? Metrics.f1(predicted, gold, positive: 1) : Metrics.macroF1(predicted, gold, classes: n),

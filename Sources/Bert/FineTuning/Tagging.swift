@@ -150,19 +150,8 @@ public final class TokenTagger {
             labels.append(-100)
             rows.append(ids); firsts.append(first); rowLabels.append(labels)
         }
-        let length = rows.map(\.count).max() ?? 0
-        var ids = [Int32](repeating: 0, count: rows.count * length), mask = ids
-        var labels = [Int32](repeating: -100, count: rows.count * length)
-        for (b, row) in rows.enumerated() {
-            for (j, id) in row.enumerated() {
-                ids[b * length + j] = id
-                mask[b * length + j] = 1
-                labels[b * length + j] = rowLabels[b][j]
-            }
-        }
-        let batch = EncoderBatch(batchSize: rows.count, sequenceLength: length, inputIds: ids,
-                                 tokenTypeIds: [Int32](repeating: 0, count: ids.count), attentionMask: mask)
-        return (batch, firsts, labels)
+        let batch = EncoderBatch.padded(rows)
+        return (batch, firsts, EncoderBatch.padRows(rowLabels, width: batch.sequenceLength, fill: -100))
     }
 
     public func train(_ trainSet: [TaggedSentence], validation: [TaggedSentence],

@@ -81,6 +81,7 @@ public final class BertForQuestionAnswering: BertHead, @unchecked Sendable {
         let dLogits = FloatBuffer(count: 2 * t)
         dLogits.zero()
         var loss = 0.0
+        let rowLogits = FloatBuffer(count: max(1, packed.sequenceLength.max() ?? 0))
         for r in 0..<b {
             let first = packed.sequenceStart[r], n = packed.sequenceLength[r]
             // The packed row of position p in sequence r: real tokens are packed in order.
@@ -88,17 +89,11 @@ public final class BertForQuestionAnswering: BertHead, @unchecked Sendable {
             for k in 0..<n { rowOf[packed.origin[first + k] - r * s] = first + k }
             for (column, target) in [(0, starts[r]), (1, ends[r])] {
                 guard let targetRow = rowOf[target] else { throw BertError.invalidInput("answer position \(target) of row \(r) is padding") }
-                var m = -Float.infinity
-                for k in 0..<n { m = max(m, logits.pointer[2 * (first + k) + column]) }
-                var sum = 0.0
-                for k in 0..<n { sum += Double(exp(logits.pointer[2 * (first + k) + column] - m)) }
-                loss += log(sum) + Double(m) - Double(logits.pointer[2 * targetRow + column])
-                let scale = 1 / Float(2 * b)
-                for k in 0..<n {
-                    let q = Float(Double(exp(logits.pointer[2 * (first + k) + column] - m)) / sum)
-                    dLogits.pointer[2 * (first + k) + column] = q * scale
-                }
-                dLogits.pointer[2 * targetRow + column] -= scale
+                // The column's logits over the row's tokens, through the one softmax cross-entropy.
+                for k in 0..<n { rowLogits.pointer[k] = logits.pointer[2 * (first + k) + column] }
+                var label = Int32(targetRow - first)
+                loss += Kernels.crossEntropy(rowLogits.pointer, labels: &label, cols: n, rows: 0..<1, scale: 1 / Float(2 * b))
+                for k in 0..<n { dLogits.pointer[2 * (first + k) + column] = rowLogits.pointer[k] }
             }
         }
         let dx = FloatBuffer(count: t * h)

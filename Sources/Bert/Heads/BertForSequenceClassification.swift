@@ -8,13 +8,6 @@ public enum SequenceTask: String, Sendable {
     case regression
 }
 
-/// Losses and counts of one batch of a sequence head.
-public struct SequenceLoss: Sendable {
-    public var loss = 0.0
-    public var count = 0
-    public init() {}
-}
-
 /// Transformers' BertForSequenceClassification: the encoder ("bert.", with its pooler), dropout on
 /// the pooled `[CLS]` output and a linear classifier ("classifier"). One parameter block, names as
 /// transformers', so a model saved here loads there and back.

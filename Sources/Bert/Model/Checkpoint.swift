@@ -46,7 +46,7 @@ extension ParameterStore {
         }
     }
 
-    /// Every tensor as F32 under `prefix + name`, optionally only those `include` accepts.
+    /// Every tensor as F32 under its checkpoint name, optionally only those `include` accepts.
     public func addTensors(to writer: inout SafeTensorsWriter, include: (TensorRef) -> Bool = { _ in true }) {
         for t in layout.tensors where include(t) {
             writer.add(t.name, shape: t.shape, floats: UnsafeBufferPointer(start: self[t], count: t.count))

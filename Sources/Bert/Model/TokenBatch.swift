@@ -22,21 +22,27 @@ public struct EncoderBatch: Sendable {
         self.positionIds = positionIds
     }
 
-    /// Right-pads ragged sequences to the longest one.
+    /// Right-pads ragged sequences to the longest one: the one batch builder of the project
+    /// (fine-tuning, QA windows, tagging, pretraining instances, fill-mask). `tokenTypeIds` (one
+    /// row per sequence, as long as it) nil means all zeros.
     public static func padded(_ sequences: [[Int32]], tokenTypeIds: [[Int32]]? = nil, padId: Int32 = 0) -> EncoderBatch {
+        precondition(tokenTypeIds == nil || tokenTypeIds!.count == sequences.count, "one token type row per sequence")
         let s = sequences.map(\.count).max() ?? 0
-        var ids = [Int32](repeating: padId, count: sequences.count * s)
-        var types = [Int32](repeating: 0, count: sequences.count * s)
         var mask = [Int32](repeating: 0, count: sequences.count * s)
-        for (b, seq) in sequences.enumerated() {
-            for (p, id) in seq.enumerated() {
-                ids[b * s + p] = id
-                mask[b * s + p] = 1
-                if let t = tokenTypeIds?[b], p < t.count { types[b * s + p] = t[p] }
-            }
+        for (b, seq) in sequences.enumerated() { mask.replaceSubrange(b * s..<(b * s + seq.count), with: repeatElement(1, count: seq.count)) }
+        return EncoderBatch(batchSize: sequences.count, sequenceLength: s, inputIds: padRows(sequences, width: s, fill: padId),
+                            tokenTypeIds: tokenTypeIds.map { padRows($0, width: s, fill: 0) }, attentionMask: mask)
+    }
+
+    /// Rows laid out [rows.count, width], each right-filled with `fill` (labels beside a padded
+    /// batch: −100 where no loss is taken).
+    public static func padRows(_ rows: [[Int32]], width: Int, fill: Int32) -> [Int32] {
+        var out = [Int32](repeating: fill, count: rows.count * width)
+        for (b, row) in rows.enumerated() {
+            precondition(row.count <= width, "a row longer than the batch")
+            out.replaceSubrange(b * width..<(b * width + row.count), with: row)
         }
-        return EncoderBatch(batchSize: sequences.count, sequenceLength: s, inputIds: ids,
-                            tokenTypeIds: tokenTypeIds == nil ? nil : types, attentionMask: mask)
+        return out
     }
 }
 

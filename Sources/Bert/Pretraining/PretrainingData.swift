@@ -38,7 +38,8 @@ public struct PretrainingDataBuilder: Sendable {
     public let cls: Int32, sep: Int32, mask: Int32
     /// Ids of tokens that continue a word ("##..."), for whole-word masking.
     let continuation: [Bool]
-    /// Ids never chosen as random replacements or predictions (special tokens).
+    /// Ids never drawn as random replacements (special tokens). Predictions skip only [CLS] and
+    /// [SEP], as the reference's create_pretraining_data does.
     let special: Set<Int32>
 
     public init(tokenizer: BertTokenizer, options: PretrainingDataOptions) throws {
@@ -174,22 +175,10 @@ public struct PretrainingDataBuilder: Sendable {
 
     /// A padded training batch from masked instances.
     public func batch(_ instances: [MaskedInstance]) -> PretrainingBatch {
-        let s = instances.map(\.tokens.count).max() ?? 0
-        var ids = [Int32](repeating: 0, count: instances.count * s)
-        var types = ids, maskBits = ids
-        var labels = [Int32](repeating: -100, count: instances.count * s)
-        for (b, inst) in instances.enumerated() {
-            for (p, t) in inst.tokens.enumerated() {
-                ids[b * s + p] = t
-                types[b * s + p] = inst.segmentIds[p]
-                maskBits[b * s + p] = 1
-                labels[b * s + p] = inst.labels[p]
-            }
-        }
-        return PretrainingBatch(
-            inputs: EncoderBatch(batchSize: instances.count, sequenceLength: s, inputIds: ids, tokenTypeIds: types,
-                                 attentionMask: maskBits),
-            mlmLabels: labels, nspLabels: instances.map { $0.isRandomNext ? 1 : 0 })
+        let inputs = EncoderBatch.padded(instances.map(\.tokens), tokenTypeIds: instances.map(\.segmentIds))
+        return PretrainingBatch(inputs: inputs,
+                                mlmLabels: EncoderBatch.padRows(instances.map(\.labels), width: inputs.sequenceLength, fill: -100),
+                                nspLabels: instances.map { $0.isRandomNext ? 1 : 0 })
     }
 }
 

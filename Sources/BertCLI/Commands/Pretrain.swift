@@ -103,7 +103,6 @@ struct Pretrain: ParsableCommand {
         options.checkpointEvery = checkpointEvery
         options.evalEvery = evalEvery
         options.logEvery = logEvery
-        options.dupeFactor = dupeFactor
         options.dynamicMasking = dynamicMasking
         options.data.maxSeqLength = seqLen
         options.data.wholeWordMask = wholeWordMask
