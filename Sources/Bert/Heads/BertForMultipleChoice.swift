@@ -39,7 +39,6 @@ public final class BertForMultipleChoice: BertHead, @unchecked Sendable {
         try parameters.load(from: file)
     }
 
-    public func save(to folder: URL) throws { try saveTaskModel(config: config, parameters: parameters, to: folder) }
 
     /// Scores [questions × choices] with dropout off; the batch holds `choices` rows per question.
     public func scores(_ batch: EncoderBatch) throws -> [Float] {

@@ -207,14 +207,10 @@ public final class BertForPreTraining: BertHead, @unchecked Sendable {
     /// Writes config.json (architectures BertForPreTraining) and model.safetensors with
     /// transformers' names (the decoder is tied to the word embeddings and not written twice).
     public func save(to folder: URL) throws {
-        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         var c = config
         c.architectures = ["BertForPreTraining"]
         c.extra["tie_word_embeddings"] = true
-        try c.write(to: folder.appendingPathComponent("config.json"))
-        var writer = SafeTensorsWriter()
-        parameters.addTensors(to: &writer)
-        try writer.write(to: folder.appendingPathComponent("model.safetensors"))
+        try writeModelFolder(config: c, parameters: parameters, to: folder)
     }
 
     /// Masked-LM probabilities at the given flat positions (b·S + p) of a batch: [positions, vocab],

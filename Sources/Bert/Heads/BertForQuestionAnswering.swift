@@ -39,7 +39,6 @@ public final class BertForQuestionAnswering: BertHead, @unchecked Sendable {
         try parameters.load(from: file)
     }
 
-    public func save(to folder: URL) throws { try saveTaskModel(config: config, parameters: parameters, to: folder) }
 
     /// Start and end logits, each [batch × sequence] (−∞ at padding, which is never an answer).
     public func logits(_ batch: EncoderBatch) throws -> (start: [Float], end: [Float]) {

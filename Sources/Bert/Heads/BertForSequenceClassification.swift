@@ -79,17 +79,6 @@ public final class BertForSequenceClassification: BertHead, @unchecked Sendable 
         try parameters.load(from: file)
     }
 
-    /// Writes config.json (architectures, problem_type, id2label/label2id) and model.safetensors.
-    public func save(to folder: URL) throws {
-        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-        try config.write(to: folder.appendingPathComponent("config.json"))
-        var writer = SafeTensorsWriter()
-        parameters.addTensors(to: &writer)
-        do { try writer.write(to: folder.appendingPathComponent("model.safetensors")) } catch let e as SafeTensorsError {
-            throw BertError.malformedFile(path: e.file, reason: e.message)
-        }
-    }
-
     /// Logits [batch, numLabels] with dropout off.
     public func logits(_ batch: EncoderBatch) throws -> [Float] {
         try encoderModel.withHiddenStates(batch) { tokens, _, pooled in

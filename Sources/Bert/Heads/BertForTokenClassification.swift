@@ -51,9 +51,6 @@ public final class BertForTokenClassification: BertHead, @unchecked Sendable {
         try parameters.load(from: file)
     }
 
-    public func save(to folder: URL) throws {
-        try saveTaskModel(config: config, parameters: parameters, to: folder)
-    }
 
     /// Logits [batch × sequence, numLabels] with dropout off (zeros at padding).
     public func logits(_ batch: EncoderBatch) throws -> [Float] {

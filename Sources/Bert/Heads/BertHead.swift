@@ -23,6 +23,9 @@ extension BertHead {
     /// Packs the encoder's weights for inference (see `BertModel.prepareForInference`).
     public func prepareForInference(always: Bool = false) { encoderModel.prepareForInference(always: always) }
 
+    /// Writes config.json (its architectures naming the head) and model.safetensors.
+    public func save(to folder: URL) throws { try writeModelFolder(config: config, parameters: parameters, to: folder) }
+
     /// A zeroed gradient block with the parameters' layout.
     public func makeGradients() throws -> ParameterStore { try ParameterStore(layout: parameters.layout) }
 }
@@ -62,16 +65,5 @@ func labelList(_ config: BertConfig, folder: URL) throws -> [String] {
     return try (0..<id2label.count).map { i in
         guard let name = id2label[String(i)] else { throw BertError.invalidConfig(source: "\(folder.path)/config.json", reason: "id2label has no id \(i)") }
         return "\(name)"
-    }
-}
-
-/// config.json and model.safetensors of a task model.
-func saveTaskModel(config: BertConfig, parameters: ParameterStore, to folder: URL) throws {
-    try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-    try config.write(to: folder.appendingPathComponent("config.json"))
-    var writer = SafeTensorsWriter()
-    parameters.addTensors(to: &writer)
-    do { try writer.write(to: folder.appendingPathComponent("model.safetensors")) } catch let e as SafeTensorsError {
-        throw BertError.malformedFile(path: e.file, reason: e.message)
     }
 }

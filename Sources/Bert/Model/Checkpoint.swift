@@ -92,24 +92,11 @@ extension BertModel {
         try parameters.load(from: file, adding: prefix)
     }
 
-    /// Writes config.json and model.safetensors (names as transformers' BertModel: no prefix),
-    /// each atomically. Creates the folder when needed.
+    /// Writes config.json and model.safetensors (names as transformers' BertModel: no prefix).
     public func save(to folder: URL) throws {
-        do {
-            try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-        } catch {
-            throw BertError.fileAccess(path: folder.path, reason: "cannot create the folder (\(error.localizedDescription))")
-        }
         var c = config
         c.architectures = ["BertModel"]
-        try c.write(to: folder.appendingPathComponent("config.json"))
-        var writer = SafeTensorsWriter()
-        parameters.addTensors(to: &writer)
-        do {
-            try writer.write(to: folder.appendingPathComponent("model.safetensors"))
-        } catch let e as SafeTensorsError {
-            throw BertError.malformedFile(path: e.file, reason: e.message)
-        }
+        try writeModelFolder(config: c, parameters: parameters, to: folder)
     }
 }
 
@@ -126,5 +113,24 @@ func openCheckpoint(_ folder: URL) throws -> (BertConfig, SafeTensorsFile) {
     }
     do { return (config, try SafeTensorsFile(contentsOf: weightsURL)) } catch let e as SafeTensorsError {
         throw BertError.malformedFile(path: e.file, reason: e.message)
+    }
+}
+
+/// Writes a model folder: config.json and model.safetensors (every tensor of `parameters` under
+/// its checkpoint name), each file atomically, the folder created when needed. Every model and
+/// head saves through here.
+func writeModelFolder(config: BertConfig, parameters: ParameterStore, to folder: URL) throws {
+    do {
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+    } catch {
+        throw BertError.fileAccess(path: folder.path, reason: "cannot create the folder (\(error.localizedDescription))")
+    }
+    try config.write(to: folder.appendingPathComponent("config.json"))
+    var writer = SafeTensorsWriter()
+    parameters.addTensors(to: &writer)
+    do {
+        try writer.write(to: folder.appendingPathComponent("model.safetensors"))
+    } catch let e as SafeTensorsError {
+        throw BertError.fileAccess(path: e.file, reason: e.message)
     }
 }
