@@ -11,7 +11,7 @@ let package = Package(
         .executable(name: "bert", targets: ["BertCLI"]),
     ],
     dependencies: [
-        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2")
     ],
     targets: [
         // WordPiece tokenization: no tensor code, no dependencies beyond Foundation.

@@ -39,8 +39,9 @@ log "step 2/4: texts and model folders in $WORK"
 rm -rf "$WORK"
 mkdir -p "$WORK"
 # Lines of 8 to 60 words from the end of the corpus; the middle word of each becomes [MASK].
-tail -n 20000 "$CACHE/corpus/en.txt" | awk -v n="$LINES" '
-    NF >= 8 && NF <= 60 { $(int(NF / 2) + 1) = "[MASK]"; print; if (++k == n) exit }' >"$WORK/texts.txt"
+tail -n 20000 "$CACHE/corpus/en.txt" >"$WORK/tail.txt"
+awk -v n="$LINES" 'NF >= 8 && NF <= 60 && k < n { $(int(NF / 2) + 1) = "[MASK]"; print; k++ }' "$WORK/tail.txt" \
+    >"$WORK/texts.txt"
 awk 'BEGIN { print "text,label" } { gsub(/"/, "\"\""); printf "\"%s\",%s\n", $0, NR % 2 }' "$WORK/texts.txt" >"$WORK/labeled.csv"
 head -n 200 "$CACHE/corpus/en.txt" >"$WORK/corpus.txt"
 "$BERT" pretrain --corpus "$WORK/corpus.txt" --config "$MODEL/config.json" --vocab "$MODEL/vocab.txt" \

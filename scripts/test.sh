@@ -23,6 +23,9 @@ if ! cmp -s "$CACHE/HFUnicodeData.swift" Sources/BertTokenizer/HFUnicodeData.swi
     die "the embedded Unicode tables differ from the installed tokenizers' behaviour; regenerate with: python3 scripts/probe_hf_unicode.py > Sources/BertTokenizer/HFUnicodeData.swift"
 fi
 
+log "formatting (scripts/format.sh --check: .swift-format, lines of at most 120 characters)"
+bash scripts/format.sh --check
+
 log "swift test (release build; the first build takes a minute or two)"
 BERT_REQUIRE_FIXTURES=1 swift test -c release --disable-xctest "$@"
 

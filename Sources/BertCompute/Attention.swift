@@ -23,14 +23,17 @@ extension BLAS {
     /// out[i, :] = softmax(scale · q[i]·Kᵀ) · V for the query rows 0..<rows, over the keys 0..<len.
     /// q, k and v are row-major with leading dimension `ld` (the fused QKV buffer), out has `ldo`.
     /// `scratch` holds `fusedAttentionScratch(keys:headSize:)` floats. d must pass `canFuseAttention`.
-    public static func fusedAttention(q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>,
-                                      ld: Int, keys len: Int, headSize d: Int, rows: Int, scale: Float,
-                                      out: UnsafeMutablePointer<Float>, ldo: Int, scratch: UnsafeMutablePointer<Float>) {
-        precondition(canFuseAttention(headSize: d), "fusedAttention needs a head size that is a multiple of 16 (got \(d))")
+    public static func fusedAttention(
+        q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>,
+        ld: Int, keys len: Int, headSize d: Int, rows: Int, scale: Float,
+        out: UnsafeMutablePointer<Float>, ldo: Int, scratch: UnsafeMutablePointer<Float>
+    ) {
+        precondition(
+            canFuseAttention(headSize: d), "fusedAttention needs a head size that is a multiple of 16 (got \(d))")
         guard rows > 0 else { return }
         precondition(len > 0, "fusedAttention needs at least one key")
         let padded = paddedKeys(len)
-        let keyPanels = scratch            // padded/16 panels of d×16: scale·K[16j + c][p] at j·16d + 16p + c
+        let keyPanels = scratch  // padded/16 panels of d×16: scale·K[16j + c][p] at j·16d + 16p + c
         let valuePanels = scratch + padded * d  // d/16 panels of len×16: V[p][16j + c] at j·16·len + 16p + c
         let scores = valuePanels + len * d  // 6 rows of `padded`
         // The head's rows of Q, K and V are usually not in cache yet (one 4·d-byte slice of each
@@ -61,25 +64,29 @@ extension BLAS {
         var i = 0
         while i + 6 <= rows {
             for j in 0..<(padded / 16) {
-                kernel6x16(kc: d, a: q + i * ld, lda: ld, b: keyPanels + j * 16 * d, c: scores + 16 * j, ldc: padded,
-                           bias: nil, accumulate: false)
+                kernel6x16(
+                    kc: d, a: q + i * ld, lda: ld, b: keyPanels + j * 16 * d, c: scores + 16 * j, ldc: padded,
+                    bias: nil, accumulate: false)
             }
             for r in 0..<6 { inverseSums[r] = Kernels.expShifted(scores + r * padded, count: len) }
             for j in 0..<(d / 16) {
-                kernel6x16(kc: len, a: scores, lda: padded, b: valuePanels + j * 16 * len, c: out + i * ldo + 16 * j,
-                           ldc: ldo, bias: nil, accumulate: false)
+                kernel6x16(
+                    kc: len, a: scores, lda: padded, b: valuePanels + j * 16 * len, c: out + i * ldo + 16 * j,
+                    ldc: ldo, bias: nil, accumulate: false)
             }
             for r in 0..<6 { Kernels.scale(out + (i + r) * ldo, count: d, by: inverseSums[r]) }
             i += 6
         }
         while i < rows {
             for j in 0..<(padded / 16) {
-                kernel1x16(kc: d, a: q + i * ld, b: keyPanels + j * 16 * d, c: scores + 16 * j, bias: nil, accumulate: false)
+                kernel1x16(
+                    kc: d, a: q + i * ld, b: keyPanels + j * 16 * d, c: scores + 16 * j, bias: nil, accumulate: false)
             }
             let inverseSum = Kernels.expShifted(scores, count: len)
             for j in 0..<(d / 16) {
-                kernel1x16(kc: len, a: scores, b: valuePanels + j * 16 * len, c: out + i * ldo + 16 * j,
-                           bias: nil, accumulate: false)
+                kernel1x16(
+                    kc: len, a: scores, b: valuePanels + j * 16 * len, c: out + i * ldo + 16 * j,
+                    bias: nil, accumulate: false)
             }
             Kernels.scale(out + i * ldo, count: d, by: inverseSum)
             i += 1
@@ -88,8 +95,10 @@ extension BLAS {
 
     /// Prefetches row `r` of the head's K and V slices (and of Q when it has that row).
     @inline(__always)
-    static func prefetchRow(_ q: UnsafePointer<Float>, _ k: UnsafePointer<Float>, _ v: UnsafePointer<Float>, _ r: Int,
-                            ld: Int, d: Int, rows: Int) {
+    static func prefetchRow(
+        _ q: UnsafePointer<Float>, _ k: UnsafePointer<Float>, _ v: UnsafePointer<Float>, _ r: Int,
+        ld: Int, d: Int, rows: Int
+    ) {
         var p = 0
         while p < d {
             bert_prefetch(k + r * ld + p)

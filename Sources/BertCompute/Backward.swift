@@ -7,11 +7,13 @@ import Foundation
 extension Kernels {
     /// LayerNorm backward. x is the forward's input, mean/rstd its saved statistics. Writes dx
     /// (may alias dy), adds into dgamma and dbeta.
-    public static func layerNormBackward(dy: UnsafePointer<Float>, x: UnsafePointer<Float>,
-                                         mean: UnsafePointer<Float>, rstd: UnsafePointer<Float>,
-                                         gamma: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>,
-                                         dgamma: UnsafeMutablePointer<Float>, dbeta: UnsafeMutablePointer<Float>,
-                                         cols: Int, rows: Range<Int>) {
+    public static func layerNormBackward(
+        dy: UnsafePointer<Float>, x: UnsafePointer<Float>,
+        mean: UnsafePointer<Float>, rstd: UnsafePointer<Float>,
+        gamma: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>,
+        dgamma: UnsafeMutablePointer<Float>, dbeta: UnsafeMutablePointer<Float>,
+        cols: Int, rows: Range<Int>
+    ) {
         let n = Float(cols)
         for r in rows {
             let xr = x + r * cols, dyr = dy + r * cols, dxr = dx + r * cols
@@ -35,8 +37,10 @@ extension Kernels {
     }
 
     /// The activation's backward: dx = dy · act'(x), x the forward's input. dx may alias dy.
-    public static func activationBackward(dy: UnsafePointer<Float>, x: UnsafePointer<Float>,
-                                          dx: UnsafeMutablePointer<Float>, count: Int, activation: Activation) {
+    public static func activationBackward(
+        dy: UnsafePointer<Float>, x: UnsafePointer<Float>,
+        dx: UnsafeMutablePointer<Float>, count: Int, activation: Activation
+    ) {
         switch activation {
         case .gelu:
             // d/dx x·Φ(x) = Φ(x) + x·φ(x)
@@ -75,8 +79,10 @@ extension Kernels {
     }
 
     /// Softmax backward per row: ds = p ⊙ (dp − Σ p·dp), p the forward's output. ds may alias dp.
-    public static func softmaxBackward(p: UnsafePointer<Float>, dp: UnsafePointer<Float>, ds: UnsafeMutablePointer<Float>,
-                                       cols: Int, ld: Int, rows: Range<Int>) {
+    public static func softmaxBackward(
+        p: UnsafePointer<Float>, dp: UnsafePointer<Float>, ds: UnsafeMutablePointer<Float>,
+        cols: Int, ld: Int, rows: Range<Int>
+    ) {
         for r in rows {
             let pr = p + r * ld, dpr = dp + r * ld, dsr = ds + r * ld
             var dot: Float = 0
@@ -86,12 +92,16 @@ extension Kernels {
     }
 
     /// tanh backward: dx = dy · (1 − y²), y the forward's output. dx may alias dy.
-    public static func tanhBackward(dy: UnsafePointer<Float>, y: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>, count: Int) {
+    public static func tanhBackward(
+        dy: UnsafePointer<Float>, y: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>, count: Int
+    ) {
         for i in 0..<count { dx[i] = dy[i] * (1 - y[i] * y[i]) }
     }
 
     /// bias gradient of a linear layer: db[j] += Σ_r dy[r, j].
-    public static func biasBackward(dy: UnsafePointer<Float>, db: UnsafeMutablePointer<Float>, cols: Int, rows: Range<Int>) {
+    public static func biasBackward(
+        dy: UnsafePointer<Float>, db: UnsafeMutablePointer<Float>, cols: Int, rows: Range<Int>
+    ) {
         for r in rows {
             let dyr = dy + r * cols
             var c = 0
@@ -101,8 +111,10 @@ extension Kernels {
     }
 
     /// Embedding backward: table[ids[t], :] += dy[t, :] (rows sharing an id accumulate).
-    public static func embeddingBackward(dy: UnsafePointer<Float>, ids: UnsafePointer<Int32>,
-                                         dtable: UnsafeMutablePointer<Float>, cols: Int, rows: Range<Int>) {
+    public static func embeddingBackward(
+        dy: UnsafePointer<Float>, ids: UnsafePointer<Int32>,
+        dtable: UnsafeMutablePointer<Float>, cols: Int, rows: Range<Int>
+    ) {
         for t in rows {
             let dst = dtable + Int(ids[t]) * cols, src = dy + t * cols
             var c = 0
@@ -115,10 +127,12 @@ extension Kernels {
 extension BLAS {
     /// The backward of y[M, N] = x[M, K] · w[N, K]ᵀ + b: dx = dy · w (written, or added when
     /// `accumulateInput`), dw += dyᵀ · x, db += Σ_rows dy.
-    public static func linearBackward(dy: UnsafePointer<Float>, x: UnsafePointer<Float>, w: UnsafePointer<Float>,
-                                      m: Int, n: Int, k: Int,
-                                      dx: UnsafeMutablePointer<Float>?, dw: UnsafeMutablePointer<Float>,
-                                      db: UnsafeMutablePointer<Float>?, accumulateInput: Bool = false) {
+    public static func linearBackward(
+        dy: UnsafePointer<Float>, x: UnsafePointer<Float>, w: UnsafePointer<Float>,
+        m: Int, n: Int, k: Int,
+        dx: UnsafeMutablePointer<Float>?, dw: UnsafeMutablePointer<Float>,
+        db: UnsafeMutablePointer<Float>?, accumulateInput: Bool = false
+    ) {
         if let dx {
             parallelSgemm(m: m, n: k, k: n, a: dy, lda: n, b: w, ldb: k, beta: accumulateInput ? 1 : 0, c: dx, ldc: k)
         }
@@ -131,8 +145,10 @@ extension Kernels {
     /// Softmax cross-entropy of each row against its label, in place: returns Σ loss (in Double)
     /// and replaces each row's logits by the loss's gradient, (softmax − one-hot) · `scale`.
     /// The loss is log Σ exp(x − max) + max − x[label], stable for any logits.
-    public static func crossEntropy(_ logits: UnsafeMutablePointer<Float>, labels: UnsafePointer<Int32>,
-                                    cols: Int, rows: Range<Int>, scale: Float) -> Double {
+    public static func crossEntropy(
+        _ logits: UnsafeMutablePointer<Float>, labels: UnsafePointer<Int32>,
+        cols: Int, rows: Range<Int>, scale: Float
+    ) -> Double {
         var total = 0.0
         for r in rows {
             let x = logits + r * cols

@@ -3,8 +3,8 @@
 
 /// Activation of the feed-forward block, as named by Hugging Face's `hidden_act`.
 public enum Activation: String, Sendable, CaseIterable {
-    case gelu            // exact erf form
-    case geluTanh        // tanh approximation
+    case gelu  // exact erf form
+    case geluTanh  // tanh approximation
     case relu
 
     /// Parses a `hidden_act` value; nil when unsupported.
@@ -28,23 +28,29 @@ public enum Activation: String, Sendable, CaseIterable {
 
 public enum Kernels {
     /// y[r, :] = tanh(x[r, :] + bias); `y` may equal `x`.
-    public static func biasTanh(_ x: UnsafeMutablePointer<Float>, bias: UnsafePointer<Float>,
-                                output y: UnsafeMutablePointer<Float>, cols: Int, rows: Range<Int>) {
+    public static func biasTanh(
+        _ x: UnsafeMutablePointer<Float>, bias: UnsafePointer<Float>,
+        output y: UnsafeMutablePointer<Float>, cols: Int, rows: Range<Int>
+    ) {
         for r in rows {
             let xr = x + r * cols, yr = y + r * cols
             var c = 0
             while c + 16 <= cols { storeVec(vtanh(loadVec(xr + c) + loadVec(bias + c)), yr + c); c += 16 }
-            if c < cols { storePartial(vtanh(loadPartial(xr + c, cols - c) + loadPartial(bias + c, cols - c)), yr + c, cols - c) }
+            if c < cols {
+                storePartial(vtanh(loadPartial(xr + c, cols - c) + loadPartial(bias + c, cols - c)), yr + c, cols - c)
+            }
         }
     }
 
     /// LayerNorm of each row: y = (x − mean)/√(var + eps)·gamma + beta (biased variance, as torch).
     /// `y` may equal `x`. When given, the row's mean and 1/√(var+eps) are stored for a backward pass.
-    public static func layerNorm(_ x: UnsafePointer<Float>, output y: UnsafeMutablePointer<Float>,
-                                 gamma: UnsafePointer<Float>, beta: UnsafePointer<Float>, eps: Float,
-                                 cols: Int, rows: Range<Int>,
-                                 mean meanOut: UnsafeMutablePointer<Float>? = nil,
-                                 rstd rstdOut: UnsafeMutablePointer<Float>? = nil) {
+    public static func layerNorm(
+        _ x: UnsafePointer<Float>, output y: UnsafeMutablePointer<Float>,
+        gamma: UnsafePointer<Float>, beta: UnsafePointer<Float>, eps: Float,
+        cols: Int, rows: Range<Int>,
+        mean meanOut: UnsafeMutablePointer<Float>? = nil,
+        rstd rstdOut: UnsafeMutablePointer<Float>? = nil
+    ) {
         let n = Float(cols)
         for r in rows {
             let xr = x + r * cols, yr = y + r * cols
@@ -119,10 +125,12 @@ public enum Kernels {
 
 extension Kernels {
     /// x[t, :] = a[ia[t], :] + b[ib[t], :] + c[ic[t], :]: the sum of three embedding rows per token.
-    public static func gatherSum3(_ x: UnsafeMutablePointer<Float>, cols: Int, rows: Range<Int>,
-                                  a: UnsafePointer<Float>, ia: UnsafePointer<Int32>,
-                                  b: UnsafePointer<Float>, ib: UnsafePointer<Int32>,
-                                  c: UnsafePointer<Float>, ic: UnsafePointer<Int32>) {
+    public static func gatherSum3(
+        _ x: UnsafeMutablePointer<Float>, cols: Int, rows: Range<Int>,
+        a: UnsafePointer<Float>, ia: UnsafePointer<Int32>,
+        b: UnsafePointer<Float>, ib: UnsafePointer<Int32>,
+        c: UnsafePointer<Float>, ic: UnsafePointer<Int32>
+    ) {
         for t in rows {
             let xr = x + t * cols
             let ar = a + Int(ia[t]) * cols, br = b + Int(ib[t]) * cols, cr = c + Int(ic[t]) * cols
@@ -135,8 +143,10 @@ extension Kernels {
 
 extension Kernels {
     /// y[r, :] = act(x[r, :]) (the bias already added, e.g. by `fillRows` before a product); `y` may equal `x`.
-    public static func activation(_ x: UnsafePointer<Float>, output y: UnsafeMutablePointer<Float>, cols: Int,
-                                  rows: Range<Int>, activation: Activation) {
+    public static func activation(
+        _ x: UnsafePointer<Float>, output y: UnsafeMutablePointer<Float>, cols: Int,
+        rows: Range<Int>, activation: Activation
+    ) {
         let lo = rows.lowerBound * cols, hi = rows.upperBound * cols
         var i = lo
         switch activation {
@@ -152,19 +162,22 @@ extension Kernels {
     }
 
     /// z = x + residual (stored back into `x`), then y = LayerNorm(z); `y` may equal `residual`.
-    public static func residualLayerNorm(_ x: UnsafeMutablePointer<Float>, residual: UnsafePointer<Float>,
-                                         output y: UnsafeMutablePointer<Float>,
-                                         gamma: UnsafePointer<Float>, beta: UnsafePointer<Float>, eps: Float,
-                                         cols: Int, rows: Range<Int>,
-                                         mean: UnsafeMutablePointer<Float>? = nil,
-                                         rstd: UnsafeMutablePointer<Float>? = nil) {
+    public static func residualLayerNorm(
+        _ x: UnsafeMutablePointer<Float>, residual: UnsafePointer<Float>,
+        output y: UnsafeMutablePointer<Float>,
+        gamma: UnsafePointer<Float>, beta: UnsafePointer<Float>, eps: Float,
+        cols: Int, rows: Range<Int>,
+        mean: UnsafeMutablePointer<Float>? = nil,
+        rstd: UnsafeMutablePointer<Float>? = nil
+    ) {
         for r in rows {
             let xr = x + r * cols, rr = residual + r * cols
             var c = 0
             while c + 16 <= cols { storeVec(loadVec(xr + c) + loadVec(rr + c), xr + c); c += 16 }
             while c < cols { xr[c] += rr[c]; c += 1 }
-            layerNorm(x, output: y, gamma: gamma, beta: beta, eps: eps, cols: cols, rows: r..<(r + 1),
-                      mean: mean, rstd: rstd)
+            layerNorm(
+                x, output: y, gamma: gamma, beta: beta, eps: eps, cols: cols, rows: r..<(r + 1),
+                mean: mean, rstd: rstd)
         }
     }
 
@@ -176,7 +189,9 @@ extension Kernels {
     }
 
     /// Copies `row` into every row of x (e.g. a bias, so that a product can accumulate onto it).
-    public static func fillRows(_ x: UnsafeMutablePointer<Float>, with row: UnsafePointer<Float>, cols: Int, rows: Range<Int>) {
+    public static func fillRows(
+        _ x: UnsafeMutablePointer<Float>, with row: UnsafePointer<Float>, cols: Int, rows: Range<Int>
+    ) {
         for r in rows { (x + r * cols).update(from: row, count: cols) }
     }
 }

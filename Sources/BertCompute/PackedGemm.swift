@@ -38,9 +38,9 @@ extension BLAS {
     /// Whether this build's packed kernel is worth using: compiled with FMA for the CPU (see
     /// `madd`). Without, its vectors are baseline SSE, while BLAS picks AVX2 kernels at run time.
     #if BERT_FMA
-    public static let packedGemmIsFast = true
+        public static let packedGemmIsFast = true
     #else
-    public static let packedGemmIsFast = false
+        public static let packedGemmIsFast = false
     #endif
 
     /// Rows per thread up to which the packed product beats BLAS (which packs the weights on
@@ -59,9 +59,11 @@ extension BLAS {
 
     /// C[i, j] = bias[j] + Σ_p A[i, p]·W[j, p] for i in `rows` and j in columns 16·`panels`
     /// (A is m×k row-major with leading dimension lda). Overwrites C.
-    public static func packedGemmNT(a: UnsafePointer<Float>, lda: Int, w: PackedWeights,
-                                    bias: UnsafePointer<Float>?, c: UnsafeMutablePointer<Float>, ldc: Int,
-                                    rows: Range<Int>, panels: Range<Int>) {
+    public static func packedGemmNT(
+        a: UnsafePointer<Float>, lda: Int, w: PackedWeights,
+        bias: UnsafePointer<Float>?, c: UnsafeMutablePointer<Float>, ldc: Int,
+        rows: Range<Int>, panels: Range<Int>
+    ) {
         let k = w.k
         // Equal passes of at most packedMBlock rows, whole 6-row tiles where possible.
         let passes = (rows.count + packedMBlock - 1) / packedMBlock
@@ -82,17 +84,19 @@ extension BLAS {
                     while i + 6 <= end {
                         for q in group {
                             let col = 16 * q
-                            kernel6x16(kc: kc, a: a + i * lda + pc, lda: lda, b: w.data + q * 16 * k + 16 * pc,
-                                       c: c + i * ldc + col, ldc: ldc, bias: first ? bias.map { $0 + col } : nil,
-                                       accumulate: !first)
+                            kernel6x16(
+                                kc: kc, a: a + i * lda + pc, lda: lda, b: w.data + q * 16 * k + 16 * pc,
+                                c: c + i * ldc + col, ldc: ldc, bias: first ? bias.map { $0 + col } : nil,
+                                accumulate: !first)
                         }
                         i += 6
                     }
                     while i < end {
                         for q in group {
                             let col = 16 * q
-                            kernel1x16(kc: kc, a: a + i * lda + pc, b: w.data + q * 16 * k + 16 * pc,
-                                       c: c + i * ldc + col, bias: first ? bias.map { $0 + col } : nil, accumulate: !first)
+                            kernel1x16(
+                                kc: kc, a: a + i * lda + pc, b: w.data + q * 16 * k + 16 * pc,
+                                c: c + i * ldc + col, bias: first ? bias.map { $0 + col } : nil, accumulate: !first)
                         }
                         i += 1
                     }
@@ -106,15 +110,19 @@ extension BLAS {
 
     /// The starting value of a row's two accumulators: C (accumulate), the bias, or zero.
     @inline(__always)
-    static func start(_ c: UnsafeMutablePointer<Float>, _ bias: UnsafePointer<Float>?, _ accumulate: Bool) -> (Vec8, Vec8) {
+    static func start(_ c: UnsafeMutablePointer<Float>, _ bias: UnsafePointer<Float>?, _ accumulate: Bool) -> (
+        Vec8, Vec8
+    ) {
         if accumulate { return (load8(c), load8(c + 8)) }
         if let bias { return (load8(bias), load8(bias + 8)) }
         return (Vec8(), Vec8())
     }
 
     @inline(__always)
-    static func kernel6x16(kc: Int, a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>,
-                           c: UnsafeMutablePointer<Float>, ldc: Int, bias: UnsafePointer<Float>?, accumulate: Bool) {
+    static func kernel6x16(
+        kc: Int, a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>,
+        c: UnsafeMutablePointer<Float>, ldc: Int, bias: UnsafePointer<Float>?, accumulate: Bool
+    ) {
         let c0 = c, c1 = c0 + ldc, c2 = c1 + ldc, c3 = c2 + ldc, c4 = c3 + ldc, c5 = c4 + ldc
         var (s00, s01) = start(c0, bias, accumulate)
         var (s10, s11) = start(c1, bias, accumulate)
@@ -149,8 +157,10 @@ extension BLAS {
     }
 
     @inline(__always)
-    static func kernel1x16(kc: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>,
-                           c: UnsafeMutablePointer<Float>, bias: UnsafePointer<Float>?, accumulate: Bool) {
+    static func kernel1x16(
+        kc: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>,
+        c: UnsafeMutablePointer<Float>, bias: UnsafePointer<Float>?, accumulate: Bool
+    ) {
         var (s0, s1) = start(c, bias, accumulate)
         var bp = b
         for p in 0..<kc {

@@ -9,7 +9,8 @@ public enum Compute {
         get { configuredThreads }
         set { configuredThreads = max(1, newValue) }
     }
-    @usableFromInline nonisolated(unsafe) static var configuredThreads = max(1, ProcessInfo.processInfo.activeProcessorCount)
+    @usableFromInline nonisolated(unsafe) static var configuredThreads = max(
+        1, ProcessInfo.processInfo.activeProcessorCount)
 
     /// Runs `body(i)` for i in 0..<count on up to `threads` threads and waits for all of them.
     /// Iterations are handed out dynamically, so uneven items (attention of different lengths) balance.
@@ -44,8 +45,10 @@ public enum Compute {
     /// Splits 0..<total into `parts` contiguous ranges of nearly equal size, each a multiple of
     /// `granularity` except the last, and runs `body(range)` on each in parallel.
     @inlinable
-    public static func parallelRanges(_ total: Int, parts: Int, granularity: Int = 1,
-                                      _ body: (Range<Int>) -> Void) {
+    public static func parallelRanges(
+        _ total: Int, parts: Int, granularity: Int = 1,
+        _ body: (Range<Int>) -> Void
+    ) {
         if total <= 0 { return }
         let units = (total + granularity - 1) / granularity
         let n = max(1, min(parts, units))

@@ -30,9 +30,9 @@ public func storePartial(_ v: Vec16, _ p: UnsafeMutablePointer<Float>, _ n: Int)
 @inline(__always)
 func fmadd(_ a: Vec16, _ b: Vec16, _ c: Vec16) -> Vec16 {
     #if BERT_FMA
-    return c.addingProduct(a, b)
+        return c.addingProduct(a, b)
     #else
-    return a * b + c
+        return a * b + c
     #endif
 }
 

@@ -18,9 +18,9 @@ func store8(_ v: Vec8, _ p: UnsafeMutablePointer<Float>) { UnsafeMutableRawPoint
 @inline(__always)
 func madd(_ acc: Vec8, _ a: Vec8, _ b: Vec8) -> Vec8 {
     #if BERT_FMA
-    return acc.addingProduct(a, b)
+        return acc.addingProduct(a, b)
     #else
-    return acc + a * b
+        return acc + a * b
     #endif
 }
 
@@ -30,9 +30,11 @@ extension BLAS {
 
     /// C[i, j] = bias[j] + Σ_k A[i, k]·B[j, k] for i in 0..<m and j in `cols` (A is m×k, B is n×k,
     /// both row-major: torch.nn.Linear's x·Wᵀ + b). Overwrites C.
-    public static func smallGemmNT(m: Int, k: Int, a: UnsafePointer<Float>, lda: Int,
-                                   b: UnsafePointer<Float>, ldb: Int, bias: UnsafePointer<Float>? = nil,
-                                   c: UnsafeMutablePointer<Float>, ldc: Int, cols: Range<Int>) {
+    public static func smallGemmNT(
+        m: Int, k: Int, a: UnsafePointer<Float>, lda: Int,
+        b: UnsafePointer<Float>, ldb: Int, bias: UnsafePointer<Float>? = nil,
+        c: UnsafeMutablePointer<Float>, ldc: Int, cols: Range<Int>
+    ) {
         let k8 = k & ~7
         var j = cols.lowerBound
         while j + 4 <= cols.upperBound {

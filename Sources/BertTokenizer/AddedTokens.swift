@@ -1,9 +1,9 @@
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #elseif canImport(Musl)
-import Musl
+    import Musl
 #endif
 
 /// A token recognised verbatim in the input text before normalization, such as `[MASK]`.
@@ -19,8 +19,10 @@ public struct AddedToken: Sendable, Equatable, Hashable {
     /// Matched on the normalized text rather than the raw text.
     public var normalized: Bool
 
-    public init(content: String, id: Int32, special: Bool = true, singleWord: Bool = false,
-                lstrip: Bool = false, rstrip: Bool = false, normalized: Bool = false) {
+    public init(
+        content: String, id: Int32, special: Bool = true, singleWord: Bool = false,
+        lstrip: Bool = false, rstrip: Bool = false, normalized: Bool = false
+    ) {
         self.content = content
         self.id = id
         self.special = special
@@ -127,7 +129,9 @@ private func scalarBefore(_ text: UnsafeBufferPointer<UInt8>, _ i: Int) -> (Unic
 }
 
 private func firstScalar(_ text: UnsafeBufferPointer<UInt8>, at i: Int) -> Unicode.Scalar? { scalarAt(text, i)?.0 }
-private func lastScalar(_ text: UnsafeBufferPointer<UInt8>, before i: Int) -> Unicode.Scalar? { scalarBefore(text, i)?.0 }
+private func lastScalar(_ text: UnsafeBufferPointer<UInt8>, before i: Int) -> Unicode.Scalar? {
+    scalarBefore(text, i)?.0
+}
 
 /// Regex `\w`: letters, marks, digits and connector punctuation.
 private func isWordCharacter(_ c: Unicode.Scalar?) -> Bool {

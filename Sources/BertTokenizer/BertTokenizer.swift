@@ -16,7 +16,9 @@ public struct BertTokenizer: Sendable {
     /// The WordPiece decoder's cleanup of spaces before punctuation and contractions.
     public var decoderCleanup: Bool = true
     public var normalizer: NormalizerOptions {
-        didSet { if normalizer != oldValue { segments = SegmentEncoder(options: normalizer, wordPiece: segments.wordPiece) } }
+        didSet {
+            if normalizer != oldValue { segments = SegmentEncoder(options: normalizer, wordPiece: segments.wordPiece) }
+        }
     }
 
     private var segments: SegmentEncoder
@@ -26,24 +28,33 @@ public struct BertTokenizer: Sendable {
     /// A tokenizer over `vocabulary` with BERT's pipeline. `[CLS]`/`[SEP]` must be in the
     /// vocabulary for the post-processor; the usual special tokens found in it are recognised in
     /// text, as `BertWordPieceTokenizer` does.
-    public init(vocabulary: Vocabulary, normalizer: NormalizerOptions = .uncased,
-                unknownToken: String = "[UNK]", continuingPrefix: String = "##",
-                maxInputCharsPerWord: Int = 100, addedTokens: [AddedToken]? = nil,
-                postProcessor: PostProcessor? = nil) throws {
+    public init(
+        vocabulary: Vocabulary, normalizer: NormalizerOptions = .uncased,
+        unknownToken: String = "[UNK]", continuingPrefix: String = "##",
+        maxInputCharsPerWord: Int = 100, addedTokens: [AddedToken]? = nil,
+        postProcessor: PostProcessor? = nil
+    ) throws {
         self.vocabulary = vocabulary
         self.unknownToken = unknownToken
         self.continuingPrefix = continuingPrefix
         self.maxInputCharsPerWord = maxInputCharsPerWord
         self.normalizer = normalizer
-        let wordPiece = try FastWordPiece(vocabulary: vocabulary, unknownToken: unknownToken,
-                                          continuingPrefix: continuingPrefix,
-                                          maxInputCharsPerWord: maxInputCharsPerWord)
+        let wordPiece = try FastWordPiece(
+            vocabulary: vocabulary, unknownToken: unknownToken,
+            continuingPrefix: continuingPrefix,
+            maxInputCharsPerWord: maxInputCharsPerWord)
         segments = SegmentEncoder(options: normalizer, wordPiece: wordPiece)
-        let specials = addedTokens ?? ["[UNK]", "[SEP]", "[CLS]", "[PAD]", "[MASK]"].compactMap { t in
-            vocabulary.id(of: t).map { AddedToken(content: t, id: $0) }
-        }
+        let specials =
+            addedTokens
+            ?? ["[UNK]", "[SEP]", "[CLS]", "[PAD]", "[MASK]"].compactMap { t in
+                vocabulary.id(of: t).map { AddedToken(content: t, id: $0) }
+            }
         if let bad = specials.first(where: { $0.normalized }) {
-            throw TokenizerError.unsupported("added tokens", "\"\(bad.content)\" is matched on normalized text (normalized: true); only raw-text added tokens are supported")
+            throw TokenizerError.unsupported(
+                "added tokens",
+                "\"\(bad.content)\" is matched on normalized text (normalized: true); only raw-text added tokens are "
+                    + "supported"
+            )
         }
         self.addedTokens = specials
         matcher = AddedTokenMatcher(specials)
@@ -77,8 +88,10 @@ public struct BertTokenizer: Sendable {
     }
 
     /// Encodes many texts (or pairs) on all cores. Padding applies across the batch.
-    public func encodeBatch(_ texts: [String], pairs: [String]? = nil, addSpecialTokens: Bool = true,
-                            threads: Int? = nil) throws -> [Encoding] {
+    public func encodeBatch(
+        _ texts: [String], pairs: [String]? = nil, addSpecialTokens: Bool = true,
+        threads: Int? = nil
+    ) throws -> [Encoding] {
         precondition(pairs == nil || pairs!.count == texts.count, "pairs must match texts one to one")
         // Each worker writes its encodings in place; an error (rare) is kept per chunk.
         let workers = resolvedThreads(threads, count: texts.count)
@@ -95,7 +108,8 @@ public struct BertTokenizer: Sendable {
                     let scratch = scratches[worker]
                     for i in range {
                         do {
-                            let e = try encodeUnpadded(texts[i], pair: pairs?[i], addSpecialTokens: addSpecialTokens, scratch: scratch)
+                            let e = try encodeUnpadded(
+                                texts[i], pair: pairs?[i], addSpecialTokens: addSpecialTokens, scratch: scratch)
                             (out.baseAddress! + i).initialize(to: e)
                         } catch {
                             (out.baseAddress! + i).initialize(to: Encoding())
@@ -126,33 +140,41 @@ public struct BertTokenizer: Sendable {
     /// Ids of many texts on all cores, as one flat array with row boundaries.
     /// Truncation applies (the first window); padding does not.
     public func encodeIdsBatch(_ texts: [String], addSpecialTokens: Bool = true, threads: Int? = nil) -> RaggedIds {
-        idsBatch(count: texts.count, addSpecialTokens: addSpecialTokens, threads: threads,
-                 truncated: { i, scratch in idsOnly(texts[i], addSpecialTokens: addSpecialTokens, scratch: scratch) },
-                 raw: { i, scratch, raw in rawTokens(texts[i], offsets: false, scratch: scratch, into: &raw) })
+        idsBatch(
+            count: texts.count, addSpecialTokens: addSpecialTokens, threads: threads,
+            truncated: { i, scratch in idsOnly(texts[i], addSpecialTokens: addSpecialTokens, scratch: scratch) },
+            raw: { i, scratch, raw in rawTokens(texts[i], offsets: false, scratch: scratch, into: &raw) })
     }
 
     /// Ids of many texts held as lines of one UTF-8 buffer, `text[lines[i]]`, with no String per
     /// text: the command line's path. `text` must be valid UTF-8 (`String(validating:)` accepts
     /// it; check before, as invalid bytes give unspecified ids). Otherwise as `encodeIdsBatch`.
-    public func encodeIdsBatch(utf8 text: UnsafeBufferPointer<UInt8>, lines: [Range<Int>], addSpecialTokens: Bool = true,
-                               threads: Int? = nil) -> RaggedIds {
+    public func encodeIdsBatch(
+        utf8 text: UnsafeBufferPointer<UInt8>, lines: [Range<Int>], addSpecialTokens: Bool = true,
+        threads: Int? = nil
+    ) -> RaggedIds {
         nonisolated(unsafe) let text = text
-        return idsBatch(count: lines.count, addSpecialTokens: addSpecialTokens, threads: threads,
-                        truncated: { i, scratch in
-                            idsOnly(String(decoding: UnsafeBufferPointer(rebasing: text[lines[i]]), as: UTF8.self),
-                                    addSpecialTokens: addSpecialTokens, scratch: scratch)
-                        },
-                        raw: { i, scratch, raw in
-                            rawTokens(utf8: UnsafeBufferPointer(rebasing: text[lines[i]]), offsets: false, scratch: scratch,
-                                      into: &raw, visitor: nil)
-                        })
+        return idsBatch(
+            count: lines.count, addSpecialTokens: addSpecialTokens, threads: threads,
+            truncated: { i, scratch in
+                idsOnly(
+                    String(decoding: UnsafeBufferPointer(rebasing: text[lines[i]]), as: UTF8.self),
+                    addSpecialTokens: addSpecialTokens, scratch: scratch)
+            },
+            raw: { i, scratch, raw in
+                rawTokens(
+                    utf8: UnsafeBufferPointer(rebasing: text[lines[i]]), offsets: false, scratch: scratch,
+                    into: &raw, visitor: nil)
+            })
     }
 
     /// The batch core of both `encodeIdsBatch`: `truncated(i)` gives row i's ids when truncation
     /// is set, else `raw(i)` appends its tokens between the template's special tokens.
-    private func idsBatch(count: Int, addSpecialTokens: Bool, threads: Int?,
-                          truncated: @escaping @Sendable (Int, Scratch) -> [Int32],
-                          raw rawRow: @escaping @Sendable (Int, Scratch, inout RawTokens) -> Void) -> RaggedIds {
+    private func idsBatch(
+        count: Int, addSpecialTokens: Bool, threads: Int?,
+        truncated: @escaping @Sendable (Int, Scratch) -> [Int32],
+        raw rawRow: @escaping @Sendable (Int, Scratch, inout RawTokens) -> Void
+    ) -> RaggedIds {
         let workers = resolvedThreads(threads, count: count)
         let chunks = chunkCount(count, workers: workers)
         var parts = [RaggedIds](repeating: RaggedIds(), count: chunks)
@@ -265,8 +287,10 @@ public struct BertTokenizer: Sendable {
 
     /// Tokens of one sequence: added tokens matched in the raw text, the rest normalized,
     /// pre-tokenized and split by WordPiece.
-    func rawTokens(_ text: String, offsets: Bool, scratch: Scratch, into out: inout RawTokens,
-                   visitor: ((UnsafeBufferPointer<UInt8>) -> Void)? = nil) {
+    func rawTokens(
+        _ text: String, offsets: Bool, scratch: Scratch, into out: inout RawTokens,
+        visitor: ((UnsafeBufferPointer<UInt8>) -> Void)? = nil
+    ) {
         if let done: Void = text.utf8.withContiguousStorageIfAvailable({ buf in
             rawTokens(utf8: buf, offsets: offsets, scratch: scratch, into: &out, visitor: visitor)
         }) {
@@ -276,8 +300,10 @@ public struct BertTokenizer: Sendable {
         copy.withUTF8 { rawTokens(utf8: $0, offsets: offsets, scratch: scratch, into: &out, visitor: visitor) }
     }
 
-    func rawTokens(utf8 buf: UnsafeBufferPointer<UInt8>, offsets: Bool, scratch: Scratch, into out: inout RawTokens,
-                           visitor: ((UnsafeBufferPointer<UInt8>) -> Void)?) {
+    func rawTokens(
+        utf8 buf: UnsafeBufferPointer<UInt8>, offsets: Bool, scratch: Scratch, into out: inout RawTokens,
+        visitor: ((UnsafeBufferPointer<UInt8>) -> Void)?
+    ) {
         var word: Int32 = 0
         guard let base = buf.baseAddress, buf.count > 0 else { return }
         let matches = matcher.isEmpty ? [] : matcher.matches(in: buf)
@@ -292,8 +318,9 @@ public struct BertTokenizer: Sendable {
         }
         for m in matches {
             if m.start > byte {
-                segments.encode(base + byte, count: m.start - byte, unitStart: unit, unit: offsetUnit,
-                                word: &word, offsets: offsets, scratch: scratch, into: &out, visitor: visitor)
+                segments.encode(
+                    base + byte, count: m.start - byte, unitStart: unit, unit: offsetUnit,
+                    word: &word, offsets: offsets, scratch: scratch, into: &out, visitor: visitor)
                 unit += units(byte, m.start)
             }
             let end = unit + units(m.start, m.end)
@@ -305,14 +332,16 @@ public struct BertTokenizer: Sendable {
             byte = m.end
         }
         if byte < buf.count {
-            segments.encode(base + byte, count: buf.count - byte, unitStart: unit, unit: offsetUnit,
-                            word: &word, offsets: offsets, scratch: scratch, into: &out, visitor: visitor)
+            segments.encode(
+                base + byte, count: buf.count - byte, unitStart: unit, unit: offsetUnit,
+                word: &word, offsets: offsets, scratch: scratch, into: &out, visitor: visitor)
         }
     }
 
     private func idsOnly(_ text: String, addSpecialTokens: Bool, scratch: Scratch) -> [Int32] {
         if truncation != nil {
-            return (try? encodeUnpadded(text, pair: nil, addSpecialTokens: addSpecialTokens, scratch: scratch).ids) ?? []
+            return (try? encodeUnpadded(text, pair: nil, addSpecialTokens: addSpecialTokens, scratch: scratch).ids)
+                ?? []
         }
         let (prefix, suffix) = singleTemplateIds(addSpecialTokens: addSpecialTokens)
         var raw = RawTokens()
@@ -391,10 +420,14 @@ public struct BertTokenizer: Sendable {
                         if second && b == nil { throw TokenizerError.truncation("Second sequence not provided") }
                         let len = second ? b!.count : a.count
                         guard len > toRemove else {
-                            throw TokenizerError.truncation("Sequence to truncate too short to respect the provided max_length")
+                            throw TokenizerError.truncation(
+                                "Sequence to truncate too short to respect the provided max_length")
                         }
-                        if second { windowsB = try Self.windows(len, len - toRemove, t) }
-                        else { windowsA = try Self.windows(len, len - toRemove, t) }
+                        if second {
+                            windowsB = try Self.windows(len, len - toRemove, t)
+                        } else {
+                            windowsA = try Self.windows(len, len - toRemove, t)
+                        }
                     }
                 }
             }
@@ -413,8 +446,11 @@ public struct BertTokenizer: Sendable {
                 case .special(let ids, let typeId):
                     for id in ids { e.appendSpecial(id, typeId: typeId) }
                 case .sequence(let which, let typeId):
-                    if which == 0 { e.append(a, range: wa, sequence: 0, typeId: typeId) }
-                    else if let b, let wb { e.append(b, range: wb, sequence: 1, typeId: typeId) }
+                    if which == 0 {
+                        e.append(a, range: wa, sequence: 0, typeId: typeId)
+                    } else if let b, let wb {
+                        e.append(b, range: wb, sequence: 1, typeId: typeId)
+                    }
                 }
             }
             return e
@@ -439,7 +475,8 @@ public struct BertTokenizer: Sendable {
         if maxLength >= count { return [0..<count] }
         if maxLength == 0 { return [0..<0, 0..<count] }
         guard t.stride < maxLength else {
-            throw TokenizerError.truncation("stride \(t.stride) must be less than the tokens left for the sequence (\(maxLength))")
+            throw TokenizerError.truncation(
+                "stride \(t.stride) must be less than the tokens left for the sequence (\(maxLength))")
         }
         let step = maxLength - t.stride
         var out: [Range<Int>] = []

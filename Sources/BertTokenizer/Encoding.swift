@@ -58,8 +58,11 @@ public struct Encoding: Sendable, Equatable {
         let n = length - count
         guard n > 0 else { return }
         func put<T>(_ a: inout [T], _ v: T) {
-            if p.direction == .right { a.append(contentsOf: repeatElement(v, count: n)) }
-            else { a.insert(contentsOf: repeatElement(v, count: n), at: 0) }
+            if p.direction == .right {
+                a.append(contentsOf: repeatElement(v, count: n))
+            } else {
+                a.insert(contentsOf: repeatElement(v, count: n), at: 0)
+            }
         }
         put(&ids, p.padId); put(&typeIds, p.padTypeId); put(&offsets, Offset(0, 0))
         put(&wordIds, -1); put(&sequenceIds, -1); put(&specialTokensMask, 1); put(&attentionMask, 0)
@@ -83,7 +86,8 @@ public struct Truncation: Sendable, Equatable {
     public var stride: Int
     public var direction: Side
 
-    public init(maxLength: Int, strategy: TruncationStrategy = .longestFirst, stride: Int = 0, direction: Side = .right) {
+    public init(maxLength: Int, strategy: TruncationStrategy = .longestFirst, stride: Int = 0, direction: Side = .right)
+    {
         self.maxLength = maxLength
         self.strategy = strategy
         self.stride = stride
@@ -104,8 +108,10 @@ public struct Padding: Sendable, Equatable {
     public var padTypeId: Int32
     public var padToken: String
 
-    public init(strategy: Strategy = .batchLongest, direction: Side = .right, padToMultipleOf: Int? = nil,
-                padId: Int32 = 0, padTypeId: Int32 = 0, padToken: String = "[PAD]") {
+    public init(
+        strategy: Strategy = .batchLongest, direction: Side = .right, padToMultipleOf: Int? = nil,
+        padId: Int32 = 0, padTypeId: Int32 = 0, padToken: String = "[PAD]"
+    ) {
         self.strategy = strategy
         self.direction = direction
         self.padToMultipleOf = padToMultipleOf
@@ -130,7 +136,7 @@ public struct Padding: Sendable, Equatable {
 public struct PostProcessor: Sendable, Equatable {
     public enum Piece: Sendable, Equatable {
         case special(ids: [Int32], typeId: Int32)
-        case sequence(Int, typeId: Int32)   // 0 = A, 1 = B
+        case sequence(Int, typeId: Int32)  // 0 = A, 1 = B
     }
     public var single: [Piece]
     public var pair: [Piece]
@@ -144,8 +150,10 @@ public struct PostProcessor: Sendable, Equatable {
     public static func bert(cls: Int32, sep: Int32) -> PostProcessor {
         PostProcessor(
             single: [.special(ids: [cls], typeId: 0), .sequence(0, typeId: 0), .special(ids: [sep], typeId: 0)],
-            pair: [.special(ids: [cls], typeId: 0), .sequence(0, typeId: 0), .special(ids: [sep], typeId: 0),
-                   .sequence(1, typeId: 1), .special(ids: [sep], typeId: 1)])
+            pair: [
+                .special(ids: [cls], typeId: 0), .sequence(0, typeId: 0), .special(ids: [sep], typeId: 0),
+                .sequence(1, typeId: 1), .special(ids: [sep], typeId: 1),
+            ])
     }
 
     public func addedTokens(pair isPair: Bool) -> Int {

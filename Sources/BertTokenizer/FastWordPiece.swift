@@ -187,7 +187,8 @@ final class FastWordPiece: @unchecked Sendable {
         for (id, token) in vocabulary.tokens.enumerated() where vocabulary.id(of: token) == Int32(id) {
             let bytes = Array(token.utf8)
             guard !bytes.isEmpty, bytes.count <= 16, prefix.isEmpty || !bytes.starts(with: prefix) else { continue }
-            entries.append(bytes.withUnsafeBufferPointer { WholeWord(key: $0.baseAddress!, count: $0.count, id: Int32(id)) })
+            entries.append(
+                bytes.withUnsafeBufferPointer { WholeWord(key: $0.baseAddress!, count: $0.count, id: Int32(id)) })
         }
         var capacity = 16
         while capacity < entries.count * 2 { capacity *= 2 }
@@ -230,11 +231,12 @@ final class FastWordPiece: @unchecked Sendable {
             while mediumWords[slot].k0 != 0 { slot = (slot + 1) & ((1 << mediumBits) - 1) }
             mediumWords[slot] = MediumWord(k0: e.k0, k1: e.k1, id: e.id)
         }
-        matcher = WordPieceMatcher(units: units, failure: failure, popStart: popStart, popCount: popCount,
-                                   pops: pops, pieceLength: pieceLength, wholeWords: wholeWords, wholeMask: wholeMask,
-                                   shortWords: shortWords, shortBits: shortBits,
-                                   mediumWords: mediumWords, mediumBits: mediumBits,
-                                   suffixRoot: suffixRoot, unknownId: unknownId, maxInputCharsPerWord: maxInputCharsPerWord)
+        matcher = WordPieceMatcher(
+            units: units, failure: failure, popStart: popStart, popCount: popCount,
+            pops: pops, pieceLength: pieceLength, wholeWords: wholeWords, wholeMask: wholeMask,
+            shortWords: shortWords, shortBits: shortBits,
+            mediumWords: mediumWords, mediumBits: mediumBits,
+            suffixRoot: suffixRoot, unknownId: unknownId, maxInputCharsPerWord: maxInputCharsPerWord)
     }
 
     deinit {
@@ -281,8 +283,10 @@ struct WordPieceMatcher: @unchecked Sendable {
     /// token over the whole word when the word cannot be split or is longer than
     /// `maxInputCharsPerWord` scalars (`charCount`).
     @inline(__always)
-    func tokenize(_ word: UnsafePointer<UInt8>, count: Int, charCount: Int,
-                  ids: UnsafeMutablePointer<Int32>, ends: UnsafeMutablePointer<Int32>) -> Int {
+    func tokenize(
+        _ word: UnsafePointer<UInt8>, count: Int, charCount: Int,
+        ids: UnsafeMutablePointer<Int32>, ends: UnsafeMutablePointer<Int32>
+    ) -> Int {
         if charCount > maxInputCharsPerWord { return unknown(count, ids, ends) }
         if count <= 16 {
             // The scratch word buffer always has 16 readable bytes.
@@ -298,8 +302,10 @@ struct WordPieceMatcher: @unchecked Sendable {
 
     /// `tokenize` by the trie alone, for a word of at most `maxInputCharsPerWord` scalars.
     @inline(__always)
-    func split(_ word: UnsafePointer<UInt8>, count: Int,
-               ids: UnsafeMutablePointer<Int32>, ends: UnsafeMutablePointer<Int32>) -> Int {
+    func split(
+        _ word: UnsafePointer<UInt8>, count: Int,
+        ids: UnsafeMutablePointer<Int32>, ends: UnsafeMutablePointer<Int32>
+    ) -> Int {
         var n = 0
         var pos: Int32 = 0
         var u: Int32 = 0
@@ -431,7 +437,9 @@ struct WholeWord {
     @inline(__always) var hash: Int { Self.hash(k0, k1, count) }
 
     /// The key of a word of 1...16 bytes (16 readable), each byte or-ed with `bits`'s.
-    @inline(__always) static func key(_ word: UnsafePointer<UInt8>, count n: Int, or bits: UInt64 = 0) -> (UInt64, UInt64) {
+    @inline(__always) static func key(_ word: UnsafePointer<UInt8>, count n: Int, or bits: UInt64 = 0) -> (
+        UInt64, UInt64
+    ) {
         // Branch-free masks: the low min(n, 8) bytes, and the next n - 8.
         let low = min(n, 8), high = max(n - 8, 0)
         let m0: UInt64 = ~0 &>> UInt64(64 - 8 * low)

@@ -57,8 +57,9 @@ struct JSONReader {
     private mutating func number() throws -> Any {
         let start = i
         while i < bytes.count, let c = Optional(bytes[i]),
-              (c >= 0x30 && c <= 0x39) || c == UInt8(ascii: "-") || c == UInt8(ascii: "+") || c == UInt8(ascii: ".")
-                || c == UInt8(ascii: "e") || c == UInt8(ascii: "E") { i += 1 }
+            (c >= 0x30 && c <= 0x39) || c == UInt8(ascii: "-") || c == UInt8(ascii: "+") || c == UInt8(ascii: ".")
+                || c == UInt8(ascii: "e") || c == UInt8(ascii: "E")
+        { i += 1 }
         let text = String(decoding: bytes[start..<i], as: UTF8.self)
         if let n = Int(text) { return NSNumber(value: n) }
         if let d = Double(text) { return NSNumber(value: d) }
@@ -149,7 +150,9 @@ struct JSONReader {
             case UInt8(ascii: "t"): out.append(0x09)
             case UInt8(ascii: "u"):
                 var v = try hex4()
-                if (0xD800..<0xDC00).contains(v), i + 1 < bytes.count, bytes[i] == UInt8(ascii: "\\"), bytes[i + 1] == UInt8(ascii: "u") {
+                if (0xD800..<0xDC00).contains(v), i + 1 < bytes.count, bytes[i] == UInt8(ascii: "\\"),
+                    bytes[i + 1] == UInt8(ascii: "u")
+                {
                     i += 2
                     let low = try hex4()
                     guard (0xDC00..<0xE000).contains(low) else { throw fail("invalid surrogate pair") }

@@ -18,7 +18,9 @@ public struct NormalizerOptions: Sendable, Equatable, Hashable {
     public var stripAccents: Bool?
     public var lowercase: Bool
 
-    public init(cleanText: Bool = true, handleChineseChars: Bool = true, stripAccents: Bool? = nil, lowercase: Bool = true) {
+    public init(
+        cleanText: Bool = true, handleChineseChars: Bool = true, stripAccents: Bool? = nil, lowercase: Bool = true
+    ) {
         self.cleanText = cleanText
         self.handleChineseChars = handleChineseChars
         self.stripAccents = stripAccents
@@ -175,12 +177,17 @@ final class SegmentEncoder: @unchecked Sendable {
                 _ = tables.lowercase.copy(UInt32(b), into: &lowered)
                 map[b] = UInt8(lowered)
             }
-            if options.cleanText && f.contains(.removedByClean) { kind[b] = Self.removed }
-            else if options.cleanText && f.contains(.spaceByClean) { kind[b] = Self.space }
-            else {
+            if options.cleanText && f.contains(.removedByClean) {
+                kind[b] = Self.removed
+            } else if options.cleanText && f.contains(.spaceByClean) {
+                kind[b] = Self.space
+            } else {
                 let g = tables.flags(of: UInt32(map[b]))
-                if g.contains(.splitSpace) { kind[b] = Self.space }
-                else if g.contains(.punctuation) { kind[b] = Self.punct }
+                if g.contains(.splitSpace) {
+                    kind[b] = Self.space
+                } else if g.contains(.punctuation) {
+                    kind[b] = Self.punct
+                }
             }
         }
         asciiKind = .allocate(capacity: 128)
@@ -191,7 +198,9 @@ final class SegmentEncoder: @unchecked Sendable {
         for b in 0..<128 {
             var ids: [Int32] = [0, 0], ends: [Int32] = [0, 0]
             var byte = map[b]
-            punctId[b] = matcher.tokenize(&byte, count: 1, charCount: 1, ids: &ids, ends: &ends) == 1 ? ids[0] : matcher.unknownId
+            punctId[b] =
+                matcher.tokenize(&byte, count: 1, charCount: 1, ids: &ids, ends: &ends) == 1
+                ? ids[0] : matcher.unknownId
         }
         var fast = true
         for b in 0..<128 {
@@ -219,11 +228,14 @@ final class SegmentEncoder: @unchecked Sendable {
     /// indices continue from `word`. With `offsets` false neither offsets nor word indices are
     /// recorded (the ids-only fast path). With a `visitor`, each normalized word's UTF-8 bytes go
     /// to it instead of WordPiece.
-    func encode(_ text: UnsafePointer<UInt8>, count n: Int, unitStart: Int32, unit: OffsetUnit,
-                word: inout Int32, offsets: Bool, scratch: Scratch, into out: inout RawTokens,
-                visitor: ((UnsafeBufferPointer<UInt8>) -> Void)? = nil) {
-        var st = WordState(wordPiece: matcher, tables: tables, lowercase: options.lowercase, offsets: offsets,
-                           scratch: scratch, word: word, unitStart: unitStart, visitor: visitor)
+    func encode(
+        _ text: UnsafePointer<UInt8>, count n: Int, unitStart: Int32, unit: OffsetUnit,
+        word: inout Int32, offsets: Bool, scratch: Scratch, into out: inout RawTokens,
+        visitor: ((UnsafeBufferPointer<UInt8>) -> Void)? = nil
+    ) {
+        var st = WordState(
+            wordPiece: matcher, tables: tables, lowercase: options.lowercase, offsets: offsets,
+            scratch: scratch, word: word, unitStart: unitStart, visitor: visitor)
         defer { word = st.word }
         var i = 0
         var pos = unitStart
@@ -286,8 +298,10 @@ final class SegmentEncoder: @unchecked Sendable {
             } else if b < 0xF0 {
                 c = UInt32(b & 0x0F) << 12 | UInt32(text[i + 1] & 0x3F) << 6 | UInt32(text[i + 2] & 0x3F); len = 3
             } else {
-                c = UInt32(b & 0x07) << 18 | UInt32(text[i + 1] & 0x3F) << 12
-                    | UInt32(text[i + 2] & 0x3F) << 6 | UInt32(text[i + 3] & 0x3F); len = 4
+                c =
+                    UInt32(b & 0x07) << 18 | UInt32(text[i + 1] & 0x3F) << 12
+                    | UInt32(text[i + 2] & 0x3F) << 6 | UInt32(text[i + 3] & 0x3F);
+                len = 4
             }
             let s = pos
             let e = pos &+ (utf8Units ? Int32(len) : 1)
@@ -334,8 +348,10 @@ extension SegmentEncoder {
     /// and no pending marks. Returns the number of bytes consumed (0: none, and `resumeAt`, relative
     /// to `text`, says from where to try again).
     @inline(__always)
-    func asciiWindow(_ text: UnsafePointer<UInt8>, count n: Int, at pos: Int32, state st: inout WordState,
-                     resumeAt: inout Int) -> Int {
+    func asciiWindow(
+        _ text: UnsafePointer<UInt8>, count n: Int, at pos: Int32, state st: inout WordState,
+        resumeAt: inout Int
+    ) -> Int {
         let avail = min(n, Self.window)
         var bytes = text
         if n < Self.windowReadable {
@@ -446,8 +462,10 @@ struct WordState {
     var pendingMarks = false
     let memo: UnsafeMutablePointer<SplitMemo.Entry>?
 
-    init(wordPiece: WordPieceMatcher, tables: CharTables, lowercase: Bool, offsets: Bool, scratch: Scratch,
-         word: Int32, unitStart: Int32, visitor: ((UnsafeBufferPointer<UInt8>) -> Void)?) {
+    init(
+        wordPiece: WordPieceMatcher, tables: CharTables, lowercase: Bool, offsets: Bool, scratch: Scratch,
+        word: Int32, unitStart: Int32, visitor: ((UnsafeBufferPointer<UInt8>) -> Void)?
+    ) {
         self.wordPiece = wordPiece
         self.tables = tables
         self.lowercase = lowercase
@@ -631,7 +649,9 @@ struct WordState {
         if g.contains(.strippedMark) { return }
         if lowercase && g.contains(.lowerMapped) {
             var lowered: (UInt32, UInt32, UInt32, UInt32) = (0, 0, 0, 0)
-            let count = withUnsafeMutableBytes(of: &lowered) { tables.lowercase.copy(d, into: $0.baseAddress!.assumingMemoryBound(to: UInt32.self)) }
+            let count = withUnsafeMutableBytes(of: &lowered) {
+                tables.lowercase.copy(d, into: $0.baseAddress!.assumingMemoryBound(to: UInt32.self))
+            }
             withUnsafeBytes(of: lowered) { raw in
                 let l = raw.baseAddress!.assumingMemoryBound(to: UInt32.self)
                 for j in 0..<count { emit(scalar: l[j], from: s, to: e, into: &out) }
@@ -651,11 +671,13 @@ struct WordState {
         var marks = scratch.marks
         if marks.count > 1 {
             let originals = marks.filter { !$0.inserted }.map { ($0.start, $0.end) }
-            marks = marks.enumerated().sorted { ($0.element.ccc, $0.offset) < ($1.element.ccc, $1.offset) }.map(\.element)
+            marks = marks.enumerated().sorted { ($0.element.ccc, $0.offset) < ($1.element.ccc, $1.offset) }.map(
+                \.element)
             var next = 0
             for k in marks.indices {
                 if marks[k].inserted {
-                    (marks[k].start, marks[k].end) = k == 0 ? (prevStart, prevEnd) : (marks[k - 1].start, marks[k - 1].end)
+                    (marks[k].start, marks[k].end) =
+                        k == 0 ? (prevStart, prevEnd) : (marks[k - 1].start, marks[k - 1].end)
                 } else {
                     (marks[k].start, marks[k].end) = originals[next]
                     next += 1

@@ -10,7 +10,9 @@ extension BertTokenizer {
     public init(modelFolder folder: URL) throws {
         let fm = FileManager.default
         var isDir: ObjCBool = false
-        guard fm.fileExists(atPath: folder.path, isDirectory: &isDir) else { throw TokenizerError.fileNotFound(folder.path) }
+        guard fm.fileExists(atPath: folder.path, isDirectory: &isDir) else {
+            throw TokenizerError.fileNotFound(folder.path)
+        }
         guard isDir.boolValue else { throw TokenizerError.malformed(folder.path, "not a folder") }
         let json = folder.appendingPathComponent("tokenizer.json")
         let vocab = folder.appendingPathComponent("vocab.txt")
@@ -40,14 +42,18 @@ extension BertTokenizer {
 
         guard let model = root["model"] as? [String: Any] else { throw bad("no \"model\" object") }
         let modelType = model["type"] as? String ?? "WordPiece"
-        guard modelType == "WordPiece" else { throw TokenizerError.unsupported(path, "model type \(modelType) (only WordPiece)") }
+        guard modelType == "WordPiece" else {
+            throw TokenizerError.unsupported(path, "model type \(modelType) (only WordPiece)")
+        }
         guard let vocabPairs = model["vocab"] as? JSONObjectPairs else {
             throw bad("the model has no \"vocab\" map")
         }
         var ids: [(String, Int)] = []
         ids.reserveCapacity(vocabPairs.keys.count)
         for (token, value) in zip(vocabPairs.keys, vocabPairs.values) {
-            guard let id = (value as? NSNumber)?.intValue else { throw bad("vocabulary entry \"\(token)\" has no integer id") }
+            guard let id = (value as? NSNumber)?.intValue else {
+                throw bad("vocabulary entry \"\(token)\" has no integer id")
+            }
             ids.append((token, id))
         }
         let vocabulary = try Vocabulary(map: ids, source: path)
@@ -55,15 +61,17 @@ extension BertTokenizer {
         let prefix = model["continuing_subword_prefix"] as? String ?? "##"
         let maxChars = (model["max_input_chars_per_word"] as? NSNumber)?.intValue ?? 100
 
-        var options = NormalizerOptions(cleanText: false, handleChineseChars: false, stripAccents: false, lowercase: false)
+        var options = NormalizerOptions(
+            cleanText: false, handleChineseChars: false, stripAccents: false, lowercase: false)
         if let n = root["normalizer"] as? [String: Any] {
             guard n["type"] as? String == "BertNormalizer" else {
                 throw TokenizerError.unsupported(path, "normalizer \(n["type"] ?? "?") (only BertNormalizer)")
             }
-            options = NormalizerOptions(cleanText: n["clean_text"] as? Bool ?? true,
-                                        handleChineseChars: n["handle_chinese_chars"] as? Bool ?? true,
-                                        stripAccents: n["strip_accents"] as? Bool,
-                                        lowercase: n["lowercase"] as? Bool ?? true)
+            options = NormalizerOptions(
+                cleanText: n["clean_text"] as? Bool ?? true,
+                handleChineseChars: n["handle_chinese_chars"] as? Bool ?? true,
+                stripAccents: n["strip_accents"] as? Bool,
+                lowercase: n["lowercase"] as? Bool ?? true)
         } else if !(root["normalizer"] is NSNull) && root["normalizer"] != nil {
             throw bad("\"normalizer\" is not an object")
         }
@@ -76,25 +84,32 @@ extension BertTokenizer {
             guard let content = item["content"] as? String, let id = (item["id"] as? NSNumber)?.int32Value else {
                 throw bad("added_tokens[\(k)] needs \"content\" and \"id\"")
             }
-            added.append(AddedToken(content: content, id: id, special: item["special"] as? Bool ?? false,
-                                    singleWord: item["single_word"] as? Bool ?? false,
-                                    lstrip: item["lstrip"] as? Bool ?? false, rstrip: item["rstrip"] as? Bool ?? false,
-                                    normalized: item["normalized"] as? Bool ?? !(item["special"] as? Bool ?? false)))
+            added.append(
+                AddedToken(
+                    content: content, id: id, special: item["special"] as? Bool ?? false,
+                    singleWord: item["single_word"] as? Bool ?? false,
+                    lstrip: item["lstrip"] as? Bool ?? false, rstrip: item["rstrip"] as? Bool ?? false,
+                    normalized: item["normalized"] as? Bool ?? !(item["special"] as? Bool ?? false)))
         }
 
         var post: PostProcessor? = nil
         if let p = root["post_processor"] as? [String: Any] {
             post = try parsePostProcessor(p, path: path)
         }
-        try self.init(vocabulary: vocabulary, normalizer: options, unknownToken: unk, continuingPrefix: prefix,
-                      maxInputCharsPerWord: maxChars, addedTokens: added,
-                      postProcessor: post ?? PostProcessor(single: [.sequence(0, typeId: 0)],
-                                                            pair: [.sequence(0, typeId: 0), .sequence(1, typeId: 1)]))
+        try self.init(
+            vocabulary: vocabulary, normalizer: options, unknownToken: unk, continuingPrefix: prefix,
+            maxInputCharsPerWord: maxChars, addedTokens: added,
+            postProcessor: post
+                ?? PostProcessor(
+                    single: [.sequence(0, typeId: 0)],
+                    pair: [.sequence(0, typeId: 0), .sequence(1, typeId: 1)]))
         if let d = root["decoder"] as? [String: Any] {
             decoderCleanup = d["cleanup"] as? Bool ?? true
         }
         if let t = root["truncation"] as? [String: Any] {
-            guard let maxLength = (t["max_length"] as? NSNumber)?.intValue else { throw bad("truncation has no max_length") }
+            guard let maxLength = (t["max_length"] as? NSNumber)?.intValue else {
+                throw bad("truncation has no max_length")
+            }
             let strategy: TruncationStrategy
             switch t["strategy"] as? String ?? "LongestFirst" {
             case "LongestFirst": strategy = .longestFirst
@@ -102,9 +117,10 @@ extension BertTokenizer {
             case "OnlySecond": strategy = .onlySecond
             case let other: throw bad("unknown truncation strategy \(other)")
             }
-            truncation = Truncation(maxLength: maxLength, strategy: strategy,
-                                    stride: (t["stride"] as? NSNumber)?.intValue ?? 0,
-                                    direction: (t["direction"] as? String) == "Left" ? .left : .right)
+            truncation = Truncation(
+                maxLength: maxLength, strategy: strategy,
+                stride: (t["stride"] as? NSNumber)?.intValue ?? 0,
+                direction: (t["direction"] as? String) == "Left" ? .left : .right)
         }
         if let p = root["padding"] as? [String: Any] {
             var pad = Padding()
@@ -130,17 +146,22 @@ private func parsePostProcessor(_ p: [String: Any], path: String) throws -> Post
     switch p["type"] as? String {
     case "BertProcessing":
         guard let sep = p["sep"] as? [Any], let cls = p["cls"] as? [Any], sep.count == 2, cls.count == 2,
-              let sepId = (sep[1] as? NSNumber)?.int32Value, let clsId = (cls[1] as? NSNumber)?.int32Value else {
+            let sepId = (sep[1] as? NSNumber)?.int32Value, let clsId = (cls[1] as? NSNumber)?.int32Value
+        else {
             throw bad("BertProcessing needs sep and cls as [token, id]")
         }
         return .bert(cls: clsId, sep: sepId)
     case "TemplateProcessing":
         let specials = p["special_tokens"] as? [String: [String: Any]] ?? [:]
         func pieces(_ key: String) throws -> [PostProcessor.Piece] {
-            guard let items = p[key] as? [[String: Any]] else { throw bad("TemplateProcessing has no \"\(key)\" template") }
+            guard let items = p[key] as? [[String: Any]] else {
+                throw bad("TemplateProcessing has no \"\(key)\" template")
+            }
             return try items.map { item in
                 if let s = item["SpecialToken"] as? [String: Any], let name = s["id"] as? String {
-                    guard let ids = specials[name]?["ids"] as? [NSNumber] else { throw bad("special token \(name) is not defined") }
+                    guard let ids = specials[name]?["ids"] as? [NSNumber] else {
+                        throw bad("special token \(name) is not defined")
+                    }
                     return .special(ids: ids.map(\.int32Value), typeId: (s["type_id"] as? NSNumber)?.int32Value ?? 0)
                 }
                 if let s = item["Sequence"] as? [String: Any], let name = s["id"] as? String {
@@ -169,6 +190,8 @@ func readJSONObject(_ url: URL, pairsAt pairsPath: [String] = []) throws -> [Str
     } catch {
         throw TokenizerError.malformed(url.path, "invalid JSON (\(error))")
     }
-    guard let dict = object as? [String: Any] else { throw TokenizerError.malformed(url.path, "the top level is not a JSON object") }
+    guard let dict = object as? [String: Any] else {
+        throw TokenizerError.malformed(url.path, "the top level is not a JSON object")
+    }
     return dict
 }

@@ -11,26 +11,39 @@ extension BertTokenizer {
     public func tokenizerJSON() -> Data {
         var o = "{\"version\":\"1.0\",\"truncation\":null,\"padding\":null,\"added_tokens\":["
         o += addedTokens.map { t in
-            "{\"id\":\(t.id),\"content\":\(jsonString(t.content)),\"single_word\":\(t.singleWord),\"lstrip\":\(t.lstrip),"
+            "{\"id\":\(t.id),\"content\":\(jsonString(t.content)),\"single_word\":\(t.singleWord),"
+                + "\"lstrip\":\(t.lstrip),"
                 + "\"rstrip\":\(t.rstrip),\"normalized\":false,\"special\":\(t.special)}"
         }.joined(separator: ",")
         let n = normalizer
         let strip = n.stripAccents.map { $0 ? "true" : "false" } ?? "null"
-        o += "],\"normalizer\":{\"type\":\"BertNormalizer\",\"clean_text\":\(n.cleanText),\"handle_chinese_chars\":\(n.handleChineseChars),"
-        o += "\"strip_accents\":\(strip),\"lowercase\":\(n.lowercase)},\"pre_tokenizer\":{\"type\":\"BertPreTokenizer\"},"
+        o +=
+            "],\"normalizer\":{\"type\":\"BertNormalizer\",\"clean_text\":\(n.cleanText),"
+            + "\"handle_chinese_chars\":\(n.handleChineseChars),"
+        o +=
+            "\"strip_accents\":\(strip),\"lowercase\":\(n.lowercase)},"
+            + "\"pre_tokenizer\":{\"type\":\"BertPreTokenizer\"},"
         if let cls = tokenId("[CLS]"), let sep = tokenId("[SEP]") {
             o += "\"post_processor\":{\"type\":\"TemplateProcessing\","
-            o += "\"single\":[{\"SpecialToken\":{\"id\":\"[CLS]\",\"type_id\":0}},{\"Sequence\":{\"id\":\"A\",\"type_id\":0}},{\"SpecialToken\":{\"id\":\"[SEP]\",\"type_id\":0}}],"
-            o += "\"pair\":[{\"SpecialToken\":{\"id\":\"[CLS]\",\"type_id\":0}},{\"Sequence\":{\"id\":\"A\",\"type_id\":0}},{\"SpecialToken\":{\"id\":\"[SEP]\",\"type_id\":0}},"
+            o +=
+                "\"single\":[{\"SpecialToken\":{\"id\":\"[CLS]\",\"type_id\":0}},{\"Sequence\":{\"id\":\"A\","
+                + "\"type_id\":0}},{\"SpecialToken\":{\"id\":\"[SEP]\",\"type_id\":0}}],"
+            o +=
+                "\"pair\":[{\"SpecialToken\":{\"id\":\"[CLS]\",\"type_id\":0}},{\"Sequence\":{\"id\":\"A\","
+                + "\"type_id\":0}},{\"SpecialToken\":{\"id\":\"[SEP]\",\"type_id\":0}},"
             o += "{\"Sequence\":{\"id\":\"B\",\"type_id\":1}},{\"SpecialToken\":{\"id\":\"[SEP]\",\"type_id\":1}}],"
             o += "\"special_tokens\":{\"[CLS]\":{\"id\":\"[CLS]\",\"ids\":[\(cls)],\"tokens\":[\"[CLS]\"]},"
             o += "\"[SEP]\":{\"id\":\"[SEP]\",\"ids\":[\(sep)],\"tokens\":[\"[SEP]\"]}}},"
         } else {
             o += "\"post_processor\":null,"
         }
-        o += "\"decoder\":{\"type\":\"WordPiece\",\"prefix\":\(jsonString(continuingPrefix)),\"cleanup\":\(decoderCleanup)},"
+        o +=
+            "\"decoder\":{\"type\":\"WordPiece\",\"prefix\":\(jsonString(continuingPrefix)),"
+            + "\"cleanup\":\(decoderCleanup)},"
         o += "\"model\":{\"type\":\"WordPiece\",\"unk_token\":\(jsonString(unknownToken)),"
-        o += "\"continuing_subword_prefix\":\(jsonString(continuingPrefix)),\"max_input_chars_per_word\":\(maxInputCharsPerWord),\"vocab\":{"
+        o +=
+            "\"continuing_subword_prefix\":\(jsonString(continuingPrefix)),"
+            + "\"max_input_chars_per_word\":\(maxInputCharsPerWord),\"vocab\":{"
         o += vocabulary.tokens.enumerated().map { "\(jsonString($0.element)):\($0.offset)" }.joined(separator: ",")
         o += "}}}\n"
         return Data(o.utf8)
@@ -42,9 +55,14 @@ extension BertTokenizer {
         try tokenizerJSON().write(to: folder.appendingPathComponent("tokenizer.json"), options: .atomic)
         try vocabulary.write(to: folder.appendingPathComponent("vocab.txt"))
         let n = normalizer
-        var config = "{\n  \"do_lower_case\": \(n.lowercase),\n  \"strip_accents\": \(n.stripAccents.map { $0 ? "true" : "false" } ?? "null"),\n"
+        var config =
+            "{\n  \"do_lower_case\": \(n.lowercase),\n  \"strip_accents\": "
+            + "\(n.stripAccents.map { $0 ? "true" : "false" } ?? "null"),\n"
         config += "  \"tokenize_chinese_chars\": \(n.handleChineseChars),\n  \"tokenizer_class\": \"BertTokenizer\",\n"
-        for (key, token) in [("unk_token", "[UNK]"), ("sep_token", "[SEP]"), ("pad_token", "[PAD]"), ("cls_token", "[CLS]"), ("mask_token", "[MASK]")]
+        for (key, token) in [
+            ("unk_token", "[UNK]"), ("sep_token", "[SEP]"), ("pad_token", "[PAD]"), ("cls_token", "[CLS]"),
+            ("mask_token", "[MASK]"),
+        ]
         where tokenId(token) != nil {
             config += "  \"\(key)\": \"\(token)\",\n"
         }

@@ -66,8 +66,10 @@ public struct WordPieceLearner: Sendable {
     ///   - normalizer: `.uncased` (lowercase, strip accents) or `.cased`, as the model will use.
     ///   - minFrequency: the least number of occurrences of a pair for it to be merged.
     ///   - specialTokens: the first tokens of the vocabulary.
-    public init(size: Int, normalizer: NormalizerOptions = .uncased, minFrequency: Int = 2,
-                specialTokens: [String] = WordPieceLearner.defaultSpecialTokens) {
+    public init(
+        size: Int, normalizer: NormalizerOptions = .uncased, minFrequency: Int = 2,
+        specialTokens: [String] = WordPieceLearner.defaultSpecialTokens
+    ) {
         self.size = size
         self.normalizer = normalizer
         self.minFrequency = minFrequency
@@ -91,7 +93,8 @@ public struct WordPieceLearner: Sendable {
 
     /// Counts the words of UTF-8 `bytes`, invalid sequences replaced by U+FFFD (and `source`
     /// recorded in `invalidUTF8Sources`).
-    public mutating func add<Bytes: Collection>(utf8 bytes: Bytes, source: String = "<text>") where Bytes.Element == UInt8 {
+    public mutating func add<Bytes: Collection>(utf8 bytes: Bytes, source: String = "<text>")
+    where Bytes.Element == UInt8 {
         let text = String(decoding: bytes, as: UTF8.self)
         // Decoding changed the bytes exactly when it replaced invalid sequences.
         if !text.utf8.elementsEqual(bytes) && !invalidUTF8Sources.contains(source) {
@@ -147,8 +150,9 @@ public struct WordPieceLearner: Sendable {
     public func learnWithDetails() -> Result {
         var trainer = MergeTrainer(counter: counter, maxChars: maxInputCharsPerWord, minFrequency: max(1, minFrequency))
         trainer.byFrequency = scoring == .frequency
-        return trainer.run(size: size, specialTokens: specialTokens, wordCount: counter.total,
-                           distinctWordCount: counter.distinct)
+        return trainer.run(
+            size: size, specialTokens: specialTokens, wordCount: counter.total,
+            distinctWordCount: counter.distinct)
     }
 
     /// A learned vocabulary with what led to it.
@@ -495,7 +499,9 @@ private struct MergeTrainer {
 
     // MARK: Merging
 
-    mutating func run(size: Int, specialTokens: [String], wordCount total: Int, distinctWordCount: Int) -> WordPieceLearner.Result {
+    mutating func run(size: Int, specialTokens: [String], wordCount total: Int, distinctWordCount: Int)
+        -> WordPieceLearner.Result
+    {
         // Special tokens first, then the alphabet: bare characters by code point, then the
         // "##" forms by code point.
         // Tokens are told apart by their bytes: String equality would merge canonically
@@ -527,9 +533,11 @@ private struct MergeTrainer {
             let n = symbolByBytes[bytes] ?? newSymbol(bytes)
             let token = String(decoding: bytes, as: UTF8.self)
             if inVocabulary.insert(bytes).inserted { tokens.append(token) }
-            merges.append(.init(left: String(decoding: symbolBytes[Int(a)], as: UTF8.self),
-                                right: String(decoding: symbolBytes[Int(b)], as: UTF8.self),
-                                token: token, frequency: best.p, score: Double(best.p) / Double(best.q)))
+            merges.append(
+                .init(
+                    left: String(decoding: symbolBytes[Int(a)], as: UTF8.self),
+                    right: String(decoding: symbolBytes[Int(b)], as: UTF8.self),
+                    token: token, frequency: best.p, score: Double(best.p) / Double(best.q)))
 
             touched.removeAll(keepingCapacity: true)
             func touch(_ pid: Int32, _ delta: Int) {

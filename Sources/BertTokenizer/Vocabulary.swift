@@ -36,7 +36,8 @@ public final class Vocabulary: Sendable {
             tokens[i] = t
         }
         if let gap = tokens.firstIndex(where: { $0 == nil }) {
-            throw TokenizerError.malformed(source, "no vocabulary token has id \(gap) (ids must run 0..<\(tokens.count) without gaps)")
+            throw TokenizerError.malformed(
+                source, "no vocabulary token has id \(gap) (ids must run 0..<\(tokens.count) without gaps)")
         }
         self.init(tokens: tokens.map { $0! })
     }

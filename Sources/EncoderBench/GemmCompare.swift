@@ -8,8 +8,10 @@ func compareGemm(threads: Int) {
     Compute.threads = threads
     // (rows, out, in): MiniLM at 8x128 split over 2 threads, at 8x512 (or 32x128) split over 2
     // threads, its 1x128, BERT-base at 8x128 on one thread.
-    let shapes = [(512, 1152, 384), (512, 384, 384), (512, 1536, 384), (512, 384, 1536), (2048, 1536, 384), (2048, 384, 1536),
-                  (128, 1536, 384), (128, 384, 1536), (1024, 3072, 768), (1024, 768, 3072)]
+    let shapes = [
+        (512, 1152, 384), (512, 384, 384), (512, 1536, 384), (512, 384, 1536), (2048, 1536, 384), (2048, 384, 1536),
+        (128, 1536, 384), (128, 384, 1536), (1024, 3072, 768), (1024, 768, 3072),
+    ]
     print("rows x out x in     BLAS GFLOP/s  packed GFLOP/s  packed/BLAS  max |diff|")
     for (m, n, k) in shapes {
         let a = FloatBuffer(count: m * k), w = FloatBuffer(count: n * k), bias = FloatBuffer(count: n)
@@ -23,8 +25,9 @@ func compareGemm(threads: Int) {
         func blas() {
             Compute.parallelRanges(m, parts: threads, granularity: 8) { rows in
                 Kernels.fillRows(c1p, with: bp, cols: n, rows: rows)
-                BLAS.sgemm(transB: true, m: rows.count, n: n, k: k, a: ap + rows.lowerBound * k, lda: k,
-                           b: wp, ldb: k, beta: 1, c: c1p + rows.lowerBound * n, ldc: n)
+                BLAS.sgemm(
+                    transB: true, m: rows.count, n: n, k: k, a: ap + rows.lowerBound * k, lda: k,
+                    b: wp, ldb: k, beta: 1, c: c1p + rows.lowerBound * n, ldc: n)
             }
         }
         func ours() {
@@ -41,6 +44,9 @@ func compareGemm(threads: Int) {
         }
         var diff: Float = 0
         for i in 0..<(m * n) { diff = max(diff, abs(c1.pointer[i] - c2.pointer[i])) }
-        print(String(format: "%4d x %4d x %4d   %12.1f  %14.1f  %11.3f  %.2e", m, n, k, flops / tb / 1e9, flops / to / 1e9, tb / to, diff))
+        print(
+            String(
+                format: "%4d x %4d x %4d   %12.1f  %14.1f  %11.3f  %.2e", m, n, k, flops / tb / 1e9, flops / to / 1e9,
+                tb / to, diff))
     }
 }

@@ -12,7 +12,10 @@ import Foundation
 if CommandLine.arguments.contains("--gemm") {
     var threads = Compute.threads
     if let i = CommandLine.arguments.firstIndex(of: "--threads"), i + 1 < CommandLine.arguments.count,
-       let n = Int(CommandLine.arguments[i + 1]), n > 0 { threads = n }
+        let n = Int(CommandLine.arguments[i + 1]), n > 0
+    {
+        threads = n
+    }
     compareGemm(threads: threads)
     exit(0)
 }
@@ -74,7 +77,9 @@ func now() -> Double {
 }
 
 /// Best and median seconds of `body` over repeats filling `budget` seconds (at least `minRepeat`).
-func time(budget: Double, minRepeat: Int, _ body: () throws -> Void) rethrows -> (best: Double, median: Double, repeats: Int) {
+func time(budget: Double, minRepeat: Int, _ body: () throws -> Void) rethrows -> (
+    best: Double, median: Double, repeats: Int
+) {
     try body()  // warm-up: workspace allocation, page faults
     try body()
     var times: [Double] = []
@@ -114,7 +119,8 @@ func measureSgemmRate() -> Double {
     for i in 0..<a.count { a.pointer[i] = Float(i % 7) * 0.01 }
     for i in 0..<b.count { b.pointer[i] = Float(i % 5) * 0.01 }
     let r = time(budget: min(options.seconds, 2), minRepeat: 5) {
-        BLAS.parallelSgemm(transB: true, m: m, n: n, k: k, a: a.pointer, lda: k, b: b.pointer, ldb: k, c: out.pointer, ldc: n)
+        BLAS.parallelSgemm(
+            transB: true, m: m, n: n, k: k, a: a.pointer, lda: k, b: b.pointer, ldb: k, c: out.pointer, ldc: n)
     }
     return 2 * Double(m * n * k) / r.best / 1e9
 }
@@ -123,7 +129,8 @@ var sgemmRate = measureSgemmRate()
 /// Multiply-adds of one forward (matrix products only, as usual): projections, attention, feed-forward, pooler.
 func forwardFlops(batch: Int, seq: Int) -> Double {
     let t = Double(batch * seq), h = Double(c.hiddenSize), i = Double(c.intermediateSize)
-    let perLayer = 2 * t * h * (3 * h) + 2 * t * h * h + 2 * 2 * t * h * i + 2 * 2 * Double(batch) * Double(seq * seq) * h
+    let perLayer =
+        2 * t * h * (3 * h) + 2 * t * h * h + 2 * 2 * t * h * i + 2 * 2 * Double(batch) * Double(seq * seq) * h
     return Double(c.numHiddenLayers) * perLayer + 2 * Double(batch) * h * h
 }
 
@@ -135,23 +142,29 @@ for (b, s) in options.shapes {
     let batch = EncoderBatch(batchSize: b, sequenceLength: s, inputIds: ids)
     let r = try time(budget: options.seconds, minRepeat: options.minRepeat) { _ = try model.forward(batch) }
     let gflops = forwardFlops(batch: b, seq: s) / r.best / 1e9
-    results.append(["shape": "\(b)x\(s)", "batch": b, "seq": s, "best_s": r.best, "median_s": r.median,
-                    "repeats": r.repeats, "tokens_per_s": Double(b * s) / r.best, "gflops": gflops,
-                    "sgemm_share": gflops / sgemmRate])
+    results.append([
+        "shape": "\(b)x\(s)", "batch": b, "seq": s, "best_s": r.best, "median_s": r.median,
+        "repeats": r.repeats, "tokens_per_s": Double(b * s) / r.best, "gflops": gflops,
+        "sgemm_share": gflops / sgemmRate,
+    ])
 }
 sgemmRate = max(sgemmRate, measureSgemmRate())
 for i in results.indices { results[i]["sgemm_share"] = (results[i]["gflops"] as! Double) / sgemmRate }
 if !options.json {
     for r in results {
-        print(String(format: "%-8@ best %8.2f ms  median %8.2f ms  %9.0f tokens/s  %6.1f GFLOP/s (%.0f%% of sgemm)",
-                     (r["shape"] as! String) as NSString, (r["best_s"] as! Double) * 1e3, (r["median_s"] as! Double) * 1e3,
-                     r["tokens_per_s"] as! Double, r["gflops"] as! Double, 100 * (r["sgemm_share"] as! Double)))
+        print(
+            String(
+                format: "%-8@ best %8.2f ms  median %8.2f ms  %9.0f tokens/s  %6.1f GFLOP/s (%.0f%% of sgemm)",
+                (r["shape"] as! String) as NSString, (r["best_s"] as! Double) * 1e3, (r["median_s"] as! Double) * 1e3,
+                r["tokens_per_s"] as! Double, r["gflops"] as! Double, 100 * (r["sgemm_share"] as! Double)))
     }
 }
 if options.json {
-    let object: [String: Any] = ["threads": options.threads, "sgemm_gflops": sgemmRate,
-                                 "model": options.model ?? "preset " + options.preset!,
-                                 "hidden": c.hiddenSize, "layers": c.numHiddenLayers, "results": results]
+    let object: [String: Any] = [
+        "threads": options.threads, "sgemm_gflops": sgemmRate,
+        "model": options.model ?? "preset " + options.preset!,
+        "hidden": c.hiddenSize, "layers": c.numHiddenLayers, "results": results,
+    ]
     let data = try! JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])
     print(String(decoding: data, as: UTF8.self))
 } else {

@@ -78,10 +78,11 @@ let model: BertForPreTraining
 do { model = try BertForPreTraining(config: config) } catch { fail("\(error)") }
 model.initializeWeights(seed: 0)
 // The training step every trainer uses (zero, dropout, clipping, schedule, AdamW).
-let trainer = try! TrainingStep(parameters: model.parameters, config: config,
-                                optimizer: AdamW(layout: model.parameters.layout),
-                                schedule: LinearWarmupSchedule(warmupSteps: 10, totalSteps: 1_000_000),
-                                peakLearningRate: 1e-4, maxGradNorm: 1.0, seed: 0)
+let trainer = try! TrainingStep(
+    parameters: model.parameters, config: config,
+    optimizer: AdamW(layout: model.parameters.layout),
+    schedule: LinearWarmupSchedule(warmupSteps: 10, totalSteps: 1_000_000),
+    peakLearningRate: 1e-4, maxGradNorm: 1.0, seed: 0)
 
 var results: [[String: Any]] = []
 var rng = SeededRandom(seed: 1)
@@ -103,8 +104,9 @@ for (b, s) in options.shapes {
             ids[row * s + j] = 103
         }
     }
-    let batch = PretrainingBatch(inputs: EncoderBatch(batchSize: b, sequenceLength: s, inputIds: ids, tokenTypeIds: types),
-                                 mlmLabels: labels, nspLabels: (0..<b).map { Int32($0 % 2) })
+    let batch = PretrainingBatch(
+        inputs: EncoderBatch(batchSize: b, sequenceLength: s, inputIds: ids, tokenTypeIds: types),
+        mlmLabels: labels, nspLabels: (0..<b).map { Int32($0 % 2) })
     var step = 0
     func trainStep() throws {
         try trainer.run(step: step) { _, grads, dropout in
@@ -122,22 +124,28 @@ for (b, s) in options.shapes {
             times.append(now() - t0)
         }
         times.sort()
-        results.append(["shape": "\(b)x\(s)", "batch": b, "seq": s, "masked_per_row": masked,
-                        "best_s": times[0], "median_s": times[times.count / 2], "repeats": times.count,
-                        "tokens_per_s": Double(b * s) / times[0]])
+        results.append([
+            "shape": "\(b)x\(s)", "batch": b, "seq": s, "masked_per_row": masked,
+            "best_s": times[0], "median_s": times[times.count / 2], "repeats": times.count,
+            "tokens_per_s": Double(b * s) / times[0],
+        ])
     } catch {
         fail("\(error)")
     }
 }
 if options.json {
-    let object: [String: Any] = ["threads": options.threads, "preset": options.preset, "vocab_size": config.vocabSize,
-                                 "hidden": config.hiddenSize, "layers": config.numHiddenLayers, "results": results]
+    let object: [String: Any] = [
+        "threads": options.threads, "preset": options.preset, "vocab_size": config.vocabSize,
+        "hidden": config.hiddenSize, "layers": config.numHiddenLayers, "results": results,
+    ]
     let data = try! JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])
     print(String(decoding: data, as: UTF8.self))
 } else {
     for r in results {
-        print(String(format: "%-8@ best %8.1f ms  median %8.1f ms  %8.0f training tokens/s",
-                     (r["shape"] as! String) as NSString, (r["best_s"] as! Double) * 1e3,
-                     (r["median_s"] as! Double) * 1e3, r["tokens_per_s"] as! Double))
+        print(
+            String(
+                format: "%-8@ best %8.1f ms  median %8.1f ms  %8.0f training tokens/s",
+                (r["shape"] as! String) as NSString, (r["best_s"] as! Double) * 1e3,
+                (r["median_s"] as! Double) * 1e3, r["tokens_per_s"] as! Double))
     }
 }

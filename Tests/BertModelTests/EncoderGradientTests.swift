@@ -13,9 +13,10 @@ import Testing
     init() throws {
         model = try BertModel(folder: ModelFixtures.url("tiny-pretraining"))
         let inputs = try ModelFixtures.reference("tiny_reference.safetensors")
-        batch = EncoderBatch(batchSize: 3, sequenceLength: 11, inputIds: try inputs.int32s("input_ids"),
-                             tokenTypeIds: try inputs.int32s("token_type_ids"),
-                             attentionMask: try inputs.int32s("attention_mask"))
+        batch = EncoderBatch(
+            batchSize: 3, sequenceLength: 11, inputIds: try inputs.int32s("input_ids"),
+            tokenTypeIds: try inputs.int32s("token_type_ids"),
+            attentionMask: try inputs.int32s("attention_mask"))
         reference = try ModelFixtures.reference("tiny_gradients.safetensors")
     }
 
@@ -43,7 +44,10 @@ import Testing
         var checked = 0
         // The key bias's true gradient is 0 (softmax ignores a constant per row): rounding noise
         // there is compared with the scale of the gradients overall.
-        let overall = try model.parameters.layout.tensors.map { try reference.floats("grad." + $0.name).map { abs($0) }.max() ?? 0 }.max() ?? 0
+        let overall =
+            try model.parameters.layout.tensors.map {
+                try reference.floats("grad." + $0.name).map { abs($0) }.max() ?? 0
+            }.max() ?? 0
         for t in model.parameters.layout.tensors {
             let ref = try reference.floats("grad." + t.name)
             let ours = grads.values(t)
@@ -74,8 +78,9 @@ import Testing
                 p[i] = saved
                 let numeric = (plus - minus) / (2 * Double(eps))
                 let analytic = Double(grads.data.pointer[i])
-                #expect(abs(numeric - analytic) <= 2e-3 + 2e-2 * abs(numeric),
-                        "\(t.name)[\(i - t.offset)]: analytic \(analytic), numeric \(numeric)")
+                #expect(
+                    abs(numeric - analytic) <= 2e-3 + 2e-2 * abs(numeric),
+                    "\(t.name)[\(i - t.offset)]: analytic \(analytic), numeric \(numeric)")
             }
         }
     }
@@ -95,7 +100,9 @@ import Testing
         let a = try model.forwardForTraining(batch, dropout: dropout)
         let plain = try model.forward(batch)
         #expect(maxAbsDiff(a.lastHiddenState, plain.lastHiddenState) > 1e-3, "dropout changes the output")
-        #expect(try model.forwardForTraining(batch, dropout: dropout).lastHiddenState == a.lastHiddenState, "same seed, same masks")
+        #expect(
+            try model.forwardForTraining(batch, dropout: dropout).lastHiddenState == a.lastHiddenState,
+            "same seed, same masks")
         let grads = try model.makeGradients()
         model.backward(a, dHidden: r1, dPooled: r2, into: grads)
         var rng = SeededRandom(seed: 6)
@@ -111,7 +118,9 @@ import Testing
             p[i] = saved
             let numeric = (plus - minus) / (2 * Double(eps))
             let analytic = Double(grads.data.pointer[i])
-            #expect(abs(numeric - analytic) <= 2e-3 + 2e-2 * abs(numeric), "\(t.name)[\(i - t.offset)]: analytic \(analytic), numeric \(numeric)")
+            #expect(
+                abs(numeric - analytic) <= 2e-3 + 2e-2 * abs(numeric),
+                "\(t.name)[\(i - t.offset)]: analytic \(analytic), numeric \(numeric)")
         }
     }
 

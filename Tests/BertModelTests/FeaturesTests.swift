@@ -11,8 +11,9 @@ struct FeaturesTests {
     @Test func lastFourLayersConcatenatedSummedAndAveraged() throws {
         let reference = try ModelFixtures.reference("minilm_reference.safetensors")
         let text = MiniLMParityTests.inputs[0]
-        let extractor = FeatureExtractor(model: try BertModel(folder: ModelFixtures.miniLMFolder),
-                                         tokenizer: try BertTokenizer(modelFolder: ModelFixtures.miniLMFolder))
+        let extractor = FeatureExtractor(
+            model: try BertModel(folder: ModelFixtures.miniLMFolder),
+            tokenizer: try BertTokenizer(modelFolder: ModelFixtures.miniLMFolder))
         let layers = try (3...6).map { try reference.floats("layers.\($0).0") }
         let h = 384, n = layers[0].count / h
         let (e, concat) = try extractor.features(text, layers: [-1, -2, -3, -4], combine: .concat)
@@ -40,17 +41,20 @@ struct FeaturesTests {
     }
 
     @Test func theCommandWritesSafetensorsAUserCanSlice() throws {
-        let out = FileManager.default.temporaryDirectory.appendingPathComponent("features-\(UUID().uuidString).safetensors")
+        let out = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "features-\(UUID().uuidString).safetensors")
         defer { try? FileManager.default.removeItem(at: out) }
-        let r = try runBertCLI(["features", "--model", ModelFixtures.miniLMFolder.path, "--words", "--combine", "sum", "--out", out.path],
-                               stdin: Data("Hello world, again.\nUnbelievable!\n".utf8))
+        let r = try runBertCLI(
+            ["features", "--model", ModelFixtures.miniLMFolder.path, "--words", "--combine", "sum", "--out", out.path],
+            stdin: Data("Hello world, again.\nUnbelievable!\n".utf8))
         #expect(r.status == 0, "\(r.stderr)")
         let file = try SafeTensorsFile(contentsOf: out)
         #expect(try file.int32s("line_starts") == [0, 5, 7])  // hello world , again . | unbelievable !
         #expect(file.info("features")?.shape == [7, 384])
         #expect(try file.int32s("offsets") == [0, 5, 6, 11, 11, 12, 13, 18, 18, 19, 0, 12, 12, 13])
         #expect(try file.int32s("token_ids").count == 7)
-        let bad = try runBertCLI(["features", "--model", ModelFixtures.miniLMFolder.path, "--layers", "9"], stdin: Data("x\n".utf8))
+        let bad = try runBertCLI(
+            ["features", "--model", ModelFixtures.miniLMFolder.path, "--layers", "9"], stdin: Data("x\n".utf8))
         #expect(bad.status != 0 && !bad.crashed && bad.stderr.contains("layer 9"), "\(bad.stderr)")
     }
 }

@@ -8,11 +8,15 @@ import Testing
 @Suite struct GradientTests {
     var rng = SeededRandom(seed: 2024)
 
-    mutating func random(_ n: Int, scale: Double = 1) -> [Float] { (0..<n).map { _ in Float(rng.nextGaussian() * scale) } }
+    mutating func random(_ n: Int, scale: Double = 1) -> [Float] {
+        (0..<n).map { _ in Float(rng.nextGaussian() * scale) }
+    }
 
     /// Compares `analytic` with central differences of `loss` with respect to `values`.
-    func check(_ name: String, _ values: [Float], analytic: [Float], eps: Float = 1e-2,
-               loss: ([Float]) -> Double) {
+    func check(
+        _ name: String, _ values: [Float], analytic: [Float], eps: Float = 1e-2,
+        loss: ([Float]) -> Double
+    ) {
         #expect(values.count == analytic.count, "\(name): gradient size")
         var worst = 0.0
         for i in values.indices {
@@ -37,13 +41,15 @@ import Testing
         let x = random(rows * cols, scale: 2), gamma = random(cols), beta = random(cols), w = random(rows * cols)
         func forward(_ x: [Float], _ g: [Float], _ b: [Float]) -> ([Float], [Float], [Float]) {
             var y = [Float](repeating: 0, count: rows * cols), mean = [Float](repeating: 0, count: rows), rstd = mean
-            Kernels.layerNorm(x, output: &y, gamma: g, beta: b, eps: 1e-5, cols: cols, rows: 0..<rows, mean: &mean, rstd: &rstd)
+            Kernels.layerNorm(
+                x, output: &y, gamma: g, beta: b, eps: 1e-5, cols: cols, rows: 0..<rows, mean: &mean, rstd: &rstd)
             return (y, mean, rstd)
         }
         let (_, mean, rstd) = forward(x, gamma, beta)
         var dx = [Float](repeating: 0, count: rows * cols), dg = [Float](repeating: 0, count: cols), db = dg
-        Kernels.layerNormBackward(dy: w, x: x, mean: mean, rstd: rstd, gamma: gamma, dx: &dx, dgamma: &dg, dbeta: &db,
-                                  cols: cols, rows: 0..<rows)
+        Kernels.layerNormBackward(
+            dy: w, x: x, mean: mean, rstd: rstd, gamma: gamma, dx: &dx, dgamma: &dg, dbeta: &db,
+            cols: cols, rows: 0..<rows)
         check("layerNorm dx", x, analytic: dx) { dot(forward($0, gamma, beta).0, w) }
         check("layerNorm dgamma", gamma, analytic: dg) { dot(forward(x, $0, beta).0, w) }
         check("layerNorm dbeta", beta, analytic: db) { dot(forward(x, gamma, $0).0, w) }
@@ -97,7 +103,8 @@ import Testing
             BLAS.sgemm(transB: true, m: m, n: n, k: k, a: x, lda: k, b: weight, ldb: k, beta: 1, c: &y, ldc: n)
             return y
         }
-        var dx = [Float](repeating: 0, count: m * k), dw = [Float](repeating: 0, count: n * k), db = [Float](repeating: 0, count: n)
+        var dx = [Float](repeating: 0, count: m * k), dw = [Float](repeating: 0, count: n * k),
+            db = [Float](repeating: 0, count: n)
         BLAS.linearBackward(dy: w, x: x, w: weight, m: m, n: n, k: k, dx: &dx, dw: &dw, db: &db)
         check("linear dx", x, analytic: dx) { dot(forward($0, weight, bias), w) }
         check("linear dw", weight, analytic: dw) { dot(forward(x, $0, bias), w) }
@@ -107,10 +114,12 @@ import Testing
     @Test mutating func embeddings() {
         let cols = 9, vocab = 5, tokens = 6
         let ids: [Int32] = [1, 3, 1, 0, 4, 1], pos: [Int32] = [0, 1, 2, 3, 4, 5], types: [Int32] = [0, 0, 0, 1, 1, 1]
-        let table = random(vocab * cols), positions = random(6 * cols), typeTable = random(2 * cols), w = random(tokens * cols)
+        let table = random(vocab * cols), positions = random(6 * cols), typeTable = random(2 * cols),
+            w = random(tokens * cols)
         func forward(_ table: [Float]) -> [Float] {
             var x = [Float](repeating: 0, count: tokens * cols)
-            Kernels.gatherSum3(&x, cols: cols, rows: 0..<tokens, a: table, ia: ids, b: positions, ib: pos, c: typeTable, ic: types)
+            Kernels.gatherSum3(
+                &x, cols: cols, rows: 0..<tokens, a: table, ia: ids, b: positions, ib: pos, c: typeTable, ic: types)
             return x
         }
         var dtable = [Float](repeating: 0, count: vocab * cols)

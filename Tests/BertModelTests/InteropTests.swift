@@ -31,20 +31,24 @@ import Testing
         try model.save(to: folder)
         let ours = try Data(contentsOf: folder.appendingPathComponent("model.safetensors"))
         let committed = try Data(contentsOf: ModelFixtures.url("ours-tiny/model.safetensors"))
-        #expect(ours == committed, "the same seed must write the same bytes; regenerate with scripts/make_interop_reference.py if the format changed on purpose")
+        // The same seed must write the same bytes; if the format changed on purpose, regenerate
+        // with scripts/make_interop_reference.py.
+        #expect(ours == committed, "the same seed must write the same bytes")
     }
 
     @Test func transformersGivesOurOutputsOnOurCheckpoint() throws {
         let reference = try ModelFixtures.reference("ours_tiny_reference.safetensors")
         let model = try BertModel(folder: ModelFixtures.url("ours-tiny"))
-        let batch = EncoderBatch(batchSize: 2, sequenceLength: 9, inputIds: try reference.int32s("input_ids"),
-                                 tokenTypeIds: try reference.int32s("token_type_ids"),
-                                 attentionMask: try reference.int32s("attention_mask"))
+        let batch = EncoderBatch(
+            batchSize: 2, sequenceLength: 9, inputIds: try reference.int32s("input_ids"),
+            tokenTypeIds: try reference.int32s("token_type_ids"),
+            attentionMask: try reference.int32s("attention_mask"))
         let out = try model.forward(batch)
         let ref = try reference.floats("last_hidden_state")
         var worst: Float = 0
         for (i, m) in batch.attentionMask!.enumerated() where m != 0 {
-            worst = max(worst, maxAbsDiff(out.lastHiddenState[(i * 32)..<((i + 1) * 32)], ref[(i * 32)..<((i + 1) * 32)]))
+            worst = max(
+                worst, maxAbsDiff(out.lastHiddenState[(i * 32)..<((i + 1) * 32)], ref[(i * 32)..<((i + 1) * 32)]))
         }
         #expect(worst <= 1e-5, "last hidden state: max |diff| \(worst)")
         #expect(maxAbsDiff(out.poolerOutput!, try reference.floats("pooler_output")) <= 1e-5)
@@ -62,7 +66,11 @@ import Testing
         #expect(file.metadata["format"] == "pt")
         let again = try BertModel(folder: folder)
         #expect(again.parameters.data.toArray() == loaded.parameters.data.toArray())
-        #expect(again.config == { var c = loaded.config; c.architectures = ["BertModel"]; return c }())
+        #expect(
+            again.config
+                == {
+                    var c = loaded.config; c.architectures = ["BertModel"]; return c
+                }())
         let original = try SafeTensorsFile(contentsOf: ModelFixtures.url("tiny-pretraining/model.safetensors"))
         for t in again.parameters.layout.tensors {
             #expect(try original.floats("bert." + t.name) == again.parameters.values(t), "\(t.name)")

@@ -61,13 +61,15 @@ import Testing
                 #expect(abs(Double(x[r * cols + c]) - Foundation.exp(row[c] - m) / z) <= 1e-6)
             }
         }
-        let gamma = (0..<cols).map { _ in Float(rng.nextGaussian()) }, beta = (0..<cols).map { _ in Float(rng.nextGaussian()) }
+        let gamma = (0..<cols).map { _ in Float(rng.nextGaussian()) },
+            beta = (0..<cols).map { _ in Float(rng.nextGaussian()) }
         var y = [Float](repeating: 0, count: rows * cols)
         var mean = [Float](repeating: 0, count: rows), rstd = [Float](repeating: 0, count: rows)
         original.withUnsafeBufferPointer { xp in
             y.withUnsafeMutableBufferPointer { yp in
-                Kernels.layerNorm(xp.baseAddress!, output: yp.baseAddress!, gamma: gamma, beta: beta, eps: 1e-12,
-                                  cols: cols, rows: 0..<rows, mean: &mean, rstd: &rstd)
+                Kernels.layerNorm(
+                    xp.baseAddress!, output: yp.baseAddress!, gamma: gamma, beta: beta, eps: 1e-12,
+                    cols: cols, rows: 0..<rows, mean: &mean, rstd: &rstd)
             }
         }
         for r in 0..<rows {
@@ -92,24 +94,30 @@ import Testing
         let b = (0..<(n * k)).map { _ in Float(rng.nextGaussian()) }
         let bias = (0..<n).map { _ in Float(rng.nextGaussian()) }
         var ref = [Double](repeating: 0, count: m * n)
-        for i in 0..<m { for j in 0..<n {
-            var s = 0.0
-            for p in 0..<k { s += Double(a[i * k + p]) * Double(b[j * k + p]) }
-            ref[i * n + j] = s
-        } }
+        for i in 0..<m {
+            for j in 0..<n {
+                var s = 0.0
+                for p in 0..<k { s += Double(a[i * k + p]) * Double(b[j * k + p]) }
+                ref[i * n + j] = s
+            }
+        }
         let saved = Compute.threads
         defer { Compute.threads = saved }
         for threads in [1, 2, 3] {
             Compute.threads = threads
             var c = [Float](repeating: .nan, count: m * n)
             BLAS.parallelSgemm(transB: true, m: m, n: n, k: k, a: a, lda: k, b: b, ldb: k, c: &c, ldc: n)
-            #expect(zip(c, ref).allSatisfy { abs(Double($0) - $1) <= 1e-4 * max(1, abs($1)) }, "sgemm \(shape) threads \(threads)")
+            #expect(
+                zip(c, ref).allSatisfy { abs(Double($0) - $1) <= 1e-4 * max(1, abs($1)) },
+                "sgemm \(shape) threads \(threads)")
         }
         var c = [Float](repeating: .nan, count: m * n)
         BLAS.smallGemmNT(m: m, k: k, a: a, lda: k, b: b, ldb: k, bias: bias, c: &c, ldc: n, cols: 0..<n)
-        for i in 0..<m { for j in 0..<n {
-            let want = ref[i * n + j] + Double(bias[j])
-            #expect(abs(Double(c[i * n + j]) - want) <= 1e-4 * max(1, abs(want)), "small \(shape) [\(i), \(j)]")
-        } }
+        for i in 0..<m {
+            for j in 0..<n {
+                let want = ref[i * n + j] + Double(bias[j])
+                #expect(abs(Double(c[i * n + j]) - want) <= 1e-4 * max(1, abs(want)), "small \(shape) [\(i), \(j)]")
+            }
+        }
     }
 }

@@ -6,7 +6,10 @@ import Testing
 
 /// The real all-MiniLM-L6-v2 against transformers and sentence-transformers
 /// (Fixtures/minilm_reference.safetensors, made by scripts/make_model_reference.py).
-@Suite(.enabled(if: ModelFixtures.haveMiniLM || ModelFixtures.required, "needs .cache/models/all-MiniLM-L6-v2 (scripts/fetch-model.sh)"))
+@Suite(
+    .enabled(
+        if: ModelFixtures.haveMiniLM || ModelFixtures.required,
+        "needs .cache/models/all-MiniLM-L6-v2 (scripts/fetch-model.sh)"))
 struct MiniLMParityTests {
     static let inputs: [String] = {
         let data = (try? Data(contentsOf: ModelFixtures.url("minilm_inputs.json"))) ?? Data()
@@ -38,8 +41,10 @@ struct MiniLMParityTests {
             let refIds = try reference.int32s("input_ids.\(i)")
             try #require(encoding.ids == refIds, "input \(i): our ids differ from transformers'")
             if encoding.count == embedder.maxLength { truncated += 1 }
-            let out = try model.forward(EncoderBatch(batchSize: 1, sequenceLength: encoding.count, inputIds: encoding.ids,
-                                                     tokenTypeIds: encoding.typeIds))
+            let out = try model.forward(
+                EncoderBatch(
+                    batchSize: 1, sequenceLength: encoding.count, inputIds: encoding.ids,
+                    tokenTypeIds: encoding.typeIds))
             worstHidden = max(worstHidden, maxAbsDiff(out.lastHiddenState, try reference.floats("hidden.\(i)")))
             worstPooler = max(worstPooler, maxAbsDiff(out.poolerOutput!, try reference.floats("pooler.\(i)")))
         }
@@ -50,8 +55,9 @@ struct MiniLMParityTests {
 
     @Test func everyLayerOfTheFirstInputMatches() throws {
         let encoding = try embedder.tokenizer.encode(Self.inputs[0])
-        let out = try embedder.model.forward(EncoderBatch(batchSize: 1, sequenceLength: encoding.count, inputIds: encoding.ids),
-                                             outputHiddenStates: true)
+        let out = try embedder.model.forward(
+            EncoderBatch(batchSize: 1, sequenceLength: encoding.count, inputIds: encoding.ids),
+            outputHiddenStates: true)
         #expect(out.hiddenStates.count == 7)
         for k in 0..<7 {
             let d = maxAbsDiff(out.hiddenStates[k], try reference.floats("layers.\(k).0"))
@@ -67,7 +73,8 @@ struct MiniLMParityTests {
         let packedModel = try BertModel(folder: ModelFixtures.miniLMFolder)
         packedModel.prepareForInference(always: true)
         for model in [embedder.model, packedModel] {
-            let out = try model.forward(EncoderBatch(batchSize: b, sequenceLength: s, inputIds: ids, attentionMask: mask))
+            let out = try model.forward(
+                EncoderBatch(batchSize: b, sequenceLength: s, inputIds: ids, attentionMask: mask))
             #expect(maxAbsDiff(out.poolerOutput!, try reference.floats("batch.pooler")) <= 1e-4)
             var worst: Float = 0
             for i in 0..<b {
@@ -86,8 +93,9 @@ struct MiniLMParityTests {
         for (i, text) in Self.inputs.enumerated() {
             let single = try embedder.embed([text])[0]
             let ref = try reference.floats("embedding.\(i)")
-            worst = max(worst, maxAbsDiff(single, ref), maxAbsDiff(batched[i], ref),
-                        maxAbsDiff(batched[i], whole[(i * 384)..<((i + 1) * 384)]))
+            worst = max(
+                worst, maxAbsDiff(single, ref), maxAbsDiff(batched[i], ref),
+                maxAbsDiff(batched[i], whole[(i * 384)..<((i + 1) * 384)]))
         }
         #expect(worst <= 1e-5, "normalised embeddings: max |diff| \(worst)")
     }

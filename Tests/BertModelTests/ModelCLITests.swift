@@ -59,8 +59,9 @@ func runBertCLI(_ args: [String], stdin: Data = Data()) throws -> BertCLIResult 
     errDone.wait()
     p.waitUntilExit()
     let stderr = String(decoding: err, as: UTF8.self)
-    return BertCLIResult(status: p.terminationStatus, stdout: String(decoding: out, as: UTF8.self), stderr: stderr,
-                         crashed: p.terminationReason == .uncaughtSignal || stderr.contains("Fatal error"))
+    return BertCLIResult(
+        status: p.terminationStatus, stdout: String(decoding: out, as: UTF8.self), stderr: stderr,
+        crashed: p.terminationReason == .uncaughtSignal || stderr.contains("Fatal error"))
 }
 
 /// The number on the "total" line of a `bert params` table.
@@ -73,7 +74,9 @@ private func tableTotal(_ table: String) -> Int? {
 /// Each output line of `bert embed` as an array of Floats.
 private func embeddingLines(_ stdout: String) throws -> [[Float]] {
     try stdout.split(separator: "\n", omittingEmptySubsequences: false).dropLast().map { line in
-        let array = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [NSNumber], "not a JSON array: \(line.prefix(80))")
+        let array = try #require(
+            try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [NSNumber],
+            "not a JSON array: \(line.prefix(80))")
         return array.map(\.floatValue)
     }
 }
@@ -81,7 +84,8 @@ private func embeddingLines(_ stdout: String) throws -> [[Float]] {
 private func norm(_ v: [Float]) -> Float { v.reduce(Float(0)) { $0 + $1 * $1 }.squareRoot() }
 
 private func scratchFolder() -> URL {
-    FileManager.default.temporaryDirectory.appendingPathComponent("bert-model-cli-\(UUID().uuidString)", isDirectory: true)
+    FileManager.default.temporaryDirectory.appendingPathComponent(
+        "bert-model-cli-\(UUID().uuidString)", isDirectory: true)
 }
 
 @Suite(.enabled(if: FileManager.default.isExecutableFile(atPath: bertExecutable().path) || ModelFixtures.required))
@@ -130,8 +134,10 @@ struct ModelCLITests {
     }
 
     @Test func paramsJSONMatchesTheTable() throws {
-        for args in [["--preset", "mini"], ["--config", Self.tiny.appendingPathComponent("config.json").path],
-                     ["--model", Self.tiny.path]] {
+        for args in [
+            ["--preset", "mini"], ["--config", Self.tiny.appendingPathComponent("config.json").path],
+            ["--model", Self.tiny.path],
+        ] {
             let table = try runBertCLI(["params"] + args)
             let json = try runBertCLI(["params", "--json"] + args)
             #expect(json.status == 0, "\(json.stderr)")
@@ -155,8 +161,9 @@ struct ModelCLITests {
         let folder = scratchFolder()
         defer { try? FileManager.default.removeItem(at: folder) }
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-        try FileManager.default.copyItem(at: Self.tiny.appendingPathComponent("model.safetensors"),
-                                         to: folder.appendingPathComponent("model.safetensors"))
+        try FileManager.default.copyItem(
+            at: Self.tiny.appendingPathComponent("model.safetensors"),
+            to: folder.appendingPathComponent("model.safetensors"))
         var config = try BertConfig(contentsOf: Self.tiny.appendingPathComponent("config.json"))
         config.intermediateSize = 64
         try config.write(to: folder.appendingPathComponent("config.json"))
@@ -203,7 +210,8 @@ struct ModelCLITests {
         let again = scratchFolder()
         defer { try? FileManager.default.removeItem(at: again) }
         #expect(try runBertCLI(["init", "--preset", "tiny", "--out", again.path, "--seed", "3"]).status == 0)
-        #expect(try Data(contentsOf: folder.appendingPathComponent("model.safetensors"))
+        #expect(
+            try Data(contentsOf: folder.appendingPathComponent("model.safetensors"))
                 == Data(contentsOf: again.appendingPathComponent("model.safetensors")))
     }
 
@@ -224,8 +232,9 @@ struct ModelCLITests {
     @Test(.enabled(if: ModelFixtures.haveMiniLM || ModelFixtures.required, "needs .cache/models/all-MiniLM-L6-v2"))
     func embedMatchesTheLibrary() throws {
         let texts = ["The quick brown fox jumps over the lazy dog.", "", "Swift est un langage 🙂 rapide."]
-        let r = try runBertCLI(["embed", "--model", Self.miniLM, "--precision", "9"],
-                               stdin: Data((texts.joined(separator: "\n") + "\n").utf8))
+        let r = try runBertCLI(
+            ["embed", "--model", Self.miniLM, "--precision", "9"],
+            stdin: Data((texts.joined(separator: "\n") + "\n").utf8))
         #expect(r.status == 0, "\(r.stderr)")
         let vectors = try embeddingLines(r.stdout)
         try #require(vectors.count == 3)
@@ -250,8 +259,9 @@ struct ModelCLITests {
     func clsPoolingWithoutNormalization() throws {
         let input = Data("A sentence to embed.\n".utf8)
         let normal = try embeddingLines(try runBertCLI(["embed", "--model", Self.miniLM], stdin: input).stdout)
-        let r = try runBertCLI(["embed", "--model", Self.miniLM, "--pooling", "cls", "--no-normalize", "--precision", "9"],
-                               stdin: input)
+        let r = try runBertCLI(
+            ["embed", "--model", Self.miniLM, "--pooling", "cls", "--no-normalize", "--precision", "9"],
+            stdin: input)
         #expect(r.status == 0, "\(r.stderr)")
         let cls = try embeddingLines(r.stdout)
         try #require(normal.count == 1 && cls.count == 1)
@@ -270,7 +280,8 @@ struct ModelCLITests {
         let input = Data("short line\nanother\n\(long)\nlast\n".utf8)
         let r = try runBertCLI(["embed", "--model", Self.miniLM, "--no-truncation"], stdin: input)
         #expect(r.status != 0 && !r.crashed)
-        #expect(r.stderr.contains("line 3") && r.stderr.contains("602 tokens") && r.stderr.contains("256"), "\(r.stderr)")
+        #expect(
+            r.stderr.contains("line 3") && r.stderr.contains("602 tokens") && r.stderr.contains("256"), "\(r.stderr)")
         // Truncated by default.
         let ok = try runBertCLI(["embed", "--model", Self.miniLM], stdin: input)
         #expect(ok.status == 0)
@@ -280,7 +291,8 @@ struct ModelCLITests {
     @Test(.enabled(if: ModelFixtures.haveMiniLM || ModelFixtures.required, "needs .cache/models/all-MiniLM-L6-v2"))
     func invalidUTF8DoesNotCrash() throws {
         // "caf\xFF", "\xC3(", "ok\xE2\x82": three lines with invalid bytes, then a valid one.
-        let input = Data([0x63, 0x61, 0x66, 0xFF, 0x0A, 0xC3, 0x28, 0x0A, 0x6F, 0x6B, 0xE2, 0x82, 0x0A] + Array("fine\n".utf8))
+        let input = Data(
+            [0x63, 0x61, 0x66, 0xFF, 0x0A, 0xC3, 0x28, 0x0A, 0x6F, 0x6B, 0xE2, 0x82, 0x0A] + Array("fine\n".utf8))
         let r = try runBertCLI(["embed", "--model", Self.miniLM], stdin: input)
         #expect(r.status == 0 && !r.crashed, "\(r.stderr)")
         let vectors = try embeddingLines(r.stdout)
@@ -310,16 +322,20 @@ struct ModelCLITests {
         let folder = scratchFolder()
         defer { try? FileManager.default.removeItem(at: folder) }
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-        try FileManager.default.copyItem(at: Self.tiny.appendingPathComponent("model.safetensors"),
-                                         to: folder.appendingPathComponent("model.safetensors"))
+        try FileManager.default.copyItem(
+            at: Self.tiny.appendingPathComponent("model.safetensors"),
+            to: folder.appendingPathComponent("model.safetensors"))
         var text = try String(contentsOf: Self.tiny.appendingPathComponent("config.json"), encoding: .utf8)
         text = text.replacingOccurrences(of: "\"vocab_size\": 99", with: "\"vocab_size\": \(vocabSize)")
         try text.write(to: folder.appendingPathComponent("config.json"), atomically: true, encoding: .utf8)
-        try "[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\nhello\n".write(to: folder.appendingPathComponent("vocab.txt"),
-                                                               atomically: true, encoding: .utf8)
+        try "[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\nhello\n".write(
+            to: folder.appendingPathComponent("vocab.txt"),
+            atomically: true, encoding: .utf8)
         let r = try runBertCLI(["embed", "--model", folder.path], stdin: Data("hello\n".utf8))
         let firstLine = r.stderr.split(separator: "\n").first.map(String.init) ?? ""
-        #expect(!r.crashed && r.status == 1 && (r.stderr.contains("word_embeddings") || r.stderr.contains("impossibly large")),
-                "exit status \(r.status)\(r.crashed ? " (crashed)" : ""): \(firstLine)")
+        #expect(
+            !r.crashed && r.status == 1
+                && (r.stderr.contains("word_embeddings") || r.stderr.contains("impossibly large")),
+            "exit status \(r.status)\(r.crashed ? " (crashed)" : ""): \(firstLine)")
     }
 }

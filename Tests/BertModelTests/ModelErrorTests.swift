@@ -56,7 +56,8 @@ private struct ScratchModel {
     func readRaw() throws -> (header: [String: Any], data: Data) {
         let bytes = try Data(contentsOf: weightsURL)
         let n = Int(bytes.prefix(8).withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(as: UInt64.self)) })
-        let header = try #require(try JSONSerialization.jsonObject(with: bytes.subdata(in: 8..<(8 + n))) as? [String: Any])
+        let header = try #require(
+            try JSONSerialization.jsonObject(with: bytes.subdata(in: 8..<(8 + n))) as? [String: Any])
         return (header, bytes.subdata(in: (8 + n)..<bytes.count))
     }
 
@@ -95,14 +96,16 @@ private func thrown(_ body: () throws -> Void, sourceLocation: SourceLocation = 
 /// The message of the BertError that loading `folder` throws ("" if it did not throw one).
 private func loadError(_ folder: URL, sourceLocation: SourceLocation = #_sourceLocation) -> String {
     guard let error = thrown({ _ = try BertModel(folder: folder) }, sourceLocation: sourceLocation) else { return "" }
-    #expect(error is BertError, "expected a BertError, got \(type(of: error)): \(error)", sourceLocation: sourceLocation)
+    #expect(
+        error is BertError, "expected a BertError, got \(type(of: error)): \(error)", sourceLocation: sourceLocation)
     return "\(error)"
 }
 
 /// The BertError that loading `folder` throws (nil, and an issue recorded, if it threw another).
 private func loadFailure(_ folder: URL, sourceLocation: SourceLocation = #_sourceLocation) -> BertError? {
     guard let error = thrown({ _ = try BertModel(folder: folder) }, sourceLocation: sourceLocation) else { return nil }
-    #expect(error is BertError, "expected a BertError, got \(type(of: error)): \(error)", sourceLocation: sourceLocation)
+    #expect(
+        error is BertError, "expected a BertError, got \(type(of: error)): \(error)", sourceLocation: sourceLocation)
     return error as? BertError
 }
 
@@ -115,7 +118,8 @@ private func tensorMismatch(_ error: BertError?) -> (file: String, tensor: Strin
 /// Checks that `message` contains every one of `parts`.
 private func expectMentions(_ message: String, _ parts: [String], sourceLocation: SourceLocation = #_sourceLocation) {
     for part in parts {
-        #expect(message.contains(part), "message does not mention \"\(part)\": \(message)", sourceLocation: sourceLocation)
+        #expect(
+            message.contains(part), "message does not mention \"\(part)\": \(message)", sourceLocation: sourceLocation)
     }
 }
 
@@ -271,8 +275,12 @@ private let tinyHidden = 32
         let m = try ScratchModel()
         defer { m.remove() }
         try m.editConfig { $0["hidden_size"] = 64 }
-        expectMentions(loadError(m.folder), ["bert.embeddings.word_embeddings.weight", "[99, 32]", "[99, 64]",
-                                             "config.json does not match"])
+        expectMentions(
+            loadError(m.folder),
+            [
+                "bert.embeddings.word_embeddings.weight", "[99, 32]", "[99, 64]",
+                "config.json does not match",
+            ])
     }
 
     @Test func configWithFewerLayersThanTheWeights() throws {
@@ -303,14 +311,17 @@ private let tinyHidden = 32
         expectMentions(loadError(m.folder), [m.configURL.path, "hidden_act", "swish", "not supported"])
     }
 
-    @Test(arguments: [("vocab_size", "0" as String), ("hidden_size", "-32"), ("max_position_embeddings", "\"forty\""),
-                      ("layer_norm_eps", "0"), ("num_hidden_layers", "1.5"), ("pad_token_id", "99")])
+    @Test(arguments: [
+        ("vocab_size", "0" as String), ("hidden_size", "-32"), ("max_position_embeddings", "\"forty\""),
+        ("layer_norm_eps", "0"), ("num_hidden_layers", "1.5"), ("pad_token_id", "99"),
+    ])
     func badConfigNumbers(_ key: String, _ value: String) throws {
         let m = try ScratchModel()
         defer { m.remove() }
         var text = try String(contentsOf: m.configURL, encoding: .utf8)
         let line = try #require(text.split(separator: "\n").first { $0.contains("\"\(key)\"") })
-        text = text.replacingOccurrences(of: String(line), with: "  \"\(key)\": \(value)" + (line.hasSuffix(",") ? "," : ""))
+        text = text.replacingOccurrences(
+            of: String(line), with: "  \"\(key)\": \(value)" + (line.hasSuffix(",") ? "," : ""))
         try text.write(to: m.configURL, atomically: true, encoding: .utf8)
         expectMentions(loadError(m.folder), [m.configURL.path, key])
         guard case .invalidConfig(let source, let reason) = loadFailure(m.folder) else {
@@ -338,7 +349,9 @@ private let tinyHidden = 32
         let m = try ScratchModel(copyConfig: false)
         defer { m.remove() }
         expectMentions(loadError(m.folder), [m.folder.path, "no config.json"])
-        #expect(loadFailure(m.folder) == .wrongModel(path: m.folder.path, reason: "no config.json (is this a Hugging Face model folder?)"))
+        #expect(
+            loadFailure(m.folder)
+                == .wrongModel(path: m.folder.path, reason: "no config.json (is this a Hugging Face model folder?)"))
     }
 
     @Test func missingWeights() throws {
@@ -374,8 +387,10 @@ private let tinyHidden = 32
         let batch = EncoderBatch(batchSize: 1, sequenceLength: 41, inputIds: [Int32](repeating: 5, count: 41))
         expectMentions(try forwardError(batch), ["41", "max_position_embeddings 40"])
         // The limit itself is fine.
-        let ok = try #require(Self.model).forward(EncoderBatch(batchSize: 1, sequenceLength: 40,
-                                                                 inputIds: [Int32](repeating: 5, count: 40)))
+        let ok = try #require(Self.model).forward(
+            EncoderBatch(
+                batchSize: 1, sequenceLength: 40,
+                inputIds: [Int32](repeating: 5, count: 40)))
         #expect(ok.lastHiddenState.count == 40 * tinyHidden)
     }
 
@@ -403,19 +418,30 @@ private let tinyHidden = 32
     }
 
     @Test func mismatchedArrayLengths() throws {
-        expectMentions(try forwardError(EncoderBatch(batchSize: 2, sequenceLength: 3, inputIds: [2, 5, 3, 2, 3])),
-                       ["input_ids has 5 values", "6"])
-        expectMentions(try forwardError(EncoderBatch(batchSize: 2, sequenceLength: 3, inputIds: [2, 5, 3, 2, 5, 3],
-                                                     tokenTypeIds: [0, 0, 0, 0])),
-                       ["token_type_ids has 4 values", "6"])
-        expectMentions(try forwardError(EncoderBatch(batchSize: 2, sequenceLength: 3, inputIds: [2, 5, 3, 2, 5, 3],
-                                                     attentionMask: [1, 1, 1, 1, 1, 1, 1])),
-                       ["attention_mask has 7 values", "6"])
-        expectMentions(try forwardError(EncoderBatch(batchSize: 2, sequenceLength: 3, inputIds: [2, 5, 3, 2, 5, 3],
-                                                     positionIds: [0, 1, 2])),
-                       ["position_ids has 3 values", "6"])
-        expectMentions(try forwardError(EncoderBatch(batchSize: -1, sequenceLength: 3, inputIds: [])),
-                       ["negative"])
+        expectMentions(
+            try forwardError(EncoderBatch(batchSize: 2, sequenceLength: 3, inputIds: [2, 5, 3, 2, 3])),
+            ["input_ids has 5 values", "6"])
+        expectMentions(
+            try forwardError(
+                EncoderBatch(
+                    batchSize: 2, sequenceLength: 3, inputIds: [2, 5, 3, 2, 5, 3],
+                    tokenTypeIds: [0, 0, 0, 0])),
+            ["token_type_ids has 4 values", "6"])
+        expectMentions(
+            try forwardError(
+                EncoderBatch(
+                    batchSize: 2, sequenceLength: 3, inputIds: [2, 5, 3, 2, 5, 3],
+                    attentionMask: [1, 1, 1, 1, 1, 1, 1])),
+            ["attention_mask has 7 values", "6"])
+        expectMentions(
+            try forwardError(
+                EncoderBatch(
+                    batchSize: 2, sequenceLength: 3, inputIds: [2, 5, 3, 2, 5, 3],
+                    positionIds: [0, 1, 2])),
+            ["position_ids has 3 values", "6"])
+        expectMentions(
+            try forwardError(EncoderBatch(batchSize: -1, sequenceLength: 3, inputIds: [])),
+            ["negative"])
     }
 
     @Test func emptyBatchesAndFullyMaskedRowsDoNotCrash() throws {
@@ -423,14 +449,19 @@ private let tinyHidden = 32
         let none = try model.forward(EncoderBatch(batchSize: 0, sequenceLength: 0, inputIds: []))
         #expect(none.lastHiddenState.isEmpty && none.poolerOutput?.isEmpty == true)
         let zeroLength = try model.forward(EncoderBatch(batchSize: 2, sequenceLength: 0, inputIds: []))
-        #expect(zeroLength.lastHiddenState.isEmpty && zeroLength.poolerOutput == [Float](repeating: 0, count: 2 * tinyHidden))
-        let masked = try model.forward(EncoderBatch(batchSize: 2, sequenceLength: 3, inputIds: [2, 5, 3, 2, 6, 3],
-                                                    attentionMask: [1, 1, 1, 0, 0, 0]), outputHiddenStates: true)
+        #expect(
+            zeroLength.lastHiddenState.isEmpty
+                && zeroLength.poolerOutput == [Float](repeating: 0, count: 2 * tinyHidden))
+        let masked = try model.forward(
+            EncoderBatch(
+                batchSize: 2, sequenceLength: 3, inputIds: [2, 5, 3, 2, 6, 3],
+                attentionMask: [1, 1, 1, 0, 0, 0]), outputHiddenStates: true)
         #expect(masked.lastHiddenState[(3 * tinyHidden)...].allSatisfy { $0 == 0 })
         #expect(masked.poolerOutput![tinyHidden...].allSatisfy { $0 == 0 })
         #expect(masked.lastHiddenState[..<(3 * tinyHidden)].allSatisfy { $0.isFinite })
-        let allMasked = try model.forward(EncoderBatch(batchSize: 1, sequenceLength: 2, inputIds: [2, 3], attentionMask: [0, 0]),
-                                          outputHiddenStates: true)
+        let allMasked = try model.forward(
+            EncoderBatch(batchSize: 1, sequenceLength: 2, inputIds: [2, 3], attentionMask: [0, 0]),
+            outputHiddenStates: true)
         #expect(allMasked.lastHiddenState.allSatisfy { $0 == 0 })
         #expect(allMasked.poolerOutput!.allSatisfy { $0 == 0 })
     }
@@ -454,8 +485,9 @@ private let tinyHidden = 32
     /// A tiny-model folder with a vocab.txt.
     fileprivate func tinyWithVocabulary(_ tokens: [String] = ModelErrorTests.vocabularyTokens) throws -> ScratchModel {
         let m = try ScratchModel()
-        try (tokens.joined(separator: "\n") + "\n").write(to: m.folder.appendingPathComponent("vocab.txt"),
-                                                          atomically: true, encoding: .utf8)
+        try (tokens.joined(separator: "\n") + "\n").write(
+            to: m.folder.appendingPathComponent("vocab.txt"),
+            atomically: true, encoding: .utf8)
         return m
     }
 
@@ -496,7 +528,8 @@ private let tinyHidden = 32
         let embedder = try SentenceEmbedder(folder: m.folder, truncate: false)
         // Exactly at the limit is fine.
         #expect(try embedder.embed([Self.words(38)]).count == 1)
-        let error = try #require(thrown { _ = try embedder.embed(["aa ab", Self.words(38), Self.words(60), Self.words(50)]) })
+        let error = try #require(
+            thrown { _ = try embedder.embed(["aa ab", Self.words(38), Self.words(60), Self.words(50)]) })
         let tooLong = try #require(error as? InputTooLongError, "got \(error)")
         #expect(tooLong.index == 2 && tooLong.tokens == 62 && tooLong.maxLength == 40)
         expectMentions("\(tooLong)", ["input 3", "62 tokens", "40"])
@@ -546,7 +579,9 @@ private let tinyHidden = 32
         #expect(large > 334_000_000 && large < 336_000_000, "large: \(large)")
         let base = ParameterBreakdown(config: try BertConfig.preset("base"))
         #expect(base.layers == 12)
-        #expect(ParameterBreakdown(config: try BertConfig.preset("base"), pooler: false).total == 109_482_240 - 768 * 768 - 768)
+        #expect(
+            ParameterBreakdown(config: try BertConfig.preset("base"), pooler: false).total == 109_482_240 - 768 * 768
+                - 768)
         for name in BertConfig.presetNames {
             try BertConfig.preset(name).validate()
         }
@@ -561,7 +596,9 @@ private let tinyHidden = 32
         let folder = ModelFixtures.url("tiny-pretraining")
         let file = try SafeTensorsFile(contentsOf: folder.appendingPathComponent("model.safetensors"))
         let breakdown = ParameterBreakdown(file: file)
-        let floatCount = file.tensors.filter { [.F32, .F16, .BF16, .F64].contains($0.dtype) }.reduce(0) { $0 + $1.elementCount }
+        let floatCount = file.tensors.filter { [.F32, .F16, .BF16, .F64].contains($0.dtype) }.reduce(0) {
+            $0 + $1.elementCount
+        }
         #expect(breakdown.total == floatCount)
         #expect(breakdown.layers == 2)
         let config = try BertConfig(contentsOf: folder.appendingPathComponent("config.json"))
@@ -578,12 +615,14 @@ private let tinyHidden = 32
 
     /// The tiny fixture's config as a plain BertModel.
     static func tinyConfig() throws -> BertConfig {
-        var config = try BertConfig(contentsOf: ModelFixtures.url("tiny-pretraining").appendingPathComponent("config.json"))
+        var config = try BertConfig(
+            contentsOf: ModelFixtures.url("tiny-pretraining").appendingPathComponent("config.json"))
         config.architectures = ["BertModel"]
         return config
     }
 
-    static let sampleBatch = EncoderBatch.padded([[2, 7, 8, 9, 3], [2, 10, 3]], tokenTypeIds: [[0, 0, 0, 1, 1], [0, 0, 0]])
+    static let sampleBatch = EncoderBatch.padded(
+        [[2, 7, 8, 9, 3], [2, 10, 3]], tokenTypeIds: [[0, 0, 0, 1, 1], [0, 0, 0]])
 
     @Test func saveAndLoadRoundTrip() throws {
         let config = try Self.tinyConfig()
@@ -627,8 +666,10 @@ private let tinyHidden = 32
             model.initializeWeights(seed: seed)
             let folder = m.folder.appendingPathComponent(name)
             try model.save(to: folder)
-            return (try Data(contentsOf: folder.appendingPathComponent("model.safetensors")),
-                    try Data(contentsOf: folder.appendingPathComponent("config.json")))
+            return (
+                try Data(contentsOf: folder.appendingPathComponent("model.safetensors")),
+                try Data(contentsOf: folder.appendingPathComponent("config.json"))
+            )
         }
         let first = try save(seed: 7, "a"), second = try save(seed: 7, "b"), other = try save(seed: 8, "c")
         #expect(first.0 == second.0)

@@ -39,24 +39,33 @@ func maxAbsDiff<A: Collection, B: Collection>(_ a: A, _ b: B) -> Float where A.E
 /// Every parameter's gradient against a reference file's `<prefix>grad.<name>` tensors: within
 /// 1e-4 of the tensor's largest value (or of 1% of the largest over all tensors, for tensors whose
 /// gradients are all tiny); the reference must have exactly these parameters.
-func expectGradientsMatch(_ grads: ParameterStore, reference: SafeTensorsFile, prefix: String,
-                          sourceLocation: SourceLocation = #_sourceLocation) throws {
+func expectGradientsMatch(
+    _ grads: ParameterStore, reference: SafeTensorsFile, prefix: String,
+    sourceLocation: SourceLocation = #_sourceLocation
+) throws {
     let tensors = grads.layout.tensors
-    let overall = try tensors.map { try reference.floats(prefix + "grad." + $0.name).map { abs($0) }.max() ?? 0 }.max() ?? 0
+    let overall =
+        try tensors.map { try reference.floats(prefix + "grad." + $0.name).map { abs($0) }.max() ?? 0 }.max() ?? 0
     for t in tensors {
         let ref = try reference.floats(prefix + "grad." + t.name)
         let scale = ref.map { abs($0) }.max() ?? 0
         let err = maxAbsDiff(grads.values(t), ref)
-        #expect(err <= 1e-4 * max(scale, 1e-2 * overall), "\(t.name): max |diff| \(err), max |grad| \(scale)", sourceLocation: sourceLocation)
+        #expect(
+            err <= 1e-4 * max(scale, 1e-2 * overall), "\(t.name): max |diff| \(err), max |grad| \(scale)",
+            sourceLocation: sourceLocation)
     }
-    #expect(tensors.count == reference.tensors.filter { $0.name.hasPrefix(prefix + "grad.") }.count, sourceLocation: sourceLocation)
+    #expect(
+        tensors.count == reference.tensors.filter { $0.name.hasPrefix(prefix + "grad.") }.count,
+        sourceLocation: sourceLocation)
 }
 
 /// Central differences of `loss` (ε = 1e-2, in Float) against the backward pass's gradient for
 /// about `perTensor` entries of each named tensor; returns how many entries were checked.
 @discardableResult
-func expectFiniteDifferencesMatch(_ parameters: ParameterStore, gradients: ParameterStore, tensors names: [String], perTensor: Int = 6,
-                                  sourceLocation: SourceLocation = #_sourceLocation, loss: () throws -> Double) throws -> Int {
+func expectFiniteDifferencesMatch(
+    _ parameters: ParameterStore, gradients: ParameterStore, tensors names: [String], perTensor: Int = 6,
+    sourceLocation: SourceLocation = #_sourceLocation, loss: () throws -> Double
+) throws -> Int {
     var checked = 0
     for name in names {
         let t = try #require(parameters.layout.tensor(named: name), sourceLocation: sourceLocation)
@@ -69,8 +78,10 @@ func expectFiniteDifferencesMatch(_ parameters: ParameterStore, gradients: Param
             let down = try loss()
             p.pointee = saved
             let numeric = (up - down) / Double(2 * eps), analytic = Double(gradients[t][i])
-            #expect(abs(numeric - analytic) <= 2e-3 + 2e-2 * abs(numeric), "\(name)[\(i)]: numeric \(numeric), backward \(analytic)",
-                    sourceLocation: sourceLocation)
+            #expect(
+                abs(numeric - analytic) <= 2e-3 + 2e-2 * abs(numeric),
+                "\(name)[\(i)]: numeric \(numeric), backward \(analytic)",
+                sourceLocation: sourceLocation)
             checked += 1
         }
     }

@@ -16,11 +16,13 @@ import BertCompute
         let w = (0..<(n * k)).map { _ in Float(rng.nextGaussian()) }
         let bias = (0..<n).map { _ in Float(rng.nextGaussian()) }
         let packed = w.withUnsafeBufferPointer { PackedWeights($0.baseAddress!, n: n, k: k) }
-        for (useBias, rows, panels) in [(true, 0..<m, 0..<(n / 16)), (false, 2..<(m - 1), 1..<(n / 16))] where !rows.isEmpty && !panels.isEmpty {
+        for (useBias, rows, panels) in [(true, 0..<m, 0..<(n / 16)), (false, 2..<(m - 1), 1..<(n / 16))]
+        where !rows.isEmpty && !panels.isEmpty {
             var c = [Float](repeating: .nan, count: m * n)
             bias.withUnsafeBufferPointer { bp in
-                BLAS.packedGemmNT(a: a, lda: k, w: packed, bias: useBias ? bp.baseAddress : nil, c: &c, ldc: n,
-                                  rows: rows, panels: panels)
+                BLAS.packedGemmNT(
+                    a: a, lda: k, w: packed, bias: useBias ? bp.baseAddress : nil, c: &c, ldc: n,
+                    rows: rows, panels: panels)
             }
             var bad = 0
             for i in 0..<m {
@@ -56,8 +58,9 @@ import BertCompute
         let scale = 1 / Float(d).squareRoot()
         qkv.withUnsafeBufferPointer { b in
             let q = b.baseAddress!, k = q + d + 1, v = k + d + 2
-            BLAS.fusedAttention(q: q, k: k, v: v, ld: ld, keys: keys, headSize: d, rows: rows, scale: scale,
-                                out: &out, ldo: ldo, scratch: &scratch)
+            BLAS.fusedAttention(
+                q: q, k: k, v: v, ld: ld, keys: keys, headSize: d, rows: rows, scale: scale,
+                out: &out, ldo: ldo, scratch: &scratch)
         }
         var bad = 0
         for i in 0..<rows {

@@ -9,7 +9,8 @@ import Testing
 @Suite(.serialized, .enabled(if: ModelFixtures.haveMiniLM || ModelFixtures.required, "needs the corpus"))
 struct PretrainingRunTests {
     func setting() throws -> (BertTokenizer, [[[Int32]]], BertConfig) {
-        let text = try String(contentsOf: ModelFixtures.packageRoot.appendingPathComponent(".cache/corpus/en.txt"), encoding: .utf8)
+        let text = try String(
+            contentsOf: ModelFixtures.packageRoot.appendingPathComponent(".cache/corpus/en.txt"), encoding: .utf8)
         let slice = String(text.prefix(400_000))
         var learner = WordPieceLearner(size: 1500)
         learner.add(text: slice)
@@ -60,12 +61,14 @@ struct PretrainingRunTests {
         let first = try BertForPreTraining(config: config)
         first.initializeWeights(seed: 1)
         let b = root.appendingPathComponent("b")
-        let interrupted = try PretrainingRun(model: first, tokenizer: tokenizer, documents: documents, options: options(), output: b)
+        let interrupted = try PretrainingRun(
+            model: first, tokenizer: tokenizer, documents: documents, options: options(), output: b)
         let stop = Cancellation()
         #expect(throws: BertError.interrupted(step: 7, saved: "checkpoint and model saved")) {
             try interrupted.run(resume: false, cancellation: stop) { p in if p.step == 7 { stop.cancel() } }
         }
-        #expect(try String(contentsOf: b.appendingPathComponent("checkpoints/latest"), encoding: .utf8) == "step-00000007")
+        #expect(
+            try String(contentsOf: b.appendingPathComponent("checkpoints/latest"), encoding: .utf8) == "step-00000007")
         let second = try BertForPreTraining(config: config)
         second.initializeWeights(seed: 99)  // overwritten by the checkpoint
         try PretrainingRun(model: second, tokenizer: tokenizer, documents: documents, options: options(), output: b)
@@ -79,7 +82,8 @@ struct PretrainingRunTests {
         let loaded = try BertForPreTraining(folder: a)
         #expect(loaded.parameters.data.toArray() == whole.parameters.data.toArray())
         #expect(FileManager.default.fileExists(atPath: a.appendingPathComponent("training_curve.svg").path))
-        let leftovers = try FileManager.default.contentsOfDirectory(atPath: b.appendingPathComponent("checkpoints").path)
+        let leftovers = try FileManager.default.contentsOfDirectory(
+            atPath: b.appendingPathComponent("checkpoints").path)
         #expect(!leftovers.contains { $0.contains(".tmp-") })
     }
 
@@ -93,7 +97,9 @@ struct PretrainingRunTests {
         o.learningRate = 1e30
         o.maxGradNorm = 1e30
         do {
-            try PretrainingRun(model: model, tokenizer: tokenizer, documents: documents, options: o, output: root).run(resume: false) { _ in }
+            try PretrainingRun(model: model, tokenizer: tokenizer, documents: documents, options: o, output: root).run(
+                resume: false
+            ) { _ in }
             Issue.record("a learning rate of 1e30 should make the loss non-finite")
         } catch let e as BertError {
             #expect(e.message.contains("loss is") && e.message.contains("checkpoint"), "\(e.message)")

@@ -15,7 +15,8 @@ struct PretrainingShardsTests {
     }
 
     func setting() throws -> Setting {
-        let text = try String(contentsOf: ModelFixtures.packageRoot.appendingPathComponent(".cache/corpus/en.txt"), encoding: .utf8)
+        let text = try String(
+            contentsOf: ModelFixtures.packageRoot.appendingPathComponent(".cache/corpus/en.txt"), encoding: .utf8)
         let slice = String(text.prefix(300_000))
         var learner = WordPieceLearner(size: 1500)
         learner.add(text: slice)
@@ -54,14 +55,21 @@ struct PretrainingShardsTests {
     @Test func streamedShardsHoldTheInMemoryInstancesAndAreDeterministic() throws {
         let s = try setting()
         defer { try? FileManager.default.removeItem(at: s.root) }
-        let a = s.root.appendingPathComponent("a"), b = s.root.appendingPathComponent("b"), c = s.root.appendingPathComponent("c")
-        let set = try preparePretrainingShards(files: [s.corpus], tokenizer: s.tokenizer, options: shardOptions(), folder: a)
+        let a = s.root.appendingPathComponent("a"), b = s.root.appendingPathComponent("b"),
+            c = s.root.appendingPathComponent("c")
+        let set = try preparePretrainingShards(
+            files: [s.corpus], tokenizer: s.tokenizer, options: shardOptions(), folder: a)
         try preparePretrainingShards(files: [s.corpus], tokenizer: s.tokenizer, options: shardOptions(), folder: b)
-        try preparePretrainingShards(files: [s.corpus], tokenizer: s.tokenizer, options: shardOptions(seed: 8), folder: c)
+        try preparePretrainingShards(
+            files: [s.corpus], tokenizer: s.tokenizer, options: shardOptions(seed: 8), folder: c)
         let filesA = try files(a)
         #expect(filesA == (try files(b)), "the same seed must give the same shards")
         #expect(filesA["shard-00000.bin"] != (try files(c))["shard-00000.bin"])
-        #expect(Set(filesA.keys) == ["manifest.json", "heldout.bin", "shard-00000.bin", "shard-00001.bin", "shard-00002.bin", "shard-00003.bin"])
+        #expect(
+            Set(filesA.keys) == [
+                "manifest.json", "heldout.bin", "shard-00000.bin", "shard-00001.bin", "shard-00002.bin",
+                "shard-00003.bin",
+            ])
 
         // One chunk: exactly the instances the in-memory path makes from the same documents.
         let documents = try readDocuments(files: [s.corpus], tokenizer: s.tokenizer, splitSentences: true)
@@ -94,7 +102,10 @@ struct PretrainingShardsTests {
 
         let evalInstances = try set.heldOut(limit: 1000)
         #expect(!evalInstances.isEmpty)
-        #expect(evalInstances.allSatisfy { $0.tokens.first == builder.cls && $0.tokens.last == builder.sep && $0.tokens.count <= 32 })
+        #expect(
+            evalInstances.allSatisfy {
+                $0.tokens.first == builder.cls && $0.tokens.last == builder.sep && $0.tokens.count <= 32
+            })
     }
 
     @Test func smallChunksBoundMemoryAndStillFollowTheRules() throws {
@@ -102,14 +113,19 @@ struct PretrainingShardsTests {
         defer { try? FileManager.default.removeItem(at: s.root) }
         // Documents of 30 lines each (the test corpus's own documents are mostly single
         // paragraphs, which are always NotNext by the reference rule).
-        let lines = try String(contentsOf: s.corpus, encoding: .utf8).split(separator: "\n").filter { !$0.allSatisfy(\.isWhitespace) }
+        let lines = try String(contentsOf: s.corpus, encoding: .utf8).split(separator: "\n").filter {
+            !$0.allSatisfy(\.isWhitespace)
+        }
         let long = s.root.appendingPathComponent("long.txt")
-        try stride(from: 0, to: lines.count, by: 30).map { lines[$0..<min(lines.count, $0 + 30)].joined(separator: "\n") }
-            .joined(separator: "\n\n").write(to: long, atomically: true, encoding: .utf8)
+        try stride(from: 0, to: lines.count, by: 30).map {
+            lines[$0..<min(lines.count, $0 + 30)].joined(separator: "\n")
+        }
+        .joined(separator: "\n\n").write(to: long, atomically: true, encoding: .utf8)
         var options = shardOptions(chunk: 25)
         options.data.maxSeqLength = 128
-        let set = try preparePretrainingShards(files: [long], tokenizer: s.tokenizer, options: options,
-                                               folder: s.root.appendingPathComponent("d"))
+        let set = try preparePretrainingShards(
+            files: [long], tokenizer: s.tokenizer, options: options,
+            folder: s.root.appendingPathComponent("d"))
         #expect(set.documents > 100)
         let builder = try PretrainingDataBuilder(tokenizer: s.tokenizer, options: shardOptions().data)
         var notNext = 0
@@ -129,7 +145,8 @@ struct PretrainingShardsTests {
         let s = try setting()
         defer { try? FileManager.default.removeItem(at: s.root) }
         let folder = s.root.appendingPathComponent("e")
-        let set = try preparePretrainingShards(files: [s.corpus], tokenizer: s.tokenizer, options: shardOptions(), folder: folder)
+        let set = try preparePretrainingShards(
+            files: [s.corpus], tokenizer: s.tokenizer, options: shardOptions(), folder: folder)
         // A vocabulary of another size.
         var learner = WordPieceLearner(size: 900)
         learner.add(text: "some other text entirely, with few words")
@@ -137,8 +154,9 @@ struct PretrainingShardsTests {
         var o = PretrainingRunOptions()
         o.data = shardOptions().data
         #expect(throws: BertError.self) {
-            try PretrainingRun(model: try BertForPreTraining(config: s.config), tokenizer: other, shards: set, options: o,
-                               output: s.root.appendingPathComponent("out"))
+            try PretrainingRun(
+                model: try BertForPreTraining(config: s.config), tokenizer: other, shards: set, options: o,
+                output: s.root.appendingPathComponent("out"))
         }
         // A truncated shard: reading it fails with the file named, no crash.
         let shard = folder.appendingPathComponent("shard-00002.bin")
@@ -179,12 +197,15 @@ struct PretrainingShardsTests {
     @Test func aRunOnShardsResumesExactly() throws {
         let s = try setting()
         defer { try? FileManager.default.removeItem(at: s.root) }
-        let set = try preparePretrainingShards(files: [s.corpus], tokenizer: s.tokenizer, options: shardOptions(),
-                                               folder: s.root.appendingPathComponent("data"))
+        let set = try preparePretrainingShards(
+            files: [s.corpus], tokenizer: s.tokenizer, options: shardOptions(),
+            folder: s.root.appendingPathComponent("data"))
         let whole = try BertForPreTraining(config: s.config)
         whole.initializeWeights(seed: 1)
         let a = s.root.appendingPathComponent("a")
-        try PretrainingRun(model: whole, tokenizer: s.tokenizer, shards: set, options: runOptions(), output: a).run(resume: false) { _ in }
+        try PretrainingRun(model: whole, tokenizer: s.tokenizer, shards: set, options: runOptions(), output: a).run(
+            resume: false
+        ) { _ in }
 
         let first = try BertForPreTraining(config: s.config)
         first.initializeWeights(seed: 1)
@@ -195,8 +216,11 @@ struct PretrainingShardsTests {
                 .run(resume: false, cancellation: stop) { p in if p.step == 5 { stop.cancel() } }
         }
         let second = try BertForPreTraining(config: s.config)
-        try PretrainingRun(model: second, tokenizer: s.tokenizer, shards: try PretrainingShardSet(folder: s.root.appendingPathComponent("data")),
-                           options: runOptions(), output: b).run(resume: true) { _ in }
+        try PretrainingRun(
+            model: second, tokenizer: s.tokenizer,
+            shards: try PretrainingShardSet(folder: s.root.appendingPathComponent("data")),
+            options: runOptions(), output: b
+        ).run(resume: true) { _ in }
         let curveA = try String(contentsOf: a.appendingPathComponent("training_curve.csv"), encoding: .utf8)
         let curveB = try String(contentsOf: b.appendingPathComponent("training_curve.csv"), encoding: .utf8)
         #expect(curveA.split(separator: "\n").count == 9)
@@ -207,8 +231,10 @@ struct PretrainingShardsTests {
         var other = runOptions()
         other.accumulationSteps = 1
         #expect(throws: BertError.self) {
-            try PretrainingRun(model: try BertForPreTraining(config: s.config), tokenizer: s.tokenizer, shards: set,
-                               options: other, output: b).run(resume: true) { _ in }
+            try PretrainingRun(
+                model: try BertForPreTraining(config: s.config), tokenizer: s.tokenizer, shards: set,
+                options: other, output: b
+            ).run(resume: true) { _ in }
         }
     }
 
@@ -220,15 +246,18 @@ struct PretrainingShardsTests {
         var config = s.config
         config.hiddenDropoutProb = 0
         config.attentionProbsDropoutProb = 0
-        let set = try preparePretrainingShards(files: [s.corpus], tokenizer: s.tokenizer, options: shardOptions(),
-                                               folder: s.root.appendingPathComponent("data"))
+        let set = try preparePretrainingShards(
+            files: [s.corpus], tokenizer: s.tokenizer, options: shardOptions(),
+            folder: s.root.appendingPathComponent("data"))
         var o = runOptions()
         o.steps = 1
         o.warmupSteps = 0
         o.maxGradNorm = 1e30
         let trained = try BertForPreTraining(config: config)
         trained.initializeWeights(seed: 3)
-        let run = try PretrainingRun(model: trained, tokenizer: s.tokenizer, shards: set, options: o, output: s.root.appendingPathComponent("out"))
+        let run = try PretrainingRun(
+            model: trained, tokenizer: s.tokenizer, shards: set, options: o,
+            output: s.root.appendingPathComponent("out"))
         let mb0 = try run.microBatch(at: 0), mb1 = try run.microBatch(at: 1)
         #expect(mb0.inputs.inputIds != mb1.inputs.inputIds)
         var losses: [Double] = []
@@ -240,7 +269,9 @@ struct PretrainingShardsTests {
         let l0 = try manual.lossAndGradients(mb0, into: grads), l1 = try manual.lossAndGradients(mb1, into: grads)
         for i in 0..<grads.data.count { grads.data.pointer[i] *= 0.5 }
         let optimizer = AdamW(layout: manual.parameters.layout)
-        optimizer.update(manual.parameters, gradients: grads, lr: o.learningRate * LinearWarmupSchedule(warmupSteps: 0, totalSteps: 1).multiplier(at: 0))
+        optimizer.update(
+            manual.parameters, gradients: grads,
+            lr: o.learningRate * LinearWarmupSchedule(warmupSteps: 0, totalSteps: 1).multiplier(at: 0))
         #expect(trained.parameters.data.toArray() == manual.parameters.data.toArray())
         #expect(abs(losses[0] - (l0.total + l1.total) / 2) < 1e-9)
         // The sum instead of the average would give another update (Adam's epsilon and weight decay see the scale).

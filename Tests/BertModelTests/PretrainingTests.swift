@@ -14,9 +14,10 @@ import Testing
         reference = try ModelFixtures.reference("tiny_pretraining_steps.safetensors")
         let inputs = try ModelFixtures.reference("tiny_reference.safetensors")
         batch = PretrainingBatch(
-            inputs: EncoderBatch(batchSize: 3, sequenceLength: 11, inputIds: try inputs.int32s("input_ids"),
-                                 tokenTypeIds: try inputs.int32s("token_type_ids"),
-                                 attentionMask: try inputs.int32s("attention_mask")),
+            inputs: EncoderBatch(
+                batchSize: 3, sequenceLength: 11, inputIds: try inputs.int32s("input_ids"),
+                tokenTypeIds: try inputs.int32s("token_type_ids"),
+                attentionMask: try inputs.int32s("attention_mask")),
             mlmLabels: try reference.int32s("mlm_labels"), nspLabels: try reference.int32s("nsp_labels"))
     }
 

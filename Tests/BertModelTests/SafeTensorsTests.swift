@@ -52,7 +52,7 @@ private func tempDir() throws -> URL {
     @Test func roundTripSeveralTensors() throws {
         let special: [Float] = [
             1.5, -0.0, 0.0, .infinity, -.infinity,
-            Float(bitPattern: 0x7FC0_0001), Float(bitPattern: 0xFF80_0123), // quiet and signalling NaNs
+            Float(bitPattern: 0x7FC0_0001), Float(bitPattern: 0xFF80_0123),  // quiet and signalling NaNs
             .leastNonzeroMagnitude, .greatestFiniteMagnitude, -3.25,
         ]
         let matrix: [Float] = (0..<12).map { Float($0) * 0.5 - 2 }
@@ -119,7 +119,9 @@ private func tempDir() throws -> URL {
         let data = a.serialized(metadata: ["format": "pt"])
         let n = Int(data.withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(as: UInt64.self)) })
         let header = String(decoding: data[8..<(8 + n)], as: UTF8.self)
-        let expected = #"{"__metadata__":{"format":"pt"},"x":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"y":{"dtype":"F32","shape":[1],"data_offsets":[8,12]}}"#
+        let expected =
+            #"{"__metadata__":{"format":"pt"},"x":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"#
+            + #""y":{"dtype":"F32","shape":[1],"data_offsets":[8,12]}}"#
         #expect(header.trimmingCharacters(in: .whitespaces) == expected)
         #expect(header.hasPrefix(expected))
         #expect(data.count == 8 + n + 12)
@@ -156,24 +158,26 @@ private func tempDir() throws -> URL {
     // MARK: Decoding of other dtypes
 
     @Test func decodesF16Exactly() throws {
-        let halves: [UInt16] = [0x0001, 0x03FF, 0x0400, 0x7BFF, 0x8000, 0x0000, 0x7C00, 0xFC00, 0x7E00, 0x7C01, 0x3C00, 0xC000, 0x3555]
+        let halves: [UInt16] = [
+            0x0001, 0x03FF, 0x0400, 0x7BFF, 0x8000, 0x0000, 0x7C00, 0xFC00, 0x7E00, 0x7C01, 0x3C00, 0xC000, 0x3555,
+        ]
         let file = try SafeTensorsFile(
             data: stImage(#"{"h":{"dtype":"F16","shape":[13],"data_offsets":[0,26]}}"#, data: leBytes(halves)),
             name: "f16")
         let v = try file.floats("h")
         #expect(v[0] == 5.960464477539063e-08)
         #expect(v[0] == Float(bitPattern: 0x3380_0000))  // 2^-24
-        #expect(v[1] == 6.097555160522461e-05)           // largest subnormal: 1023 * 2^-24
-        #expect(v[2] == 6.103515625e-05)                 // smallest normal: 2^-14
+        #expect(v[1] == 6.097555160522461e-05)  // largest subnormal: 1023 * 2^-24
+        #expect(v[2] == 6.103515625e-05)  // smallest normal: 2^-14
         #expect(v[3] == 65504)
-        #expect(v[4].bitPattern == 0x8000_0000)          // -0
+        #expect(v[4].bitPattern == 0x8000_0000)  // -0
         #expect(v[5].bitPattern == 0)
         #expect(v[6] == .infinity)
         #expect(v[7] == -.infinity)
         #expect(v[8].isNaN)
         #expect(v[8].bitPattern == 0x7FC0_0000)
         #expect(v[9].isNaN)
-        #expect(v[9].bitPattern == 0x7F80_2000)          // payload preserved
+        #expect(v[9].bitPattern == 0x7F80_2000)  // payload preserved
         #expect(v[10] == 1)
         #expect(v[11] == -2)
         #expect(v[12] == 0.333251953125)
@@ -194,7 +198,9 @@ private func tempDir() throws -> URL {
             if e == 31 {
                 if m == 0 { #expect(got == sign * .infinity) } else { #expect(got.isNaN) }
             } else {
-                let expected = e == 0 ? sign * m * 0x1p-24 : sign * (1 + m / 1024) * Float(sign: .plus, exponent: e - 15, significand: 1)
+                let expected =
+                    e == 0
+                    ? sign * m * 0x1p-24 : sign * (1 + m / 1024) * Float(sign: .plus, exponent: e - 15, significand: 1)
                 if got.bitPattern != expected.bitPattern {
                     Issue.record("F16 0x\(String(h, radix: 16)) decoded to \(got), expected \(expected)")
                 }
@@ -205,9 +211,11 @@ private func tempDir() throws -> URL {
     @Test func decodesBF16AndF64() throws {
         let bf: [UInt16] = [0x3F80, 0xBF80, 0x8000, 0x7F80, 0x7FC0, 0x4049, 0x0001]
         let doubles: [Double] = [1.0, -2.5, 1e300, 0.1]
-        var data = leBytes(bf)                       // 14 bytes
-        data += leBytes(doubles.map(\.bitPattern))   // 32 bytes
-        let header = #"{"b":{"dtype":"BF16","shape":[7],"data_offsets":[0,14]},"d":{"dtype":"F64","shape":[2,2],"data_offsets":[14,46]}}"#
+        var data = leBytes(bf)  // 14 bytes
+        data += leBytes(doubles.map(\.bitPattern))  // 32 bytes
+        let header =
+            #"{"b":{"dtype":"BF16","shape":[7],"data_offsets":[0,14]},"d":{"dtype":"F64","shape":[2,2],"#
+            + #""data_offsets":[14,46]}}"#
         let file = try SafeTensorsFile(data: stImage(header, data: data), name: "bf16")
         let b = try file.floats("b")
         #expect(b[0] == 1.0)
@@ -223,16 +231,16 @@ private func tempDir() throws -> URL {
 
     @Test func decodesIntegerDtypes() throws {
         var data: [UInt8] = []
-        data += leBytes([Int32(-5), Int32.max])          // 0..<8
-        data += leBytes([Int16(-300), Int16(300)])       // 8..<12
-        data += [0xFF, 0x7F]                             // I8 12..<14
-        data += [0xFF, 0x00]                             // U8 14..<16
+        data += leBytes([Int32(-5), Int32.max])  // 0..<8
+        data += leBytes([Int16(-300), Int16(300)])  // 8..<12
+        data += [0xFF, 0x7F]  // I8 12..<14
+        data += [0xFF, 0x00]  // U8 14..<16
         let header = """
-        {"a":{"dtype":"I32","shape":[2],"data_offsets":[0,8]},\
-        "b":{"dtype":"I16","shape":[2],"data_offsets":[8,12]},\
-        "c":{"dtype":"I8","shape":[2],"data_offsets":[12,14]},\
-        "d":{"dtype":"U8","shape":[2],"data_offsets":[14,16]}}
-        """
+            {"a":{"dtype":"I32","shape":[2],"data_offsets":[0,8]},\
+            "b":{"dtype":"I16","shape":[2],"data_offsets":[8,12]},\
+            "c":{"dtype":"I8","shape":[2],"data_offsets":[12,14]},\
+            "d":{"dtype":"U8","shape":[2],"data_offsets":[14,16]}}
+            """
         let file = try SafeTensorsFile(data: stImage(header, data: data), name: "ints")
         #expect(try file.int64s("a") == [-5, Int64(Int32.max)])
         #expect(try file.int64s("b") == [-300, 300])
@@ -245,14 +253,14 @@ private func tempDir() throws -> URL {
         let floats: [Float] = [1.25, -7, .infinity]
         let halves: [UInt16] = [0x3C00, 0x0001]
         let ints: [Int64] = [-9, 1 << 40]
-        var data = leBytes(floats.map(\.bitPattern))       // 0..<12
-        data += leBytes(halves)                            // 12..<16
-        data += leBytes(ints)                              // 16..<32
+        var data = leBytes(floats.map(\.bitPattern))  // 0..<12
+        data += leBytes(halves)  // 12..<16
+        data += leBytes(ints)  // 16..<32
         let header = """
-        {"f":{"dtype":"F32","shape":[3],"data_offsets":[0,12]},\
-        "h":{"dtype":"F16","shape":[2],"data_offsets":[12,16]},\
-        "i":{"dtype":"I64","shape":[2],"data_offsets":[16,32]}}
-        """
+            {"f":{"dtype":"F32","shape":[3],"data_offsets":[0,12]},\
+            "h":{"dtype":"F16","shape":[2],"data_offsets":[12,16]},\
+            "i":{"dtype":"I64","shape":[2],"data_offsets":[16,32]}}
+            """
         var headerLength = Array(header.utf8).count
         while headerLength % 8 != 5 { headerLength += 1 }  // data starts at 8 + N, 5 mod 8
         let file = try SafeTensorsFile(data: stImage(header, data: data, padTo: headerLength), name: "unaligned")
@@ -371,7 +379,8 @@ private func tempDir() throws -> URL {
     }
 
     @Test func byteLengthMismatch() {
-        let e = stError(#"{"w":{"dtype":"F32","shape":[2,3],"data_offsets":[0,20]}}"#, data: [UInt8](repeating: 0, count: 20))
+        let e = stError(
+            #"{"w":{"dtype":"F32","shape":[2,3],"data_offsets":[0,20]}}"#, data: [UInt8](repeating: 0, count: 20))
         let message = e?.message ?? ""
         #expect(message.contains("'w'"))
         #expect(message.contains("[2, 3]"))
@@ -380,19 +389,25 @@ private func tempDir() throws -> URL {
     }
 
     @Test func overlappingTensors() {
-        let header = #"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}}"#
+        let header =
+            #"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"#
+            + #""data_offsets":[4,12]}}"#
         let e = stError(header, data: [UInt8](repeating: 0, count: 12))
         let message = e?.message ?? ""
         #expect(message.contains("'a'"))
         #expect(message.contains("'b'"))
         #expect(message.contains("overlap"))
 
-        let same = #"{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"b":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}"#
+        let same =
+            #"{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"b":{"dtype":"F32","shape":[1],"#
+            + #""data_offsets":[0,4]}}"#
         #expect(stError(same, data: [0, 0, 0, 0])?.message.contains("overlap") == true)
     }
 
     @Test func gapsAndUnusedBytes() {
-        let gap = #"{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"b":{"dtype":"F32","shape":[1],"data_offsets":[8,12]}}"#
+        let gap =
+            #"{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"b":{"dtype":"F32","shape":[1],"#
+            + #""data_offsets":[8,12]}}"#
         let e1 = stError(gap, data: [UInt8](repeating: 0, count: 12))
         #expect(e1?.message.contains("gap") == true)
         #expect(e1?.message.contains("'a'") == true)
@@ -411,10 +426,12 @@ private func tempDir() throws -> URL {
     }
 
     @Test func elementCountOverflow() {
-        let e = stError(#"{"w":{"dtype":"F32","shape":[4294967296,4294967296,4],"data_offsets":[0,4]}}"#, data: [0, 0, 0, 0])
+        let e = stError(
+            #"{"w":{"dtype":"F32","shape":[4294967296,4294967296,4],"data_offsets":[0,4]}}"#, data: [0, 0, 0, 0])
         #expect(e?.message.contains("'w'") == true)
         #expect(e?.message.contains("overflow") == true)
-        let bytes = stError(#"{"w":{"dtype":"F64","shape":[4611686018427387904],"data_offsets":[0,4]}}"#, data: [0, 0, 0, 0])
+        let bytes = stError(
+            #"{"w":{"dtype":"F64","shape":[4611686018427387904],"data_offsets":[0,4]}}"#, data: [0, 0, 0, 0])
         #expect(bytes?.message.contains("overflow") == true)
         // A zero dimension makes the tensor empty even after a huge product.
         #expect(stError(#"{"w":{"dtype":"F32","shape":[4294967296,4294967296,0],"data_offsets":[0,0]}}"#) == nil)
@@ -422,10 +439,10 @@ private func tempDir() throws -> URL {
 
     @Test func zeroSizeTensorsAreAllowed() throws {
         let header = """
-        {"a":{"dtype":"F32","shape":[0],"data_offsets":[0,0]},\
-        "b":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},\
-        "c":{"dtype":"I64","shape":[3,0],"data_offsets":[4,4]}}
-        """
+            {"a":{"dtype":"F32","shape":[0],"data_offsets":[0,0]},\
+            "b":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},\
+            "c":{"dtype":"I64","shape":[3,0],"data_offsets":[4,4]}}
+            """
         let file = try SafeTensorsFile(data: stImage(header, data: [0, 0, 0x80, 0x3F]), name: "zero")
         #expect(file.tensors.map(\.name) == ["a", "b", "c"])
         #expect(try file.floats("b") == [1])

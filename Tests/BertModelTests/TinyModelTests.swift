@@ -12,9 +12,10 @@ import Testing
     init() throws {
         reference = try ModelFixtures.reference("tiny_reference.safetensors")
         let ids = try reference.int32s("input_ids")
-        batch = EncoderBatch(batchSize: 3, sequenceLength: 11, inputIds: ids,
-                             tokenTypeIds: try reference.int32s("token_type_ids"),
-                             attentionMask: try reference.int32s("attention_mask"))
+        batch = EncoderBatch(
+            batchSize: 3, sequenceLength: 11, inputIds: ids,
+            tokenTypeIds: try reference.int32s("token_type_ids"),
+            attentionMask: try reference.int32s("attention_mask"))
     }
 
     /// Compares our [B, S, H] output with the reference on the positions the mask keeps.
@@ -23,7 +24,8 @@ import Testing
         #expect(ref.count == ours.count, "\(name): \(ours.count) values vs \(ref.count)")
         var worst: Float = 0
         for (i, m) in mask.enumerated() where m != 0 {
-            worst = max(worst, maxAbsDiff(ours[(i * hidden)..<((i + 1) * hidden)], ref[(i * hidden)..<((i + 1) * hidden)]))
+            worst = max(
+                worst, maxAbsDiff(ours[(i * hidden)..<((i + 1) * hidden)], ref[(i * hidden)..<((i + 1) * hidden)]))
         }
         #expect(worst <= tolerance, "\(name): max |diff| \(worst)")
     }
@@ -64,14 +66,16 @@ import Testing
 
     @Test func leftPaddingKeepsTransformersPositions() throws {
         let model = try BertModel(folder: ModelFixtures.url("tiny-pretraining"))
-        let left = EncoderBatch(batchSize: 1, sequenceLength: 11, inputIds: try reference.int32s("leftpad.input_ids"),
-                                attentionMask: try reference.int32s("leftpad.attention_mask"))
+        let left = EncoderBatch(
+            batchSize: 1, sequenceLength: 11, inputIds: try reference.int32s("leftpad.input_ids"),
+            attentionMask: try reference.int32s("leftpad.attention_mask"))
         let out = try model.forward(left)
         let ref = try reference.floats("leftpad.hidden.2")
         let mask = left.attentionMask!
         var worst: Float = 0
         for (i, m) in mask.enumerated() where m != 0 {
-            worst = max(worst, maxAbsDiff(out.lastHiddenState[(i * 32)..<((i + 1) * 32)], ref[(i * 32)..<((i + 1) * 32)]))
+            worst = max(
+                worst, maxAbsDiff(out.lastHiddenState[(i * 32)..<((i + 1) * 32)], ref[(i * 32)..<((i + 1) * 32)]))
         }
         #expect(worst <= 1e-5)
     }
@@ -82,10 +86,12 @@ import Testing
         let mask = batch.attentionMask!, ids = batch.inputIds, types = batch.tokenTypeIds!
         for b in 0..<3 {
             let len = (0..<11).filter { mask[b * 11 + $0] != 0 }.count
-            let one = EncoderBatch(batchSize: 1, sequenceLength: len, inputIds: Array(ids[(b * 11)..<(b * 11 + len)]),
-                                   tokenTypeIds: Array(types[(b * 11)..<(b * 11 + len)]))
+            let one = EncoderBatch(
+                batchSize: 1, sequenceLength: len, inputIds: Array(ids[(b * 11)..<(b * 11 + len)]),
+                tokenTypeIds: Array(types[(b * 11)..<(b * 11 + len)]))
             let out = try model.forward(one)
-            #expect(maxAbsDiff(out.lastHiddenState, full.lastHiddenState[(b * 11 * 32)..<((b * 11 + len) * 32)]) <= 1e-5)
+            #expect(
+                maxAbsDiff(out.lastHiddenState, full.lastHiddenState[(b * 11 * 32)..<((b * 11 + len) * 32)]) <= 1e-5)
         }
     }
 }

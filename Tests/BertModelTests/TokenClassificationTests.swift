@@ -13,8 +13,9 @@ import Testing
     init() throws {
         reference = try ModelFixtures.reference("tiny_seqcls_reference.safetensors")
         let inputs = try ModelFixtures.reference("tiny_reference.safetensors")
-        batch = EncoderBatch(batchSize: 3, sequenceLength: 11, inputIds: try inputs.int32s("input_ids"),
-                             tokenTypeIds: try inputs.int32s("token_type_ids"), attentionMask: try inputs.int32s("attention_mask"))
+        batch = EncoderBatch(
+            batchSize: 3, sequenceLength: 11, inputIds: try inputs.int32s("input_ids"),
+            tokenTypeIds: try inputs.int32s("token_type_ids"), attentionMask: try inputs.int32s("attention_mask"))
     }
 
     @Test func logitsLossAndEveryGradientMatchTransformers() throws {
@@ -27,7 +28,9 @@ import Testing
         let ours = try model.logits(batch), theirs = try reference.floats("tag.logits")
         let mask = batch.attentionMask!
         var worst: Float = 0
-        for i in 0..<mask.count where mask[i] == 1 { for j in 0..<5 { worst = max(worst, abs(ours[i * 5 + j] - theirs[i * 5 + j])) } }
+        for i in 0..<mask.count where mask[i] == 1 {
+            for j in 0..<5 { worst = max(worst, abs(ours[i * 5 + j] - theirs[i * 5 + j])) }
+        }
         #expect(worst <= 1e-5)
         #expect(!model.parameters.layout.tensors.contains { $0.name.contains("pooler") })
         try expectGradientsMatch(grads, reference: reference, prefix: "tag.")
@@ -40,14 +43,22 @@ import Testing
         let grads = try ParameterStore(layout: model.parameters.layout)
         _ = try model.lossAndGradients(batch, labels: labels, into: grads, dropout: dropout)
         let scratch = try ParameterStore(layout: model.parameters.layout)
-        let checked = try expectFiniteDifferencesMatch(model.parameters, gradients: grads, tensors: ["classifier.weight", "classifier.bias", "bert.encoder.layer.1.output.dense.weight", "bert.embeddings.word_embeddings.weight"], perTensor: 6) {
+        let checked = try expectFiniteDifferencesMatch(
+            model.parameters, gradients: grads,
+            tensors: [
+                "classifier.weight", "classifier.bias", "bert.encoder.layer.1.output.dense.weight",
+                "bert.embeddings.word_embeddings.weight",
+            ], perTensor: 6
+        ) {
             try model.lossAndGradients(batch, labels: labels, into: scratch, dropout: dropout)
         }
         #expect(checked >= 20)
     }
 
     @Test func entitiesAndScoresFollowSeqeval() throws {
-        let r = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: ModelFixtures.url("metrics_reference.json"))) as? [String: Any])
+        let r = try #require(
+            try JSONSerialization.jsonObject(with: Data(contentsOf: ModelFixtures.url("metrics_reference.json")))
+                as? [String: Any])
         let gold = try #require(r["gold_tags"] as? [[String]]), predicted = try #require(r["pred_tags"] as? [[String]])
         let expected = try #require(r["entities"] as? [[[Any]]])
         for (tags, want) in zip(gold, expected) {
@@ -64,7 +75,8 @@ import Testing
     @Test func conllFilesAreReadWithLineNumbersInErrors() throws {
         let url = FileManager.default.temporaryDirectory.appendingPathComponent("tags-\(UUID().uuidString).txt")
         defer { try? FileManager.default.removeItem(at: url) }
-        try "-DOCSTART- O\n\nJohn\tB-PER\nlives in\tO\nParis\tB-LOC\n\n\nok O\n".write(to: url, atomically: true, encoding: .utf8)
+        try "-DOCSTART- O\n\nJohn\tB-PER\nlives in\tO\nParis\tB-LOC\n\n\nok O\n".write(
+            to: url, atomically: true, encoding: .utf8)
         let s = try readTaggedSentences(url)
         #expect(s.count == 2)
         #expect(s[0].words == ["John", "lives", "Paris"] && s[0].tags == ["B-PER", "O", "B-LOC"])
@@ -93,7 +105,8 @@ import Testing
         initializeBertParameters(model.parameters, config: config, rng: &rng)
         var options = FineTuneOptions()
         options.maxLength = 16
-        let tagger = TokenTagger(model: model, tokenizer: tokenizer, options: options, output: FileManager.default.temporaryDirectory)
+        let tagger = TokenTagger(
+            model: model, tokenizer: tokenizer, options: options, output: FileManager.default.temporaryDirectory)
         let words = ["Unbelievably", ",", "Zxqvwy", "visited", "Reykjavík"]
         let tags = ["O", "O", "B-PER", "O", "B-LOC"]
         let (batch, positions, labels) = try tagger.encode([words], tags: [tags])

@@ -31,7 +31,9 @@ func runBert(_ args: [String], stdin: Data = Data()) throws -> RunResult {
     let out = outPipe.fileHandleForReading.readDataToEndOfFile()
     let err = errPipe.fileHandleForReading.readDataToEndOfFile()
     p.waitUntilExit()
-    return RunResult(status: p.terminationStatus, stdout: String(decoding: out, as: UTF8.self), stderr: String(decoding: err, as: UTF8.self))
+    return RunResult(
+        status: p.terminationStatus, stdout: String(decoding: out, as: UTF8.self),
+        stderr: String(decoding: err, as: UTF8.self))
 }
 
 @Suite(.enabled(if: FileManager.default.isExecutableFile(atPath: bertBinary().path) || Fixtures.required))
@@ -60,8 +62,10 @@ struct CLITests {
     @Test func invalidUTF8IsReplacedAndReportedOnce() throws {
         let vocab = try vocabFile().path
         // "the \xFFdog", "the \xC3(", "\xE2\x82": three lines with invalid bytes.
-        let input = Data([0x74, 0x68, 0x65, 0x20, 0xFF, 0x64, 0x6F, 0x67, 0x0A,
-                          0x74, 0x68, 0x65, 0x20, 0xC3, 0x28, 0x0A, 0xE2, 0x82, 0x0A])
+        let input = Data([
+            0x74, 0x68, 0x65, 0x20, 0xFF, 0x64, 0x6F, 0x67, 0x0A,
+            0x74, 0x68, 0x65, 0x20, 0xC3, 0x28, 0x0A, 0xE2, 0x82, 0x0A,
+        ])
         let r = try runBert(["tokenize", "--vocab", vocab], stdin: input)
         #expect(r.status == 0)
         #expect(r.stdout.split(separator: "\n").count == 3)

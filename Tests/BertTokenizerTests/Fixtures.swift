@@ -15,8 +15,12 @@ enum Fixtures {
     /// The README's test command sets this: then missing data is a failure, not a skip.
     static let required = ProcessInfo.processInfo.environment["BERT_REQUIRE_FIXTURES"] == "1"
 
-    static var haveModel: Bool { FileManager.default.fileExists(atPath: model.appendingPathComponent("tokenizer.json").path) }
-    static var haveReferences: Bool { FileManager.default.fileExists(atPath: references.appendingPathComponent("manifest.json").path) }
+    static var haveModel: Bool {
+        FileManager.default.fileExists(atPath: model.appendingPathComponent("tokenizer.json").path)
+    }
+    static var haveReferences: Bool {
+        FileManager.default.fileExists(atPath: references.appendingPathComponent("manifest.json").path)
+    }
     static var haveCorpus: Bool { FileManager.default.fileExists(atPath: corpus.appendingPathComponent("en.txt").path) }
 
     static func miniLM() throws -> BertTokenizer { try BertTokenizer(modelFolder: model) }
@@ -42,23 +46,27 @@ struct ReferenceCase: Sendable, CustomTestStringConvertible {
     static func all() -> [ReferenceCase] {
         let url = Fixtures.references.appendingPathComponent("manifest.json")
         guard let data = try? Data(contentsOf: url),
-              let root = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
-              let cases = root["cases"] as? [[String: Any]] else { return [] }
+            let root = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
+            let cases = root["cases"] as? [[String: Any]]
+        else { return [] }
         return cases.map { c in
             var trunc: Trunc? = nil
             if let t = c["truncation"] as? [String: Any] {
-                trunc = Trunc(maxLength: t["max_length"] as! Int, stride: t["stride"] as? Int ?? 0,
-                              strategy: t["strategy"] as? String ?? "longest_first")
+                trunc = Trunc(
+                    maxLength: t["max_length"] as! Int, stride: t["stride"] as? Int ?? 0,
+                    strategy: t["strategy"] as? String ?? "longest_first")
             }
             var pad: Pad? = nil
             if let p = c["padding"] as? [String: Any] {
-                pad = Pad(strategy: p["strategy"] as! String, length: p["length"] as? Int,
-                          multiple: p["pad_to_multiple_of"] as? Int, group: p["group"] as? Int ?? 1)
+                pad = Pad(
+                    strategy: p["strategy"] as! String, length: p["length"] as? Int,
+                    multiple: p["pad_to_multiple_of"] as? Int, group: p["group"] as? Int ?? 1)
             }
-            return ReferenceCase(name: c["name"] as! String, inputs: c["inputs"] as! String, pair: c["pair"] as! Bool,
-                                 lowercase: c["lowercase"] as! Bool, stripAccents: c["strip_accents"] as? Bool,
-                                 truncation: trunc, padding: pad, fileSettings: c["file_settings"] as? Bool ?? false,
-                                 reference: c["reference"] as! String, decode: c["decode"] as? String)
+            return ReferenceCase(
+                name: c["name"] as! String, inputs: c["inputs"] as! String, pair: c["pair"] as! Bool,
+                lowercase: c["lowercase"] as! Bool, stripAccents: c["strip_accents"] as? Bool,
+                truncation: trunc, padding: pad, fileSettings: c["file_settings"] as? Bool ?? false,
+                reference: c["reference"] as! String, decode: c["decode"] as? String)
         }
     }
 
@@ -70,9 +78,13 @@ struct ReferenceCase: Sendable, CustomTestStringConvertible {
         for line in data.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: true) {
             var p = JSONStrings(bytes: Array(line))
             let values = try p.values()
-            if values.count == 1 && !p.sawArray { out.append((values[0], nil)) }
-            else if values.count == 2 && p.sawArray { out.append((values[0], values[1])) }
-            else { throw TokenizerError.malformed(inputs, "bad input line") }
+            if values.count == 1 && !p.sawArray {
+                out.append((values[0], nil))
+            } else if values.count == 2 && p.sawArray {
+                out.append((values[0], values[1]))
+            } else {
+                throw TokenizerError.malformed(inputs, "bad input line")
+            }
         }
         return out
     }
@@ -117,12 +129,14 @@ struct ReferenceCase: Sendable, CustomTestStringConvertible {
         t.normalizer.lowercase = lowercase
         t.normalizer.stripAccents = stripAccents
         if let tr = truncation {
-            t.truncation = Truncation(maxLength: tr.maxLength, strategy: TruncationStrategy(rawValue: tr.strategy)!,
-                                      stride: tr.stride)
+            t.truncation = Truncation(
+                maxLength: tr.maxLength, strategy: TruncationStrategy(rawValue: tr.strategy)!,
+                stride: tr.stride)
         }
         if let p = padding {
-            t.padding = Padding(strategy: p.strategy == "fixed" ? .fixed(p.length!) : .batchLongest,
-                                padToMultipleOf: p.multiple)
+            t.padding = Padding(
+                strategy: p.strategy == "fixed" ? .fixed(p.length!) : .batchLongest,
+                padToMultipleOf: p.multiple)
         }
         return t
     }
@@ -137,11 +151,16 @@ func sameAsReference(_ a: Encoding, _ b: Encoding) -> Bool {
 func flattenForReference(_ e: Encoding) -> [Encoding] {
     var main = e
     main.overflowing = []
-    return [main] + e.overflowing.map { var o = $0; o.sequenceIds = []; return o }
+    return [main]
+        + e.overflowing.map {
+            var o = $0; o.sequenceIds = []; return o
+        }
 }
 
 func describe(_ e: Encoding) -> String {
-    "ids \(e.ids) types \(e.typeIds) words \(e.wordIds) offsets \(e.offsets.map { "(\($0.start),\($0.end))" }.joined()) special \(e.specialTokensMask) attention \(e.attentionMask)"
+    "ids \(e.ids) types \(e.typeIds) words \(e.wordIds) offsets "
+        + "\(e.offsets.map { "(\($0.start),\($0.end))" }.joined()) special \(e.specialTokensMask) attention "
+        + "\(e.attentionMask)"
 }
 
 /// A minimal JSON reader for a string or an array of strings, keeping every scalar.
@@ -165,7 +184,8 @@ struct JSONStrings {
     }
 
     private mutating func hex4() throws -> UInt32 {
-        guard i + 4 <= bytes.count, let v = UInt32(String(decoding: bytes[i..<(i + 4)], as: UTF8.self), radix: 16) else {
+        guard i + 4 <= bytes.count, let v = UInt32(String(decoding: bytes[i..<(i + 4)], as: UTF8.self), radix: 16)
+        else {
             throw TokenizerError.malformed("json", "bad \\u escape")
         }
         i += 4

@@ -19,7 +19,8 @@ import BertTokenizer
         let tokenizer = try c.tokenizer()
         let inputs = try c.loadInputs()
         let reference = try c.loadReference()
-        try #require(inputs.count == reference.count, "\(c.name): \(inputs.count) inputs, \(reference.count) references")
+        try #require(
+            inputs.count == reference.count, "\(c.name): \(inputs.count) inputs, \(reference.count) references")
 
         var ours: [Result<Encoding, Error>] = []
         if let p = c.padding {
@@ -46,9 +47,13 @@ import BertTokenizer
                 if got.count == list.count && zip(got, list).allSatisfy(sameAsReference) { continue }
                 mismatches += 1
                 if mismatches <= 3 {
-                    let k = (0..<min(got.count, list.count)).first { !sameAsReference(got[$0], list[$0]) } ?? min(got.count, list.count)
-                    Issue.record("""
-                        \(c.name) input \(i) \(String(reflecting: inputs[i])): \(got.count) vs \(list.count) encodings; first difference at \(k)
+                    let k =
+                        (0..<min(got.count, list.count)).first { !sameAsReference(got[$0], list[$0]) }
+                        ?? min(got.count, list.count)
+                    Issue.record(
+                        """
+                        \(c.name) input \(i) \(String(reflecting: inputs[i])): \
+                        \(got.count) vs \(list.count) encodings; first difference at \(k)
                         ours: \(k < got.count ? describe(got[k]) : "-")
                         hf:   \(k < list.count ? describe(list[k]) : "-")
                         """)
@@ -58,7 +63,10 @@ import BertTokenizer
                 if mismatches <= 3 { Issue.record("\(c.name) input \(i): we threw \(error), HF did not") }
             case (.success, nil):
                 mismatches += 1
-                if mismatches <= 3 { Issue.record("\(c.name) input \(i) \(String(reflecting: inputs[i])): HF raised an error, we did not") }
+                if mismatches <= 3 {
+                    Issue.record(
+                        "\(c.name) input \(i) \(String(reflecting: inputs[i])): HF raised an error, we did not")
+                }
             }
         }
         #expect(mismatches == 0, "\(c.name): \(mismatches) of \(inputs.count) inputs differ")
@@ -75,7 +83,9 @@ import BertTokenizer
                 if !c.pair && tokenizer.padding == nil {
                     let ragged = tokenizer.encodeIdsBatch(texts, threads: threads)
                     let differingIds = (0..<ragged.count).filter { Array(ragged[$0]) != singles[$0].ids }.count
-                    #expect(differingIds == 0, "\(c.name): encodeIdsBatch on \(threads) thread(s) differs on \(differingIds) inputs")
+                    #expect(
+                        differingIds == 0,
+                        "\(c.name): encodeIdsBatch on \(threads) thread(s) differs on \(differingIds) inputs")
                 }
             }
         }
@@ -90,7 +100,10 @@ import BertTokenizer
                 let keep = tokenizer.decode(e.ids, skipSpecialTokens: false)
                 if skip != d["skip"] || keep != d["keep"] {
                     bad += 1
-                    if bad <= 3 { Issue.record("\(c.name) decode \(i): ours \(String(reflecting: skip)) hf \(String(reflecting: d["skip"]!))") }
+                    if bad <= 3 {
+                        let hf = String(reflecting: d["skip"]!)
+                        Issue.record("\(c.name) decode \(i): ours \(String(reflecting: skip)) hf \(hf)")
+                    }
                 }
             }
             #expect(bad == 0, "\(c.name): \(bad) decodes differ")

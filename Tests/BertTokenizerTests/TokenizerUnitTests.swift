@@ -72,14 +72,16 @@ struct SplitMix {
         let vocab = Vocabulary(tokens: ["[UNK]", "[CLS]", "[SEP]", "K", "\u{212A}", "é", "e\u{301}"])
         #expect(vocab.id(of: "K") == 3 && vocab.id(of: "\u{212A}") == 4)
         #expect(vocab.id(of: "é") == 5 && vocab.id(of: "e\u{301}") == 6)
-        let t = try BertTokenizer(vocabulary: vocab, normalizer: NormalizerOptions(stripAccents: false, lowercase: false))
+        let t = try BertTokenizer(
+            vocabulary: vocab, normalizer: NormalizerOptions(stripAccents: false, lowercase: false))
         #expect(try t.encode("K \u{212A} é", addSpecialTokens: false).ids == [3, 4, 5])
     }
 
     @Test func wordsLongerThanTheLimitAreUnknown() throws {
         let vocab = Vocabulary(tokens: ["[UNK]", "[CLS]", "[SEP]", "a", "##a"])
         let tokenizer = try BertTokenizer(vocabulary: vocab, maxInputCharsPerWord: 5)
-        #expect(tokenizer.tokens(try tokenizer.encode("aaaaa").ids) == ["[CLS]", "a", "##a", "##a", "##a", "##a", "[SEP]"])
+        #expect(
+            tokenizer.tokens(try tokenizer.encode("aaaaa").ids) == ["[CLS]", "a", "##a", "##a", "##a", "##a", "[SEP]"])
         let long = try tokenizer.encode("aaaaaa b")
         #expect(tokenizer.tokens(long.ids) == ["[CLS]", "[UNK]", "[UNK]", "[SEP]"])
         #expect(long.offsets[1] == Offset(0, 6))
@@ -87,7 +89,10 @@ struct SplitMix {
 }
 
 @Suite struct EncodingTests {
-    static let tokens = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "cafe", "caf", "##e", "!", "中", "##s", "dog", "run", "##ning", ","]
+    static let tokens = [
+        "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "cafe", "caf", "##e", "!", "中", "##s", "dog", "run",
+        "##ning", ",",
+    ]
 
     func tokenizer() throws -> BertTokenizer { try BertTokenizer(vocabulary: Vocabulary(tokens: Self.tokens)) }
 
@@ -95,7 +100,10 @@ struct SplitMix {
         let t = try tokenizer()
         let e = try t.encode("The CAFÉ\u{200B}s running, 中! [MASK]")
         #expect(t.tokens(e.ids) == ["[CLS]", "the", "cafe", "##s", "run", "##ning", ",", "中", "!", "[MASK]", "[SEP]"])
-        #expect(e.offsets.map { [$0.start, $0.end] } == [[0, 0], [0, 3], [4, 8], [9, 10], [11, 14], [14, 18], [18, 19], [20, 21], [21, 22], [23, 29], [0, 0]])
+        #expect(
+            e.offsets.map { [$0.start, $0.end] } == [
+                [0, 0], [0, 3], [4, 8], [9, 10], [11, 14], [14, 18], [18, 19], [20, 21], [21, 22], [23, 29], [0, 0],
+            ])
         #expect(e.wordIds == [-1, 0, 1, 1, 2, 2, 3, 4, 5, 6, -1])
         #expect(e.specialTokensMask == [1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1])
     }
@@ -183,7 +191,10 @@ struct SplitMix {
             (#"{"model": {"type": "BPE", "vocab": {}}}"#, "model type BPE"),
             (#"{"model": {"type": "WordPiece", "vocab": {"a": 0, "b": 0}}}"#, "given to two tokens"),
             (#"{"model": {"type": "WordPiece", "vocab": {"a": 5}}}"#, "outside"),
-            (#"{"model": {"type": "WordPiece", "vocab": {"[UNK]": 0}}, "normalizer": {"type": "NFKC"}}"#, "normalizer NFKC"),
+            (
+                #"{"model": {"type": "WordPiece", "vocab": {"[UNK]": 0}}, "normalizer": {"type": "NFKC"}}"#,
+                "normalizer NFKC"
+            ),
         ] {
             let url = try temp("tokenizer.json", contents)
             do {
@@ -199,7 +210,10 @@ struct SplitMix {
     /// tokenizer.json vocabulary keys are read byte-exact: canonically equivalent tokens keep
     /// their own ids, and escapes (\\u, surrogate pairs) decode.
     @Test func tokenizerJSONKeepsEquivalentTokensApart() throws {
-        let json = #"{"model": {"type": "WordPiece", "unk_token": "[UNK]", "vocab": {"[UNK]": 0, "[CLS]": 1, "[SEP]": 2, "K": 3, "\u212a": 4, "\ud83d\ude00": 5, "a\"b": 6}}, "normalizer": {"type": "BertNormalizer", "lowercase": false, "strip_accents": false}, "pre_tokenizer": {"type": "BertPreTokenizer"}}"#
+        let json =
+            #"{"model": {"type": "WordPiece", "unk_token": "[UNK]", "vocab": {"[UNK]": 0, "[CLS]": 1, "[SEP]": 2, "#
+            + #""K": 3, "\u212a": 4, "\ud83d\ude00": 5, "a\"b": 6}}, "normalizer": {"type": "BertNormalizer", "#
+            + #""lowercase": false, "strip_accents": false}, "pre_tokenizer": {"type": "BertPreTokenizer"}}"#
         let t = try BertTokenizer(tokenizerJSON: try temp("tokenizer.json", json))
         #expect(t.vocabulary.count == 7)
         #expect(t.vocabulary.id(of: "K") == 3 && t.vocabulary.id(of: "\u{212A}") == 4)
@@ -214,7 +228,9 @@ struct SplitMix {
 
     @Test func emptyVocabulary() throws {
         let url = try temp("vocab.txt", "")
-        #expect(throws: TokenizerError.malformed(url.path, "the vocabulary is empty")) { try BertTokenizer(vocabFile: url) }
+        #expect(throws: TokenizerError.malformed(url.path, "the vocabulary is empty")) {
+            try BertTokenizer(vocabFile: url)
+        }
     }
 }
 
@@ -227,7 +243,8 @@ struct RealTokenizerTests {
         fromJSON.padding = nil
         let fromVocab = try BertTokenizer(vocabFile: Fixtures.model.appendingPathComponent("vocab.txt"))
         let text = try String(contentsOf: Fixtures.corpus.appendingPathComponent("en.txt"), encoding: .utf8)
-        let lines = text.split(separator: "\n").prefix(3000).map(String.init) + ["Hello [MASK] world", "中文 Ünïcödé"]
+        let lines =
+            text.split(separator: "\n").prefix(3000).map(String.init) + ["Hello [MASK] world", "中文 Ünïcödé"]
         #expect(try fromJSON.encodeBatch(lines) == fromVocab.encodeBatch(lines))
     }
 
@@ -241,9 +258,13 @@ struct RealTokenizerTests {
 
 @Suite struct TokenizerWriterTests {
     @Test func writtenTokenizerJSONLoadsBackWithTheSameEncodings() throws {
-        let vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "hello", "world", "##s", "\"quoted\"", "back\\slash", "café", "cafe\u{301}", ",", "!"]
+        let vocab = [
+            "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "hello", "world", "##s", "\"quoted\"", "back\\slash", "café",
+            "cafe\u{301}", ",", "!",
+        ]
         var tokenizer = try BertTokenizer(vocabulary: Vocabulary(tokens: vocab), normalizer: .cased)
-        tokenizer.normalizer = NormalizerOptions(cleanText: true, handleChineseChars: true, stripAccents: false, lowercase: false)
+        tokenizer.normalizer = NormalizerOptions(
+            cleanText: true, handleChineseChars: true, stripAccents: false, lowercase: false)
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent("tokwrite-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: folder) }
         try tokenizer.write(to: folder)

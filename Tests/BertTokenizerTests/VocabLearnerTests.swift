@@ -30,13 +30,16 @@ private enum VocabCorpus {
 
 /// The normalized words of a text, as the learner counts them.
 private func words(_ text: String, _ normalizer: NormalizerOptions) -> [[UInt8]] {
-    let splitter = try! BertTokenizer(vocabulary: Vocabulary(tokens: WordPieceLearner.defaultSpecialTokens), normalizer: normalizer)
+    let splitter = try! BertTokenizer(
+        vocabulary: Vocabulary(tokens: WordPieceLearner.defaultSpecialTokens), normalizer: normalizer)
     var out: [[UInt8]] = []
     splitter.forEachWord(in: text) { out.append(Array($0)) }
     return out
 }
 
-private func learn(_ text: String, size: Int, normalizer: NormalizerOptions = .uncased, minFrequency: Int = 2) -> WordPieceLearner.Result {
+private func learn(_ text: String, size: Int, normalizer: NormalizerOptions = .uncased, minFrequency: Int = 2)
+    -> WordPieceLearner.Result
+{
     var learner = WordPieceLearner(size: size, normalizer: normalizer, minFrequency: minFrequency)
     learner.add(text: text)
     return learner.learnWithDetails()
@@ -77,14 +80,16 @@ struct VocabLearnerTests {
 
     @Test("forEachWord gives every word, also those that are vocabulary tokens as a whole")
     func wordsOfATokenizerWithARealVocabulary() throws {
-        let tokenizer = try BertTokenizer(vocabulary: Vocabulary(tokens: WordPieceLearner.defaultSpecialTokens + ["the", "cat", "sat"]))
+        let tokenizer = try BertTokenizer(
+            vocabulary: Vocabulary(tokens: WordPieceLearner.defaultSpecialTokens + ["the", "cat", "sat"]))
         var got: [String] = []
         tokenizer.forEachWord(in: "The cat, sat on [MASK] mats.") { got.append(String(decoding: $0, as: UTF8.self)) }
         #expect(got == ["the", "cat", ",", "sat", "on", "mats", "."])
     }
 
-    @Test("Learned from real English text: exact size, specials first, whole alphabet, no duplicates",
-          .enabled(if: VocabCorpus.enabled("en.txt")))
+    @Test(
+        "Learned from real English text: exact size, specials first, whole alphabet, no duplicates",
+        .enabled(if: VocabCorpus.enabled("en.txt")))
     func shape() throws {
         let text = try VocabCorpus.slice("en.txt", bytes: 300_000)
         let result = learn(text, size: 3000)
@@ -98,18 +103,26 @@ struct VocabLearnerTests {
             for scalar in String(decoding: word, as: UTF8.self).unicodeScalars { characters.insert(String(scalar)) }
         }
         #expect(result.alphabetSize == 2 * characters.count)
-        let missing = characters.filter { !present.contains(Array($0.utf8)) || !present.contains(Array(("##" + $0).utf8)) }
+        let missing = characters.filter {
+            !present.contains(Array($0.utf8)) || !present.contains(Array(("##" + $0).utf8))
+        }
         #expect(missing.isEmpty, "characters missing: \(missing.sorted())")
         // The alphabet comes right after the specials, the merged tokens after it.
         let alphabet = tokens[5..<(5 + result.alphabetSize)]
-        #expect(alphabet.allSatisfy { $0.unicodeScalars.count == 1 || ($0.hasPrefix("##") && $0.unicodeScalars.count == 3) })
-        #expect(tokens[(5 + result.alphabetSize)...].allSatisfy { $0.unicodeScalars.count - ($0.hasPrefix("##") ? 2 : 0) >= 2 })
+        #expect(
+            alphabet.allSatisfy { $0.unicodeScalars.count == 1 || ($0.hasPrefix("##") && $0.unicodeScalars.count == 3) }
+        )
+        #expect(
+            tokens[(5 + result.alphabetSize)...].allSatisfy {
+                $0.unicodeScalars.count - ($0.hasPrefix("##") ? 2 : 0) >= 2
+            })
         #expect(result.merges.count >= 3000 - 5 - result.alphabetSize)
     }
 
-    @Test("Reloaded from vocab.txt, the vocabulary tokenizes its corpus with no [UNK]",
-          .enabled(if: VocabCorpus.enabled("en.txt") && VocabCorpus.enabled("zh.txt")),
-          arguments: [("en.txt", NormalizerOptions.uncased), ("en.txt", .cased), ("zh.txt", .uncased)])
+    @Test(
+        "Reloaded from vocab.txt, the vocabulary tokenizes its corpus with no [UNK]",
+        .enabled(if: VocabCorpus.enabled("en.txt") && VocabCorpus.enabled("zh.txt")),
+        arguments: [("en.txt", NormalizerOptions.uncased), ("en.txt", .cased), ("zh.txt", .uncased)])
     func noUnknown(corpus: String, normalizer: NormalizerOptions) throws {
         let text = try VocabCorpus.slice(corpus, bytes: 300_000)
         let result = learn(text, size: 4000, normalizer: normalizer)
@@ -128,7 +141,8 @@ struct VocabLearnerTests {
         // By frequency th, ta or ah would come first; by likelihood qu does, then ah (ties with
         // ta at score and frequency; "a" < "t"), then, with a and ##h down to 0 and 10, ta and
         // th tie at 10/200 ("##a" < "##h").
-        let text = Array(repeating: "th", count: 10).joined(separator: " ") + " "
+        let text =
+            Array(repeating: "th", count: 10).joined(separator: " ") + " "
             + Array(repeating: "ta", count: 10).joined(separator: " ") + " "
             + Array(repeating: "ah", count: 10).joined(separator: " ") + " qu qu qu"
         let result = learn(text, size: 100)
@@ -136,7 +150,8 @@ struct VocabLearnerTests {
         let first = try #require(result.merges.first)
         #expect(first.left == "q" && first.right == "##u" && first.frequency == 3 && first.score == 3.0 / 9.0)
         #expect(result.merges[1].score == 0.05)
-        #expect(result.vocabulary.tokens == WordPieceLearner.defaultSpecialTokens
+        #expect(
+            result.vocabulary.tokens == WordPieceLearner.defaultSpecialTokens
                 + ["a", "h", "q", "t", "u", "##a", "##h", "##q", "##t", "##u", "qu", "ah", "ta", "th"])
         // --min-frequency: a pair seen 3 times is not merged at 4.
         #expect(learn(text, size: 100, minFrequency: 4).merges.map(\.token) == ["ah", "ta", "th"])
@@ -157,8 +172,9 @@ struct VocabLearnerTests {
         #expect(!tokens.contains { $0.dropFirst(2).contains("#") })
     }
 
-    @Test("Two runs, and the same text given line by line or as a file, learn the same vocabulary",
-          .enabled(if: VocabCorpus.enabled("en.txt")))
+    @Test(
+        "Two runs, and the same text given line by line or as a file, learn the same vocabulary",
+        .enabled(if: VocabCorpus.enabled("en.txt")))
     func determinism() throws {
         let text = try VocabCorpus.slice("en.txt", bytes: 100_000)
         let first = learn(text, size: 2500)
@@ -171,7 +187,8 @@ struct VocabLearnerTests {
         for line in text.split(separator: "\n", omittingEmptySubsequences: false) { byLine.add(text: String(line)) }
         #expect(byLine.learn().tokens == first.vocabulary.tokens)
 
-        let url = FileManager.default.temporaryDirectory.appendingPathComponent("vocab-learner-\(UUID().uuidString).txt")
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "vocab-learner-\(UUID().uuidString).txt")
         defer { try? FileManager.default.removeItem(at: url) }
         try text.write(to: url, atomically: true, encoding: .utf8)
         var byFile = WordPieceLearner(size: 2500)
@@ -198,8 +215,9 @@ struct VocabLearnerTests {
         #expect(perWord[0] > 1.2, "pieces per word with 1000 tokens: \(perWord[0])")
     }
 
-    @Test("The incremental learner gives what recounting every pair at every step gives",
-          .enabled(if: VocabCorpus.enabled("en.txt")))
+    @Test(
+        "The incremental learner gives what recounting every pair at every step gives",
+        .enabled(if: VocabCorpus.enabled("en.txt")))
     func matchesNaive() throws {
         let text = try VocabCorpus.slice("en.txt", bytes: 12_000)
         let result = learn(text, size: 100_000)
@@ -233,7 +251,7 @@ struct VocabLearnerTests {
 
         let url = folder.appendingPathComponent("vocab-learner-\(UUID().uuidString).txt")
         defer { try? FileManager.default.removeItem(at: url) }
-        try Data([0x61, 0x62, 0xFF, 0x63, 0x0A, 0x61, 0x62]).write(to: url)   // "ab\xFFc\nab" (no final newline)
+        try Data([0x61, 0x62, 0xFF, 0x63, 0x0A, 0x61, 0x62]).write(to: url)  // "ab\xFFc\nab" (no final newline)
         try learner.add(file: url)
         #expect(learner.invalidUTF8Sources == [url.path])
         #expect(learner.wordCount == 2)
@@ -283,9 +301,12 @@ private func naiveLearn(_ words: [[UInt8]], minFrequency: Int) -> [(left: String
             let q = unitFreq[v.a]! * unitFreq[v.b]!
             guard let cur = best else { best = (v.a, v.b, v.p, q); continue }
             let l = v.p.multipliedFullWidth(by: cur.q), r = cur.p.multipliedFullWidth(by: q)
-            let better = (l.high, l.low) != (r.high, r.low) ? (l.high, l.low) > (r.high, r.low)
-                : v.p != cur.p ? v.p > cur.p
-                : v.a != cur.a ? v.a.lexicographicallyPrecedes(cur.a) : v.b.lexicographicallyPrecedes(cur.b)
+            let better =
+                (l.high, l.low) != (r.high, r.low)
+                ? (l.high, l.low) > (r.high, r.low)
+                : v.p != cur.p
+                    ? v.p > cur.p
+                    : v.a != cur.a ? v.a.lexicographicallyPrecedes(cur.a) : v.b.lexicographicallyPrecedes(cur.b)
             if better { best = (v.a, v.b, v.p, q) }
         }
         guard let best else { break }
@@ -324,7 +345,8 @@ private func naiveLearn(_ words: [[UInt8]], minFrequency: Int) -> [(left: String
             let vocabulary = learner.learn()
             #expect(vocabulary.count == 4000)
             let tokenizer = try BertTokenizer(vocabulary: vocabulary)
-            pieces[scoring] = tokenizer.tokens(tokenizer.encodeIds("the function returns the value", addSpecialTokens: false))
+            pieces[scoring] = tokenizer.tokens(
+                tokenizer.encodeIds("the function returns the value", addSpecialTokens: false))
             let ids = tokenizer.encodeIdsBatch(text.split(separator: "\n").map(String.init), addSpecialTokens: false)
             #expect(!ids.ids.contains(tokenizer.tokenId("[UNK]")!), "\(scoring): [UNK] in its own corpus")
         }

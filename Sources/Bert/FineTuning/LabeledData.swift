@@ -27,38 +27,38 @@ public struct ColumnNames: Sendable {
 /// no quoting) or JSON Lines, chosen by the file's extension; the first row of CSV/TSV names the
 /// columns. A row that lacks the text column, or the label when `requireLabel`, is an error naming
 /// the file and line. A missing text_pair column means single sentences.
-public func readLabeledExamples(_ url: URL, columns: ColumnNames = ColumnNames(), requireLabel: Bool = true) throws -> [LabeledExample] {
-    let data: Data
-    do { data = try Data(contentsOf: url) } catch {
-        throw BertError.fileAccess(path: url.path, reason: "cannot read (\(error.localizedDescription))")
-    }
-    guard let text = String(data: data, encoding: .utf8) else { throw BertError.malformedFile(path: url.path, reason: "not valid UTF-8") }
+public func readLabeledExamples(_ url: URL, columns: ColumnNames = ColumnNames(), requireLabel: Bool = true) throws
+    -> [LabeledExample]
+{
     let ext = url.pathExtension.lowercased()
     var rows: [(line: Int, fields: [String: String])] = []
     if ext == "jsonl" || ext == "json" || ext == "ndjson" {
-        for (i, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
-            let trimmed = line.trimmingCharacters(in: .whitespacesAndNewlines)
-            if trimmed.isEmpty { continue }
-            guard let object = try? JSONSerialization.jsonObject(with: Data(trimmed.utf8)) as? [String: Any] else {
-                throw BertError.malformedFile(path: "\(url.path):\(i + 1)", reason: "not a JSON object")
-            }
+        for (line, object) in try readJSONLines(url) {
             var fields: [String: String] = [:]
             for (k, v) in object {
                 if v is NSNull { continue }
-                if let s = v as? String { fields[k] = s } else if let n = v as? NSNumber { fields[k] = n.stringValue } else {
-                    throw BertError.malformedFile(path: "\(url.path):\(i + 1)", reason: "field '\(k)' must be a string or a number")
+                if let s = v as? String {
+                    fields[k] = s
+                } else if let n = v as? NSNumber {
+                    fields[k] = n.stringValue
+                } else {
+                    throw BertError.malformedFile(
+                        path: "\(url.path):\(line)", reason: "field '\(k)' must be a string or a number")
                 }
             }
-            rows.append((i + 1, fields))
+            rows.append((line, fields))
         }
     } else if ext == "csv" || ext == "tsv" || ext == "txt" {
+        let text = try readTextFile(url)
         let table = ext == "csv" ? try parseCSV(text, source: url.path) : parseTSV(text)
         guard let header = table.first else { throw BertError.malformedFile(path: url.path, reason: "empty file") }
         let names = header.fields.map { $0.trimmingCharacters(in: .whitespaces) }
         for row in table.dropFirst() {
             if row.fields.count == 1 && row.fields[0].isEmpty { continue }  // blank line
             guard row.fields.count == names.count else {
-                throw BertError.malformedFile(path: "\(url.path):\(row.line)", reason: "\(row.fields.count) fields, the header has \(names.count)")
+                throw BertError.malformedFile(
+                    path: "\(url.path):\(row.line)", reason: "\(row.fields.count) fields, the header has \(names.count)"
+                )
             }
             rows.append((row.line, Dictionary(zip(names, row.fields), uniquingKeysWith: { a, _ in a })))
         }
@@ -141,7 +141,9 @@ func parseCSV(_ text: String, source: String) throws -> [(line: Int, fields: [St
             fieldStarted = true
         }
     }
-    if inQuotes { throw BertError.malformedFile(path: "\(source):\(recordLine)", reason: "a quoted field is not closed") }
+    if inQuotes {
+        throw BertError.malformedFile(path: "\(source):\(recordLine)", reason: "a quoted field is not closed")
+    }
     if !fields.isEmpty || !field.isEmpty { endRecord() }
     return records
 }

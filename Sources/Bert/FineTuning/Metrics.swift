@@ -11,7 +11,13 @@ public enum Metrics {
     public static func f1(_ predicted: [Int], _ gold: [Int], positive: Int) -> Double {
         var tp = 0, fp = 0, fn = 0
         for (p, g) in zip(predicted, gold) {
-            if p == positive && g == positive { tp += 1 } else if p == positive { fp += 1 } else if g == positive { fn += 1 }
+            if p == positive && g == positive {
+                tp += 1
+            } else if p == positive {
+                fp += 1
+            } else if g == positive {
+                fn += 1
+            }
         }
         return tp == 0 ? 0 : 2 * Double(tp) / Double(2 * tp + fp + fn)
     }
@@ -28,7 +34,7 @@ public enum Metrics {
         for (p, g) in zip(predicted, gold) where p < classes && g < classes { confusion[g][p] += 1 }
         let s = Double(gold.count)
         let c = (0..<classes).reduce(0.0) { $0 + confusion[$1][$1] }
-        let t = (0..<classes).map { k in confusion[k].reduce(0, +) }          // gold counts
+        let t = (0..<classes).map { k in confusion[k].reduce(0, +) }  // gold counts
         let p = (0..<classes).map { k in confusion.reduce(0.0) { $0 + $1[k] } }  // predicted counts
         let tp = zip(t, p).reduce(0.0) { $0 + $1.0 * $1.1 }
         let denominator = ((s * s - p.reduce(0) { $0 + $1 * $1 }) * (s * s - t.reduce(0) { $0 + $1 * $1 })).squareRoot()

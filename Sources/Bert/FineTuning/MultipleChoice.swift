@@ -18,20 +18,20 @@ public struct ChoiceExample: Sendable, Equatable {
 
 /// Reads JSON Lines {"context": ..., "endings": [...], "label": i}; errors name the file and line.
 public func readChoiceExamples(_ url: URL, requireLabel: Bool = true) throws -> [ChoiceExample] {
-    let data: Data
-    do { data = try Data(contentsOf: url) } catch { throw BertError.fileAccess(path: url.path, reason: "cannot read (\(error.localizedDescription))") }
-    guard let text = String(data: data, encoding: .utf8) else { throw BertError.malformedFile(path: url.path, reason: "not valid UTF-8") }
     var result: [ChoiceExample] = []
-    for (i, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
-        if line.trimmingCharacters(in: .whitespaces).isEmpty { continue }
-        let source = "\(url.path):\(i + 1)"
-        guard let o = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else { throw BertError.malformedFile(path: source, reason: "not a JSON object") }
-        guard let context = o["context"] as? String else { throw BertError.malformedFile(path: source, reason: "no \"context\" string") }
-        guard let endings = o["endings"] as? [String], endings.count >= 2 else { throw BertError.malformedFile(path: source, reason: "\"endings\" must be a list of at least 2 strings") }
+    for (line, o) in try readJSONLines(url) {
+        let source = "\(url.path):\(line)"
+        guard let context = o["context"] as? String else {
+            throw BertError.malformedFile(path: source, reason: "no \"context\" string")
+        }
+        guard let endings = o["endings"] as? [String], endings.count >= 2 else {
+            throw BertError.malformedFile(path: source, reason: "\"endings\" must be a list of at least 2 strings")
+        }
         var label: Int? = nil
         if let l = o["label"] as? NSNumber {
             guard l.intValue >= 0 && l.intValue < endings.count, Double(l.intValue) == l.doubleValue else {
-                throw BertError.malformedFile(path: source, reason: "label \(l) is not an index into the \(endings.count) endings")
+                throw BertError.malformedFile(
+                    path: source, reason: "label \(l) is not an index into the \(endings.count) endings")
             }
             label = l.intValue
         } else if requireLabel {
@@ -60,27 +60,47 @@ public final class ChoiceSolver {
     /// One row per (context, ending) pair, question by question.
     func batch(_ examples: [ChoiceExample]) throws -> EncoderBatch {
         var pairs: [LabeledExample] = []
-        for e in examples { for ending in e.endings { pairs.append(LabeledExample(text: e.context, textPair: ending, source: e.source)) } }
+        for e in examples {
+            for ending in e.endings {
+                pairs.append(LabeledExample(text: e.context, textPair: ending, source: e.source))
+            }
+        }
         return try encoder.batch(pairs[...])
     }
 
-    public func train(_ trainSet: [ChoiceExample], validation: [ChoiceExample],
-                      progress: (String) -> Void = { _ in }, report: (EpochReport) -> Void = { _ in }) throws {
-        guard trainSet.allSatisfy({ $0.label != nil }), validation.allSatisfy({ $0.label != nil }) else { throw BertError.invalidInput("every question needs a label") }
-        try runFineTuning(parameters: model.parameters, config: model.config, count: trainSet.count, options: options,
-                          progress: progress, report: report, save: save,
-                          evaluate: validation.isEmpty ? nil : { let m = try self.evaluate(validation); return (m["accuracy"] ?? 0, m) }) { indices, grads, dropout in
+    public func train(
+        _ trainSet: [ChoiceExample], validation: [ChoiceExample],
+        progress: (String) -> Void = { _ in }, report: (EpochReport) -> Void = { _ in }
+    ) throws {
+        guard trainSet.allSatisfy({ $0.label != nil }), validation.allSatisfy({ $0.label != nil }) else {
+            throw BertError.invalidInput("every question needs a label")
+        }
+        try runFineTuning(
+            parameters: model.parameters, config: model.config, count: trainSet.count, options: options,
+            progress: progress, report: report, save: save,
+            evaluate: validation.isEmpty
+                ? nil
+                : {
+                    let m = try self.evaluate(validation); return (m["accuracy"] ?? 0, m)
+                }
+        ) { indices, grads, dropout in
             // Questions with different numbers of endings go in separate sub-batches.
             let part = indices.map { trainSet[$0] }
             if part.allSatisfy({ $0.endings.count == part[0].endings.count }) {
-                return try model.lossAndGradients(try batch(part), choices: part[0].endings.count, labels: part.map { Int32($0.label!) },
-                                                  into: grads, dropout: dropout).loss
+                return try model.lossAndGradients(
+                    try batch(part), choices: part[0].endings.count, labels: part.map { Int32($0.label!) },
+                    into: grads, dropout: dropout
+                ).loss
             }
             var loss = 0.0
-            for (choices, group) in Dictionary(grouping: part, by: { $0.endings.count }).sorted(by: { $0.key < $1.key }) {
+            for (choices, group) in Dictionary(grouping: part, by: { $0.endings.count }).sorted(by: { $0.key < $1.key })
+            {
                 let scale = Double(group.count) / Double(part.count)
                 let sub = try ParameterStore(layout: model.parameters.layout)
-                let l = try model.lossAndGradients(try batch(group), choices: choices, labels: group.map { Int32($0.label!) }, into: sub, dropout: dropout).loss
+                let l = try model.lossAndGradients(
+                    try batch(group), choices: choices, labels: group.map { Int32($0.label!) }, into: sub,
+                    dropout: dropout
+                ).loss
                 for i in 0..<grads.data.count { grads.data.pointer[i] += Float(scale) * sub.data.pointer[i] }
                 loss += scale * l
             }
@@ -117,7 +137,9 @@ public final class ChoiceSolver {
             if p.indices.max(by: { p[$0] < p[$1] }) == label { right += 1 }
             loss -= log(max(p[label], 1e-300))
         }
-        return ["accuracy": Double(right) / Double(max(examples.count, 1)), "loss": loss / Double(max(examples.count, 1)),
-                "questions": Double(examples.count)]
+        return [
+            "accuracy": Double(right) / Double(max(examples.count, 1)), "loss": loss / Double(max(examples.count, 1)),
+            "questions": Double(examples.count),
+        ]
     }
 }

@@ -10,7 +10,10 @@ public struct SquadExample: Sendable {
     public var context: String
     public var answers: [(text: String, start: Int)]
     public var isImpossible: Bool
-    public init(id: String, question: String, context: String, answers: [(text: String, start: Int)] = [], isImpossible: Bool = false) {
+    public init(
+        id: String, question: String, context: String, answers: [(text: String, start: Int)] = [],
+        isImpossible: Bool = false
+    ) {
         self.id = id
         self.question = question
         self.context = context
@@ -23,39 +26,55 @@ public struct SquadExample: Sendable {
 /// "answers": [{"text", "answer_start"}], "is_impossible"}]}]}]}). An answer whose text is not at
 /// its answer_start in the context is an error naming the question.
 public func readSquad(_ url: URL, requireAnswers: Bool = true) throws -> [SquadExample] {
-    let data: Data
-    do { data = try Data(contentsOf: url) } catch { throw BertError.fileAccess(path: url.path, reason: "cannot read (\(error.localizedDescription))") }
-    guard let root = try? JSONSerialization.jsonObject(with: data) as? [String: Any], let articles = root["data"] as? [[String: Any]] else {
-        throw BertError.malformedFile(path: url.path, reason: "not SQuAD JSON (expected an object with a \"data\" list)")
+    let text = try readTextFile(url)
+    guard let root = try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any],
+        let articles = root["data"] as? [[String: Any]]
+    else {
+        throw BertError.malformedFile(
+            path: url.path, reason: "not SQuAD JSON (expected an object with a \"data\" list)")
     }
     var result: [SquadExample] = []
     for (a, article) in articles.enumerated() {
-        guard let paragraphs = article["paragraphs"] as? [[String: Any]] else { throw BertError.malformedFile(path: url.path, reason: "data[\(a)] has no paragraphs") }
+        guard let paragraphs = article["paragraphs"] as? [[String: Any]] else {
+            throw BertError.malformedFile(path: url.path, reason: "data[\(a)] has no paragraphs")
+        }
         for (p, paragraph) in paragraphs.enumerated() {
             guard let context = paragraph["context"] as? String, let qas = paragraph["qas"] as? [[String: Any]] else {
-                throw BertError.malformedFile(path: url.path, reason: "data[\(a)].paragraphs[\(p)] needs context and qas")
+                throw BertError.malformedFile(
+                    path: url.path, reason: "data[\(a)].paragraphs[\(p)] needs context and qas")
             }
             let scalars = Array(context.unicodeScalars)
             for (q, qa) in qas.enumerated() {
                 let id = (qa["id"] as? String) ?? (qa["id"].map { "\($0)" } ?? "\(a)-\(p)-\(q)")
-                guard let question = qa["question"] as? String else { throw BertError.malformedFile(path: url.path, reason: "question \(id) has no text") }
+                guard let question = qa["question"] as? String else {
+                    throw BertError.malformedFile(path: url.path, reason: "question \(id) has no text")
+                }
                 let impossible = (qa["is_impossible"] as? Bool) ?? false
                 var answers: [(String, Int)] = []
                 for answer in (qa["answers"] as? [[String: Any]]) ?? [] {
-                    guard let text = answer["text"] as? String, let start = (answer["answer_start"] as? NSNumber)?.intValue else {
-                        throw BertError.malformedFile(path: url.path, reason: "question \(id): an answer needs text and answer_start")
+                    guard let text = answer["text"] as? String,
+                        let start = (answer["answer_start"] as? NSNumber)?.intValue
+                    else {
+                        throw BertError.malformedFile(
+                            path: url.path, reason: "question \(id): an answer needs text and answer_start")
                     }
                     let n = text.unicodeScalars.count
                     guard start >= 0, start + n <= scalars.count,
-                          String(String.UnicodeScalarView(scalars[start..<start + n])) == text else {
-                        throw BertError.malformedFile(path: url.path, reason: "question \(id): answer '\(text)' is not at character \(start) of its context")
+                        String(String.UnicodeScalarView(scalars[start..<start + n])) == text
+                    else {
+                        throw BertError.malformedFile(
+                            path: url.path,
+                            reason: "question \(id): answer '\(text)' is not at character \(start) of its context")
                     }
                     answers.append((text, start))
                 }
                 if requireAnswers && !impossible && answers.isEmpty {
-                    throw BertError.malformedFile(path: url.path, reason: "question \(id) has no answers and is not marked is_impossible")
+                    throw BertError.malformedFile(
+                        path: url.path, reason: "question \(id) has no answers and is not marked is_impossible")
                 }
-                result.append(SquadExample(id: id, question: question, context: context, answers: answers, isImpossible: impossible))
+                result.append(
+                    SquadExample(
+                        id: id, question: question, context: context, answers: answers, isImpossible: impossible))
             }
         }
     }
@@ -68,7 +87,11 @@ public func readSquad(_ url: URL, requireAnswers: Bool = true) throws -> [SquadE
 public enum SquadMetrics {
     public static func normalize(_ s: String) -> String {
         let lower = s.lowercased()
-        let noPunct = String(String.UnicodeScalarView(lower.unicodeScalars.filter { !($0.isASCII && CharacterSet.punctuationCharacters.union(.symbols).contains($0)) }))
+        let noPunct = String(
+            String.UnicodeScalarView(
+                lower.unicodeScalars.filter {
+                    !($0.isASCII && CharacterSet.punctuationCharacters.union(.symbols).contains($0))
+                }))
         let words = noPunct.split(whereSeparator: { $0.isWhitespace }).filter { !["a", "an", "the"].contains($0) }
         return words.joined(separator: " ")
     }
@@ -117,12 +140,16 @@ public struct QAOptions: Sendable {
         let url = folder.appendingPathComponent(Self.fileName)
         guard FileManager.default.fileExists(atPath: url.path) else { return }
         guard let data = try? Data(contentsOf: url),
-              let s = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+            let s = try? JSONSerialization.jsonObject(with: data) as? [String: Any]
+        else {
             throw BertError.malformedFile(path: url.path, reason: "not a JSON object")
         }
         func int(_ key: String, _ value: inout Int, minimum: Int) throws {
             guard let v = s[key] else { return }
-            guard let n = v as? Int, n >= minimum else { throw BertError.malformedFile(path: url.path, reason: "\(key) must be an integer of at least \(minimum)") }
+            guard let n = v as? Int, n >= minimum else {
+                throw BertError.malformedFile(
+                    path: url.path, reason: "\(key) must be an integer of at least \(minimum)")
+            }
             value = n
         }
         try int("max_length", &maxLength, minimum: 4)
@@ -131,20 +158,26 @@ public struct QAOptions: Sendable {
         try int("max_answer_length", &maxAnswerLength, minimum: 1)
         try int("n_best", &nBest, minimum: 1)
         if let v = s["null_threshold"] {
-            guard let n = (v as? NSNumber)?.doubleValue, n.isFinite else { throw BertError.malformedFile(path: url.path, reason: "null_threshold must be a number") }
+            guard let n = (v as? NSNumber)?.doubleValue, n.isFinite else {
+                throw BertError.malformedFile(path: url.path, reason: "null_threshold must be a number")
+            }
             nullThreshold = n
         }
         if let v = s["version_2_with_negative"] {
-            guard let b = v as? Bool else { throw BertError.malformedFile(path: url.path, reason: "version_2_with_negative must be true or false") }
+            guard let b = v as? Bool else {
+                throw BertError.malformedFile(path: url.path, reason: "version_2_with_negative must be true or false")
+            }
             allowNull = b
         }
     }
 
     /// Writes qa_settings.json into `folder`.
     public func write(to folder: URL) throws {
-        let object: [String: Any] = ["max_length": maxLength, "doc_stride": docStride, "max_query_length": maxQueryLength,
-                                     "max_answer_length": maxAnswerLength, "n_best": nBest, "null_threshold": nullThreshold,
-                                     "version_2_with_negative": allowNull]
+        let object: [String: Any] = [
+            "max_length": maxLength, "doc_stride": docStride, "max_query_length": maxQueryLength,
+            "max_answer_length": maxAnswerLength, "n_best": nBest, "null_threshold": nullThreshold,
+            "version_2_with_negative": allowNull,
+        ]
         try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])
             .write(to: folder.appendingPathComponent(Self.fileName), options: .atomic)
     }
@@ -180,7 +213,9 @@ public final class QuestionAnswerer {
     public let qa: QAOptions
     public let output: URL
 
-    public init(model: BertForQuestionAnswering, tokenizer: BertTokenizer, options: FineTuneOptions, qa: QAOptions, output: URL) {
+    public init(
+        model: BertForQuestionAnswering, tokenizer: BertTokenizer, options: FineTuneOptions, qa: QAOptions, output: URL
+    ) {
         self.model = model
         var t = tokenizer
         t.padding = nil
@@ -207,23 +242,30 @@ public final class QuestionAnswerer {
             }
             let main: Encoding
             do { main = try t.encode(question, pair: ex.context) } catch {
-                throw BertError.invalidInput("question \(ex.id): \(error) (raise --max-length or lower --max-query-length)")
+                throw BertError.invalidInput(
+                    "question \(ex.id): \(error) (raise --max-length or lower --max-query-length)")
             }
             for e in [main] + main.overflowing {
                 var offsets: [(start: Int, end: Int)?] = []
-                for k in 0..<e.count { offsets.append(e.sequenceIds[k] == 1 ? (e.offsets[k].start, e.offsets[k].end) : nil) }
+                for k in 0..<e.count {
+                    offsets.append(e.sequenceIds[k] == 1 ? (e.offsets[k].start, e.offsets[k].end) : nil)
+                }
                 var start = 0, end = 0
                 if !ex.isImpossible, let answer = ex.answers.first {
                     let a = answer.start, b = answer.start + answer.text.unicodeScalars.count
                     let inside = offsets.indices.filter { offsets[$0] != nil }
-                    if let first = inside.first, let last = inside.last, offsets[first]!.start <= a, offsets[last]!.end >= b {
+                    if let first = inside.first, let last = inside.last, offsets[first]!.start <= a,
+                        offsets[last]!.end >= b
+                    {
                         start = inside.last { offsets[$0]!.start <= a } ?? first
                         end = inside.first { offsets[$0]!.end >= b } ?? last
                         if end < start { end = start }
                     }
                 }
-                result.append(QAFeature(example: i, ids: e.ids, typeIds: e.typeIds, contextOffsets: offsets,
-                                        startPosition: start, endPosition: end))
+                result.append(
+                    QAFeature(
+                        example: i, ids: e.ids, typeIds: e.typeIds, contextOffsets: offsets,
+                        startPosition: start, endPosition: end))
             }
         }
         return result
@@ -233,16 +275,25 @@ public final class QuestionAnswerer {
         EncoderBatch.padded(features.map(\.ids), tokenTypeIds: features.map(\.typeIds))
     }
 
-    public func train(_ trainSet: [SquadExample], validation: [SquadExample],
-                      progress: (String) -> Void = { _ in }, report: (EpochReport) -> Void = { _ in }) throws {
+    public func train(
+        _ trainSet: [SquadExample], validation: [SquadExample],
+        progress: (String) -> Void = { _ in }, report: (EpochReport) -> Void = { _ in }
+    ) throws {
         let features = try self.features(trainSet)
         progress("\(trainSet.count) questions give \(features.count) training windows")
-        try runFineTuning(parameters: model.parameters, config: model.config, count: features.count, options: options,
-                          progress: progress, report: report, save: save,
-                          evaluate: validation.isEmpty ? nil : { let m = try self.evaluate(validation); return (m["f1"] ?? 0, m) }) { indices, grads, dropout in
+        try runFineTuning(
+            parameters: model.parameters, config: model.config, count: features.count, options: options,
+            progress: progress, report: report, save: save,
+            evaluate: validation.isEmpty
+                ? nil
+                : {
+                    let m = try self.evaluate(validation); return (m["f1"] ?? 0, m)
+                }
+        ) { indices, grads, dropout in
             let part = indices.map { features[$0] }
-            return try model.lossAndGradients(batch(part[...]), starts: part.map(\.startPosition), ends: part.map(\.endPosition),
-                                              into: grads, dropout: dropout)
+            return try model.lossAndGradients(
+                batch(part[...]), starts: part.map(\.startPosition), ends: part.map(\.endPosition),
+                into: grads, dropout: dropout)
         }
     }
 
@@ -256,7 +307,9 @@ public final class QuestionAnswerer {
     /// end; with `allowNull`, "" when the smallest [CLS] score beats the best span by the threshold.
     public func predict(_ examples: [SquadExample]) throws -> [QAPrediction] {
         let features = try self.features(examples)
-        var best = examples.map { QAPrediction(id: $0.id, text: "", start: 0, end: 0, score: -.infinity, nullScore: .infinity) }
+        var best = examples.map {
+            QAPrediction(id: $0.id, text: "", start: 0, end: 0, score: -.infinity, nullScore: .infinity)
+        }
         let b = max(1, options.batchSize)
         for first in stride(from: 0, to: features.count, by: b) {
             let part = features[first..<min(features.count, first + b)]
@@ -264,7 +317,8 @@ public final class QuestionAnswerer {
             let (startLogits, endLogits) = try model.logits(batch)
             let s = batch.sequenceLength
             for (row, f) in part.enumerated() {
-                let st = Array(startLogits[row * s..<row * s + f.ids.count]), en = Array(endLogits[row * s..<row * s + f.ids.count])
+                let st = Array(startLogits[row * s..<row * s + f.ids.count]),
+                    en = Array(endLogits[row * s..<row * s + f.ids.count])
                 let e = f.example
                 best[e].nullScore = min(best[e].nullScore, st[0] + en[0])
                 let context = f.contextOffsets.indices.filter { f.contextOffsets[$0] != nil }
@@ -288,7 +342,8 @@ public final class QuestionAnswerer {
             best[i].text = String(String.UnicodeScalarView(scalars[best[i].start..<best[i].end]))
         }
         if qa.allowNull {
-            for i in best.indices where best[i].score == -.infinity || Double(best[i].nullScore - best[i].score) > qa.nullThreshold {
+            for i in best.indices
+            where best[i].score == -.infinity || Double(best[i].nullScore - best[i].score) > qa.nullThreshold {
                 best[i].text = ""
                 best[i].start = 0
                 best[i].end = 0

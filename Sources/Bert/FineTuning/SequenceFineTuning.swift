@@ -47,7 +47,6 @@ public struct SequenceEncoder: Sendable {
     }
 }
 
-
 /// The label names of a classification set, in a fixed order: numerically when every label is an
 /// integer, otherwise sorted as strings.
 public func labelNames(of examples: [LabeledExample]) -> [String] {
@@ -60,21 +59,25 @@ public func labelNames(of examples: [LabeledExample]) -> [String] {
 /// examples in batches, AdamW (BERT's decay exemptions) with linear warm-up and decay, global-norm
 /// clipping, dropout replayable from the seed; after each epoch `evaluate` (when given) and a save
 /// of the best epoch (higher score is better; every epoch is saved without evaluation).
-public func runFineTuning(parameters: ParameterStore, config: BertConfig, count: Int, options: FineTuneOptions,
-                          progress: (String) -> Void, report: (EpochReport) -> Void, save: () throws -> Void,
-                          evaluate: (() throws -> (score: Double, metrics: [String: Double]))?,
-                          step lossAndGradients: (ArraySlice<Int>, ParameterStore, Dropout) throws -> Double) throws {
+public func runFineTuning(
+    parameters: ParameterStore, config: BertConfig, count: Int, options: FineTuneOptions,
+    progress: (String) -> Void, report: (EpochReport) -> Void, save: () throws -> Void,
+    evaluate: (() throws -> (score: Double, metrics: [String: Double]))?,
+    step lossAndGradients: (ArraySlice<Int>, ParameterStore, Dropout) throws -> Double
+) throws {
     guard count > 0 else { throw BertError.invalidInput("the training set is empty") }
     // Zero epochs: write the newly initialised model (to start another trainer from the same weights).
     if options.epochs == 0 { return try save() }
     let b = options.batchSize
     let stepsPerEpoch = (count + b - 1) / b
     let total = stepsPerEpoch * options.epochs
-    let schedule = LinearWarmupSchedule(warmupSteps: Int((Double(total) * options.warmupRatio).rounded()), totalSteps: total)
-    let trainer = try TrainingStep(parameters: parameters, config: config,
-                                   optimizer: AdamW(layout: parameters.layout, weightDecay: options.weightDecay),
-                                   schedule: schedule, peakLearningRate: options.learningRate,
-                                   maxGradNorm: options.maxGradNorm, seed: options.seed)
+    let schedule = LinearWarmupSchedule(
+        warmupSteps: Int((Double(total) * options.warmupRatio).rounded()), totalSteps: total)
+    let trainer = try TrainingStep(
+        parameters: parameters, config: config,
+        optimizer: AdamW(layout: parameters.layout, weightDecay: options.weightDecay),
+        schedule: schedule, peakLearningRate: options.learningRate,
+        maxGradNorm: options.maxGradNorm, seed: options.seed)
     var best = -Double.infinity
     var step = 0
     let start = Date()
@@ -91,8 +94,11 @@ public func runFineTuning(parameters: ParameterStore, config: BertConfig, count:
             batches += 1
             if step % max(1, options.logEvery) == 0 {
                 let elapsed = Date().timeIntervalSince(start)
-                progress(String(format: "epoch %d  step %d/%d  loss %.4f  %.1f examples/s", epoch + 1, step, total,
-                                epochLoss / Double(batches), Double(min(step * b, count * options.epochs)) / max(elapsed, 1e-9)))
+                progress(
+                    String(
+                        format: "epoch %d  step %d/%d  loss %.4f  %.1f examples/s", epoch + 1, step, total,
+                        epochLoss / Double(batches), Double(min(step * b, count * options.epochs)) / max(elapsed, 1e-9))
+                )
             }
         }
         var metrics: [String: Double] = [:]
@@ -104,7 +110,9 @@ public func runFineTuning(parameters: ParameterStore, config: BertConfig, count:
             if improved { best = score }
         }
         if improved { try save() }
-        report(EpochReport(epoch: epoch + 1, trainLoss: epochLoss / Double(max(batches, 1)), metrics: metrics, improved: improved))
+        report(
+            EpochReport(
+                epoch: epoch + 1, trainLoss: epochLoss / Double(max(batches, 1)), metrics: metrics, improved: improved))
     }
 }
 
@@ -128,37 +136,56 @@ public final class SequenceFineTuner {
     func targets(_ examples: ArraySlice<LabeledExample>) throws -> ([Int32]?, [Float]?) {
         switch model.task {
         case .classification:
-            let index = Dictionary(uniqueKeysWithValues: model.labels.enumerated().map { ($0.element, Int32($0.offset)) })
-            return (try examples.map { e in
-                guard let l = e.label, let id = index[l] else {
-                    throw BertError.malformedFile(path: e.source, reason: "label '\(e.label ?? "")' is not one of the model's labels \(model.labels)")
-                }
-                return id
-            }, nil)
+            let index = Dictionary(
+                uniqueKeysWithValues: model.labels.enumerated().map { ($0.element, Int32($0.offset)) })
+            return (
+                try examples.map { e in
+                    guard let l = e.label, let id = index[l] else {
+                        throw BertError.malformedFile(
+                            path: e.source,
+                            reason: "label '\(e.label ?? "")' is not one of the model's labels \(model.labels)")
+                    }
+                    return id
+                }, nil
+            )
         case .regression:
-            return (nil, try examples.map { e in
-                guard let l = e.label, let v = Float(l.trimmingCharacters(in: .whitespaces)), v.isFinite else {
-                    throw BertError.malformedFile(path: e.source, reason: "label '\(e.label ?? "")' is not a number")
+            return (
+                nil,
+                try examples.map { e in
+                    guard let l = e.label, let v = Float(l.trimmingCharacters(in: .whitespaces)), v.isFinite else {
+                        throw BertError.malformedFile(
+                            path: e.source, reason: "label '\(e.label ?? "")' is not a number")
+                    }
+                    return v
                 }
-                return v
-            })
+            )
         }
     }
 
     /// Trains for `options.epochs` epochs; `report` is called with progress lines and epoch results.
-    public func train(_ trainSet: [LabeledExample], validation: [LabeledExample],
-                      progress: (String) -> Void = { _ in }, report: (EpochReport) -> Void = { _ in }) throws {
+    public func train(
+        _ trainSet: [LabeledExample], validation: [LabeledExample],
+        progress: (String) -> Void = { _ in }, report: (EpochReport) -> Void = { _ in }
+    ) throws {
         guard !trainSet.isEmpty else { throw BertError.invalidInput("the training set is empty") }
         _ = try targets(trainSet[...])
         _ = try targets(validation[...])
         let key = model.task == .classification ? "accuracy" : "pearson"
-        try runFineTuning(parameters: model.parameters, config: model.config, count: trainSet.count, options: options,
-                          progress: progress, report: report, save: save,
-                          evaluate: validation.isEmpty ? nil : { let m = try self.evaluate(validation); return (m[key] ?? -.infinity, m) }) { indices, grads, dropout in
+        try runFineTuning(
+            parameters: model.parameters, config: model.config, count: trainSet.count, options: options,
+            progress: progress, report: report, save: save,
+            evaluate: validation.isEmpty
+                ? nil
+                : {
+                    let m = try self.evaluate(validation); return (m[key] ?? -.infinity, m)
+                }
+        ) { indices, grads, dropout in
             let part = indices.map { trainSet[$0] }
             let (labels, values) = try targets(part[...])
-            return try model.lossAndGradients(try encoder.batch(part[...]), classLabels: labels, targets: values,
-                                              into: grads, dropout: dropout).loss
+            return try model.lossAndGradients(
+                try encoder.batch(part[...]), classLabels: labels, targets: values,
+                into: grads, dropout: dropout
+            ).loss
         }
     }
 
@@ -191,16 +218,21 @@ public final class SequenceFineTuner {
             let predicted = out.map { row in row.indices.max { row[$0] < row[$1] }! }
             let loss = zip(out, gold).reduce(0.0) { $0 + crossEntropy($1.0, label: $1.1) }
             let n = model.numLabels
-            return ["accuracy": Metrics.accuracy(predicted, gold),
-                    "f1": n == 2 ? Metrics.f1(predicted, gold, positive: 1) : Metrics.macroF1(predicted, gold, classes: n),
-                    "matthews": Metrics.matthews(predicted, gold, classes: n),
-                    "loss": loss / Double(max(gold.count, 1)), "examples": Double(gold.count)]
+            return [
+                "accuracy": Metrics.accuracy(predicted, gold),
+                "f1": n == 2 ? Metrics.f1(predicted, gold, positive: 1) : Metrics.macroF1(predicted, gold, classes: n),
+                "matthews": Metrics.matthews(predicted, gold, classes: n),
+                "loss": loss / Double(max(gold.count, 1)), "examples": Double(gold.count),
+            ]
         case .regression:
             let (_, values) = try targets(examples[...])
             let gold = values!.map(Double.init), predicted = out.map { Double($0[0]) }
-            let mse = zip(predicted, gold).reduce(0.0) { $0 + ($1.0 - $1.1) * ($1.0 - $1.1) } / Double(max(gold.count, 1))
-            return ["pearson": Metrics.pearson(predicted, gold), "spearman": Metrics.spearman(predicted, gold),
-                    "mse": mse, "examples": Double(gold.count)]
+            let mse =
+                zip(predicted, gold).reduce(0.0) { $0 + ($1.0 - $1.1) * ($1.0 - $1.1) } / Double(max(gold.count, 1))
+            return [
+                "pearson": Metrics.pearson(predicted, gold), "spearman": Metrics.spearman(predicted, gold),
+                "mse": mse, "examples": Double(gold.count),
+            ]
         }
     }
 }

@@ -18,20 +18,23 @@ public struct TaggedSentence: Sendable, Equatable {
 /// space-separated), blank lines between sentences; `-DOCSTART-` lines are skipped. A line with
 /// a single column is an error naming the file and line.
 public func readTaggedSentences(_ url: URL) throws -> [TaggedSentence] {
-    let data: Data
-    do { data = try Data(contentsOf: url) } catch { throw BertError.fileAccess(path: url.path, reason: "cannot read (\(error.localizedDescription))") }
-    guard let text = String(data: data, encoding: .utf8) else { throw BertError.malformedFile(path: url.path, reason: "not valid UTF-8") }
     var sentences: [TaggedSentence] = []
     var words: [String] = [], tags: [String] = [], start = 1
-    for (i, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+    for (number, raw) in try readTextLines(url) {
+        let i = number - 1
         let line = raw.trimmingCharacters(in: .whitespacesAndNewlines)
         if line.isEmpty || line.hasPrefix("-DOCSTART-") {
-            if !words.isEmpty { sentences.append(TaggedSentence(words: words, tags: tags, source: "\(url.path):\(start)")) }
+            if !words.isEmpty {
+                sentences.append(TaggedSentence(words: words, tags: tags, source: "\(url.path):\(start)"))
+            }
             words = []; tags = []
             continue
         }
         let fields = line.split(whereSeparator: { $0 == "\t" || $0 == " " })
-        guard fields.count >= 2 else { throw BertError.malformedFile(path: "\(url.path):\(i + 1)", reason: "expected 'token<TAB>tag', got '\(line)'") }
+        guard fields.count >= 2 else {
+            throw BertError.malformedFile(
+                path: "\(url.path):\(i + 1)", reason: "expected 'token<TAB>tag', got '\(line)'")
+        }
         if words.isEmpty { start = i + 1 }
         words.append(String(fields[0]))
         tags.append(String(fields[fields.count - 1]))
@@ -62,19 +65,17 @@ public func entities(_ tags: [String]) -> [Entity] {
     var prevPrefix = "O", prevType = "", begin = -1
     for (i, tag) in (tags + ["O"]).enumerated() {
         let (prefix, type) = split(tag)
-        let ends = (prevPrefix == "E" || prevPrefix == "S") ||
-            (prevPrefix == "B" && ["B", "S", "O"].contains(prefix)) ||
-            (prevPrefix == "I" && ["B", "S", "O"].contains(prefix)) ||
-            (prevPrefix != "O" && prevType != type)
+        let ends =
+            (prevPrefix == "E" || prevPrefix == "S") || (prevPrefix == "B" && ["B", "S", "O"].contains(prefix))
+            || (prevPrefix == "I" && ["B", "S", "O"].contains(prefix)) || (prevPrefix != "O" && prevType != type)
         if ends && begin >= 0 {
             result.append(Entity(type: prevType, start: begin, end: i))
             begin = -1
         }
-        let starts = prefix == "B" || prefix == "S" ||
-            (prevPrefix == "E" && (prefix == "E" || prefix == "I")) ||
-            (prevPrefix == "S" && (prefix == "E" || prefix == "I")) ||
-            (prevPrefix == "O" && (prefix == "E" || prefix == "I")) ||
-            (prefix != "O" && prevType != type)
+        let starts =
+            prefix == "B" || prefix == "S" || (prevPrefix == "E" && (prefix == "E" || prefix == "I"))
+            || (prevPrefix == "S" && (prefix == "E" || prefix == "I"))
+            || (prevPrefix == "O" && (prefix == "E" || prefix == "I")) || (prefix != "O" && prevType != type)
         if starts && prefix != "O" { begin = i }
         prevPrefix = prefix
         prevType = type
@@ -84,7 +85,9 @@ public func entities(_ tags: [String]) -> [Entity] {
 
 extension Metrics {
     /// Entity-level precision, recall and F1 (micro over all entities, as seqeval).
-    public static func entityScores(predicted: [[String]], gold: [[String]]) -> (precision: Double, recall: Double, f1: Double) {
+    public static func entityScores(predicted: [[String]], gold: [[String]]) -> (
+        precision: Double, recall: Double, f1: Double
+    ) {
         var correct = 0, nPredicted = 0, nGold = 0
         for (p, g) in zip(predicted, gold) {
             let pe = Set(entities(p)), ge = Set(entities(g))
@@ -140,7 +143,10 @@ public final class TokenTagger {
                 ids += pieces
                 var label: Int32 = -100
                 if let tags {
-                    guard let id = index[tags[s][w]] else { throw BertError.invalidInput("tag '\(tags[s][w])' is not one of the model's tags \(model.labels)") }
+                    guard let id = index[tags[s][w]] else {
+                        throw BertError.invalidInput(
+                            "tag '\(tags[s][w])' is not one of the model's tags \(model.labels)")
+                    }
                     label = id
                 }
                 labels.append(label)
@@ -154,14 +160,24 @@ public final class TokenTagger {
         return (batch, firsts, EncoderBatch.padRows(rowLabels, width: batch.sequenceLength, fill: -100))
     }
 
-    public func train(_ trainSet: [TaggedSentence], validation: [TaggedSentence],
-                      progress: (String) -> Void = { _ in }, report: (EpochReport) -> Void = { _ in }) throws {
+    public func train(
+        _ trainSet: [TaggedSentence], validation: [TaggedSentence],
+        progress: (String) -> Void = { _ in }, report: (EpochReport) -> Void = { _ in }
+    ) throws {
         for s in trainSet + validation {
-            for t in s.tags where !model.labels.contains(t) { throw BertError.malformedFile(path: s.source, reason: "tag '\(t)' is not one of \(model.labels)") }
+            for t in s.tags where !model.labels.contains(t) {
+                throw BertError.malformedFile(path: s.source, reason: "tag '\(t)' is not one of \(model.labels)")
+            }
         }
-        try runFineTuning(parameters: model.parameters, config: model.config, count: trainSet.count, options: options,
-                          progress: progress, report: report, save: save,
-                          evaluate: validation.isEmpty ? nil : { let m = try self.evaluate(validation); return (m["f1"] ?? 0, m) }) { indices, grads, dropout in
+        try runFineTuning(
+            parameters: model.parameters, config: model.config, count: trainSet.count, options: options,
+            progress: progress, report: report, save: save,
+            evaluate: validation.isEmpty
+                ? nil
+                : {
+                    let m = try self.evaluate(validation); return (m["f1"] ?? 0, m)
+                }
+        ) { indices, grads, dropout in
             let part = indices.map { trainSet[$0] }
             let (batch, _, labels) = try encode(part.map(\.words), tags: part.map(\.tags))
             return try model.lossAndGradients(batch, labels: labels, into: grads, dropout: dropout)
@@ -182,12 +198,13 @@ public final class TokenTagger {
             let (batch, positions, _) = try encode(part, tags: nil)
             let logits = try model.logits(batch)
             for (row, words) in positions.enumerated() {
-                result.append(words.map { position in
-                    guard let position else { return "O" }
-                    let base = (row * batch.sequenceLength + position) * n
-                    let best = (0..<n).max { logits[base + $0] < logits[base + $1] }!
-                    return model.labels[best]
-                })
+                result.append(
+                    words.map { position in
+                        guard let position else { return "O" }
+                        let base = (row * batch.sequenceLength + position) * n
+                        let best = (0..<n).max { logits[base + $0] < logits[base + $1] }!
+                        return model.labels[best]
+                    })
             }
         }
         return result
@@ -200,20 +217,27 @@ public final class TokenTagger {
         let scores = Metrics.entityScores(predicted: predicted, gold: gold)
         let words = gold.reduce(0) { $0 + $1.count }
         let right = zip(predicted, gold).reduce(0) { $0 + zip($1.0, $1.1).filter { $0 == $1 }.count }
-        return ["precision": scores.precision, "recall": scores.recall, "f1": scores.f1,
-                "accuracy": Double(right) / Double(max(words, 1)), "sentences": Double(sentences.count)]
+        return [
+            "precision": scores.precision, "recall": scores.recall, "f1": scores.f1,
+            "accuracy": Double(right) / Double(max(words, 1)), "sentences": Double(sentences.count),
+        ]
     }
 
     /// Tags a raw text: its words as the tokenizer splits them (whitespace and punctuation), each
     /// with its tag and character span in the original text (the tokenizer's offset unit), and
     /// the entities those tags make.
-    public func tag(_ text: String) throws -> (words: [(word: String, tag: String, start: Int, end: Int)], entities: [(type: String, text: String, start: Int, end: Int)]) {
+    public func tag(_ text: String) throws -> (
+        words: [(word: String, tag: String, start: Int, end: Int)],
+        entities: [(type: String, text: String, start: Int, end: Int)]
+    ) {
         var t = tokenizer
         t.truncation = nil
         let e = try t.encode(text, addSpecialTokens: false)
         var spans: [(start: Int, end: Int)] = []
         for (i, w) in e.wordIds.enumerated() where w >= 0 {
-            if Int(w) == spans.count { spans.append((e.offsets[i].start, e.offsets[i].end)) } else if Int(w) == spans.count - 1 {
+            if Int(w) == spans.count {
+                spans.append((e.offsets[i].start, e.offsets[i].end))
+            } else if Int(w) == spans.count - 1 {
                 spans[spans.count - 1].end = e.offsets[i].end
             }
         }
@@ -224,9 +248,14 @@ public final class TokenTagger {
         }
         let words = spans.map { slice($0.start, $0.end) }
         let tags = try predict([words])[0]
-        let tagged = zip(words, zip(tags, spans)).map { (word: $0.0, tag: $0.1.0, start: $0.1.1.start, end: $0.1.1.end) }
+        let tagged = zip(words, zip(tags, spans)).map {
+            (word: $0.0, tag: $0.1.0, start: $0.1.1.start, end: $0.1.1.end)
+        }
         let found = entities(tags).map { en in
-            (type: en.type, text: slice(spans[en.start].start, spans[en.end - 1].end), start: spans[en.start].start, end: spans[en.end - 1].end)
+            (
+                type: en.type, text: slice(spans[en.start].start, spans[en.end - 1].end), start: spans[en.start].start,
+                end: spans[en.end - 1].end
+            )
         }
         return (tagged, found)
     }

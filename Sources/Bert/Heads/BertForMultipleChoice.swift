@@ -23,7 +23,9 @@ public final class BertForMultipleChoice: BertHead, @unchecked Sendable {
         encoderModel = BertModel(weights: bert, parameters: parameters)
     }
 
-    public static func fromPretrained(folder: URL, seed: UInt64) throws -> (model: BertForMultipleChoice, initialised: [String]) {
+    public static func fromPretrained(folder: URL, seed: UInt64) throws -> (
+        model: BertForMultipleChoice, initialised: [String]
+    ) {
         let (config, file) = try openCheckpoint(folder)
         let model = try BertForMultipleChoice(config: config)
         return (model, try loadPretrainedEncoder(model.parameters, config: config, file: file, seed: seed))
@@ -32,13 +34,17 @@ public final class BertForMultipleChoice: BertHead, @unchecked Sendable {
     public convenience init(folder: URL) throws {
         let (config, file) = try openCheckpoint(folder)
         guard file.info("classifier.weight")?.shape == [1, config.hiddenSize] else {
-            throw BertError.wrongModel(path: folder.path, reason: "no classifier.weight of shape [1, \(config.hiddenSize)] (not a BertForMultipleChoice; fine-tune it first)")
+            throw BertError.wrongModel(
+                path: folder.path,
+                reason:
+                    "no classifier.weight of shape [1, \(config.hiddenSize)] (not a BertForMultipleChoice; fine-tune "
+                    + "it first)"
+            )
         }
         try self.init(config: config)
         try parameters.layout.check(against: file)
         try parameters.load(from: file)
     }
-
 
     /// Scores [questions × choices] with dropout off; the batch holds `choices` rows per question.
     public func scores(_ batch: EncoderBatch) throws -> [Float] {
@@ -52,15 +58,22 @@ public final class BertForMultipleChoice: BertHead, @unchecked Sendable {
 
     /// Forward and backward: the batch holds `choices` consecutive rows per question; `labels`
     /// the right choice of each. Returns the mean cross-entropy across choices.
-    public func lossAndGradients(_ batch: EncoderBatch, choices: Int, labels: [Int32], into grads: ParameterStore,
-                                 dropout: Dropout? = nil) throws -> (loss: Double, logits: [Float]) {
+    public func lossAndGradients(
+        _ batch: EncoderBatch, choices: Int, labels: [Int32], into grads: ParameterStore,
+        dropout: Dropout? = nil
+    ) throws -> (loss: Double, logits: [Float]) {
         guard choices >= 2, batch.batchSize == labels.count * choices else {
-            throw BertError.invalidInput("multiple choice: \(batch.batchSize) rows for \(labels.count) questions of \(choices) choices")
+            throw BertError.invalidInput(
+                "multiple choice: \(batch.batchSize) rows for \(labels.count) questions of \(choices) choices")
         }
-        guard labels.allSatisfy({ $0 >= 0 && Int($0) < choices }) else { throw BertError.invalidInput("a label is outside 0..<\(choices)") }
+        guard labels.allSatisfy({ $0 >= 0 && Int($0) < choices }) else {
+            throw BertError.invalidInput("a label is outside 0..<\(choices)")
+        }
         let q = labels.count
-        return try pooledHeadLossAndGradients(bert: bert, classifier: classifier, config: config, parameters: parameters,
-                                              batch: batch, grads: grads, dropout: dropout) { logits in
+        return try pooledHeadLossAndGradients(
+            bert: bert, classifier: classifier, config: config, parameters: parameters,
+            batch: batch, grads: grads, dropout: dropout
+        ) { logits in
             labels.withUnsafeBufferPointer {
                 Kernels.crossEntropy(logits, labels: $0.baseAddress!, cols: choices, rows: 0..<q, scale: 1 / Float(q))
             } / Double(q)

@@ -52,31 +52,42 @@ public struct MaskedLMHead: Sendable {
 
     /// logits[rows, V] of hidden rows x[rows, H]. With `kept` (training) the intermediate values
     /// go there, and x must already be `kept.input`; without, `scratch` ([rows, H]) holds them.
-    func forward(_ x: UnsafePointer<Float>, rows: Int, logits: UnsafeMutablePointer<Float>, parameters p: ParameterStore,
-                 kept: Kept? = nil, scratch: UnsafeMutablePointer<Float>? = nil) {
+    func forward(
+        _ x: UnsafePointer<Float>, rows: Int, logits: UnsafeMutablePointer<Float>, parameters p: ParameterStore,
+        kept: Kept? = nil, scratch: UnsafeMutablePointer<Float>? = nil
+    ) {
         let h = transformDense.outFeatures, act = activation
-        guard let t1 = kept?.transformed.pointer ?? scratch else { preconditionFailure("MaskedLMHead.forward: no buffers") }
+        guard let t1 = kept?.transformed.pointer ?? scratch else {
+            preconditionFailure("MaskedLMHead.forward: no buffers")
+        }
         let a1 = kept?.activated.pointer ?? t1, t2 = kept?.normed.pointer ?? t1
         transformDense.forward(x, rows: rows, output: t1, parameters: p) { r in
             Kernels.activation(t1, output: a1, cols: h, rows: r, activation: act)
         }
-        transformLayerNorm.forward(a1, output: t2, rows: 0..<rows, eps: eps, parameters: p, statistics: kept?.statistics)
+        transformLayerNorm.forward(
+            a1, output: t2, rows: 0..<rows, eps: eps, parameters: p, statistics: kept?.statistics)
         decoder.forward(t2, rows: rows, output: logits, parameters: p)
     }
 
     /// The backward of `forward`: `dLogits` [rows, V] to the hidden rows' gradient `dx` [rows, H].
-    func backward(_ dLogits: UnsafePointer<Float>, kept: Kept, rows: Int, inputGradient dx: UnsafeMutablePointer<Float>,
-                  parameters p: ParameterStore, gradients g: ParameterStore) {
+    func backward(
+        _ dLogits: UnsafePointer<Float>, kept: Kept, rows: Int, inputGradient dx: UnsafeMutablePointer<Float>,
+        parameters p: ParameterStore, gradients g: ParameterStore
+    ) {
         let h = transformDense.outFeatures
         let dNormed = FloatBuffer(count: rows * h), dActivated = FloatBuffer(count: rows * h)
-        decoder.backward(dLogits, input: kept.normed.pointer, rows: rows, inputGradient: dNormed.pointer,
-                         parameters: p, gradients: g)
-        transformLayerNorm.backward(dNormed.pointer, input: kept.activated.pointer, statistics: kept.statistics,
-                                    inputGradient: dActivated.pointer, rows: rows, parameters: p, gradients: g)
-        Kernels.activationBackward(dy: dActivated.pointer, x: kept.transformed.pointer, dx: dActivated.pointer,
-                                   count: rows * h, activation: activation)
-        transformDense.backward(dActivated.pointer, input: kept.input.pointer, rows: rows, inputGradient: dx,
-                                parameters: p, gradients: g)
+        decoder.backward(
+            dLogits, input: kept.normed.pointer, rows: rows, inputGradient: dNormed.pointer,
+            parameters: p, gradients: g)
+        transformLayerNorm.backward(
+            dNormed.pointer, input: kept.activated.pointer, statistics: kept.statistics,
+            inputGradient: dActivated.pointer, rows: rows, parameters: p, gradients: g)
+        Kernels.activationBackward(
+            dy: dActivated.pointer, x: kept.transformed.pointer, dx: dActivated.pointer,
+            count: rows * h, activation: activation)
+        transformDense.backward(
+            dActivated.pointer, input: kept.input.pointer, rows: rows, inputGradient: dx,
+            parameters: p, gradients: g)
     }
 }
 
@@ -97,7 +108,8 @@ public final class BertForPreTraining: BertHead, @unchecked Sendable {
         self.config = config
         var layout = ParameterLayout()
         bert = BertModelWeights(&layout, config: config, prefix: "bert.", addPoolingLayer: true)
-        transformDense = Linear(&layout, "cls.predictions.transform.dense", out: config.hiddenSize, in: config.hiddenSize)
+        transformDense = Linear(
+            &layout, "cls.predictions.transform.dense", out: config.hiddenSize, in: config.hiddenSize)
         transformLayerNorm = LayerNorm(&layout, "cls.predictions.transform.LayerNorm", size: config.hiddenSize)
         decoderBias = layout.add("cls.predictions.bias", [config.vocabSize])
         seqRelationship = Linear(&layout, "cls.seq_relationship", out: 2, in: config.hiddenSize)
@@ -109,7 +121,9 @@ public final class BertForPreTraining: BertHead, @unchecked Sendable {
     public convenience init(folder: URL) throws {
         let config = try BertConfig(contentsOf: folder.appendingPathComponent("config.json"))
         let file: SafeTensorsFile
-        do { file = try SafeTensorsFile(contentsOf: folder.appendingPathComponent("model.safetensors")) } catch let e as SafeTensorsError {
+        do { file = try SafeTensorsFile(contentsOf: folder.appendingPathComponent("model.safetensors")) } catch let e
+            as SafeTensorsError
+        {
             throw BertError.malformedFile(path: e.file, reason: e.message)
         }
         try self.init(config: config)
@@ -118,9 +132,10 @@ public final class BertForPreTraining: BertHead, @unchecked Sendable {
 
     /// The masked-LM head (its decoder tied to the word embeddings).
     public var maskedLM: MaskedLMHead {
-        MaskedLMHead(transformDense: transformDense, transformLayerNorm: transformLayerNorm,
-                     decoder: Linear(weight: bert.embeddings.wordEmbeddings, bias: decoderBias),
-                     activation: config.activation, eps: Float(config.layerNormEps))
+        MaskedLMHead(
+            transformDense: transformDense, transformLayerNorm: transformLayerNorm,
+            decoder: Linear(weight: bert.embeddings.wordEmbeddings, bias: decoderBias),
+            activation: config.activation, eps: Float(config.layerNormEps))
     }
 
     /// BERT's initialisation (N(0, initializer_range) weights, zero biases, unit LayerNorms, a zero
@@ -133,8 +148,10 @@ public final class BertForPreTraining: BertHead, @unchecked Sendable {
     }
 
     /// Forward and backward of one batch: returns the losses and adds their gradients into `grads`.
-    public func lossAndGradients(_ batch: PretrainingBatch, into grads: ParameterStore,
-                                 dropout: Dropout? = nil) throws -> PretrainingLoss {
+    public func lossAndGradients(
+        _ batch: PretrainingBatch, into grads: ParameterStore,
+        dropout: Dropout? = nil
+    ) throws -> PretrainingLoss {
         let c = config, h = c.hiddenSize, v = c.vocabSize
         let n = batch.inputs.batchSize * batch.inputs.sequenceLength
         guard batch.mlmLabels.count == n else {
@@ -142,9 +159,12 @@ public final class BertForPreTraining: BertHead, @unchecked Sendable {
         }
         if let nsp = batch.nspLabels {
             guard nsp.count == batch.inputs.batchSize else {
-                throw BertError.invalidInput("next-sentence labels: \(nsp.count) values, expected \(batch.inputs.batchSize)")
+                throw BertError.invalidInput(
+                    "next-sentence labels: \(nsp.count) values, expected \(batch.inputs.batchSize)")
             }
-            guard nsp.allSatisfy({ $0 == 0 || $0 == 1 }) else { throw BertError.invalidInput("next-sentence labels must be 0 or 1") }
+            guard nsp.allSatisfy({ $0 == 0 || $0 == 1 }) else {
+                throw BertError.invalidInput("next-sentence labels must be 0 or 1")
+            }
         }
         let p = parameters
         let acts = try bert.forwardForTraining(batch.inputs, parameters: p, dropout: dropout)
@@ -156,7 +176,8 @@ public final class BertForPreTraining: BertHead, @unchecked Sendable {
         for (row, flat) in tokens.origin.enumerated() where batch.mlmLabels[flat] != -100 {
             let label = batch.mlmLabels[flat]
             guard label >= 0 && Int(label) < v else {
-                throw BertError.invalidInput("masked-LM label \(label) at flat position \(flat) is outside the vocabulary (size \(v))")
+                throw BertError.invalidInput(
+                    "masked-LM label \(label) at flat position \(flat) is outside the vocabulary (size \(v))")
             }
             rows.append(row)
             labels.append(label)
@@ -166,19 +187,23 @@ public final class BertForPreTraining: BertHead, @unchecked Sendable {
         if count > 0 {
             let head = maskedLM
             let kept = MaskedLMHead.Kept(rows: count, hidden: h)
-            for (i, row) in rows.enumerated() { (kept.input.pointer + i * h).update(from: acts.output.pointer + row * h, count: h) }
+            for (i, row) in rows.enumerated() {
+                (kept.input.pointer + i * h).update(from: acts.output.pointer + row * h, count: h)
+            }
             let logits = FloatBuffer(count: count * v)
             head.forward(kept.input.pointer, rows: count, logits: logits.pointer, parameters: p, kept: kept)
             for i in 0..<count where Kernels.argmax(logits.pointer + i * v, count: v) == Int(labels[i]) {
                 result.mlmCorrect += 1
             }
             let sum = labels.withUnsafeBufferPointer {
-                Kernels.crossEntropy(logits.pointer, labels: $0.baseAddress!, cols: v, rows: 0..<count, scale: 1 / Float(count))
+                Kernels.crossEntropy(
+                    logits.pointer, labels: $0.baseAddress!, cols: v, rows: 0..<count, scale: 1 / Float(count))
             }
             result.mlm = sum / Double(count)
             result.mlmCount = count
             let dx = FloatBuffer(count: count * h)
-            head.backward(logits.pointer, kept: kept, rows: count, inputGradient: dx.pointer, parameters: p, gradients: grads)
+            head.backward(
+                logits.pointer, kept: kept, rows: count, inputGradient: dx.pointer, parameters: p, gradients: grads)
             for (i, row) in rows.enumerated() {
                 let flat = tokens.origin[row]
                 for j in 0..<h { dHidden[flat * h + j] += dx.pointer[i * h + j] }
@@ -189,15 +214,18 @@ public final class BertForPreTraining: BertHead, @unchecked Sendable {
             let b = batch.inputs.batchSize
             let logits = FloatBuffer(count: b * 2)
             seqRelationship.forward(pooled.pointer, rows: b, output: logits.pointer, parameters: p)
-            for i in 0..<b where (logits.pointer[2 * i + 1] > logits.pointer[2 * i] ? 1 : 0) == nsp[i] { result.nspCorrect += 1 }
+            for i in 0..<b where (logits.pointer[2 * i + 1] > logits.pointer[2 * i] ? 1 : 0) == nsp[i] {
+                result.nspCorrect += 1
+            }
             let sum = nsp.withUnsafeBufferPointer {
                 Kernels.crossEntropy(logits.pointer, labels: $0.baseAddress!, cols: 2, rows: 0..<b, scale: 1 / Float(b))
             }
             result.nsp = sum / Double(b)
             result.nspCount = b
             let dp = FloatBuffer(count: b * h)
-            seqRelationship.backward(logits.pointer, input: pooled.pointer, rows: b, inputGradient: dp.pointer,
-                                     parameters: p, gradients: grads)
+            seqRelationship.backward(
+                logits.pointer, input: pooled.pointer, rows: b, inputGradient: dp.pointer,
+                parameters: p, gradients: grads)
             dPooled = dp.toArray()
         }
         bert.backward(acts, dHidden: count > 0 ? dHidden : nil, dPooled: dPooled, parameters: p, gradients: grads)
@@ -227,7 +255,8 @@ public final class BertForPreTraining: BertHead, @unchecked Sendable {
                 (x.pointer + i * h).update(from: hidden + row * h, count: h)
             }
             let logits = FloatBuffer(count: count * v)
-            maskedLM.forward(x.pointer, rows: count, logits: logits.pointer, parameters: parameters, scratch: scratch.pointer)
+            maskedLM.forward(
+                x.pointer, rows: count, logits: logits.pointer, parameters: parameters, scratch: scratch.pointer)
             Kernels.softmax(logits.pointer, cols: v, ld: v, rows: 0..<count)
             return (0..<count).map { Array(UnsafeBufferPointer(start: logits.pointer + $0 * v, count: v)) }
         }

@@ -23,7 +23,9 @@ public final class BertForQuestionAnswering: BertHead, @unchecked Sendable {
         encoderModel = BertModel(weights: bert, parameters: parameters)
     }
 
-    public static func fromPretrained(folder: URL, seed: UInt64) throws -> (model: BertForQuestionAnswering, initialised: [String]) {
+    public static func fromPretrained(folder: URL, seed: UInt64) throws -> (
+        model: BertForQuestionAnswering, initialised: [String]
+    ) {
         let (config, file) = try openCheckpoint(folder)
         let model = try BertForQuestionAnswering(config: config)
         return (model, try loadPretrainedEncoder(model.parameters, config: config, file: file, seed: seed))
@@ -32,13 +34,13 @@ public final class BertForQuestionAnswering: BertHead, @unchecked Sendable {
     public convenience init(folder: URL) throws {
         let (config, file) = try openCheckpoint(folder)
         guard file.info("qa_outputs.weight") != nil else {
-            throw BertError.wrongModel(path: folder.path, reason: "no qa_outputs.weight (not a BertForQuestionAnswering; fine-tune it first)")
+            throw BertError.wrongModel(
+                path: folder.path, reason: "no qa_outputs.weight (not a BertForQuestionAnswering; fine-tune it first)")
         }
         try self.init(config: config)
         try parameters.layout.check(against: file)
         try parameters.load(from: file)
     }
-
 
     /// Start and end logits, each [batch × sequence] (−∞ at padding, which is never an answer).
     public func logits(_ batch: EncoderBatch) throws -> (start: [Float], end: [Float]) {
@@ -59,10 +61,14 @@ public final class BertForQuestionAnswering: BertHead, @unchecked Sendable {
     /// the row; softmax over its real tokens): loss = (CE(start) + CE(end)) / 2, averaged over rows.
     /// transformers' BertForQuestionAnswering takes the softmax over the padded row, padding
     /// included, so its loss depends on how the batch was padded; without padding the two agree.
-    public func lossAndGradients(_ batch: EncoderBatch, starts: [Int], ends: [Int], into grads: ParameterStore,
-                                 dropout: Dropout? = nil) throws -> Double {
+    public func lossAndGradients(
+        _ batch: EncoderBatch, starts: [Int], ends: [Int], into grads: ParameterStore,
+        dropout: Dropout? = nil
+    ) throws -> Double {
         let b = batch.batchSize, s = batch.sequenceLength, h = config.hiddenSize
-        guard starts.count == b, ends.count == b else { throw BertError.invalidInput("question answering needs a start and an end per row") }
+        guard starts.count == b, ends.count == b else {
+            throw BertError.invalidInput("question answering needs a start and an end per row")
+        }
         let mask = batch.attentionMask ?? [Int32](repeating: 1, count: b * s)
         for r in 0..<b {
             for p in [starts[r], ends[r]] where !(0..<s).contains(p) || mask[r * s + p] == 0 {
@@ -87,17 +93,21 @@ public final class BertForQuestionAnswering: BertHead, @unchecked Sendable {
             var rowOf: [Int: Int] = [:]
             for k in 0..<n { rowOf[packed.origin[first + k] - r * s] = first + k }
             for (column, target) in [(0, starts[r]), (1, ends[r])] {
-                guard let targetRow = rowOf[target] else { throw BertError.invalidInput("answer position \(target) of row \(r) is padding") }
+                guard let targetRow = rowOf[target] else {
+                    throw BertError.invalidInput("answer position \(target) of row \(r) is padding")
+                }
                 // The column's logits over the row's tokens, through the one softmax cross-entropy.
                 for k in 0..<n { rowLogits.pointer[k] = logits.pointer[2 * (first + k) + column] }
                 var label = Int32(targetRow - first)
-                loss += Kernels.crossEntropy(rowLogits.pointer, labels: &label, cols: n, rows: 0..<1, scale: 1 / Float(2 * b))
+                loss += Kernels.crossEntropy(
+                    rowLogits.pointer, labels: &label, cols: n, rows: 0..<1, scale: 1 / Float(2 * b))
                 for k in 0..<n { dLogits.pointer[2 * (first + k) + column] = rowLogits.pointer[k] }
             }
         }
         let dx = FloatBuffer(count: t * h)
-        qaOutputs.backward(dLogits.pointer, input: x.pointer, rows: t, inputGradient: dx.pointer, parameters: p,
-                           gradients: grads)
+        qaOutputs.backward(
+            dLogits.pointer, input: x.pointer, rows: t, inputGradient: dx.pointer, parameters: p,
+            gradients: grads)
         var dHidden = [Float](repeating: 0, count: b * s * h)
         for (row, flat) in packed.origin.enumerated() {
             for j in 0..<h { dHidden[flat * h + j] = dx.pointer[row * h + j] }

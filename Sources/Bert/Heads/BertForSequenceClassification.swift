@@ -27,15 +27,20 @@ public final class BertForSequenceClassification: BertHead, @unchecked Sendable 
         try config.validate()
         switch task {
         case .classification:
-            guard labels.count >= 2 else { throw BertError.invalidInput("classification needs at least 2 labels, got \(labels.count)") }
-            guard Set(labels).count == labels.count else { throw BertError.invalidInput("label names must be distinct: \(labels)") }
+            guard labels.count >= 2 else {
+                throw BertError.invalidInput("classification needs at least 2 labels, got \(labels.count)")
+            }
+            guard Set(labels).count == labels.count else {
+                throw BertError.invalidInput("label names must be distinct: \(labels)")
+            }
         case .regression:
             guard labels.count == 1 else { throw BertError.invalidInput("regression has exactly one output") }
         }
         var c = config
         c.architectures = ["BertForSequenceClassification"]
         c.extra["problem_type"] = task.rawValue
-        c.extra["id2label"] = Dictionary(uniqueKeysWithValues: labels.enumerated().map { (String($0.offset), $0.element) })
+        c.extra["id2label"] = Dictionary(
+            uniqueKeysWithValues: labels.enumerated().map { (String($0.offset), $0.element) })
         c.extra["label2id"] = Dictionary(uniqueKeysWithValues: labels.enumerated().map { ($0.element, $0.offset) })
         self.config = c
         self.task = task
@@ -52,7 +57,8 @@ public final class BertForSequenceClassification: BertHead, @unchecked Sendable 
     /// the classifier (and a pooler the checkpoint lacks) initialised as BERT does. Returns the
     /// names of the tensors that were newly initialised.
     public static func fromPretrained(folder: URL, task: SequenceTask, labels: [String], seed: UInt64) throws
-        -> (model: BertForSequenceClassification, initialised: [String]) {
+        -> (model: BertForSequenceClassification, initialised: [String])
+    {
         let (config, file) = try openCheckpoint(folder)
         var base = config
         base.extra.removeValue(forKey: "id2label")
@@ -72,7 +78,9 @@ public final class BertForSequenceClassification: BertHead, @unchecked Sendable 
         let task: SequenceTask = problem == "regression" || labels.count == 1 ? .regression : .classification
         if task == .regression && labels.count != 1 { labels = ["score"] }
         guard file.info("classifier.weight") != nil else {
-            throw BertError.wrongModel(path: folder.path, reason: "no classifier.weight (not a BertForSequenceClassification; fine-tune it first)")
+            throw BertError.wrongModel(
+                path: folder.path,
+                reason: "no classifier.weight (not a BertForSequenceClassification; fine-tune it first)")
         }
         try self.init(config: config, task: task, labels: labels)
         try parameters.layout.check(against: file)
@@ -91,19 +99,27 @@ public final class BertForSequenceClassification: BertHead, @unchecked Sendable 
 
     /// Forward and backward of one batch: returns the mean loss and adds its gradients into
     /// `grads`. Classification labels are label ids (`classLabels`), regression targets `targets`.
-    public func lossAndGradients(_ batch: EncoderBatch, classLabels: [Int32]? = nil, targets: [Float]? = nil,
-                                 into grads: ParameterStore, dropout: Dropout? = nil) throws -> (loss: Double, logits: [Float]) {
+    public func lossAndGradients(
+        _ batch: EncoderBatch, classLabels: [Int32]? = nil, targets: [Float]? = nil,
+        into grads: ParameterStore, dropout: Dropout? = nil
+    ) throws -> (loss: Double, logits: [Float]) {
         let b = batch.batchSize, n = numLabels
         switch task {
         case .classification:
-            guard let labels = classLabels, labels.count == b else { throw BertError.invalidInput("classification needs \(b) label ids") }
-            guard labels.allSatisfy({ $0 >= 0 && Int($0) < n }) else { throw BertError.invalidInput("a label id is outside 0..<\(n)") }
+            guard let labels = classLabels, labels.count == b else {
+                throw BertError.invalidInput("classification needs \(b) label ids")
+            }
+            guard labels.allSatisfy({ $0 >= 0 && Int($0) < n }) else {
+                throw BertError.invalidInput("a label id is outside 0..<\(n)")
+            }
         case .regression:
             guard let t = targets, t.count == b else { throw BertError.invalidInput("regression needs \(b) targets") }
             guard t.allSatisfy(\.isFinite) else { throw BertError.invalidInput("a regression target is not finite") }
         }
-        return try pooledHeadLossAndGradients(bert: bert, classifier: classifier, config: config, parameters: parameters,
-                                              batch: batch, grads: grads, dropout: dropout) { logits in
+        return try pooledHeadLossAndGradients(
+            bert: bert, classifier: classifier, config: config, parameters: parameters,
+            batch: batch, grads: grads, dropout: dropout
+        ) { logits in
             switch task {
             case .classification:
                 return classLabels!.withUnsafeBufferPointer {
@@ -120,9 +136,11 @@ public final class BertForSequenceClassification: BertHead, @unchecked Sendable 
 /// classifier_dropout when set, else the hidden-dropout probability, as transformers) and a linear
 /// head. `loss` gets the head's logits [rows, outputs], returns the loss and leaves the loss's
 /// gradient in their place. Returns the loss and the logits.
-func pooledHeadLossAndGradients(bert: BertModelWeights, classifier: Linear, config: BertConfig, parameters p: ParameterStore,
-                                batch: EncoderBatch, grads: ParameterStore, dropout: Dropout?,
-                                loss: (UnsafeMutablePointer<Float>) throws -> Double) throws -> (loss: Double, logits: [Float]) {
+func pooledHeadLossAndGradients(
+    bert: BertModelWeights, classifier: Linear, config: BertConfig, parameters p: ParameterStore,
+    batch: EncoderBatch, grads: ParameterStore, dropout: Dropout?,
+    loss: (UnsafeMutablePointer<Float>) throws -> Double
+) throws -> (loss: Double, logits: [Float]) {
     let b = batch.batchSize, h = config.hiddenSize, n = classifier.outFeatures
     let acts = try bert.forwardForTraining(batch, parameters: p, dropout: dropout)
     guard let pooled = acts.poolerOutput else { throw BertError.invalidInput("the encoder has no pooler") }
@@ -132,7 +150,9 @@ func pooledHeadLossAndGradients(bert: BertModelWeights, classifier: Linear, conf
     let classifierDropout = (config.extra["classifier_dropout"] as? NSNumber).map { Float(truncating: $0) }
     if let d = dropout, (classifierDropout ?? d.hiddenProbability) > 0 {
         let m = FloatBuffer(count: b * h)
-        d.mask(m.pointer, count: b * h, probability: classifierDropout ?? d.hiddenProbability, stream: Dropout.classifierStream)
+        d.mask(
+            m.pointer, count: b * h, probability: classifierDropout ?? d.hiddenProbability,
+            stream: Dropout.classifierStream)
         for i in 0..<(b * h) { x.pointer[i] *= m.pointer[i] }
         mask = m
     }
@@ -141,7 +161,8 @@ func pooledHeadLossAndGradients(bert: BertModelWeights, classifier: Linear, conf
     let values = logits.toArray()
     let value = try loss(logits.pointer)
     let dx = FloatBuffer(count: b * h)
-    classifier.backward(logits.pointer, input: x.pointer, rows: b, inputGradient: dx.pointer, parameters: p, gradients: grads)
+    classifier.backward(
+        logits.pointer, input: x.pointer, rows: b, inputGradient: dx.pointer, parameters: p, gradients: grads)
     if let m = mask { for i in 0..<(b * h) { dx.pointer[i] *= m.pointer[i] } }
     bert.backward(acts, dHidden: nil, dPooled: dx.toArray(), parameters: p, gradients: grads)
     return (value, values)
@@ -150,7 +171,9 @@ func pooledHeadLossAndGradients(bert: BertModelWeights, classifier: Linear, conf
 extension Kernels {
     /// Mean squared error of `count` predictions against targets, in place: returns the mean
     /// loss and replaces each prediction by the loss's gradient, 2 (p − t) / count.
-    public static func meanSquaredError(_ predictions: UnsafeMutablePointer<Float>, targets: [Float], count: Int) -> Double {
+    public static func meanSquaredError(_ predictions: UnsafeMutablePointer<Float>, targets: [Float], count: Int)
+        -> Double
+    {
         var total = 0.0
         for i in 0..<count {
             let d = predictions[i] - targets[i]

@@ -16,11 +16,14 @@ public final class BertForTokenClassification: BertHead, @unchecked Sendable {
 
     public init(config: BertConfig, labels: [String]) throws {
         try config.validate()
-        guard labels.count >= 1, Set(labels).count == labels.count else { throw BertError.invalidInput("tag names must be distinct and not empty: \(labels)") }
+        guard labels.count >= 1, Set(labels).count == labels.count else {
+            throw BertError.invalidInput("tag names must be distinct and not empty: \(labels)")
+        }
         var c = config
         c.architectures = ["BertForTokenClassification"]
         c.extra.removeValue(forKey: "problem_type")
-        c.extra["id2label"] = Dictionary(uniqueKeysWithValues: labels.enumerated().map { (String($0.offset), $0.element) })
+        c.extra["id2label"] = Dictionary(
+            uniqueKeysWithValues: labels.enumerated().map { (String($0.offset), $0.element) })
         c.extra["label2id"] = Dictionary(uniqueKeysWithValues: labels.enumerated().map { ($0.element, $0.offset) })
         self.config = c
         self.labels = labels
@@ -32,7 +35,9 @@ public final class BertForTokenClassification: BertHead, @unchecked Sendable {
     }
 
     /// A new tagging head on a pretrained encoder; returns the newly initialised tensor names.
-    public static func fromPretrained(folder: URL, labels: [String], seed: UInt64) throws -> (model: BertForTokenClassification, initialised: [String]) {
+    public static func fromPretrained(folder: URL, labels: [String], seed: UInt64) throws -> (
+        model: BertForTokenClassification, initialised: [String]
+    ) {
         let (config, file) = try openCheckpoint(folder)
         var base = config
         for k in ["id2label", "label2id", "problem_type"] { base.extra.removeValue(forKey: k) }
@@ -44,13 +49,14 @@ public final class BertForTokenClassification: BertHead, @unchecked Sendable {
     public convenience init(folder: URL) throws {
         let (config, file) = try openCheckpoint(folder)
         guard file.info("classifier.weight") != nil else {
-            throw BertError.wrongModel(path: folder.path, reason: "no classifier.weight (not a BertForTokenClassification; fine-tune it first)")
+            throw BertError.wrongModel(
+                path: folder.path, reason: "no classifier.weight (not a BertForTokenClassification; fine-tune it first)"
+            )
         }
         try self.init(config: config, labels: try labelList(config, folder: folder))
         try parameters.layout.check(against: file)
         try parameters.load(from: file)
     }
-
 
     /// Logits [batch × sequence, numLabels] with dropout off (zeros at padding).
     public func logits(_ batch: EncoderBatch) throws -> [Float] {
@@ -64,13 +70,18 @@ public final class BertForTokenClassification: BertHead, @unchecked Sendable {
 
     /// Forward and backward of one batch: labels per position (−100 where no loss is taken);
     /// returns the mean cross-entropy over labelled positions and adds its gradients into `grads`.
-    public func lossAndGradients(_ batch: EncoderBatch, labels: [Int32], into grads: ParameterStore,
-                                 dropout: Dropout? = nil) throws -> Double {
+    public func lossAndGradients(
+        _ batch: EncoderBatch, labels: [Int32], into grads: ParameterStore,
+        dropout: Dropout? = nil
+    ) throws -> Double {
         let h = config.hiddenSize, n = numLabels
         guard labels.count == batch.batchSize * batch.sequenceLength else {
-            throw BertError.invalidInput("token labels: \(labels.count) values, expected \(batch.batchSize * batch.sequenceLength)")
+            throw BertError.invalidInput(
+                "token labels: \(labels.count) values, expected \(batch.batchSize * batch.sequenceLength)")
         }
-        guard labels.allSatisfy({ $0 == -100 || ($0 >= 0 && Int($0) < n) }) else { throw BertError.invalidInput("a tag id is outside 0..<\(n)") }
+        guard labels.allSatisfy({ $0 == -100 || ($0 >= 0 && Int($0) < n) }) else {
+            throw BertError.invalidInput("a tag id is outside 0..<\(n)")
+        }
         let p = parameters
         let acts = try bert.forwardForTraining(batch, parameters: p, dropout: dropout)
         // The labelled tokens, in packed order.
@@ -89,7 +100,9 @@ public final class BertForTokenClassification: BertHead, @unchecked Sendable {
             // One mask row per packed token (the same whichever tokens are labelled).
             let tokens = acts.tokens.tokenCount
             let all = FloatBuffer(count: tokens * h)
-            d.mask(all.pointer, count: tokens * h, probability: classifierDropout ?? d.hiddenProbability, stream: Dropout.tokenClassifierStream)
+            d.mask(
+                all.pointer, count: tokens * h, probability: classifierDropout ?? d.hiddenProbability,
+                stream: Dropout.tokenClassifierStream)
             let m = FloatBuffer(count: count * h)
             for (i, row) in rows.enumerated() { (m.pointer + i * h).update(from: all.pointer + row * h, count: h) }
             for i in 0..<(count * h) { x.pointer[i] *= m.pointer[i] }
@@ -97,12 +110,15 @@ public final class BertForTokenClassification: BertHead, @unchecked Sendable {
         }
         let logits = FloatBuffer(count: count * n)
         classifier.forward(x.pointer, rows: count, output: logits.pointer, parameters: p)
-        let loss = targets.withUnsafeBufferPointer {
-            Kernels.crossEntropy(logits.pointer, labels: $0.baseAddress!, cols: n, rows: 0..<count, scale: 1 / Float(count))
-        } / Double(count)
+        let loss =
+            targets.withUnsafeBufferPointer {
+                Kernels.crossEntropy(
+                    logits.pointer, labels: $0.baseAddress!, cols: n, rows: 0..<count, scale: 1 / Float(count))
+            } / Double(count)
         let dx = FloatBuffer(count: count * h)
-        classifier.backward(logits.pointer, input: x.pointer, rows: count, inputGradient: dx.pointer, parameters: p,
-                            gradients: grads)
+        classifier.backward(
+            logits.pointer, input: x.pointer, rows: count, inputGradient: dx.pointer, parameters: p,
+            gradients: grads)
         if let m = mask { for i in 0..<(count * h) { dx.pointer[i] *= m.pointer[i] } }
         var dHidden = [Float](repeating: 0, count: batch.batchSize * batch.sequenceLength * h)
         for (i, row) in rows.enumerated() {
@@ -113,4 +129,3 @@ public final class BertForTokenClassification: BertHead, @unchecked Sendable {
         return loss
     }
 }
-

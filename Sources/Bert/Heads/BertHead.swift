@@ -33,11 +33,21 @@ extension BertHead {
 /// Fills a task model's parameters: BERT's initialisation everywhere, then every "bert." tensor
 /// from a pretrained checkpoint (with or without the prefix; a pooler it lacks stays initialised).
 /// Returns the names of the tensors that were not in the checkpoint.
-func loadPretrainedEncoder(_ parameters: ParameterStore, config: BertConfig, file: SafeTensorsFile, seed: UInt64) throws -> [String] {
+func loadPretrainedEncoder(_ parameters: ParameterStore, config: BertConfig, file: SafeTensorsFile, seed: UInt64) throws
+    -> [String]
+{
     var rng = SeededRandom(seed: seed)
     initializeBertParameters(parameters, config: config, rng: &rng)
-    guard file.info("bert.embeddings.word_embeddings.weight") != nil || file.info("embeddings.word_embeddings.weight") != nil else {
-        throw BertError.wrongModel(path: file.name, reason: "no BERT embeddings (expected 'embeddings.word_embeddings.weight' or 'bert.embeddings.word_embeddings.weight')")
+    guard
+        file.info("bert.embeddings.word_embeddings.weight") != nil
+            || file.info("embeddings.word_embeddings.weight") != nil
+    else {
+        throw BertError.wrongModel(
+            path: file.name,
+            reason:
+                "no BERT embeddings (expected 'embeddings.word_embeddings.weight' or "
+                + "'bert.embeddings.word_embeddings.weight')"
+        )
     }
     let prefix = file.info("bert.embeddings.word_embeddings.weight") != nil ? "bert." : ""
     var initialised: [String] = []
@@ -63,7 +73,9 @@ func labelList(_ config: BertConfig, folder: URL) throws -> [String] {
         throw BertError.invalidConfig(source: "\(folder.path)/config.json", reason: "no id2label")
     }
     return try (0..<id2label.count).map { i in
-        guard let name = id2label[String(i)] else { throw BertError.invalidConfig(source: "\(folder.path)/config.json", reason: "id2label has no id \(i)") }
+        guard let name = id2label[String(i)] else {
+            throw BertError.invalidConfig(source: "\(folder.path)/config.json", reason: "id2label has no id \(i)")
+        }
         return "\(name)"
     }
 }

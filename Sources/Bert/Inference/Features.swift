@@ -16,7 +16,8 @@ public struct FeatureExtractor {
     public init(model: BertModel, tokenizer: BertTokenizer, maxLength: Int? = nil) {
         self.model = model
         var t = tokenizer
-        t.truncation = Truncation(maxLength: min(maxLength ?? model.config.maxPositionEmbeddings, model.config.maxPositionEmbeddings))
+        t.truncation = Truncation(
+            maxLength: min(maxLength ?? model.config.maxPositionEmbeddings, model.config.maxPositionEmbeddings))
         t.padding = nil
         self.tokenizer = t
     }
@@ -27,7 +28,10 @@ public struct FeatureExtractor {
         let count = model.config.numHiddenLayers + 1
         return try layers.map { l in
             let k = l < 0 ? count + l : l
-            guard (0..<count).contains(k) else { throw BertError.invalidInput("layer \(l) does not exist (the model has hidden states 0...\(count - 1), or -\(count)...-1)") }
+            guard (0..<count).contains(k) else {
+                throw BertError.invalidInput(
+                    "layer \(l) does not exist (the model has hidden states 0...\(count - 1), or -\(count)...-1)")
+            }
             return k
         }
     }
@@ -38,12 +42,15 @@ public struct FeatureExtractor {
     }
 
     /// One text's tokens and their features, [tokens × dimension] row-major.
-    public func features(_ text: String, pair: String? = nil, layers: [Int], combine: LayerCombination) throws -> (encoding: Encoding, features: [Float]) {
+    public func features(_ text: String, pair: String? = nil, layers: [Int], combine: LayerCombination) throws -> (
+        encoding: Encoding, features: [Float]
+    ) {
         let ks = try resolve(layers)
         guard !ks.isEmpty else { throw BertError.invalidInput("choose at least one layer") }
         let e = try tokenizer.encode(text, pair: pair)
-        let out = try model.forward(EncoderBatch(batchSize: 1, sequenceLength: e.count, inputIds: e.ids, tokenTypeIds: e.typeIds),
-                                    outputHiddenStates: true)
+        let out = try model.forward(
+            EncoderBatch(batchSize: 1, sequenceLength: e.count, inputIds: e.ids, tokenTypeIds: e.typeIds),
+            outputHiddenStates: true)
         let h = model.config.hiddenSize, n = e.count
         let d = dimension(layers: ks.count, combine: combine)
         var result = [Float](repeating: 0, count: n * d)

@@ -33,20 +33,27 @@ public struct SentenceEmbeddingSettings: Sendable, Equatable {
                 guard let config = try readJSON(url) as? [String: Any] else {
                     throw BertError.malformedFile(path: url.path, reason: "expected a JSON object")
                 }
-                let modes: [(String, Pooling)] = [("pooling_mode_cls_token", .cls), ("pooling_mode_max_tokens", .max),
-                                                  ("pooling_mode_mean_tokens", .mean), ("pooling_mode_mean_sqrt_len_tokens", .meanSqrtLen)]
+                let modes: [(String, Pooling)] = [
+                    ("pooling_mode_cls_token", .cls), ("pooling_mode_max_tokens", .max),
+                    ("pooling_mode_mean_tokens", .mean), ("pooling_mode_mean_sqrt_len_tokens", .meanSqrtLen),
+                ]
                 pooling = modes.filter { config[$0.0] as? Bool == true }.map(\.1)
-                for unsupported in ["pooling_mode_weightedmean_tokens", "pooling_mode_lasttoken"] where config[unsupported] as? Bool == true {
-                    throw BertError.malformedFile(path: url.path, reason: "\(unsupported) is not supported (cls, max, mean, mean_sqrt_len are)")
+                for unsupported in ["pooling_mode_weightedmean_tokens", "pooling_mode_lasttoken"]
+                where config[unsupported] as? Bool == true {
+                    throw BertError.malformedFile(
+                        path: url.path, reason: "\(unsupported) is not supported (cls, max, mean, mean_sqrt_len are)")
                 }
-                if pooling.isEmpty { throw BertError.malformedFile(path: url.path, reason: "no pooling mode is enabled") }
+                if pooling.isEmpty {
+                    throw BertError.malformedFile(path: url.path, reason: "no pooling mode is enabled")
+                }
             } else if type.hasSuffix(".Normalize") {
                 normalize = true
             }
         }
         let stConfig = folder.appendingPathComponent("sentence_bert_config.json")
         if FileManager.default.fileExists(atPath: stConfig.path),
-           let object = try readJSON(stConfig) as? [String: Any], let n = object["max_seq_length"] as? Int {
+            let object = try readJSON(stConfig) as? [String: Any], let n = object["max_seq_length"] as? Int
+        {
             maxSeqLength = n
         }
     }
@@ -74,8 +81,10 @@ public final class SentenceEmbedder: @unchecked Sendable {
     public let truncate: Bool
 
     /// Loads a model folder; nil options take the folder's sentence-transformers settings.
-    public convenience init(folder: URL, pooling: [Pooling]? = nil, normalize: Bool? = nil, maxLength: Int? = nil,
-                truncate: Bool = true) throws {
+    public convenience init(
+        folder: URL, pooling: [Pooling]? = nil, normalize: Bool? = nil, maxLength: Int? = nil,
+        truncate: Bool = true
+    ) throws {
         let settings = try SentenceEmbeddingSettings(folder: folder)
         let model = try BertModel(folder: folder)
         model.prepareForInference()
@@ -83,23 +92,32 @@ public final class SentenceEmbedder: @unchecked Sendable {
         do { tokenizer = try BertTokenizer(modelFolder: folder) } catch {
             throw BertError.fileAccess(path: folder.path, reason: "cannot load the tokenizer: \(error)")
         }
-        try self.init(model: model, tokenizer: tokenizer,
-                      pooling: pooling ?? settings.pooling, normalize: normalize ?? settings.normalize,
-                      maxLength: maxLength ?? settings.maxSeqLength ?? model.config.maxPositionEmbeddings,
-                      truncate: truncate)
+        try self.init(
+            model: model, tokenizer: tokenizer,
+            pooling: pooling ?? settings.pooling, normalize: normalize ?? settings.normalize,
+            maxLength: maxLength ?? settings.maxSeqLength ?? model.config.maxPositionEmbeddings,
+            truncate: truncate)
     }
 
-    public init(model: BertModel, tokenizer: BertTokenizer, pooling: [Pooling] = [.mean], normalize: Bool = false,
-                maxLength: Int? = nil, truncate: Bool = true) throws {
+    public init(
+        model: BertModel, tokenizer: BertTokenizer, pooling: [Pooling] = [.mean], normalize: Bool = false,
+        maxLength: Int? = nil, truncate: Bool = true
+    ) throws {
         let limit = model.config.maxPositionEmbeddings
         let maxLength = maxLength ?? limit
-        guard maxLength >= 2 else { throw BertError.invalidInput("max length must be at least 2 (room for [CLS] and [SEP]), got \(maxLength)") }
+        guard maxLength >= 2 else {
+            throw BertError.invalidInput("max length must be at least 2 (room for [CLS] and [SEP]), got \(maxLength)")
+        }
         guard maxLength <= limit else {
-            throw BertError.invalidInput("max length \(maxLength) is longer than the model's max_position_embeddings \(limit)")
+            throw BertError.invalidInput(
+                "max length \(maxLength) is longer than the model's max_position_embeddings \(limit)")
         }
         guard !pooling.isEmpty else { throw BertError.invalidInput("no pooling mode given") }
         if tokenizer.vocabulary.count > model.config.vocabSize {
-            throw BertError.invalidInput("the tokenizer's vocabulary (\(tokenizer.vocabulary.count) tokens) is larger than the model's vocab_size \(model.config.vocabSize)")
+            throw BertError.invalidInput(
+                "the tokenizer's vocabulary (\(tokenizer.vocabulary.count) tokens) is larger than the model's "
+                    + "vocab_size \(model.config.vocabSize)"
+            )
         }
         self.model = model
         self.pooling = pooling
@@ -128,7 +146,8 @@ public final class SentenceEmbedder: @unchecked Sendable {
         while start < order.count {
             let group = Array(order[start..<min(order.count, start + max(1, batchSize))])
             start += group.count
-            let batch = EncoderBatch.padded(group.map { encodings[$0].ids }, tokenTypeIds: group.map { encodings[$0].typeIds })
+            let batch = EncoderBatch.padded(
+                group.map { encodings[$0].ids }, tokenTypeIds: group.map { encodings[$0].typeIds })
             let out = try model.forward(batch)
             for (row, index) in group.enumerated() {
                 result[index] = pool(out, row: row, length: encodings[index].count)

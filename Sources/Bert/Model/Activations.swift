@@ -5,20 +5,20 @@ import Foundation
 /// these alias one another inside a reused workspace (what only a backward would need is
 /// overwritten); in training each is a buffer of its own, kept for the backward.
 struct LayerBuffers {
-    var input: UnsafeMutablePointer<Float>             // [T, H] the residual stream in
-    var qkv: UnsafeMutablePointer<Float>               // [T, 3H]
+    var input: UnsafeMutablePointer<Float>  // [T, H] the residual stream in
+    var qkv: UnsafeMutablePointer<Float>  // [T, 3H]
     var attention: AttentionStorage
-    var context: UnsafeMutablePointer<Float>           // [T, H] attention's output, heads side by side
-    var attentionSum: UnsafeMutablePointer<Float>      // [T, H] dense(context) + input: a LayerNorm's input
-    var attentionMask = FloatBuffer(count: 0)          // dropout on dense(context)
+    var context: UnsafeMutablePointer<Float>  // [T, H] attention's output, heads side by side
+    var attentionSum: UnsafeMutablePointer<Float>  // [T, H] dense(context) + input: a LayerNorm's input
+    var attentionMask = FloatBuffer(count: 0)  // dropout on dense(context)
     var attentionStatistics: RowStatistics?
-    var attentionNormed: UnsafeMutablePointer<Float>   // [T, H] (inference: the input, overwritten)
-    var preActivation: UnsafeMutablePointer<Float>     // [T, I]
-    var activated: UnsafeMutablePointer<Float>         // [T, I] (inference: the pre-activation, overwritten)
-    var outputSum: UnsafeMutablePointer<Float>         // [T, H] dense(activated) + attentionNormed
+    var attentionNormed: UnsafeMutablePointer<Float>  // [T, H] (inference: the input, overwritten)
+    var preActivation: UnsafeMutablePointer<Float>  // [T, I]
+    var activated: UnsafeMutablePointer<Float>  // [T, I] (inference: the pre-activation, overwritten)
+    var outputSum: UnsafeMutablePointer<Float>  // [T, H] dense(activated) + attentionNormed
     var outputMask = FloatBuffer(count: 0)
     var outputStatistics: RowStatistics?
-    var output: UnsafeMutablePointer<Float>            // [T, H] (inference: the input, overwritten)
+    var output: UnsafeMutablePointer<Float>  // [T, H] (inference: the input, overwritten)
 }
 
 /// Where attention keeps its probabilities.
@@ -28,8 +28,9 @@ enum AttentionStorage {
     /// Training: every (sequence, head)'s len×len probabilities at `offsets[item]`, their dropout
     /// masks beside them (nil without attention dropout), and `2 · threads · maxLen²` floats of
     /// scratch for the dropped probabilities and the backward.
-    case kept(probabilities: UnsafeMutablePointer<Float>, masks: UnsafeMutablePointer<Float>?, offsets: [Int],
-              scratch: UnsafeMutablePointer<Float>)
+    case kept(
+        probabilities: UnsafeMutablePointer<Float>, masks: UnsafeMutablePointer<Float>?, offsets: [Int],
+        scratch: UnsafeMutablePointer<Float>)
 }
 
 /// Everything a backward pass through BertModel needs from its forward: each layer's input, the
@@ -63,7 +64,7 @@ public final class EncoderActivations: @unchecked Sendable {
 
     let tokens: RealTokens
     let dropout: Dropout?
-    let embeddingSum: FloatBuffer     // [T, H] word + position + type (LayerNorm input)
+    let embeddingSum: FloatBuffer  // [T, H] word + position + type (LayerNorm input)
     let mean0: FloatBuffer, rstd0: FloatBuffer
     var embeddingMask = FloatBuffer(count: 0)
     let layers: [Layer]
@@ -109,9 +110,10 @@ public final class EncoderActivations: @unchecked Sendable {
             layer.probabilityMasks = FloatBuffer(count: total)
             for (item, offset) in offsets.enumerated() {
                 let len = tokens.sequenceLength[item / heads]
-                dropout.mask(layer.probabilityMasks.pointer + offset, count: len * len,
-                             probability: dropout.attentionProbability,
-                             stream: Dropout.probabilityStream(layer: l, item: item))
+                dropout.mask(
+                    layer.probabilityMasks.pointer + offset, count: len * len,
+                    probability: dropout.attentionProbability,
+                    stream: Dropout.probabilityStream(layer: l, item: item))
             }
         }
     }
@@ -122,8 +124,9 @@ public final class EncoderActivations: @unchecked Sendable {
         let masks = s.probabilityMasks.count > 0 ? s.probabilityMasks.pointer : nil
         return LayerBuffers(
             input: s.input.pointer, qkv: s.qkv.pointer,
-            attention: .kept(probabilities: s.probabilities.pointer, masks: masks, offsets: probabilityOffsets,
-                             scratch: attentionScratch.pointer),
+            attention: .kept(
+                probabilities: s.probabilities.pointer, masks: masks, offsets: probabilityOffsets,
+                scratch: attentionScratch.pointer),
             context: s.context.pointer, attentionSum: s.attentionSum.pointer, attentionMask: s.attentionMask,
             attentionStatistics: RowStatistics(mean: s.mean1.pointer, rstd: s.rstd1.pointer),
             attentionNormed: s.attentionNormed.pointer, preActivation: s.preActivation.pointer,
@@ -136,6 +139,8 @@ public final class EncoderActivations: @unchecked Sendable {
     var encoderInput: UnsafeMutablePointer<Float> { layers.first?.input.pointer ?? output.pointer }
 
     /// The last hidden state as a zero-padded [B, S, H] array.
-    public var lastHiddenState: [Float] { tokens.unpack(output.pointer, cols: output.count / max(1, tokens.tokenCount)) }
+    public var lastHiddenState: [Float] {
+        tokens.unpack(output.pointer, cols: output.count / max(1, tokens.tokenCount))
+    }
     public var pooled: [Float]? { poolerOutput?.toArray() }
 }

@@ -59,7 +59,8 @@ public struct BertConfig: @unchecked Sendable, Equatable {
         case "base": sizes = (12, 768)
         case "large": sizes = (24, 1024)
         default:
-            throw BertError.invalidInput("unknown preset '\(name)'; expected one of: \(presetNames.joined(separator: ", "))")
+            throw BertError.invalidInput(
+                "unknown preset '\(name)'; expected one of: \(presetNames.joined(separator: ", "))")
         }
         var c = BertConfig()
         c.numHiddenLayers = sizes.0
@@ -85,27 +86,44 @@ public struct BertConfig: @unchecked Sendable, Equatable {
         // before anything is allocated.
         let limit = 1 << 40
         var total = 0
-        for (a, b) in [(vocabSize + maxPositionEmbeddings + typeVocabSize, hiddenSize),
-                       (numHiddenLayers, 4 * hiddenSize * hiddenSize + 2 * hiddenSize * intermediateSize)] {
+        for (a, b) in [
+            (vocabSize + maxPositionEmbeddings + typeVocabSize, hiddenSize),
+            (numHiddenLayers, 4 * hiddenSize * hiddenSize + 2 * hiddenSize * intermediateSize),
+        ] {
             let (ab, o1) = a.multipliedReportingOverflow(by: b)
             let (sum, o2) = total.addingReportingOverflow(ab)
             if o1 || o2 || sum > limit || hiddenSize > 1 << 20 || intermediateSize > 1 << 22 {
-                throw BertError.invalidConfig(source: source, reason: "the sizes describe an impossibly large model (vocab_size \(vocabSize), hidden_size \(hiddenSize), intermediate_size \(intermediateSize), num_hidden_layers \(numHiddenLayers))")
+                throw BertError.invalidConfig(
+                    source: source,
+                    reason:
+                        "the sizes describe an impossibly large model (vocab_size \(vocabSize), hidden_size "
+                        + "\(hiddenSize), intermediate_size \(intermediateSize), num_hidden_layers "
+                        + "\(numHiddenLayers))"
+                )
             }
             total = sum
         }
         if hiddenSize % numAttentionHeads != 0 {
-            throw BertError.invalidConfig(source: source, reason: "hidden_size \(hiddenSize) is not a multiple of num_attention_heads \(numAttentionHeads)")
+            throw BertError.invalidConfig(
+                source: source,
+                reason: "hidden_size \(hiddenSize) is not a multiple of num_attention_heads \(numAttentionHeads)")
         }
         if Activation(huggingFaceName: hiddenAct) == nil {
-            throw BertError.invalidConfig(source: source, reason: "hidden_act '\(hiddenAct)' is not supported (gelu, gelu_new, gelu_pytorch_tanh, gelu_fast, relu)")
+            throw BertError.invalidConfig(
+                source: source,
+                reason:
+                    "hidden_act '\(hiddenAct)' is not supported (gelu, gelu_new, gelu_pytorch_tanh, gelu_fast, relu)")
         }
-        if !(layerNormEps > 0) { throw BertError.invalidConfig(source: source, reason: "layer_norm_eps must be positive") }
+        if !(layerNormEps > 0) {
+            throw BertError.invalidConfig(source: source, reason: "layer_norm_eps must be positive")
+        }
         if let p = extra["position_embedding_type"] as? String, p != "absolute" {
-            throw BertError.invalidConfig(source: source, reason: "position_embedding_type '\(p)' is not supported (only 'absolute')")
+            throw BertError.invalidConfig(
+                source: source, reason: "position_embedding_type '\(p)' is not supported (only 'absolute')")
         }
         if padTokenId < 0 || padTokenId >= vocabSize {
-            throw BertError.invalidConfig(source: source, reason: "pad_token_id \(padTokenId) is outside the vocabulary (size \(vocabSize))")
+            throw BertError.invalidConfig(
+                source: source, reason: "pad_token_id \(padTokenId) is outside the vocabulary (size \(vocabSize))")
         }
     }
 
@@ -153,11 +171,15 @@ public struct BertConfig: @unchecked Sendable, Equatable {
         try double("layer_norm_eps", &c.layerNormEps)
         try double("initializer_range", &c.initializerRange)
         if let act = rest.removeValue(forKey: "hidden_act") {
-            guard let s = act as? String else { throw BertError.invalidConfig(source: source, reason: "hidden_act must be a string") }
+            guard let s = act as? String else {
+                throw BertError.invalidConfig(source: source, reason: "hidden_act must be a string")
+            }
             c.hiddenAct = s
         }
         if let arch = rest.removeValue(forKey: "architectures") {
-            guard let a = arch as? [String] else { throw BertError.invalidConfig(source: source, reason: "architectures must be a list of strings") }
+            guard let a = arch as? [String] else {
+                throw BertError.invalidConfig(source: source, reason: "architectures must be a list of strings")
+            }
             c.architectures = a
         }
         if let t = rest["model_type"] as? String, t != "bert" {
@@ -166,7 +188,9 @@ public struct BertConfig: @unchecked Sendable, Equatable {
         // Keys whose only accepted value the writer always writes are not kept: a config read
         // back from what we saved then equals the one saved.
         if rest["model_type"] as? String == "bert" { rest.removeValue(forKey: "model_type") }
-        if rest["position_embedding_type"] as? String == "absolute" { rest.removeValue(forKey: "position_embedding_type") }
+        if rest["position_embedding_type"] as? String == "absolute" {
+            rest.removeValue(forKey: "position_embedding_type")
+        }
         c.extra = rest
         try c.validate(source: source)
         self = c
@@ -192,7 +216,8 @@ public struct BertConfig: @unchecked Sendable, Equatable {
         d["model_type"] = "bert"
         if d["position_embedding_type"] == nil { d["position_embedding_type"] = "absolute" }
         if d["torch_dtype"] == nil && d["dtype"] == nil { d["dtype"] = "float32" }
-        let data = (try? JSONSerialization.data(withJSONObject: d, options: [.prettyPrinted, .sortedKeys])) ?? Data("{}".utf8)
+        let data =
+            (try? JSONSerialization.data(withJSONObject: d, options: [.prettyPrinted, .sortedKeys])) ?? Data("{}".utf8)
         return data + Data("\n".utf8)
     }
 

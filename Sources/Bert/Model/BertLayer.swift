@@ -6,8 +6,10 @@ public struct BertIntermediate: Sendable {
     let activation: Activation
 
     /// activated = act(dense(input)); `activated` may equal `preActivation` (inference).
-    func forward(_ input: UnsafePointer<Float>, rows t: Int, preActivation: UnsafeMutablePointer<Float>,
-                 activated: UnsafeMutablePointer<Float>, parameters p: ParameterStore, matrices: InferenceMatrices?) {
+    func forward(
+        _ input: UnsafePointer<Float>, rows t: Int, preActivation: UnsafeMutablePointer<Float>,
+        activated: UnsafeMutablePointer<Float>, parameters p: ParameterStore, matrices: InferenceMatrices?
+    ) {
         let n = dense.outFeatures, act = activation
         dense.forward(input, rows: t, output: preActivation, parameters: p, matrices: matrices) { rows in
             Kernels.activation(preActivation, output: activated, cols: n, rows: rows, activation: act)
@@ -16,12 +18,16 @@ public struct BertIntermediate: Sendable {
 
     /// dy (the activation's output gradient) becomes the pre-activation's in place; the input's
     /// gradient is added into `inputGradient`.
-    func backward(_ dy: UnsafeMutablePointer<Float>, input: UnsafePointer<Float>, preActivation: UnsafePointer<Float>,
-                  rows t: Int, inputGradient: UnsafeMutablePointer<Float>,
-                  parameters p: ParameterStore, gradients g: ParameterStore) {
-        Kernels.activationBackward(dy: dy, x: preActivation, dx: dy, count: t * dense.outFeatures, activation: activation)
-        dense.backward(dy, input: input, rows: t, inputGradient: inputGradient, accumulateInput: true,
-                       parameters: p, gradients: g)
+    func backward(
+        _ dy: UnsafeMutablePointer<Float>, input: UnsafePointer<Float>, preActivation: UnsafePointer<Float>,
+        rows t: Int, inputGradient: UnsafeMutablePointer<Float>,
+        parameters p: ParameterStore, gradients g: ParameterStore
+    ) {
+        Kernels.activationBackward(
+            dy: dy, x: preActivation, dx: dy, count: t * dense.outFeatures, activation: activation)
+        dense.backward(
+            dy, input: input, rows: t, inputGradient: inputGradient, accumulateInput: true,
+            parameters: p, gradients: g)
     }
 }
 
@@ -41,26 +47,34 @@ public struct BertLayer: Sendable {
 
     var linears: [Linear] { [attention.self_.qkv, attention.output.dense, intermediate.dense, output.dense] }
 
-    func forward(_ b: LayerBuffers, tokens: RealTokens, eps: Float, parameters p: ParameterStore,
-                 matrices: InferenceMatrices?) {
+    func forward(
+        _ b: LayerBuffers, tokens: RealTokens, eps: Float, parameters p: ParameterStore,
+        matrices: InferenceMatrices?
+    ) {
         let t = tokens.tokenCount
         attention.forward(b, tokens: tokens, eps: eps, parameters: p, matrices: matrices)
-        intermediate.forward(b.attentionNormed, rows: t, preActivation: b.preActivation, activated: b.activated,
-                             parameters: p, matrices: matrices)
-        output.forward(b.activated, residual: b.attentionNormed, rows: t, sum: b.outputSum, mask: b.outputMask,
-                       statistics: b.outputStatistics, output: b.output, eps: eps, parameters: p, matrices: matrices)
+        intermediate.forward(
+            b.attentionNormed, rows: t, preActivation: b.preActivation, activated: b.activated,
+            parameters: p, matrices: matrices)
+        output.forward(
+            b.activated, residual: b.attentionNormed, rows: t, sum: b.outputSum, mask: b.outputMask,
+            statistics: b.outputStatistics, output: b.output, eps: eps, parameters: p, matrices: matrices)
     }
 
     /// The forward's calls in reverse: `dx` holds the output's gradient on entry and the input's on
     /// return.
-    func backward(_ dx: UnsafeMutablePointer<Float>, _ b: LayerBuffers, tokens: RealTokens, scratch s: GradientScratch,
-                  parameters p: ParameterStore, gradients g: ParameterStore) {
+    func backward(
+        _ dx: UnsafeMutablePointer<Float>, _ b: LayerBuffers, tokens: RealTokens, scratch s: GradientScratch,
+        parameters p: ParameterStore, gradients g: ParameterStore
+    ) {
         let t = tokens.tokenCount
-        output.backward(dx, input: b.activated, sum: b.outputSum, mask: b.outputMask, statistics: b.outputStatistics!,
-                        rows: t, residualGradient: s.normed, inputGradient: s.activated, scratch: s.sum,
-                        parameters: p, gradients: g)
-        intermediate.backward(s.activated, input: b.attentionNormed, preActivation: b.preActivation, rows: t,
-                              inputGradient: s.normed, parameters: p, gradients: g)
+        output.backward(
+            dx, input: b.activated, sum: b.outputSum, mask: b.outputMask, statistics: b.outputStatistics!,
+            rows: t, residualGradient: s.normed, inputGradient: s.activated, scratch: s.sum,
+            parameters: p, gradients: g)
+        intermediate.backward(
+            s.activated, input: b.attentionNormed, preActivation: b.preActivation, rows: t,
+            inputGradient: s.normed, parameters: p, gradients: g)
         attention.backward(s.normed, b, tokens: tokens, scratch: s, inputGradient: dx, parameters: p, gradients: g)
     }
 }

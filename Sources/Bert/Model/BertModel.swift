@@ -47,14 +47,17 @@ public final class BertModel: @unchecked Sendable {
         lock.lock()
         defer { lock.unlock() }
         refreshMatrices()
-        return try weights.forward(batch, parameters: parameters, workspace: workspace,
-                                   outputHiddenStates: outputHiddenStates, matrices: matrices)
+        return try weights.forward(
+            batch, parameters: parameters, workspace: workspace,
+            outputHiddenStates: outputHiddenStates, matrices: matrices)
     }
 
     /// The inference forward, for a head: `body` gets the real tokens, their last hidden state
     /// [T, H] (valid only inside `body`) and the pooled output [B, H] when the model has a pooler.
-    func withHiddenStates<R>(_ batch: EncoderBatch,
-                             _ body: (RealTokens, UnsafePointer<Float>, FloatBuffer?) throws -> R) throws -> R {
+    func withHiddenStates<R>(
+        _ batch: EncoderBatch,
+        _ body: (RealTokens, UnsafePointer<Float>, FloatBuffer?) throws -> R
+    ) throws -> R {
         lock.lock()
         defer { lock.unlock() }
         refreshMatrices()
@@ -72,7 +75,9 @@ public final class BertModel: @unchecked Sendable {
 
     /// The parameters changed since their kernels were made (training, loading): make them again.
     private func refreshMatrices() {
-        if let m = matrices, !m.matches(parameters) { matrices = InferenceMatrices(weights.linears, parameters: parameters) }
+        if let m = matrices, !m.matches(parameters) {
+            matrices = InferenceMatrices(weights.linears, parameters: parameters)
+        }
     }
 
     /// Packs the encoder's weight matrices once, for inference: `forward` then multiplies batches of
@@ -115,8 +120,10 @@ extension BertModel {
 
     /// Adds the gradients of a loss into `gradients`, given the loss's gradient with respect to
     /// the last hidden state ([B, S, H]) and the pooler output ([B, H]).
-    public func backward(_ activations: EncoderActivations, dHidden: [Float]?, dPooled: [Float]?,
-                         into gradients: ParameterStore) {
+    public func backward(
+        _ activations: EncoderActivations, dHidden: [Float]?, dPooled: [Float]?,
+        into gradients: ParameterStore
+    ) {
         weights.backward(activations, dHidden: dHidden, dPooled: dPooled, parameters: parameters, gradients: gradients)
     }
 }

@@ -6,20 +6,27 @@ extension ParameterLayout {
     /// The checkpoint name of a tensor of this layout in `file` (after `strip`/`add` of a prefix,
     /// accepting TensorFlow's LayerNorm gamma/beta), checked for presence and shape, before anything
     /// is allocated or read.
-    public func checkpointName(of t: TensorRef, in file: SafeTensorsFile, stripping strip: String = "",
-                               adding add: String = "") throws -> String {
+    public func checkpointName(
+        of t: TensorRef, in file: SafeTensorsFile, stripping strip: String = "",
+        adding add: String = ""
+    ) throws -> String {
         var base = t.name
         if !strip.isEmpty, base.hasPrefix(strip) { base.removeFirst(strip.count) }
         var candidates = [add + base]
         if base.hasSuffix("LayerNorm.weight") { candidates.append(add + base.dropLast(6) + "gamma") }
         if base.hasSuffix("LayerNorm.bias") { candidates.append(add + base.dropLast(4) + "beta") }
         guard let name = candidates.first(where: { file.info($0) != nil }), let info = file.info(name) else {
-            throw BertError.tensorMismatch(file: file.name, tensor: candidates[0], expected: t.shape, found: nil,
-                                           reason: "missing tensor '\(candidates[0])'")
+            throw BertError.tensorMismatch(
+                file: file.name, tensor: candidates[0], expected: t.shape, found: nil,
+                reason: "missing tensor '\(candidates[0])'")
         }
         guard info.shape == t.shape else {
-            throw BertError.tensorMismatch(file: file.name, tensor: name, expected: t.shape, found: info.shape,
-                                           reason: "tensor '\(name)' has shape \(info.shape) but the config gives \(t.shape); config.json does not match the weights")
+            throw BertError.tensorMismatch(
+                file: file.name, tensor: name, expected: t.shape, found: info.shape,
+                reason:
+                    "tensor '\(name)' has shape \(info.shape) but the config gives \(t.shape); config.json does not "
+                    + "match the weights"
+            )
         }
         return name
     }
@@ -71,15 +78,24 @@ extension BertModel {
         } else if file.info("bert.embeddings.word_embeddings.weight") != nil {
             prefix = "bert."
         } else {
-            throw BertError.wrongModel(path: file.name, reason: "no BERT embeddings (expected a tensor 'embeddings.word_embeddings.weight' or 'bert.embeddings.word_embeddings.weight')")
+            throw BertError.wrongModel(
+                path: file.name,
+                reason:
+                    "no BERT embeddings (expected a tensor 'embeddings.word_embeddings.weight' or "
+                    + "'bert.embeddings.word_embeddings.weight')"
+            )
         }
         // Layers beyond num_hidden_layers mean the config does not describe these weights.
         let layerPrefix = prefix + "encoder.layer."
         for t in file.tensors where t.name.hasPrefix(layerPrefix) {
             let rest = t.name.dropFirst(layerPrefix.count)
             if let n = Int(rest.prefix(while: { $0.isNumber })), n >= config.numHiddenLayers {
-                throw BertError.tensorMismatch(file: file.name, tensor: t.name, expected: nil, found: t.shape,
-                                               reason: "tensor '\(t.name)' belongs to layer \(n), but config.json has num_hidden_layers = \(config.numHiddenLayers)")
+                throw BertError.tensorMismatch(
+                    file: file.name, tensor: t.name, expected: nil, found: t.shape,
+                    reason:
+                        "tensor '\(t.name)' belongs to layer \(n), but config.json has num_hidden_layers = "
+                        + "\(config.numHiddenLayers)"
+                )
             }
         }
         let hasPooler = file.info(prefix + "pooler.dense.weight") != nil
@@ -109,7 +125,12 @@ func openCheckpoint(_ folder: URL) throws -> (BertConfig, SafeTensorsFile) {
     let config = try BertConfig(contentsOf: configURL)
     let weightsURL = folder.appendingPathComponent("model.safetensors")
     guard FileManager.default.fileExists(atPath: weightsURL.path) else {
-        throw BertError.wrongModel(path: folder.path, reason: "no model.safetensors (PyTorch .bin checkpoints are not read; convert with transformers' save_pretrained(safe_serialization=True))")
+        throw BertError.wrongModel(
+            path: folder.path,
+            reason:
+                "no model.safetensors (PyTorch .bin checkpoints are not read; convert with transformers' "
+                + "save_pretrained(safe_serialization=True))"
+        )
     }
     do { return (config, try SafeTensorsFile(contentsOf: weightsURL)) } catch let e as SafeTensorsError {
         throw BertError.malformedFile(path: e.file, reason: e.message)
@@ -123,7 +144,8 @@ func writeModelFolder(config: BertConfig, parameters: ParameterStore, to folder:
     do {
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
     } catch {
-        throw BertError.fileAccess(path: folder.path, reason: "cannot create the folder (\(error.localizedDescription))")
+        throw BertError.fileAccess(
+            path: folder.path, reason: "cannot create the folder (\(error.localizedDescription))")
     }
     try config.write(to: folder.appendingPathComponent("config.json"))
     var writer = SafeTensorsWriter()

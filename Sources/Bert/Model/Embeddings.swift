@@ -9,7 +9,8 @@ public struct BertEmbeddings: Sendable {
 
     init(_ layout: inout ParameterLayout, _ prefix: String, _ c: BertConfig) {
         wordEmbeddings = layout.add(prefix + ".word_embeddings.weight", [c.vocabSize, c.hiddenSize])
-        positionEmbeddings = layout.add(prefix + ".position_embeddings.weight", [c.maxPositionEmbeddings, c.hiddenSize])
+        positionEmbeddings = layout.add(
+            prefix + ".position_embeddings.weight", [c.maxPositionEmbeddings, c.hiddenSize])
         tokenTypeEmbeddings = layout.add(prefix + ".token_type_embeddings.weight", [c.typeVocabSize, c.hiddenSize])
         layerNorm = LayerNorm(&layout, prefix + ".LayerNorm", size: c.hiddenSize)
     }
@@ -18,9 +19,11 @@ public struct BertEmbeddings: Sendable {
 
     /// sum = the three embeddings of every token, output = LayerNorm(sum) ⊙ mask. `sum` may equal
     /// `output` (inference); `statistics` are kept for the backward (training).
-    func forward(_ tokens: RealTokens, sum: UnsafeMutablePointer<Float>, output: UnsafeMutablePointer<Float>,
-                 eps: Float, parameters p: ParameterStore, statistics: RowStatistics? = nil,
-                 mask: FloatBuffer = FloatBuffer(count: 0)) {
+    func forward(
+        _ tokens: RealTokens, sum: UnsafeMutablePointer<Float>, output: UnsafeMutablePointer<Float>,
+        eps: Float, parameters p: ParameterStore, statistics: RowStatistics? = nil,
+        mask: FloatBuffer = FloatBuffer(count: 0)
+    ) {
         let t = tokens.tokenCount, h = hiddenSize
         nonisolated(unsafe) let sum = sum, output = output
         tokens.ids.withUnsafeBufferPointer { ids in
@@ -28,11 +31,13 @@ public struct BertEmbeddings: Sendable {
                 tokens.types.withUnsafeBufferPointer { types in
                     nonisolated(unsafe) let ids = ids.baseAddress!, pos = pos.baseAddress!, types = types.baseAddress!
                     Compute.parallelRanges(t, parts: rowParts(t, Compute.threads)) { rows in
-                        Kernels.gatherSum3(sum, cols: h, rows: rows,
-                                           a: p[wordEmbeddings], ia: ids,
-                                           b: p[positionEmbeddings], ib: pos,
-                                           c: p[tokenTypeEmbeddings], ic: types)
-                        layerNorm.forward(sum, output: output, rows: rows, eps: eps, parameters: p, statistics: statistics)
+                        Kernels.gatherSum3(
+                            sum, cols: h, rows: rows,
+                            a: p[wordEmbeddings], ia: ids,
+                            b: p[positionEmbeddings], ib: pos,
+                            c: p[tokenTypeEmbeddings], ic: types)
+                        layerNorm.forward(
+                            sum, output: output, rows: rows, eps: eps, parameters: p, statistics: statistics)
                         applyMask(mask, to: output, cols: h, rows: rows)
                     }
                 }
@@ -42,14 +47,19 @@ public struct BertEmbeddings: Sendable {
 
     /// The backward of `forward`: dy (the output's gradient, overwritten) through the mask and the
     /// LayerNorm into the rows of the three tables.
-    func backward(_ dy: UnsafeMutablePointer<Float>, sum: UnsafePointer<Float>, statistics: RowStatistics,
-                  mask: FloatBuffer, tokens: RealTokens, scratch: UnsafeMutablePointer<Float>,
-                  parameters p: ParameterStore, gradients g: ParameterStore) {
+    func backward(
+        _ dy: UnsafeMutablePointer<Float>, sum: UnsafePointer<Float>, statistics: RowStatistics,
+        mask: FloatBuffer, tokens: RealTokens, scratch: UnsafeMutablePointer<Float>,
+        parameters p: ParameterStore, gradients g: ParameterStore
+    ) {
         let t = tokens.tokenCount, h = hiddenSize
         applyMask(mask, to: dy)
-        layerNorm.backward(dy, input: sum, statistics: statistics, inputGradient: scratch, rows: t, parameters: p, gradients: g)
-        for (indices, table) in [(tokens.ids, wordEmbeddings), (tokens.positions, positionEmbeddings),
-                                 (tokens.types, tokenTypeEmbeddings)] {
+        layerNorm.backward(
+            dy, input: sum, statistics: statistics, inputGradient: scratch, rows: t, parameters: p, gradients: g)
+        for (indices, table) in [
+            (tokens.ids, wordEmbeddings), (tokens.positions, positionEmbeddings),
+            (tokens.types, tokenTypeEmbeddings),
+        ] {
             indices.withUnsafeBufferPointer {
                 Kernels.embeddingBackward(dy: scratch, ids: $0.baseAddress!, dtable: g[table], cols: h, rows: 0..<t)
             }

@@ -12,29 +12,35 @@ public struct BertPooler: Sendable {
 
     /// output[B, H] = tanh(dense(first real token of each sequence)), zeros for empty sequences;
     /// `input` [B, H] receives those first rows (kept for the backward in training).
-    func forward(_ hidden: UnsafePointer<Float>, tokens: RealTokens, input: FloatBuffer, output: FloatBuffer,
-                 parameters p: ParameterStore) {
+    func forward(
+        _ hidden: UnsafePointer<Float>, tokens: RealTokens, input: FloatBuffer, output: FloatBuffer,
+        parameters p: ParameterStore
+    ) {
         let h = dense.outFeatures, b = tokens.batchSize
         input.zero()
         for s in 0..<b where tokens.sequenceLength[s] > 0 {
             (input.pointer + s * h).update(from: hidden + tokens.sequenceStart[s] * h, count: h)
         }
-        BLAS.parallelSgemm(transB: true, m: b, n: h, k: h, a: input.pointer, lda: h, b: p[dense.weight], ldb: h,
-                           c: output.pointer, ldc: h)
+        BLAS.parallelSgemm(
+            transB: true, m: b, n: h, k: h, a: input.pointer, lda: h, b: p[dense.weight], ldb: h,
+            c: output.pointer, ldc: h)
         Kernels.biasTanh(output.pointer, bias: p[dense.bias], output: output.pointer, cols: h, rows: 0..<b)
         for s in 0..<b where tokens.sequenceLength[s] == 0 { (output.pointer + s * h).update(repeating: 0, count: h) }
     }
 
     /// Adds the gradient of the output (`dy`, [B, H]) into the hidden states' gradient (`dx`, [T, H])
     /// and the dense's gradients. Empty sequences, whose output is the constant 0, pass nothing.
-    func backward(_ dy: [Float], input: FloatBuffer, output: FloatBuffer, tokens: RealTokens,
-                  hiddenGradient dx: UnsafeMutablePointer<Float>, parameters p: ParameterStore, gradients g: ParameterStore) {
+    func backward(
+        _ dy: [Float], input: FloatBuffer, output: FloatBuffer, tokens: RealTokens,
+        hiddenGradient dx: UnsafeMutablePointer<Float>, parameters p: ParameterStore, gradients g: ParameterStore
+    ) {
         let h = dense.outFeatures, b = tokens.batchSize
         let dpre = FloatBuffer(dy)
         for s in 0..<b where tokens.sequenceLength[s] == 0 { (dpre.pointer + s * h).update(repeating: 0, count: h) }
         Kernels.tanhBackward(dy: dpre.pointer, y: output.pointer, dx: dpre.pointer, count: b * h)
         let dInput = FloatBuffer(count: b * h)
-        dense.backward(dpre.pointer, input: input.pointer, rows: b, inputGradient: dInput.pointer, parameters: p, gradients: g)
+        dense.backward(
+            dpre.pointer, input: input.pointer, rows: b, inputGradient: dInput.pointer, parameters: p, gradients: g)
         for s in 0..<b where tokens.sequenceLength[s] > 0 {
             let row = dx + tokens.sequenceStart[s] * h
             for j in 0..<h { row[j] += dInput.pointer[s * h + j] }
@@ -65,12 +71,16 @@ public struct BertModelWeights: Sendable {
     public let encoder: BertEncoder
     public let pooler: BertPooler?
 
-    public init(_ layout: inout ParameterLayout, config c: BertConfig, prefix: String = "", addPoolingLayer: Bool = true) {
+    public init(
+        _ layout: inout ParameterLayout, config c: BertConfig, prefix: String = "", addPoolingLayer: Bool = true
+    ) {
         config = c
         self.prefix = prefix
         embeddings = BertEmbeddings(&layout, prefix + "embeddings", c)
-        encoder = BertEncoder(layer: (0..<c.numHiddenLayers).map { BertLayer(&layout, prefix + "encoder.layer.\($0)", c) })
-        pooler = addPoolingLayer
+        encoder = BertEncoder(
+            layer: (0..<c.numHiddenLayers).map { BertLayer(&layout, prefix + "encoder.layer.\($0)", c) })
+        pooler =
+            addPoolingLayer
             ? BertPooler(dense: Linear(&layout, prefix + "pooler.dense", out: c.hiddenSize, in: c.hiddenSize)) : nil
     }
 
@@ -92,8 +102,10 @@ extension BertModelWeights {
     /// The encoder forward, the one for inference and for training: embeddings, then every layer,
     /// on the real tokens. Returns the last hidden state [T, H] (in the workspace or the
     /// activations). `observe` sees the embeddings' output and each layer's.
-    func encode(_ tokens: RealTokens, parameters p: ParameterStore, mode: ForwardMode,
-                observe: (UnsafeMutablePointer<Float>) -> Void = { _ in }) -> UnsafeMutablePointer<Float> {
+    func encode(
+        _ tokens: RealTokens, parameters p: ParameterStore, mode: ForwardMode,
+        observe: (UnsafeMutablePointer<Float>) -> Void = { _ in }
+    ) -> UnsafeMutablePointer<Float> {
         let c = config
         let t = tokens.tokenCount, h = c.hiddenSize
         let eps = Float(c.layerNormEps)
@@ -105,9 +117,10 @@ extension BertModelWeights {
             matrices = nil
             x = a.encoderInput
             if t > 0 {
-                embeddings.forward(tokens, sum: a.embeddingSum.pointer, output: x, eps: eps, parameters: p,
-                                   statistics: RowStatistics(mean: a.mean0.pointer, rstd: a.rstd0.pointer),
-                                   mask: a.embeddingMask)
+                embeddings.forward(
+                    tokens, sum: a.embeddingSum.pointer, output: x, eps: eps, parameters: p,
+                    statistics: RowStatistics(mean: a.mean0.pointer, rstd: a.rstd0.pointer),
+                    mask: a.embeddingMask)
             }
             buffers = a.buffers(layer:)
         case .inference(let workspace, let m):
@@ -123,10 +136,11 @@ extension BertModelWeights {
             for s in sizes { pointers.append(base + o); o += (s + 15) / 16 * 16 }
             x = pointers[0]
             if t > 0 { embeddings.forward(tokens, sum: x, output: x, eps: eps, parameters: p) }
-            let shared = LayerBuffers(input: x, qkv: pointers[1], attention: .scratch(pointers[5], perWorker: perWorker),
-                                      context: pointers[2], attentionSum: pointers[3], attentionNormed: x,
-                                      preActivation: pointers[4], activated: pointers[4], outputSum: pointers[3],
-                                      output: x)
+            let shared = LayerBuffers(
+                input: x, qkv: pointers[1], attention: .scratch(pointers[5], perWorker: perWorker),
+                context: pointers[2], attentionSum: pointers[3], attentionNormed: x,
+                preActivation: pointers[4], activated: pointers[4], outputSum: pointers[3],
+                output: x)
             buffers = { _ in shared }
         }
         guard t > 0 else { return x }
@@ -142,17 +156,20 @@ extension BertModelWeights {
     }
 
     /// The inference forward of a padded batch.
-    func forward(_ batch: EncoderBatch, parameters: ParameterStore, workspace: Workspace,
-                 outputHiddenStates: Bool, matrices: InferenceMatrices? = nil) throws -> EncoderOutput {
+    func forward(
+        _ batch: EncoderBatch, parameters: ParameterStore, workspace: Workspace,
+        outputHiddenStates: Bool, matrices: InferenceMatrices? = nil
+    ) throws -> EncoderOutput {
         let tokens = try RealTokens(batch, config: config)
         let h = config.hiddenSize
         var hiddenStates: [[Float]] = []
         let x = encode(tokens, parameters: parameters, mode: .inference(workspace, matrices)) { layerOutput in
             if outputHiddenStates { hiddenStates.append(tokens.unpack(layerOutput, cols: h)) }
         }
-        var output = EncoderOutput(batchSize: batch.batchSize, sequenceLength: batch.sequenceLength, hiddenSize: h,
-                                   lastHiddenState: hiddenStates.last ?? tokens.unpack(x, cols: h),
-                                   hiddenStates: hiddenStates, poolerOutput: nil)
+        var output = EncoderOutput(
+            batchSize: batch.batchSize, sequenceLength: batch.sequenceLength, hiddenSize: h,
+            lastHiddenState: hiddenStates.last ?? tokens.unpack(x, cols: h),
+            hiddenStates: hiddenStates, poolerOutput: nil)
         if let pooler {
             let input = FloatBuffer(count: batch.batchSize * h), pooled = FloatBuffer(count: batch.batchSize * h)
             pooler.forward(x, tokens: tokens, input: input, output: pooled, parameters: parameters)
@@ -163,8 +180,10 @@ extension BertModelWeights {
 
     /// The forward pass keeping what the backward needs; with `dropout` (training mode) its masks
     /// are drawn and applied, without it the numbers are `forward`'s.
-    public func forwardForTraining(_ batch: EncoderBatch, parameters p: ParameterStore,
-                                   dropout: Dropout? = nil) throws -> EncoderActivations {
+    public func forwardForTraining(
+        _ batch: EncoderBatch, parameters p: ParameterStore,
+        dropout: Dropout? = nil
+    ) throws -> EncoderActivations {
         let tokens = try RealTokens(batch, config: config)
         let a = EncoderActivations(tokens: tokens, config: config, dropout: dropout)
         let x = encode(tokens, parameters: p, mode: .training(a))
@@ -181,8 +200,10 @@ extension BertModelWeights {
     /// Backpropagates the gradient of the last hidden state (`dHidden`, [B, S, H] zero-padded;
     /// padded rows are ignored) and of the pooler output (`dPooled`, [B, H]) into `grads`, a store
     /// with the same layout as the parameters; gradients are added (+=).
-    public func backward(_ a: EncoderActivations, dHidden: [Float]?, dPooled: [Float]?,
-                         parameters p: ParameterStore, gradients g: ParameterStore) {
+    public func backward(
+        _ a: EncoderActivations, dHidden: [Float]?, dPooled: [Float]?,
+        parameters p: ParameterStore, gradients g: ParameterStore
+    ) {
         let tokens = a.tokens
         let t = tokens.tokenCount, h = config.hiddenSize
         let dx = FloatBuffer(count: t * h)  // gradient of the current layer's output
@@ -192,17 +213,20 @@ extension BertModelWeights {
             }
         }
         if let pooler, let dPooled, let input = a.poolerInput, let output = a.poolerOutput {
-            pooler.backward(dPooled, input: input, output: output, tokens: tokens, hiddenGradient: dx.pointer,
-                            parameters: p, gradients: g)
+            pooler.backward(
+                dPooled, input: input, output: output, tokens: tokens, hiddenGradient: dx.pointer,
+                parameters: p, gradients: g)
         }
         guard t > 0 else { return }
         let scratch = GradientScratch(tokens: t, config: config)
         for l in stride(from: encoder.layer.count - 1, through: 0, by: -1) {
-            encoder.layer[l].backward(dx.pointer, a.buffers(layer: l), tokens: tokens, scratch: scratch,
-                                      parameters: p, gradients: g)
+            encoder.layer[l].backward(
+                dx.pointer, a.buffers(layer: l), tokens: tokens, scratch: scratch,
+                parameters: p, gradients: g)
         }
-        embeddings.backward(dx.pointer, sum: a.embeddingSum.pointer,
-                            statistics: RowStatistics(mean: a.mean0.pointer, rstd: a.rstd0.pointer),
-                            mask: a.embeddingMask, tokens: tokens, scratch: scratch.sum, parameters: p, gradients: g)
+        embeddings.backward(
+            dx.pointer, sum: a.embeddingSum.pointer,
+            statistics: RowStatistics(mean: a.mean0.pointer, rstd: a.rstd0.pointer),
+            mask: a.embeddingMask, tokens: tokens, scratch: scratch.sum, parameters: p, gradients: g)
     }
 }

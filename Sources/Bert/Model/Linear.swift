@@ -23,21 +23,27 @@ public struct Linear: Sendable {
 
     /// output[rows, out] = input[rows, in]·Wᵀ + b, then `epilogue(rows)` on each finished block of
     /// rows (while it is in cache). `matrices` holds the inference kernels (nil: BLAS).
-    func forward(_ input: UnsafePointer<Float>, rows m: Int, output: UnsafeMutablePointer<Float>,
-                 parameters p: ParameterStore, matrices: InferenceMatrices? = nil,
-                 epilogue: (Range<Int>) -> Void = { _ in }) {
+    func forward(
+        _ input: UnsafePointer<Float>, rows m: Int, output: UnsafeMutablePointer<Float>,
+        parameters p: ParameterStore, matrices: InferenceMatrices? = nil,
+        epilogue: (Range<Int>) -> Void = { _ in }
+    ) {
         let kernel = matrices?.kernel(for: self) ?? .blas
-        multiply(input, rows: m, inFeatures: inFeatures, weight: p[weight], outFeatures: outFeatures, bias: p[bias],
-                 output: output, kernel: kernel, epilogue: epilogue)
+        multiply(
+            input, rows: m, inFeatures: inFeatures, weight: p[weight], outFeatures: outFeatures, bias: p[bias],
+            output: output, kernel: kernel, epilogue: epilogue)
     }
 
     /// The backward of `forward`: dx = dy·W (written, or added when `accumulateInput`), and
     /// dW += dyᵀ·x, db += Σ dy into the gradient block.
-    func backward(_ dy: UnsafePointer<Float>, input x: UnsafePointer<Float>, rows m: Int,
-                  inputGradient dx: UnsafeMutablePointer<Float>?, accumulateInput: Bool = false,
-                  parameters p: ParameterStore, gradients g: ParameterStore) {
-        BLAS.linearBackward(dy: dy, x: x, w: p[weight], m: m, n: outFeatures, k: inFeatures, dx: dx, dw: g[weight],
-                            db: g[bias], accumulateInput: accumulateInput)
+    func backward(
+        _ dy: UnsafePointer<Float>, input x: UnsafePointer<Float>, rows m: Int,
+        inputGradient dx: UnsafeMutablePointer<Float>?, accumulateInput: Bool = false,
+        parameters p: ParameterStore, gradients g: ParameterStore
+    ) {
+        BLAS.linearBackward(
+            dy: dy, x: x, w: p[weight], m: m, n: outFeatures, k: inFeatures, dx: dx, dw: g[weight],
+            db: g[bias], accumulateInput: accumulateInput)
     }
 }
 
@@ -90,20 +96,24 @@ func rowParts(_ rows: Int, _ threads: Int) -> Int { max(1, min(threads, rows / 8
 /// over C). With many rows each thread multiplies its own row block and runs the epilogue on it
 /// while it is in cache; with fewer, the threads split the weight's rows instead (BLAS packs the
 /// weights on every call, and a row split would have every thread pack and stream all of them).
-func multiply(_ input: UnsafePointer<Float>, rows m: Int, inFeatures k: Int, weight: UnsafePointer<Float>,
-              outFeatures n: Int, bias: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>,
-              kernel: MatrixKernel = .blas, epilogue: (Range<Int>) -> Void) {
+func multiply(
+    _ input: UnsafePointer<Float>, rows m: Int, inFeatures k: Int, weight: UnsafePointer<Float>,
+    outFeatures n: Int, bias: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>,
+    kernel: MatrixKernel = .blas, epilogue: (Range<Int>) -> Void
+) {
     let threads = Compute.threads
     nonisolated(unsafe) let input = input, weight = weight, output = output, bias = bias
     if case .packed(let packed) = kernel, m > BLAS.smallRowLimit && m <= BLAS.packedRowLimit * threads {
         // Weights packed ahead of time (inference): rows split over the threads when there are
         // many, else the weights' panels. Past packedRowLimit rows a thread, BLAS's own packing
         // is amortised and its kernel is as fast as ours.
-        precondition(packed.n == n && packed.k == k, "packed weights of \(packed.n)x\(packed.k) for a \(n)x\(k) product")
+        precondition(
+            packed.n == n && packed.k == k, "packed weights of \(packed.n)x\(packed.k) for a \(n)x\(k) product")
         let panels = n / PackedWeights.panelWidth
         if threads > 1 && m >= 256 * threads {
             Compute.parallelRanges(m, parts: threads, granularity: 6) { rows in
-                BLAS.packedGemmNT(a: input, lda: k, w: packed, bias: bias, c: output, ldc: n, rows: rows, panels: 0..<panels)
+                BLAS.packedGemmNT(
+                    a: input, lda: k, w: packed, bias: bias, c: output, ldc: n, rows: rows, panels: 0..<panels)
                 epilogue(rows)
             }
         } else {
@@ -115,8 +125,9 @@ func multiply(_ input: UnsafePointer<Float>, rows m: Int, inFeatures k: Int, wei
     } else if threads > 1 && m >= 256 * threads {
         Compute.parallelRanges(m, parts: threads, granularity: 8) { rows in
             Kernels.fillRows(output, with: bias, cols: n, rows: rows)
-            BLAS.sgemm(transB: true, m: rows.count, n: n, k: k, a: input + rows.lowerBound * k, lda: k,
-                       b: weight, ldb: k, beta: 1, c: output + rows.lowerBound * n, ldc: n)
+            BLAS.sgemm(
+                transB: true, m: rows.count, n: n, k: k, a: input + rows.lowerBound * k, lda: k,
+                b: weight, ldb: k, beta: 1, c: output + rows.lowerBound * n, ldc: n)
             epilogue(rows)
         }
     } else if m <= BLAS.smallRowLimit {
@@ -127,7 +138,8 @@ func multiply(_ input: UnsafePointer<Float>, rows m: Int, inFeatures k: Int, wei
         epilogue(0..<m)  // a few rows: cheaper than waking the other threads again
     } else {
         Kernels.fillRows(output, with: bias, cols: n, rows: 0..<m)
-        BLAS.parallelSgemm(transB: true, m: m, n: n, k: k, a: input, lda: k, b: weight, ldb: k, beta: 1, c: output, ldc: n)
+        BLAS.parallelSgemm(
+            transB: true, m: m, n: n, k: k, a: input, lda: k, b: weight, ldb: k, beta: 1, c: output, ldc: n)
         Compute.parallelRanges(m, parts: rowParts(m, threads)) { epilogue($0) }
     }
 }

@@ -41,10 +41,14 @@ public final class ParameterStore: @unchecked Sendable {
         self.layout = layout
         let bytes = UInt64(layout.totalCount) * 4
         guard bytes < ProcessInfo.processInfo.physicalMemory else {
-            throw BertError.outOfMemory("the model needs \(bytes >> 20) MiB for its \(layout.totalCount) parameters, more than this machine's memory (\(ProcessInfo.processInfo.physicalMemory >> 20) MiB)")
+            throw BertError.outOfMemory(
+                "the model needs \(bytes >> 20) MiB for its \(layout.totalCount) parameters, more than this "
+                    + "machine's memory (\(ProcessInfo.processInfo.physicalMemory >> 20) MiB)"
+            )
         }
         guard let buffer = FloatBuffer(allocatingZeroed: layout.totalCount) else {
-            throw BertError.outOfMemory("cannot allocate \(layout.totalCount) parameters (\(layout.totalCount / 262_144) MiB of Float32)")
+            throw BertError.outOfMemory(
+                "cannot allocate \(layout.totalCount) parameters (\(layout.totalCount / 262_144) MiB of Float32)")
         }
         data = buffer
     }

@@ -48,8 +48,9 @@ public struct ParameterBreakdown: Sendable, Equatable {
     }
 
     public init(file: SafeTensorsFile) {
-        self.init(tensors: file.tensors.filter { [.F32, .F16, .BF16, .F64].contains($0.dtype) }
-            .map { (name: $0.name, count: $0.elementCount) })
+        self.init(
+            tensors: file.tensors.filter { [.F32, .F16, .BF16, .F64].contains($0.dtype) }
+                .map { (name: $0.name, count: $0.elementCount) })
     }
 
     static func component(of name: String) -> (String, Int?) {
@@ -63,17 +64,27 @@ public struct ParameterBreakdown: Sendable, Equatable {
             let layer = Int(digits)
             let tail = rest.dropFirst(digits.count + 1)
             let component: String
-            if tail.hasPrefix("attention.self.") { component = "attention.self (query, key, value)" }
-            else if tail.hasPrefix("attention.output.dense") { component = "attention.output.dense" }
-            else if tail.hasPrefix("attention.output.LayerNorm") { component = "attention.output.LayerNorm" }
-            else if tail.hasPrefix("intermediate.dense") { component = "intermediate.dense (feed-forward in)" }
-            else if tail.hasPrefix("output.dense") { component = "output.dense (feed-forward out)" }
-            else if tail.hasPrefix("output.LayerNorm") { component = "output.LayerNorm" }
-            else { component = String(tail) }
+            if tail.hasPrefix("attention.self.") {
+                component = "attention.self (query, key, value)"
+            } else if tail.hasPrefix("attention.output.dense") {
+                component = "attention.output.dense"
+            } else if tail.hasPrefix("attention.output.LayerNorm") {
+                component = "attention.output.LayerNorm"
+            } else if tail.hasPrefix("intermediate.dense") {
+                component = "intermediate.dense (feed-forward in)"
+            } else if tail.hasPrefix("output.dense") {
+                component = "output.dense (feed-forward out)"
+            } else if tail.hasPrefix("output.LayerNorm") {
+                component = "output.LayerNorm"
+            } else {
+                component = String(tail)
+            }
             return ("encoder.layer.*." + component, layer)
         }
         if name.hasPrefix("pooler.") { return ("pooler", nil) }
-        if name.hasPrefix("cls.predictions.") { return ("masked-LM head (cls.predictions; decoder tied to word embeddings)", nil) }
+        if name.hasPrefix("cls.predictions.") {
+            return ("masked-LM head (cls.predictions; decoder tied to word embeddings)", nil)
+        }
         if name.hasPrefix("cls.seq_relationship") { return ("next-sentence head (cls.seq_relationship)", nil) }
         let head = name.split(separator: ".").first.map(String.init) ?? name
         return ("head: " + head, nil)
@@ -98,7 +109,8 @@ public struct ParameterBreakdown: Sendable, Equatable {
             lines.append(name + pad + String(repeating: " ", count: max(0, 14 - num.count)) + num + note)
         }
         for e in entries {
-            let perLayer = e.component.hasPrefix("encoder.layer.*") && layers > 0
+            let perLayer =
+                e.component.hasPrefix("encoder.layer.*") && layers > 0
                 ? "   (\(fmt(e.count / layers)) per layer × \(layers))" : ""
             line(e.component, e.count, perLayer)
         }

@@ -12,11 +12,11 @@
 import Foundation
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Musl)
-import Musl
+    import Musl
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 // MARK: - Types
@@ -111,7 +111,10 @@ public final class SafeTensorsFile: Sendable {
         }
         let rawLength: UInt64 = data.withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(as: UInt64.self)) }
         guard rawLength <= UInt64(total - 8) else {
-            throw fail("truncated: header length \(rawLength) runs past the end of the file (\(total - 8) bytes after the length prefix)")
+            throw fail(
+                "truncated: header length \(rawLength) runs past the end of the file (\(total - 8) bytes after the "
+                    + "length prefix)"
+            )
         }
         let headerLength = Int(rawLength)
         guard headerLength <= SafeTensorsFile.maxHeaderSize else {
@@ -171,20 +174,33 @@ public final class SafeTensorsFile: Sendable {
         for info in infos {
             let begin = info.byteRange.lowerBound
             if begin < position, let prev = previous {
-                throw fail("tensors '\(prev.name)' (bytes \(prev.byteRange.lowerBound)..<\(prev.byteRange.upperBound)) and '\(info.name)' (bytes \(begin)..<\(info.byteRange.upperBound)) overlap")
+                throw fail(
+                    "tensors '\(prev.name)' (bytes \(prev.byteRange.lowerBound)..<\(prev.byteRange.upperBound)) and "
+                        + "'\(info.name)' (bytes \(begin)..<\(info.byteRange.upperBound)) overlap"
+                )
             }
             if begin > position {
                 if let prev = previous {
-                    throw fail("gap of \(begin - position) unused bytes between tensors '\(prev.name)' (ends at \(position)) and '\(info.name)' (starts at \(begin)); the reference safetensors library rejects such files")
+                    throw fail(
+                        "gap of \(begin - position) unused bytes between tensors '\(prev.name)' (ends at "
+                            + "\(position)) and '\(info.name)' (starts at \(begin)); the reference safetensors "
+                            + "library rejects such files"
+                    )
                 } else {
-                    throw fail("gap of \(begin) unused bytes at the start of the data buffer before tensor '\(info.name)'; the reference safetensors library rejects such files")
+                    throw fail(
+                        "gap of \(begin) unused bytes at the start of the data buffer before tensor '\(info.name)'; "
+                            + "the reference safetensors library rejects such files"
+                    )
                 }
             }
             position = info.byteRange.upperBound
             previous = info
         }
         if position != bufferLength {
-            throw fail("\(bufferLength - position) unused bytes at the end of the data buffer (tensors end at \(position), buffer is \(bufferLength) bytes); the reference safetensors library rejects such files")
+            throw fail(
+                "\(bufferLength - position) unused bytes at the end of the data buffer (tensors end at \(position), "
+                    + "buffer is \(bufferLength) bytes); the reference safetensors library rejects such files"
+            )
         }
 
         var index: [String: Int] = [:]
@@ -234,18 +250,29 @@ public final class SafeTensorsFile: Sendable {
         switch info.dtype {
         case .I64, .I32, .I16, .I8, .U8: break
         default:
-            throw SafeTensorsError(file: self.name, message: "tensor '\(info.name)' has dtype \(info.dtype.rawValue), which cannot be read as integers (expected I64, I32, I16, I8 or U8)")
+            throw SafeTensorsError(
+                file: self.name,
+                message:
+                    "tensor '\(info.name)' has dtype \(info.dtype.rawValue), which cannot be read as integers "
+                    + "(expected I64, I32, I16, I8 or U8)"
+            )
         }
         return [Int64](unsafeUninitializedCapacity: count) { out, initialized in
             withTensorBytes(info) { src in
                 guard let dst = out.baseAddress else { return }
                 switch info.dtype {
                 case .I64:
-                    for i in 0..<count { dst[i] = Int64(littleEndian: src.loadUnaligned(fromByteOffset: 8 &* i, as: Int64.self)) }
+                    for i in 0..<count {
+                        dst[i] = Int64(littleEndian: src.loadUnaligned(fromByteOffset: 8 &* i, as: Int64.self))
+                    }
                 case .I32:
-                    for i in 0..<count { dst[i] = Int64(Int32(littleEndian: src.loadUnaligned(fromByteOffset: 4 &* i, as: Int32.self))) }
+                    for i in 0..<count {
+                        dst[i] = Int64(Int32(littleEndian: src.loadUnaligned(fromByteOffset: 4 &* i, as: Int32.self)))
+                    }
                 case .I16:
-                    for i in 0..<count { dst[i] = Int64(Int16(littleEndian: src.loadUnaligned(fromByteOffset: 2 &* i, as: Int16.self))) }
+                    for i in 0..<count {
+                        dst[i] = Int64(Int16(littleEndian: src.loadUnaligned(fromByteOffset: 2 &* i, as: Int16.self)))
+                    }
                 case .I8:
                     for i in 0..<count { dst[i] = Int64(Int8(bitPattern: src[i])) }
                 case .U8:
@@ -280,11 +307,18 @@ public final class SafeTensorsFile: Sendable {
         switch info.dtype {
         case .F32, .F16, .BF16, .F64: break
         default:
-            throw SafeTensorsError(file: name, message: "tensor '\(info.name)' has dtype \(info.dtype.rawValue), which cannot be read as floats (expected F32, F16, BF16 or F64)")
+            throw SafeTensorsError(
+                file: name,
+                message:
+                    "tensor '\(info.name)' has dtype \(info.dtype.rawValue), which cannot be read as floats "
+                    + "(expected F32, F16, BF16 or F64)"
+            )
         }
         let count = info.elementCount
         guard buffer.count == count else {
-            throw SafeTensorsError(file: name, message: "tensor '\(info.name)' has \(count) elements but the destination buffer holds \(buffer.count)")
+            throw SafeTensorsError(
+                file: name,
+                message: "tensor '\(info.name)' has \(count) elements but the destination buffer holds \(buffer.count)")
         }
         guard count > 0, let dst = buffer.baseAddress else { return }
         withTensorBytes(info) { src in
@@ -292,11 +326,13 @@ public final class SafeTensorsFile: Sendable {
             switch info.dtype {
             case .F32:
                 #if _endian(little)
-                memcpy(UnsafeMutableRawPointer(dst), base, count &* 4)
+                    memcpy(UnsafeMutableRawPointer(dst), base, count &* 4)
                 #else
-                for i in 0..<count {
-                    dst[i] = Float(bitPattern: UInt32(littleEndian: base.loadUnaligned(fromByteOffset: 4 &* i, as: UInt32.self)))
-                }
+                    for i in 0..<count {
+                        dst[i] = Float(
+                            bitPattern: UInt32(
+                                littleEndian: base.loadUnaligned(fromByteOffset: 4 &* i, as: UInt32.self)))
+                    }
                 #endif
             case .F16:
                 for i in 0..<count {
@@ -408,19 +444,30 @@ public final class SafeTensorsFile: Sendable {
             throw fail("tensor '\(name)' is missing \"data_offsets\"")
         }
         guard let offsetsArray = offsetsValue as? [Any], offsetsArray.count == 2 else {
-            throw fail("tensor '\(name)': \"data_offsets\" is not an array of two integers (got \(describeJSON(offsetsValue)))")
+            throw fail(
+                "tensor '\(name)': \"data_offsets\" is not an array of two integers (got \(describeJSON(offsetsValue)))"
+            )
         }
         guard let begin = jsonNonNegativeInt(offsetsArray[0]), let end = jsonNonNegativeInt(offsetsArray[1]) else {
-            throw fail("tensor '\(name)': \"data_offsets\" [\(describeJSON(offsetsArray[0])), \(describeJSON(offsetsArray[1]))] are not non-negative integers")
+            throw fail(
+                "tensor '\(name)': \"data_offsets\" [\(describeJSON(offsetsArray[0])), "
+                    + "\(describeJSON(offsetsArray[1]))] are not non-negative integers"
+            )
         }
         guard begin <= end else {
             throw fail("tensor '\(name)': data_offsets begin \(begin) > end \(end)")
         }
         guard end <= bufferLength else {
-            throw fail("tensor '\(name)': data_offsets [\(begin), \(end)] out of range: the data buffer is \(bufferLength) bytes (the file is truncated, or its header is wrong)")
+            throw fail(
+                "tensor '\(name)': data_offsets [\(begin), \(end)] out of range: the data buffer is \(bufferLength) "
+                    + "bytes (the file is truncated, or its header is wrong)"
+            )
         }
         guard end - begin == byteCount else {
-            throw fail("tensor '\(name)': data_offsets [\(begin), \(end)] span \(end - begin) bytes but shape \(shape) with dtype \(dtype.rawValue) needs \(byteCount) bytes (\(elementCount) elements x \(dtype.byteSize))")
+            throw fail(
+                "tensor '\(name)': data_offsets [\(begin), \(end)] span \(end - begin) bytes but shape \(shape) with "
+                    + "dtype \(dtype.rawValue) needs \(byteCount) bytes (\(elementCount) elements x \(dtype.byteSize))"
+            )
         }
         return SafeTensorInfo(name: name, dtype: dtype, shape: shape, byteRange: begin..<end)
     }
@@ -450,11 +497,11 @@ private func safeTensorsHalfToFloatBits(_ h: UInt16) -> UInt32 {
 @inline(__always)
 private func safeTensorsPOSIXWrite(_ fd: Int32, _ p: UnsafeRawPointer, _ n: Int) -> Int {
     #if canImport(Glibc)
-    return Glibc.write(fd, p, n)
+        return Glibc.write(fd, p, n)
     #elseif canImport(Musl)
-    return Musl.write(fd, p, n)
+        return Musl.write(fd, p, n)
     #else
-    return Darwin.write(fd, p, n)
+        return Darwin.write(fd, p, n)
     #endif
 }
 
@@ -480,9 +527,11 @@ public struct SafeTensorsWriter {
         if floats.count > 0 {
             bytes.withUnsafeMutableBytes { dst in
                 #if _endian(little)
-                dst.copyMemory(from: UnsafeRawBufferPointer(floats))
+                    dst.copyMemory(from: UnsafeRawBufferPointer(floats))
                 #else
-                for (i, f) in floats.enumerated() { dst.storeBytes(of: f.bitPattern.littleEndian, toByteOffset: 4 * i, as: UInt32.self) }
+                    for (i, f) in floats.enumerated() {
+                        dst.storeBytes(of: f.bitPattern.littleEndian, toByteOffset: 4 * i, as: UInt32.self)
+                    }
                 #endif
             }
         }
@@ -550,14 +599,17 @@ public struct SafeTensorsWriter {
 
     private static func checkShape(_ name: String, _ shape: [Int], _ count: Int) {
         precondition(name != "__metadata__", "SafeTensorsWriter: the name \"__metadata__\" is reserved")
-        precondition(shape.allSatisfy { $0 >= 0 }, "SafeTensorsWriter: tensor '\(name)' has a negative dimension in \(shape)")
+        precondition(
+            shape.allSatisfy { $0 >= 0 }, "SafeTensorsWriter: tensor '\(name)' has a negative dimension in \(shape)")
         var product = 1
         for d in shape {
             let (p, o) = product.multipliedReportingOverflow(by: d)
             precondition(!o, "SafeTensorsWriter: tensor '\(name)' shape \(shape) overflows")
             product = p
         }
-        precondition(product == count, "SafeTensorsWriter: tensor '\(name)' shape \(shape) has \(product) elements but \(count) values were given")
+        precondition(
+            product == count,
+            "SafeTensorsWriter: tensor '\(name)' shape \(shape) has \(product) elements but \(count) values were given")
     }
 
     private mutating func insert(_ entry: Entry) {

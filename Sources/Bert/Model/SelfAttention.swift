@@ -22,8 +22,9 @@ public struct BertSelfAttention: Sendable {
         query = Linear(weight: qw, bias: qb)
         key = Linear(weight: kw, bias: kb)
         value = Linear(weight: vw, bias: vb)
-        qkv = Linear(weight: TensorRef(name: prefix + ".{query,key,value}.weight", shape: [3 * h, h], offset: qw.offset),
-                     bias: TensorRef(name: prefix + ".{query,key,value}.bias", shape: [3 * h], offset: qb.offset))
+        qkv = Linear(
+            weight: TensorRef(name: prefix + ".{query,key,value}.weight", shape: [3 * h, h], offset: qw.offset),
+            bias: TensorRef(name: prefix + ".{query,key,value}.bias", shape: [3 * h], offset: qb.offset))
         heads = c.numAttentionHeads
     }
 
@@ -34,8 +35,10 @@ public struct BertSelfAttention: Sendable {
     /// are simply absent, which is exact (transformers' additive mask makes their weights exactly 0).
     /// `qkv` is [T, 3H]; context is [T, H] with the heads side by side. `fused`: one pass per
     /// block of query rows with the packed micro-kernel (inference, `BLAS.canFuseAttention`).
-    func attend(_ qkv: UnsafePointer<Float>, tokens: RealTokens, context: UnsafeMutablePointer<Float>,
-                storage: AttentionStorage, fused: Bool) {
+    func attend(
+        _ qkv: UnsafePointer<Float>, tokens: RealTokens, context: UnsafeMutablePointer<Float>,
+        storage: AttentionStorage, fused: Bool
+    ) {
         let h = hiddenSize, d = headSize, heads = heads
         let scale = 1 / Float(d).squareRoot()
         nonisolated(unsafe) let qkv = qkv, context = context
@@ -60,12 +63,14 @@ public struct BertSelfAttention: Sendable {
                 let k = qkv + start * 3 * h + h + head * d
                 let out = context + (start + firstRow) * h + head * d
                 if fused {
-                    BLAS.fusedAttention(q: q, k: k, v: k + h, ld: 3 * h, keys: len, headSize: d, rows: rows, scale: scale,
-                                        out: out, ldo: h, scratch: sc)
+                    BLAS.fusedAttention(
+                        q: q, k: k, v: k + h, ld: 3 * h, keys: len, headSize: d, rows: rows, scale: scale,
+                        out: out, ldo: h, scratch: sc)
                     return
                 }
-                BLAS.sgemm(transB: true, m: rows, n: len, k: d, alpha: scale, a: q, lda: 3 * h, b: k, ldb: 3 * h,
-                           c: sc, ldc: len)
+                BLAS.sgemm(
+                    transB: true, m: rows, n: len, k: d, alpha: scale, a: q, lda: 3 * h, b: k, ldb: 3 * h,
+                    c: sc, ldc: len)
                 Kernels.softmax(sc, cols: len, ld: len, rows: 0..<rows)
                 BLAS.sgemm(m: rows, n: d, k: len, a: sc, lda: len, b: k + h, ldb: 3 * h, c: out, ldc: h)
             }
@@ -78,8 +83,9 @@ public struct BertSelfAttention: Sendable {
                 if len == 0 { return }
                 let pr = probabilities + offsets[item]
                 let q = qkv + start * 3 * h + head * d
-                BLAS.sgemm(transB: true, m: len, n: len, k: d, alpha: scale, a: q, lda: 3 * h, b: q + h, ldb: 3 * h,
-                           c: pr, ldc: len)
+                BLAS.sgemm(
+                    transB: true, m: len, n: len, k: d, alpha: scale, a: q, lda: 3 * h, b: q + h, ldb: 3 * h,
+                    c: pr, ldc: len)
                 Kernels.softmax(pr, cols: len, ld: len, rows: 0..<len)
                 var used = UnsafePointer(pr)
                 if let masks {
@@ -87,8 +93,9 @@ public struct BertSelfAttention: Sendable {
                     for i in 0..<(len * len) { dropped[i] = pr[i] * mk[i] }
                     used = UnsafePointer(dropped)
                 }
-                BLAS.sgemm(m: len, n: d, k: len, a: used, lda: len, b: q + 2 * h, ldb: 3 * h,
-                           c: context + start * h + head * d, ldc: h)
+                BLAS.sgemm(
+                    m: len, n: d, k: len, a: used, lda: len, b: q + 2 * h, ldb: 3 * h,
+                    c: context + start * h + head * d, ldc: h)
             }
         }
     }
@@ -96,8 +103,10 @@ public struct BertSelfAttention: Sendable {
     /// The backward of `attend` (training storage only): from the context's gradient to the
     /// gradient of the fused Q/K/V rows. Per (sequence, head): dP = dctx·Vᵀ, dV = Pᵀ·dctx,
     /// dS = softmax'(dP), dQ = scale·dS·K, dK = scale·dSᵀ·Q.
-    func attendBackward(_ dContext: UnsafePointer<Float>, qkv: UnsafePointer<Float>, tokens: RealTokens,
-                        storage: AttentionStorage, qkvGradient: UnsafeMutablePointer<Float>) {
+    func attendBackward(
+        _ dContext: UnsafePointer<Float>, qkv: UnsafePointer<Float>, tokens: RealTokens,
+        storage: AttentionStorage, qkvGradient: UnsafeMutablePointer<Float>
+    ) {
         guard case .kept(let keptProbabilities, let keptMasks, let offsets, let keptScratch) = storage else {
             preconditionFailure("attention's backward needs the probabilities a training forward keeps")
         }
@@ -127,8 +136,9 @@ public struct BertSelfAttention: Sendable {
             if let mk { for i in 0..<(len * len) { dp[i] *= mk[i] } }
             Kernels.softmaxBackward(p: pr, dp: dp, ds: dp, cols: len, ld: len, rows: 0..<len)
             BLAS.sgemm(m: len, n: d, k: len, alpha: scale, a: dp, lda: len, b: k, ldb: 3 * h, c: dqh, ldc: 3 * h)
-            BLAS.sgemm(transA: true, m: len, n: d, k: len, alpha: scale, a: dp, lda: len, b: q, ldb: 3 * h,
-                       c: dkh, ldc: 3 * h)
+            BLAS.sgemm(
+                transA: true, m: len, n: d, k: len, alpha: scale, a: dp, lda: len, b: q, ldb: 3 * h,
+                c: dkh, ldc: 3 * h)
         }
     }
 }
@@ -149,30 +159,37 @@ public struct BertResidualOutput: Sendable {
 
     /// sum = dense(input) ⊙ mask + residual, output = LayerNorm(sum); row block by row block while
     /// each is in cache. `output` may equal `residual` (inference).
-    func forward(_ input: UnsafePointer<Float>, residual: UnsafePointer<Float>, rows t: Int,
-                 sum: UnsafeMutablePointer<Float>, mask: FloatBuffer, statistics: RowStatistics?,
-                 output: UnsafeMutablePointer<Float>, eps: Float, parameters p: ParameterStore,
-                 matrices: InferenceMatrices?) {
+    func forward(
+        _ input: UnsafePointer<Float>, residual: UnsafePointer<Float>, rows t: Int,
+        sum: UnsafeMutablePointer<Float>, mask: FloatBuffer, statistics: RowStatistics?,
+        output: UnsafeMutablePointer<Float>, eps: Float, parameters p: ParameterStore,
+        matrices: InferenceMatrices?
+    ) {
         let h = dense.outFeatures
         dense.forward(input, rows: t, output: sum, parameters: p, matrices: matrices) { rows in
             applyMask(mask, to: sum, cols: h, rows: rows)
-            layerNorm.residualForward(sum, residual: residual, output: output, rows: rows, eps: eps, parameters: p,
-                                      statistics: statistics)
+            layerNorm.residualForward(
+                sum, residual: residual, output: output, rows: rows, eps: eps, parameters: p,
+                statistics: statistics)
         }
     }
 
     /// The backward of `forward`: from the output's gradient `dy`, writes the residual's gradient
     /// (`residualGradient`, which is also the sum's) and the dense input's (`inputGradient`).
     /// `scratch` holds [T, out] floats.
-    func backward(_ dy: UnsafePointer<Float>, input: UnsafePointer<Float>, sum: UnsafePointer<Float>, mask: FloatBuffer,
-                  statistics: RowStatistics, rows t: Int, residualGradient: UnsafeMutablePointer<Float>,
-                  inputGradient: UnsafeMutablePointer<Float>, accumulateInput: Bool = false,
-                  scratch dz: UnsafeMutablePointer<Float>, parameters p: ParameterStore, gradients g: ParameterStore) {
-        layerNorm.backward(dy, input: sum, statistics: statistics, inputGradient: dz, rows: t, parameters: p, gradients: g)
+    func backward(
+        _ dy: UnsafePointer<Float>, input: UnsafePointer<Float>, sum: UnsafePointer<Float>, mask: FloatBuffer,
+        statistics: RowStatistics, rows t: Int, residualGradient: UnsafeMutablePointer<Float>,
+        inputGradient: UnsafeMutablePointer<Float>, accumulateInput: Bool = false,
+        scratch dz: UnsafeMutablePointer<Float>, parameters p: ParameterStore, gradients g: ParameterStore
+    ) {
+        layerNorm.backward(
+            dy, input: sum, statistics: statistics, inputGradient: dz, rows: t, parameters: p, gradients: g)
         residualGradient.update(from: dz, count: t * dense.outFeatures)
         applyMask(mask, to: dz)
-        dense.backward(dz, input: input, rows: t, inputGradient: inputGradient, accumulateInput: accumulateInput,
-                       parameters: p, gradients: g)
+        dense.backward(
+            dz, input: input, rows: t, inputGradient: inputGradient, accumulateInput: accumulateInput,
+            parameters: p, gradients: g)
     }
 }
 
@@ -186,38 +203,45 @@ public struct BertAttention: Sendable {
         output = BertResidualOutput(&layout, prefix + ".output", out: c.hiddenSize, in: c.hiddenSize)
     }
 
-    func forward(_ b: LayerBuffers, tokens: RealTokens, eps: Float, parameters p: ParameterStore,
-                 matrices: InferenceMatrices?) {
+    func forward(
+        _ b: LayerBuffers, tokens: RealTokens, eps: Float, parameters p: ParameterStore,
+        matrices: InferenceMatrices?
+    ) {
         let t = tokens.tokenCount
         self_.qkv.forward(b.input, rows: t, output: b.qkv, parameters: p, matrices: matrices)
         let fused = matrices != nil && BLAS.canFuseAttention(headSize: self_.headSize)
         self_.attend(b.qkv, tokens: tokens, context: b.context, storage: b.attention, fused: fused)
-        output.forward(b.context, residual: b.input, rows: t, sum: b.attentionSum, mask: b.attentionMask,
-                       statistics: b.attentionStatistics, output: b.attentionNormed, eps: eps, parameters: p,
-                       matrices: matrices)
+        output.forward(
+            b.context, residual: b.input, rows: t, sum: b.attentionSum, mask: b.attentionMask,
+            statistics: b.attentionStatistics, output: b.attentionNormed, eps: eps, parameters: p,
+            matrices: matrices)
     }
 
     /// From the gradient of attentionNormed (`dy`) to the input's (`inputGradient`, written).
-    func backward(_ dy: UnsafePointer<Float>, _ b: LayerBuffers, tokens: RealTokens, scratch s: GradientScratch,
-                  inputGradient dx: UnsafeMutablePointer<Float>, parameters p: ParameterStore, gradients g: ParameterStore) {
+    func backward(
+        _ dy: UnsafePointer<Float>, _ b: LayerBuffers, tokens: RealTokens, scratch s: GradientScratch,
+        inputGradient dx: UnsafeMutablePointer<Float>, parameters p: ParameterStore, gradients g: ParameterStore
+    ) {
         let t = tokens.tokenCount
-        output.backward(dy, input: b.context, sum: b.attentionSum, mask: b.attentionMask,
-                        statistics: b.attentionStatistics!, rows: t, residualGradient: dx, inputGradient: s.context,
-                        scratch: s.sum, parameters: p, gradients: g)
+        output.backward(
+            dy, input: b.context, sum: b.attentionSum, mask: b.attentionMask,
+            statistics: b.attentionStatistics!, rows: t, residualGradient: dx, inputGradient: s.context,
+            scratch: s.sum, parameters: p, gradients: g)
         self_.attendBackward(s.context, qkv: b.qkv, tokens: tokens, storage: b.attention, qkvGradient: s.qkv)
-        self_.qkv.backward(s.qkv, input: b.input, rows: t, inputGradient: dx, accumulateInput: true,
-                           parameters: p, gradients: g)
+        self_.qkv.backward(
+            s.qkv, input: b.input, rows: t, inputGradient: dx, accumulateInput: true,
+            parameters: p, gradients: g)
     }
 }
 
 /// The backward's buffers for one layer's gradients, reused layer after layer.
 struct GradientScratch {
     let buffers: [FloatBuffer]
-    let sum: UnsafeMutablePointer<Float>        // [T, H]
-    let normed: UnsafeMutablePointer<Float>     // [T, H]
+    let sum: UnsafeMutablePointer<Float>  // [T, H]
+    let normed: UnsafeMutablePointer<Float>  // [T, H]
     let activated: UnsafeMutablePointer<Float>  // [T, I]
-    let qkv: UnsafeMutablePointer<Float>        // [T, 3H]
-    let context: UnsafeMutablePointer<Float>    // [T, H]
+    let qkv: UnsafeMutablePointer<Float>  // [T, 3H]
+    let context: UnsafeMutablePointer<Float>  // [T, H]
 
     init(tokens t: Int, config c: BertConfig) {
         let h = c.hiddenSize

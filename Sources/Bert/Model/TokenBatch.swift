@@ -12,8 +12,10 @@ public struct EncoderBatch: Sendable {
     /// nil means 0..<S on every row, as transformers (also with left padding).
     public var positionIds: [Int32]?
 
-    public init(batchSize: Int, sequenceLength: Int, inputIds: [Int32], tokenTypeIds: [Int32]? = nil,
-                attentionMask: [Int32]? = nil, positionIds: [Int32]? = nil) {
+    public init(
+        batchSize: Int, sequenceLength: Int, inputIds: [Int32], tokenTypeIds: [Int32]? = nil,
+        attentionMask: [Int32]? = nil, positionIds: [Int32]? = nil
+    ) {
         self.batchSize = batchSize
         self.sequenceLength = sequenceLength
         self.inputIds = inputIds
@@ -25,13 +27,17 @@ public struct EncoderBatch: Sendable {
     /// Right-pads ragged sequences to the longest one: the one batch builder of the project
     /// (fine-tuning, QA windows, tagging, pretraining instances, fill-mask). `tokenTypeIds` (one
     /// row per sequence, as long as it) nil means all zeros.
-    public static func padded(_ sequences: [[Int32]], tokenTypeIds: [[Int32]]? = nil, padId: Int32 = 0) -> EncoderBatch {
+    public static func padded(_ sequences: [[Int32]], tokenTypeIds: [[Int32]]? = nil, padId: Int32 = 0) -> EncoderBatch
+    {
         precondition(tokenTypeIds == nil || tokenTypeIds!.count == sequences.count, "one token type row per sequence")
         let s = sequences.map(\.count).max() ?? 0
         var mask = [Int32](repeating: 0, count: sequences.count * s)
-        for (b, seq) in sequences.enumerated() { mask.replaceSubrange(b * s..<(b * s + seq.count), with: repeatElement(1, count: seq.count)) }
-        return EncoderBatch(batchSize: sequences.count, sequenceLength: s, inputIds: padRows(sequences, width: s, fill: padId),
-                            tokenTypeIds: tokenTypeIds.map { padRows($0, width: s, fill: 0) }, attentionMask: mask)
+        for (b, seq) in sequences.enumerated() {
+            mask.replaceSubrange(b * s..<(b * s + seq.count), with: repeatElement(1, count: seq.count))
+        }
+        return EncoderBatch(
+            batchSize: sequences.count, sequenceLength: s, inputIds: padRows(sequences, width: s, fill: padId),
+            tokenTypeIds: tokenTypeIds.map { padRows($0, width: s, fill: 0) }, attentionMask: mask)
     }
 
     /// Rows laid out [rows.count, width], each right-filled with `fill` (labels beside a padded
@@ -80,11 +86,14 @@ struct RealTokens {
     /// sequence contiguously: all per-token work then skips padding entirely.
     init(_ batch: EncoderBatch, config: BertConfig) throws {
         let b = batch.batchSize, s = batch.sequenceLength
-        guard b >= 0, s >= 0 else { throw BertError.invalidInput("batch size and sequence length must not be negative") }
+        guard b >= 0, s >= 0 else {
+            throw BertError.invalidInput("batch size and sequence length must not be negative")
+        }
         let (n, overflow) = b.multipliedReportingOverflow(by: s)
         guard !overflow else { throw BertError.invalidInput("batch size \(b) × sequence length \(s) is too large") }
         guard batch.inputIds.count == n else {
-            throw BertError.invalidInput("input_ids has \(batch.inputIds.count) values, expected batch \(b) × length \(s) = \(n)")
+            throw BertError.invalidInput(
+                "input_ids has \(batch.inputIds.count) values, expected batch \(b) × length \(s) = \(n)")
         }
         if let t = batch.tokenTypeIds, t.count != n {
             throw BertError.invalidInput("token_type_ids has \(t.count) values, expected \(n)")
@@ -96,7 +105,10 @@ struct RealTokens {
             throw BertError.invalidInput("position_ids has \(p.count) values, expected \(n)")
         }
         if batch.positionIds == nil && s > config.maxPositionEmbeddings {
-            throw BertError.invalidInput("sequence length \(s) is longer than max_position_embeddings \(config.maxPositionEmbeddings); truncate the input")
+            throw BertError.invalidInput(
+                "sequence length \(s) is longer than max_position_embeddings \(config.maxPositionEmbeddings); "
+                    + "truncate the input"
+            )
         }
         var packed = RealTokens(batchSize: b, sequenceLength: s)
         packed.ids.reserveCapacity(n)
@@ -107,15 +119,24 @@ struct RealTokens {
                 if let m = batch.attentionMask, m[i] == 0 { continue }
                 let id = batch.inputIds[i]
                 guard id >= 0 && Int(id) < config.vocabSize else {
-                    throw BertError.invalidInput("input id \(id) at batch \(bi), position \(p) is outside the vocabulary (size \(config.vocabSize))")
+                    throw BertError.invalidInput(
+                        "input id \(id) at batch \(bi), position \(p) is outside the vocabulary (size "
+                            + "\(config.vocabSize))"
+                    )
                 }
                 let type = batch.tokenTypeIds?[i] ?? 0
                 guard type >= 0 && Int(type) < config.typeVocabSize else {
-                    throw BertError.invalidInput("token type id \(type) at batch \(bi), position \(p) is outside type_vocab_size \(config.typeVocabSize)")
+                    throw BertError.invalidInput(
+                        "token type id \(type) at batch \(bi), position \(p) is outside type_vocab_size "
+                            + "\(config.typeVocabSize)"
+                    )
                 }
                 let pos = batch.positionIds?[i] ?? Int32(p)
                 guard pos >= 0 && Int(pos) < config.maxPositionEmbeddings else {
-                    throw BertError.invalidInput("position id \(pos) at batch \(bi), position \(p) is outside max_position_embeddings \(config.maxPositionEmbeddings)")
+                    throw BertError.invalidInput(
+                        "position id \(pos) at batch \(bi), position \(p) is outside max_position_embeddings "
+                            + "\(config.maxPositionEmbeddings)"
+                    )
                 }
                 packed.ids.append(id)
                 packed.types.append(type)

@@ -43,7 +43,9 @@ public struct PretrainingDataBuilder: Sendable {
     let special: Set<Int32>
 
     public init(tokenizer: BertTokenizer, options: PretrainingDataOptions) throws {
-        guard let cls = tokenizer.tokenId("[CLS]"), let sep = tokenizer.tokenId("[SEP]"), let mask = tokenizer.tokenId("[MASK]") else {
+        guard let cls = tokenizer.tokenId("[CLS]"), let sep = tokenizer.tokenId("[SEP]"),
+            let mask = tokenizer.tokenId("[MASK]")
+        else {
             throw BertError.invalidInput("the vocabulary needs [CLS], [SEP] and [MASK] for pretraining")
         }
         guard options.maxSeqLength >= 8 else { throw BertError.invalidInput("max sequence length must be at least 8") }
@@ -55,15 +57,21 @@ public struct PretrainingDataBuilder: Sendable {
         let prefix = tokenizer.continuingPrefix
         continuation = (0..<vocabularySize).map { tokenizer.tokens([Int32($0)]).first?.hasPrefix(prefix) ?? false }
         var special = Set<Int32>()
-        for t in tokenizer.addedTokens where t.special { if let id = tokenizer.tokenId(t.content) { special.insert(id) } }
-        for name in ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] { if let id = tokenizer.tokenId(name) { special.insert(id) } }
+        for t in tokenizer.addedTokens where t.special {
+            if let id = tokenizer.tokenId(t.content) { special.insert(id) }
+        }
+        for name in ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] {
+            if let id = tokenizer.tokenId(name) { special.insert(id) }
+        }
         self.special = special
     }
 
     /// Instances from one document (its sentences as token ids), following the reference algorithm:
     /// segment A takes a random number of whole sentences; B continues A half of the time, and is a
     /// random span of another document otherwise (the unused sentences are put back).
-    public func instances(document index: Int, of documents: [[[Int32]]], rng: inout SeededRandom) -> [PretrainingInstance] {
+    public func instances(document index: Int, of documents: [[[Int32]]], rng: inout SeededRandom)
+        -> [PretrainingInstance]
+    {
         let document = documents[index]
         let maxTokens = options.maxSeqLength - 3
         var target = maxTokens
@@ -106,8 +114,10 @@ public struct PretrainingDataBuilder: Sendable {
                     truncatePair(&a, &b, maxTokens: maxTokens, rng: &rng)
                     if !a.isEmpty && !b.isEmpty {
                         let tokens = [cls] + a + [sep] + b + [sep]
-                        let segments = [Int32](repeating: 0, count: a.count + 2) + [Int32](repeating: 1, count: b.count + 1)
-                        result.append(PretrainingInstance(tokens: tokens, segmentIds: segments, isRandomNext: randomNext))
+                        let segments =
+                            [Int32](repeating: 0, count: a.count + 2) + [Int32](repeating: 1, count: b.count + 1)
+                        result.append(
+                            PretrainingInstance(tokens: tokens, segmentIds: segments, isRandomNext: randomNext))
                     }
                 }
                 chunk = []
@@ -135,7 +145,8 @@ public struct PretrainingDataBuilder: Sendable {
         var groups: [[Int]] = []
         for (i, t) in instance.tokens.enumerated() where t != cls && t != sep {
             if options.wholeWordMask, !groups.isEmpty, Int(t) < continuation.count, continuation[Int(t)],
-               groups[groups.count - 1].last == i - 1 {
+                groups[groups.count - 1].last == i - 1
+            {
                 groups[groups.count - 1].append(i)
             } else {
                 groups.append([i])
@@ -147,8 +158,9 @@ public struct PretrainingDataBuilder: Sendable {
                 groups.swapAt(i, Int(rng.next() % UInt64(i + 1)))
             }
         }
-        let wanted = min(options.maxPredictionsPerSeq,
-                         max(1, Int((Double(instance.tokens.count) * options.maskedLMProb).rounded())))
+        let wanted = min(
+            options.maxPredictionsPerSeq,
+            max(1, Int((Double(instance.tokens.count) * options.maskedLMProb).rounded())))
         var tokens = instance.tokens
         var labels = [Int32](repeating: -100, count: tokens.count)
         var chosen = 0
@@ -164,21 +176,25 @@ public struct PretrainingDataBuilder: Sendable {
                     // keep the original
                 } else {
                     var replacement: Int32
-                    repeat { replacement = Int32(rng.next() % UInt64(vocabularySize)) } while special.contains(replacement)
+                    repeat {
+                        replacement = Int32(rng.next() % UInt64(vocabularySize))
+                    } while special.contains(replacement)
                     tokens[i] = replacement
                 }
             }
             chosen += group.count
         }
-        return MaskedInstance(tokens: tokens, segmentIds: instance.segmentIds, labels: labels, isRandomNext: instance.isRandomNext)
+        return MaskedInstance(
+            tokens: tokens, segmentIds: instance.segmentIds, labels: labels, isRandomNext: instance.isRandomNext)
     }
 
     /// A padded training batch from masked instances.
     public func batch(_ instances: [MaskedInstance]) -> PretrainingBatch {
         let inputs = EncoderBatch.padded(instances.map(\.tokens), tokenTypeIds: instances.map(\.segmentIds))
-        return PretrainingBatch(inputs: inputs,
-                                mlmLabels: EncoderBatch.padRows(instances.map(\.labels), width: inputs.sequenceLength, fill: -100),
-                                nspLabels: instances.map { $0.isRandomNext ? 1 : 0 })
+        return PretrainingBatch(
+            inputs: inputs,
+            mlmLabels: EncoderBatch.padRows(instances.map(\.labels), width: inputs.sequenceLength, fill: -100),
+            nspLabels: instances.map { $0.isRandomNext ? 1 : 0 })
     }
 }
 
@@ -187,7 +203,9 @@ public struct PretrainingDataBuilder: Sendable {
 /// whole corpus is held in memory; `preparePretrainingShards` streams it to disk instead.
 public func readDocuments(files: [URL], tokenizer: BertTokenizer, splitSentences: Bool) throws -> [[[Int32]]] {
     var documents: [[[Int32]]] = []
-    try forEachTokenizedDocument(files: files, tokenizer: tokenizer, splitSentences: splitSentences) { documents.append($0) }
+    try forEachTokenizedDocument(files: files, tokenizer: tokenizer, splitSentences: splitSentences) {
+        documents.append($0)
+    }
     return documents
 }
 
@@ -198,7 +216,9 @@ public func splitIntoSentences(_ text: String) -> [String] {
     let scalars = Array(text.unicodeScalars)
     var sentences: [String] = []
     var start = 0
-    let abbreviations: Set<String> = ["mr", "mrs", "ms", "dr", "prof", "st", "vs", "etc", "e.g", "i.e", "cf", "no", "fig", "vol"]
+    let abbreviations: Set<String> = [
+        "mr", "mrs", "ms", "dr", "prof", "st", "vs", "etc", "e.g", "i.e", "cf", "no", "fig", "vol",
+    ]
     var i = 0
     while i < scalars.count {
         let c = scalars[i]
@@ -211,12 +231,15 @@ public func splitIntoSentences(_ text: String) -> [String] {
             while j < scalars.count, "\"')]”’".unicodeScalars.contains(scalars[j]) { j += 1 }
             if j + 1 < scalars.count, scalars[j] == " " {
                 let next = scalars[j + 1]
-                let startsSentence = next.properties.isUppercase || ("0"..."9").contains(next) || "\"'“‘(".unicodeScalars.contains(next)
+                let startsSentence =
+                    next.properties.isUppercase || ("0"..."9").contains(next)
+                    || "\"'“‘(".unicodeScalars.contains(next)
                 var word = ""
                 var k = i - 1
                 while k >= start, !scalars[k].properties.isWhitespace { word = String(scalars[k]) + word; k -= 1 }
                 let lower = word.lowercased()
-                let isAbbreviation = c == "." && (abbreviations.contains(lower) || (word.count == 1 && word.first!.isUppercase))
+                let isAbbreviation =
+                    c == "." && (abbreviations.contains(lower) || (word.count == 1 && word.first!.isUppercase))
                 if startsSentence && !isAbbreviation {
                     let s = String(String.UnicodeScalarView(scalars[start..<j])).trimmingCharacters(in: .whitespaces)
                     if !s.isEmpty { sentences.append(s) }

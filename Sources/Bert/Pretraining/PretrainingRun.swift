@@ -56,13 +56,19 @@ public final class PretrainingRun {
     /// A run over documents held in memory (a small corpus, the tests): instances are made here,
     /// every `heldOutEvery`-th document (at most `heldOutDocuments`) held out for evaluation, as the
     /// shards do.
-    public convenience init(model: BertForPreTraining, tokenizer: BertTokenizer, documents: [[[Int32]]],
-                            options: PretrainingRunOptions, output: URL) throws {
+    public convenience init(
+        model: BertForPreTraining, tokenizer: BertTokenizer, documents: [[[Int32]]],
+        options: PretrainingRunOptions, output: URL
+    ) throws {
         let builder = try PretrainingDataBuilder(tokenizer: tokenizer, options: options.data)
-        guard documents.count >= 2 else { throw BertError.invalidInput("pretraining needs at least 2 documents (blank lines separate documents)") }
+        guard documents.count >= 2 else {
+            throw BertError.invalidInput("pretraining needs at least 2 documents (blank lines separate documents)")
+        }
         var evalDocuments: [[[Int32]]] = [], trainDocuments: [[[Int32]]] = []
         for (d, document) in documents.enumerated() {
-            if isHeldOut(d, heldSoFar: evalDocuments.count, every: options.heldOutEvery, limit: options.heldOutDocuments) {
+            if isHeldOut(
+                d, heldSoFar: evalDocuments.count, every: options.heldOutEvery, limit: options.heldOutDocuments)
+            {
                 evalDocuments.append(document)
             } else {
                 trainDocuments.append(document)
@@ -70,29 +76,47 @@ public final class PretrainingRun {
         }
         var rng = SeededRandom(seed: Seeds.chunkInstances(options.seed, chunk: 0))
         var train: [PretrainingInstance] = []
-        trainingInstances(trainDocuments, builder: builder, dupeFactor: options.dupeFactor, rng: &rng) { train.append($0) }
+        trainingInstances(trainDocuments, builder: builder, dupeFactor: options.dupeFactor, rng: &rng) {
+            train.append($0)
+        }
         guard !train.isEmpty else { throw BertError.invalidInput("the corpus gives no training instances") }
         let evalInstances = heldOutInstances(evalDocuments, builder: builder, seed: options.seed)
-        try self.init(model: model, tokenizer: tokenizer, source: InMemoryInstances(train, seed: options.seed),
-                      heldOut: evalInstances, options: options, output: output)
+        try self.init(
+            model: model, tokenizer: tokenizer, source: InMemoryInstances(train, seed: options.seed),
+            heldOut: evalInstances, options: options, output: output)
     }
 
     /// A run over prepared shards (`preparePretrainingShards`, `bert prepare-data`): only the
     /// shards in use are mapped, so the corpus can be larger than memory.
-    public convenience init(model: BertForPreTraining, tokenizer: BertTokenizer, shards: PretrainingShardSet,
-                            options: PretrainingRunOptions, output: URL) throws {
+    public convenience init(
+        model: BertForPreTraining, tokenizer: BertTokenizer, shards: PretrainingShardSet,
+        options: PretrainingRunOptions, output: URL
+    ) throws {
         guard shards.vocabularySize == tokenizer.vocabulary.count else {
-            throw BertError.malformedFile(path: shards.folder.path, reason: "was prepared with a \(shards.vocabularySize)-token vocabulary, this run has \(tokenizer.vocabulary.count)")
+            throw BertError.malformedFile(
+                path: shards.folder.path,
+                reason:
+                    "was prepared with a \(shards.vocabularySize)-token vocabulary, this run has "
+                    + "\(tokenizer.vocabulary.count)"
+            )
         }
         guard shards.maxSeqLength <= options.data.maxSeqLength else {
-            throw BertError.malformedFile(path: shards.folder.path, reason: "was prepared for sequences of \(shards.maxSeqLength) tokens, longer than this run's \(options.data.maxSeqLength)")
+            throw BertError.malformedFile(
+                path: shards.folder.path,
+                reason:
+                    "was prepared for sequences of \(shards.maxSeqLength) tokens, longer than this run's "
+                    + "\(options.data.maxSeqLength)"
+            )
         }
-        try self.init(model: model, tokenizer: tokenizer, source: shards, heldOut: try shards.heldOut(limit: 256),
-                      options: options, output: output)
+        try self.init(
+            model: model, tokenizer: tokenizer, source: shards, heldOut: try shards.heldOut(limit: 256),
+            options: options, output: output)
     }
 
-    public init(model: BertForPreTraining, tokenizer: BertTokenizer, source: PretrainingInstanceSource,
-                heldOut: [PretrainingInstance], options: PretrainingRunOptions, output: URL) throws {
+    public init(
+        model: BertForPreTraining, tokenizer: BertTokenizer, source: PretrainingInstanceSource,
+        heldOut: [PretrainingInstance], options: PretrainingRunOptions, output: URL
+    ) throws {
         self.model = model
         self.tokenizer = tokenizer
         self.options = options
@@ -100,9 +124,14 @@ public final class PretrainingRun {
         let builder = try PretrainingDataBuilder(tokenizer: tokenizer, options: options.data)
         self.builder = builder
         guard tokenizer.vocabulary.count <= model.config.vocabSize else {
-            throw BertError.invalidInput("the vocabulary (\(tokenizer.vocabulary.count) tokens) is larger than the model's vocab_size \(model.config.vocabSize)")
+            throw BertError.invalidInput(
+                "the vocabulary (\(tokenizer.vocabulary.count) tokens) is larger than the model's vocab_size "
+                    + "\(model.config.vocabSize)"
+            )
         }
-        guard options.accumulationSteps >= 1 else { throw BertError.invalidInput("gradient accumulation steps must be at least 1") }
+        guard options.accumulationSteps >= 1 else {
+            throw BertError.invalidInput("gradient accumulation steps must be at least 1")
+        }
         guard source.count > 0 else { throw BertError.invalidInput("the corpus gives no training instances") }
         self.source = source
         var evalRng = SeededRandom(seed: Seeds.heldOutMasks(options.seed))
@@ -122,8 +151,10 @@ public final class PretrainingRun {
             let global = s * b + j
             let epoch = global / n
             let (index, instance) = try source.instance(epoch: epoch, position: global % n)
-            var rng = SeededRandom(seed: Seeds.instanceMasks(options.seed, instance: index,
-                                                             epoch: options.dynamicMasking ? epoch : nil))
+            var rng = SeededRandom(
+                seed: Seeds.instanceMasks(
+                    options.seed, instance: index,
+                    epoch: options.dynamicMasking ? epoch : nil))
             items.append(builder.mask(instance, rng: &rng))
         }
         return builder.batch(items)
@@ -153,9 +184,10 @@ public final class PretrainingRun {
         try FileManager.default.createDirectory(at: output, withIntermediateDirectories: true)
         if resume { try restoreLatestCheckpoint() }
         let schedule = LinearWarmupSchedule(warmupSteps: options.warmupSteps, totalSteps: options.steps)
-        let trainer = try TrainingStep(parameters: model.parameters, config: model.config, optimizer: optimizer,
-                                       schedule: schedule, peakLearningRate: options.learningRate,
-                                       maxGradNorm: options.maxGradNorm, seed: options.seed)
+        let trainer = try TrainingStep(
+            parameters: model.parameters, config: model.config, optimizer: optimizer,
+            schedule: schedule, peakLearningRate: options.learningRate,
+            maxGradNorm: options.maxGradNorm, seed: options.seed)
         trainer.divergenceAdvice = "the last good checkpoint is kept; lower --lr or check the data"
         let start = Date()
         let startStep = step
@@ -179,16 +211,22 @@ public final class PretrainingRun {
             }
             step += 1
             var evalLoss: PretrainingLoss? = nil
-            if options.evalEvery > 0 && (step % options.evalEvery == 0 || step == options.steps) { evalLoss = try evaluate() }
+            if options.evalEvery > 0 && (step % options.evalEvery == 0 || step == options.steps) {
+                evalLoss = try evaluate()
+            }
             let elapsed = Date().timeIntervalSince(start)
             let rate = Double(tokens) / max(elapsed, 1e-9)
             let left = elapsed / Double(step - startStep) * Double(options.steps - step)
             history.append(csvLine(step: step, lr: lr, loss: loss, eval: evalLoss))
             if step % max(1, options.logEvery) == 0 || step == options.steps || evalLoss != nil {
-                progress(PretrainingProgress(step: step, loss: loss, learningRate: lr, tokensPerSecond: rate,
-                                             secondsLeft: left, evalLoss: evalLoss))
+                progress(
+                    PretrainingProgress(
+                        step: step, loss: loss, learningRate: lr, tokensPerSecond: rate,
+                        secondsLeft: left, evalLoss: evalLoss))
             }
-            if options.checkpointEvery > 0 && step % options.checkpointEvery == 0 && step < options.steps { try saveCheckpoint() }
+            if options.checkpointEvery > 0 && step % options.checkpointEvery == 0 && step < options.steps {
+                try saveCheckpoint()
+            }
         }
         try saveCheckpoint()
         try saveModelFolder()
@@ -199,7 +237,8 @@ public final class PretrainingRun {
         var line = String(format: "%d,%.6g,%.6f,%.6f,%.6f,", step, lr, loss.total, loss.mlm, loss.nsp)
         line += acc(loss.mlmCorrect, loss.mlmCount) + "," + acc(loss.nspCorrect, loss.nspCount) + ","
         if let e = eval {
-            line += String(format: "%.6f,", e.total) + acc(e.mlmCorrect, e.mlmCount) + "," + acc(e.nspCorrect, e.nspCount)
+            line +=
+                String(format: "%.6f,", e.total) + acc(e.mlmCorrect, e.mlmCount) + "," + acc(e.nspCorrect, e.nspCount)
         } else {
             line += ",,"
         }
@@ -217,19 +256,26 @@ public final class PretrainingRun {
         try fm.createDirectory(at: checkpointsFolder, withIntermediateDirectories: true)
         let name = String(format: "step-%08d", step)
         let final = checkpointsFolder.appendingPathComponent(name)
-        let temporary = checkpointsFolder.appendingPathComponent(name + ".tmp-\(ProcessInfo.processInfo.processIdentifier)")
+        let temporary = checkpointsFolder.appendingPathComponent(
+            name + ".tmp-\(ProcessInfo.processInfo.processIdentifier)")
         try? fm.removeItem(at: temporary)
         try fm.createDirectory(at: temporary, withIntermediateDirectories: true)
         var weights = SafeTensorsWriter()
         model.parameters.addTensors(to: &weights)
         try weights.write(to: temporary.appendingPathComponent("model.safetensors"))
         var moments = SafeTensorsWriter()
-        moments.add("m", shape: [optimizer.m.count], floats: UnsafeBufferPointer(start: optimizer.m.pointer, count: optimizer.m.count))
-        moments.add("v", shape: [optimizer.v.count], floats: UnsafeBufferPointer(start: optimizer.v.pointer, count: optimizer.v.count))
+        moments.add(
+            "m", shape: [optimizer.m.count],
+            floats: UnsafeBufferPointer(start: optimizer.m.pointer, count: optimizer.m.count))
+        moments.add(
+            "v", shape: [optimizer.v.count],
+            floats: UnsafeBufferPointer(start: optimizer.v.pointer, count: optimizer.v.count))
         try moments.write(to: temporary.appendingPathComponent("optimizer.safetensors"))
-        let state: [String: Any] = ["step": step, "optimizer_step": optimizer.step, "seed": String(options.seed),
-                                    "batch_size": options.batchSize, "accumulation_steps": options.accumulationSteps,
-                                    "instances": source.count]
+        let state: [String: Any] = [
+            "step": step, "optimizer_step": optimizer.step, "seed": String(options.seed),
+            "batch_size": options.batchSize, "accumulation_steps": options.accumulationSteps,
+            "instances": source.count,
+        ]
         try JSONSerialization.data(withJSONObject: state, options: [.prettyPrinted, .sortedKeys])
             .write(to: temporary.appendingPathComponent("state.json"))
         try (history.joined(separator: "\n") + (history.isEmpty ? "" : "\n")).write(
@@ -247,7 +293,8 @@ public final class PretrainingRun {
     func restoreLatestCheckpoint() throws {
         let latest = checkpointsFolder.appendingPathComponent("latest")
         guard let name = try? String(contentsOf: latest, encoding: .utf8) else {
-            throw BertError.malformedFile(path: output.path, reason: "no checkpoint to resume from (checkpoints/latest is missing)")
+            throw BertError.malformedFile(
+                path: output.path, reason: "no checkpoint to resume from (checkpoints/latest is missing)")
         }
         let folder = checkpointsFolder.appendingPathComponent(name.trimmingCharacters(in: .whitespacesAndNewlines))
         let state = try readJSON(folder.appendingPathComponent("state.json")) as? [String: Any] ?? [:]
@@ -255,16 +302,22 @@ public final class PretrainingRun {
             throw BertError.malformedFile(path: "\(folder.path)/state.json", reason: "no step")
         }
         if let seed = state["seed"] as? String, seed != String(options.seed) {
-            throw BertError.invalidInput("the checkpoint was made with --seed \(seed), not \(options.seed): resuming would change the data order")
+            throw BertError.invalidInput(
+                "the checkpoint was made with --seed \(seed), not \(options.seed): resuming would change the data order"
+            )
         }
         if let b = state["batch_size"] as? Int, b != options.batchSize {
             throw BertError.invalidInput("the checkpoint was made with --batch-size \(b), not \(options.batchSize)")
         }
         if let a = state["accumulation_steps"] as? Int, a != options.accumulationSteps {
-            throw BertError.invalidInput("the checkpoint was made with --accumulate \(a), not \(options.accumulationSteps)")
+            throw BertError.invalidInput(
+                "the checkpoint was made with --accumulate \(a), not \(options.accumulationSteps)")
         }
         if let n = state["instances"] as? Int, n != source.count {
-            throw BertError.invalidInput("the checkpoint was made on \(n) training instances, this data has \(source.count): resuming would change the data order")
+            throw BertError.invalidInput(
+                "the checkpoint was made on \(n) training instances, this data has \(source.count): resuming would "
+                    + "change the data order"
+            )
         }
         let weights = try SafeTensorsFile(contentsOf: folder.appendingPathComponent("model.safetensors"))
         try model.parameters.load(from: weights)
@@ -279,7 +332,8 @@ public final class PretrainingRun {
 
     /// The loss curve as CSV and as an SVG plot in the output folder.
     func writeCurve() throws {
-        let header = "step,lr,loss,mlm_loss,nsp_loss,mlm_accuracy,nsp_accuracy,eval_loss,eval_mlm_accuracy,eval_nsp_accuracy"
+        let header =
+            "step,lr,loss,mlm_loss,nsp_loss,mlm_accuracy,nsp_accuracy,eval_loss,eval_mlm_accuracy,eval_nsp_accuracy"
         try ([header] + history).joined(separator: "\n").appending("\n")
             .write(to: output.appendingPathComponent("training_curve.csv"), atomically: true, encoding: .utf8)
         let points = history.compactMap { line -> (Double, Double, Double?)? in
@@ -287,7 +341,8 @@ public final class PretrainingRun {
             guard f.count >= 8, let s = Double(f[0]), let l = Double(f[2]) else { return nil }
             return (s, l, Double(f[7]))
         }
-        try svgPlot(points).write(to: output.appendingPathComponent("training_curve.svg"), atomically: true, encoding: .utf8)
+        try svgPlot(points).write(
+            to: output.appendingPathComponent("training_curve.svg"), atomically: true, encoding: .utf8)
     }
 
     func svgPlot(_ points: [(Double, Double, Double?)]) -> String {
@@ -297,7 +352,9 @@ public final class PretrainingRun {
         let lo = max(0, (losses.min() ?? 0) - 0.2), hi = (losses.max() ?? 1) + 0.2
         func x(_ s: Double) -> Double { left + (w - left - right) * s / maxStep }
         func y(_ l: Double) -> Double { top + (h - top - bottom) * (1 - (l - lo) / max(hi - lo, 1e-9)) }
-        var svg = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(w))\" height=\"\(Int(h))\" font-family=\"sans-serif\" font-size=\"12\">\n"
+        var svg =
+            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(w))\" height=\"\(Int(h))\" "
+            + "font-family=\"sans-serif\" font-size=\"12\">\n"
         svg += "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
         svg += "<line x1=\"\(left)\" y1=\"\(h - bottom)\" x2=\"\(w - right)\" y2=\"\(h - bottom)\" stroke=\"black\"/>\n"
         svg += "<line x1=\"\(left)\" y1=\"\(top)\" x2=\"\(left)\" y2=\"\(h - bottom)\" stroke=\"black\"/>\n"
@@ -311,7 +368,9 @@ public final class PretrainingRun {
         svg += "<polyline fill=\"none\" stroke=\"steelblue\" stroke-width=\"1\" points=\"\(train)\"/>\n"
         let evalPoints = points.compactMap { p in p.2.map { String(format: "%.1f,%.1f", x(p.0), y($0)) } }
         if !evalPoints.isEmpty {
-            svg += "<polyline fill=\"none\" stroke=\"darkorange\" stroke-width=\"2\" points=\"\(evalPoints.joined(separator: " "))\"/>\n"
+            svg +=
+                "<polyline fill=\"none\" stroke=\"darkorange\" stroke-width=\"2\" "
+                + "points=\"\(evalPoints.joined(separator: " "))\"/>\n"
         }
         svg += "<text x=\"\(left + 10)\" y=\"\(top + 12)\" fill=\"steelblue\">training loss (MLM + NSP)</text>\n"
         svg += "<text x=\"\(left + 10)\" y=\"\(top + 28)\" fill=\"darkorange\">held-out loss</text>\n"

@@ -40,7 +40,9 @@ public final class InMemoryInstances: PretrainingInstanceSource {
     public var count: Int { instances.count }
 
     public func instance(epoch: Int, position: Int) -> (index: Int, instance: PretrainingInstance) {
-        if cached?.epoch != epoch { cached = (epoch, seededPermutation(count, seed: Seeds.instanceOrder(seed, epoch: epoch))) }
+        if cached?.epoch != epoch {
+            cached = (epoch, seededPermutation(count, seed: Seeds.instanceOrder(seed, epoch: epoch)))
+        }
         let index = cached!.order[position]
         return (index, instances[index])
     }
@@ -94,8 +96,10 @@ public func forEachDocument(files: [URL], splitSentences: Bool, _ body: ([String
 
 /// `forEachDocument` with each document's sentences as WordPiece ids (empty sentences dropped,
 /// documents left empty skipped).
-public func forEachTokenizedDocument(files: [URL], tokenizer: BertTokenizer, splitSentences: Bool,
-                                     _ body: ([[Int32]]) throws -> Void) throws {
+public func forEachTokenizedDocument(
+    files: [URL], tokenizer: BertTokenizer, splitSentences: Bool,
+    _ body: ([[Int32]]) throws -> Void
+) throws {
     try forEachDocument(files: files, splitSentences: splitSentences) { sentences in
         let ids = tokenizer.encodeIdsBatch(sentences, addSpecialTokens: false)
         let document = (0..<ids.count).map { Array(ids[$0]) }.filter { !$0.isEmpty }
@@ -105,8 +109,10 @@ public func forEachTokenizedDocument(files: [URL], tokenizer: BertTokenizer, spl
 
 /// The training instances of a group of documents, `dupeFactor` times over, NotNext spans drawn
 /// from the same group (the in-memory run's whole corpus, or one chunk of the shards).
-func trainingInstances(_ documents: [[[Int32]]], builder: PretrainingDataBuilder, dupeFactor: Int,
-                       rng: inout SeededRandom, _ emit: (PretrainingInstance) throws -> Void) rethrows {
+func trainingInstances(
+    _ documents: [[[Int32]]], builder: PretrainingDataBuilder, dupeFactor: Int,
+    rng: inout SeededRandom, _ emit: (PretrainingInstance) throws -> Void
+) rethrows {
     for _ in 0..<max(1, dupeFactor) {
         for d in documents.indices {
             for instance in builder.instances(document: d, of: documents, rng: &rng) { try emit(instance) }
@@ -120,7 +126,8 @@ func isHeldOut(_ d: Int, heldSoFar: Int, every: Int, limit: Int) -> Bool {
 }
 
 /// Instances of the held-out documents, NotNext spans drawn from each other.
-func heldOutInstances(_ documents: [[[Int32]]], builder: PretrainingDataBuilder, seed: UInt64) -> [PretrainingInstance] {
+func heldOutInstances(_ documents: [[[Int32]]], builder: PretrainingDataBuilder, seed: UInt64) -> [PretrainingInstance]
+{
     var rng = SeededRandom(seed: Seeds.heldOutInstances(seed))
     var result: [PretrainingInstance] = []
     for d in documents.indices { result += builder.instances(document: d, of: documents, rng: &rng) }
@@ -190,17 +197,25 @@ final class ShardFileWriter {
 /// Streams the corpus into shards in `folder` (created; an existing manifest is replaced) and
 /// returns them opened. Memory holds one chunk of documents at a time.
 @discardableResult
-public func preparePretrainingShards(files: [URL], tokenizer: BertTokenizer, options: ShardOptions, folder: URL,
-                                     progress: (Int, Int) -> Void = { _, _ in }) throws -> PretrainingShardSet {
-    guard options.shardCount >= 1 && options.shardCount <= 65536 else { throw BertError.invalidInput("the shard count must be between 1 and 65536") }
-    guard options.data.maxSeqLength <= Int(UInt16.max) else { throw BertError.invalidInput("max sequence length too large for a shard") }
+public func preparePretrainingShards(
+    files: [URL], tokenizer: BertTokenizer, options: ShardOptions, folder: URL,
+    progress: (Int, Int) -> Void = { _, _ in }
+) throws -> PretrainingShardSet {
+    guard options.shardCount >= 1 && options.shardCount <= 65536 else {
+        throw BertError.invalidInput("the shard count must be between 1 and 65536")
+    }
+    guard options.data.maxSeqLength <= Int(UInt16.max) else {
+        throw BertError.invalidInput("max sequence length too large for a shard")
+    }
     let builder = try PretrainingDataBuilder(tokenizer: tokenizer, options: options.data)
     let fm = FileManager.default
     try fm.createDirectory(at: folder, withIntermediateDirectories: true)
     let manifestURL = folder.appendingPathComponent("manifest.json")
     try? fm.removeItem(at: manifestURL)
     func name(_ i: Int) -> String { String(format: "shard-%05d.bin", i) }
-    let writers = try (0..<options.shardCount).map { try ShardFileWriter(url: folder.appendingPathComponent(name($0) + ".partial")) }
+    let writers = try (0..<options.shardCount).map {
+        try ShardFileWriter(url: folder.appendingPathComponent(name($0) + ".partial"))
+    }
     let heldOutWriter = try ShardFileWriter(url: folder.appendingPathComponent("heldout.bin.partial"))
     var chunk: [[[Int32]]] = [], evalDocuments: [[[Int32]]] = []
     var chunkIndex = 0, documents = 0, tokens = 0
@@ -215,9 +230,12 @@ public func preparePretrainingShards(files: [URL], tokenizer: BertTokenizer, opt
         chunk.removeAll(keepingCapacity: true)
         progress(documents, writers.reduce(0) { $0 + $1.count })
     }
-    try forEachTokenizedDocument(files: files, tokenizer: tokenizer, splitSentences: options.splitSentences) { document in
+    try forEachTokenizedDocument(files: files, tokenizer: tokenizer, splitSentences: options.splitSentences) {
+        document in
         tokens += document.reduce(0) { $0 + $1.count }
-        if isHeldOut(documents, heldSoFar: evalDocuments.count, every: options.heldOutEvery, limit: options.heldOutDocuments) {
+        if isHeldOut(
+            documents, heldSoFar: evalDocuments.count, every: options.heldOutEvery, limit: options.heldOutDocuments)
+        {
             evalDocuments.append(document)
         } else {
             chunk.append(document)
@@ -228,7 +246,9 @@ public func preparePretrainingShards(files: [URL], tokenizer: BertTokenizer, opt
     try makeInstances()
     // The held-out instances use only each other (NotNext spans from other held-out documents).
     for inst in heldOutInstances(evalDocuments, builder: builder, seed: options.seed) { try heldOutWriter.append(inst) }
-    guard documents >= 2 else { throw BertError.invalidInput("pretraining needs at least 2 documents (blank lines separate documents)") }
+    guard documents >= 2 else {
+        throw BertError.invalidInput("pretraining needs at least 2 documents (blank lines separate documents)")
+    }
     var shards: [[String: Any]] = []
     for (i, w) in writers.enumerated() {
         try w.close()
@@ -241,10 +261,13 @@ public func preparePretrainingShards(files: [URL], tokenizer: BertTokenizer, opt
     let heldOutURL = folder.appendingPathComponent("heldout.bin")
     try? fm.removeItem(at: heldOutURL)
     try fm.moveItem(at: folder.appendingPathComponent("heldout.bin.partial"), to: heldOutURL)
-    guard writers.contains(where: { $0.count > 0 }) else { throw BertError.invalidInput("the corpus gives no training instances") }
+    guard writers.contains(where: { $0.count > 0 }) else {
+        throw BertError.invalidInput("the corpus gives no training instances")
+    }
     let manifest: [String: Any] = [
         "format": "swift-bert pretraining shards", "version": 1,
-        "shards": shards, "held_out": ["file": "heldout.bin", "instances": heldOutWriter.count, "documents": evalDocuments.count],
+        "shards": shards,
+        "held_out": ["file": "heldout.bin", "instances": heldOutWriter.count, "documents": evalDocuments.count],
         "documents": documents, "tokens": tokens, "vocab_size": tokenizer.vocabulary.count,
         "seed": String(options.seed), "dupe_factor": options.dupeFactor, "max_seq_length": options.data.maxSeqLength,
         "short_seq_prob": options.data.shortSeqProb, "chunk_documents": options.chunkDocuments,
@@ -264,13 +287,17 @@ final class ShardFile {
         do { data = try Data(contentsOf: url, options: .alwaysMapped) } catch {
             throw BertError.fileAccess(path: url.path, reason: "cannot read (\(error.localizedDescription))")
         }
-        guard data.count >= 8, Array(data.prefix(8)) == shardMagic else { throw BertError.malformedFile(path: url.path, reason: "not a swift-bert shard") }
+        guard data.count >= 8, Array(data.prefix(8)) == shardMagic else {
+            throw BertError.malformedFile(path: url.path, reason: "not a swift-bert shard")
+        }
         var offsets: [Int] = []
         offsets.reserveCapacity(expected)
         try data.withUnsafeBytes { (raw: UnsafeRawBufferPointer) in
             var at = 8
             while at < raw.count {
-                guard at + 5 <= raw.count else { throw BertError.malformedFile(path: url.path, reason: "truncated record at byte \(at)") }
+                guard at + 5 <= raw.count else {
+                    throw BertError.malformedFile(path: url.path, reason: "truncated record at byte \(at)")
+                }
                 let (n, a) = Self.header(raw, at)
                 guard n >= 3, a >= 2, a < n, raw[at + 4] <= 1, at + 5 + 4 * n <= raw.count else {
                     throw BertError.malformedFile(path: url.path, reason: "corrupt record at byte \(at)")
@@ -280,7 +307,8 @@ final class ShardFile {
             }
         }
         guard offsets.count == expected else {
-            throw BertError.malformedFile(path: url.path, reason: "\(offsets.count) instances, the manifest says \(expected)")
+            throw BertError.malformedFile(
+                path: url.path, reason: "\(offsets.count) instances, the manifest says \(expected)")
         }
         self.url = url
         self.offsets = offsets
@@ -299,7 +327,8 @@ final class ShardFile {
             for j in 0..<n {
                 let t = Int32(littleEndian: raw.loadUnaligned(fromByteOffset: at + 5 + 4 * j, as: Int32.self))
                 guard t >= 0 && Int(t) < vocabularySize else {
-                    throw BertError.malformedFile(path: url.path, reason: "token id \(t) outside the vocabulary (size \(vocabularySize))")
+                    throw BertError.malformedFile(
+                        path: url.path, reason: "token id \(t) outside the vocabulary (size \(vocabularySize))")
                 }
                 tokens[j] = t
             }
@@ -332,13 +361,15 @@ public final class PretrainingShardSet: PretrainingInstanceSource {
         self.folder = folder
         let url = folder.appendingPathComponent("manifest.json")
         guard let data = try? Data(contentsOf: url) else {
-            throw BertError.malformedFile(path: folder.path, reason: "no manifest.json (not prepared, or the preparation did not finish)")
+            throw BertError.malformedFile(
+                path: folder.path, reason: "no manifest.json (not prepared, or the preparation did not finish)")
         }
         guard let m = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
-              m["format"] as? String == "swift-bert pretraining shards", m["version"] as? Int == 1,
-              let shards = m["shards"] as? [[String: Any]], let held = m["held_out"] as? [String: Any],
-              let vocab = m["vocab_size"] as? Int, let seq = m["max_seq_length"] as? Int,
-              let seedText = m["seed"] as? String, let seed = UInt64(seedText) else {
+            m["format"] as? String == "swift-bert pretraining shards", m["version"] as? Int == 1,
+            let shards = m["shards"] as? [[String: Any]], let held = m["held_out"] as? [String: Any],
+            let vocab = m["vocab_size"] as? Int, let seq = m["max_seq_length"] as? Int,
+            let seedText = m["seed"] as? String, let seed = UInt64(seedText)
+        else {
             throw BertError.malformedFile(path: url.path, reason: "not a swift-bert shard manifest (version 1)")
         }
         var files: [String] = [], counts: [Int] = []
@@ -379,13 +410,17 @@ public final class PretrainingShardSet: PretrainingInstanceSource {
     }
 
     public func instance(epoch: Int, position: Int) throws -> (index: Int, instance: PretrainingInstance) {
-        if order?.epoch != epoch { order = (epoch, seededPermutation(files.count, seed: Seeds.instanceOrder(seed, epoch: epoch))) }
+        if order?.epoch != epoch {
+            order = (epoch, seededPermutation(files.count, seed: Seeds.instanceOrder(seed, epoch: epoch)))
+        }
         var p = position
         for s in order!.shards {
             if p < counts[s] {
                 if within[s]?.epoch != epoch {
                     if within.count >= 3 { within.removeAll() }
-                    within[s] = (epoch, seededPermutation(counts[s], seed: Seeds.orderWithinShard(seed, epoch: epoch, shard: s)))
+                    within[s] = (
+                        epoch, seededPermutation(counts[s], seed: Seeds.orderWithinShard(seed, epoch: epoch, shard: s))
+                    )
                 }
                 let local = within[s]!.order[p]
                 return (bases[s] + local, try shard(s).instance(local, vocabularySize: vocabularySize))

@@ -14,8 +14,10 @@ public final class AdamW: @unchecked Sendable {
     /// Parameter ranges (offsets in the block) that receive weight decay.
     public let decayed: [Range<Int>]
 
-    public init(layout: ParameterLayout, beta1: Double = 0.9, beta2: Double = 0.999, epsilon: Double = 1e-6,
-                weightDecay: Double = 0.01) {
+    public init(
+        layout: ParameterLayout, beta1: Double = 0.9, beta2: Double = 0.999, epsilon: Double = 1e-6,
+        weightDecay: Double = 0.01
+    ) {
         self.beta1 = beta1
         self.beta2 = beta2
         self.epsilon = epsilon

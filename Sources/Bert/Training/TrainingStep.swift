@@ -18,8 +18,10 @@ public final class TrainingStep: @unchecked Sendable {
     /// Said after "training stopped" when a loss is not finite.
     public var divergenceAdvice = "lower --lr"
 
-    public init(parameters: ParameterStore, config: BertConfig, optimizer: AdamW, schedule: LinearWarmupSchedule,
-                peakLearningRate: Double, maxGradNorm: Double, seed: UInt64) throws {
+    public init(
+        parameters: ParameterStore, config: BertConfig, optimizer: AdamW, schedule: LinearWarmupSchedule,
+        peakLearningRate: Double, maxGradNorm: Double, seed: UInt64
+    ) throws {
         self.parameters = parameters
         gradients = try ParameterStore(layout: parameters.layout)
         self.optimizer = optimizer
@@ -33,16 +35,19 @@ public final class TrainingStep: @unchecked Sendable {
     /// The dropout of micro-batch `index` (step × micro-batches + k): its masks a function of the
     /// seed and the index only, so a replayed or resumed step draws the same ones.
     public func dropout(microBatch index: Int) -> Dropout {
-        Dropout(hiddenProbability: dropout.hidden, attentionProbability: dropout.attention,
-                seed: Seeds.dropout(seed, microBatch: index))
+        Dropout(
+            hiddenProbability: dropout.hidden, attentionProbability: dropout.attention,
+            seed: Seeds.dropout(seed, microBatch: index))
     }
 
     /// Runs optimizer step `step` over `microBatches` micro-batches: `body(k, gradients, dropout)`
     /// computes micro-batch k's mean loss and adds its gradient into `gradients`. Returns the
     /// learning rate used. A loss that is not finite stops before any update.
     @discardableResult
-    public func run(step: Int, microBatches: Int = 1,
-                    _ body: (Int, ParameterStore, Dropout) throws -> Double) throws -> Double {
+    public func run(
+        step: Int, microBatches: Int = 1,
+        _ body: (Int, ParameterStore, Dropout) throws -> Double
+    ) throws -> Double {
         precondition(microBatches >= 1, "a step has at least one micro-batch")
         gradients.data.zero()
         for k in 0..<microBatches {
@@ -88,7 +93,9 @@ public enum Seeds {
     /// The held-out documents' instances (their NotNext spans).
     public static func heldOutInstances(_ seed: UInt64) -> UInt64 { seed ^ 0xE7A1 }
     /// Which shard each instance of chunk `k` goes to.
-    public static func shardPlacement(_ seed: UInt64, chunk k: Int) -> UInt64 { chunkInstances(seed ^ 0x5A4D, chunk: k) }
+    public static func shardPlacement(_ seed: UInt64, chunk k: Int) -> UInt64 {
+        chunkInstances(seed ^ 0x5A4D, chunk: k)
+    }
     /// The order of the pretraining instances (or of the shard files) in an epoch.
     public static func instanceOrder(_ seed: UInt64, epoch: Int) -> UInt64 { seed &+ 0x5EED &+ UInt64(epoch) }
     /// The order of the instances inside shard `s` in an epoch.

@@ -13,9 +13,14 @@ struct Embed: ParsableCommand {
     var model: String
     @Option(help: "Pooling: mean, cls, max or mean_sqrt_len (default: the folder's 1_Pooling, else mean).")
     var pooling: Pooling?
-    @Flag(inversion: .prefixedNo, help: "L2-normalise the embeddings (default: when the folder has a Normalize module).")
+    @Flag(
+        inversion: .prefixedNo, help: "L2-normalise the embeddings (default: when the folder has a Normalize module).")
     var normalize: Bool?
-    @Option(help: "Truncate inputs to N tokens (default: sentence_bert_config.json's max_seq_length, else max_position_embeddings).")
+    @Option(
+        help: ArgumentHelp(
+            "Truncate inputs to N tokens (default: sentence_bert_config.json's max_seq_length, else "
+                + "max_position_embeddings).")
+    )
     var maxLength: Int?
     @Flag(help: "Fail on an input longer than the maximum length instead of truncating it.")
     var noTruncation = false
@@ -34,16 +39,20 @@ struct Embed: ParsableCommand {
 
     func run() throws {
         threads.apply()
-        let embedder = try SentenceEmbedder(folder: URL(fileURLWithPath: model),
-                                            pooling: pooling.map { [$0] },
-                                            normalize: normalize, maxLength: maxLength, truncate: !noTruncation)
+        let embedder = try SentenceEmbedder(
+            folder: URL(fileURLWithPath: model),
+            pooling: pooling.map { [$0] },
+            normalize: normalize, maxLength: maxLength, truncate: !noTruncation)
         let out = Output()
         var reader = LineReader(paths: files)
         var lineNumber = 0
         try reader.forEachBatch(size: 4096) { lines in
             let vectors: [[Float]]
             do { vectors = try embedder.embed(lines, batchSize: batchSize) } catch let e as InputTooLongError {
-                throw CLIError("line \(lineNumber + e.index + 1): \(e.tokens) tokens, more than the maximum \(e.maxLength), and --no-truncation is set")
+                throw CLIError(
+                    "line \(lineNumber + e.index + 1): \(e.tokens) tokens, more than the maximum \(e.maxLength), and "
+                        + "--no-truncation is set"
+                )
             }
             for v in vectors {
                 out.write("[" + v.map { formatFloat($0, precision) }.joined(separator: ",") + "]\n")

@@ -10,7 +10,8 @@ struct Evaluate: ParsableCommand {
         abstract: "Evaluate a fine-tuned model on labeled data; prints the metrics as JSON.")
 
     @Option(help: "A folder written by bert finetune (its config.json names the head).") var model: String
-    @Option(help: "Labeled data (.csv, .tsv or .jsonl; CoNLL for tagging, SQuAD JSON for QA, JSON Lines for choice).") var data: String
+    @Option(help: "Labeled data (.csv, .tsv or .jsonl; CoNLL for tagging, SQuAD JSON for QA, JSON Lines for choice).")
+    var data: String
     @Option(help: "Maximum tokens per example (default: the model's limit).") var maxLength: Int?
     @OptionGroup var threads: ThreadOption
     @OptionGroup var columns: ColumnOptions

@@ -30,7 +30,9 @@ struct Features: ParsableCommand {
     func run() throws {
         threads.apply()
         let chosen = try layers.split(separator: ",").map { s -> Int in
-            guard let n = Int(s.trimmingCharacters(in: .whitespaces)) else { throw CLIError("--layers: '\(s)' is not an integer") }
+            guard let n = Int(s.trimmingCharacters(in: .whitespaces)) else {
+                throw CLIError("--layers: '\(s)' is not an integer")
+            }
             return n
         }
         if let out, !out.hasSuffix(".safetensors") { throw CLIError("--out must name a .safetensors file") }
@@ -42,7 +44,7 @@ struct Features: ParsableCommand {
         bert.prepareForInference()
         extractor = FeatureExtractor(model: bert, tokenizer: tokenizer, maxLength: maxLength)
         _ = try extractor.resolve(chosen)
-        
+
         let d = extractor.dimension(layers: chosen.count, combine: combine)
         var allFeatures: [Float] = [], ids: [Int64] = [], offsets: [Int64] = [], starts: [Int64] = [0]
         let output = Output()
@@ -88,7 +90,10 @@ struct Features: ParsableCommand {
             writer.add("offsets", shape: [ids.count, 2], int64s: offsets)
             writer.add("line_starts", shape: [starts.count], int64s: starts)
             try writer.write(to: URL(fileURLWithPath: out))
-            warn("wrote \(out): features [\(ids.count), \(d)], token_ids, offsets, line_starts (\(starts.count - 1) lines)")
+            warn(
+                "wrote \(out): features [\(ids.count), \(d)], token_ids, offsets, line_starts (\(starts.count - 1) "
+                    + "lines)"
+            )
         }
     }
 }

@@ -6,7 +6,8 @@ import Foundation
 
 /// `bert fill-mask`: the most likely tokens for each [MASK].
 struct FillMask: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "fill-mask",
+    static let configuration = CommandConfiguration(
+        commandName: "fill-mask",
         abstract: "Print the top tokens and probabilities for each [MASK] of a text (a BertForPreTraining folder).")
 
     @Option(help: "A model folder with the masked-LM head (e.g. the output of bert pretrain).")
@@ -57,7 +58,9 @@ struct FillMask: ParsableCommand {
                 for (n, i) in owner.indices.filter({ owner[$0] == b }).enumerated() {
                     let p = probabilities[i]
                     let best = topIndices(p, k)
-                    let shown = best.map { String(format: "%@ %.3f", tokenizer.tokens([Int32($0)])[0] as NSString, p[$0]) }
+                    let shown = best.map {
+                        String(format: "%@ %.3f", tokenizer.tokens([Int32($0)])[0] as NSString, p[$0])
+                    }
                     out.write("  [MASK] \(n + 1): " + shown.joined(separator: ", ") + "\n")
                 }
             }

@@ -18,15 +18,21 @@ struct FineTune: ParsableCommand {
             """)
 
     @Option(help: "What to train: classify, regress, tag, qa or choice.") var task: FineTuneTask
-    @Option(help: "A pretrained model folder (BertModel, BertForPreTraining, sentence-transformers, ...).") var model: String
+    @Option(help: "A pretrained model folder (BertModel, BertForPreTraining, sentence-transformers, ...).") var model:
+        String
     @Option(help: "Training data.") var train: String
     @Option(help: "Validation data.") var validation: String
     @Option(help: "Output folder.") var out: String
     @Option(help: "Epochs (0: write the newly initialised model without training).") var epochs = 3
-    @Option(help: "Peak learning rate (linear warm-up over --warmup-ratio of the steps, then linear decay).") var lr = 2e-5
+    @Option(help: "Peak learning rate (linear warm-up over --warmup-ratio of the steps, then linear decay).") var lr =
+        2e-5
     @Option(help: "Share of the steps spent warming up.") var warmupRatio = 0.1
     @Option(help: "Examples per step.") var batchSize = 32
-    @Option(help: "Maximum tokens per example (longer ones are truncated, longest first for pairs; qa: the window size). Default 128, qa 384.") var maxLength: Int?
+    @Option(
+        help: ArgumentHelp(
+            "Maximum tokens per example (longer ones are truncated, longest first for pairs; qa: the window size). "
+                + "Default 128, qa 384.")
+    ) var maxLength: Int?
     var length: Int { maxLength ?? (task == .qa ? 384 : 128) }
     @Option(help: "Random seed (head initialisation, order, dropout).") var seed: UInt64 = 42
     @OptionGroup var threads: ThreadOption
@@ -34,12 +40,17 @@ struct FineTune: ParsableCommand {
     @Option(help: "qa: overlap of consecutive context windows, in tokens.") var docStride = 128
     @Option(help: "qa: question tokens kept.") var maxQueryLength = 64
     @Option(help: "qa: longest answer, in tokens.") var maxAnswerLength = 30
-    @Option(help: "qa (SQuAD 2.0): answer nothing when the null score beats the best span by more than this.") var nullThreshold = 0.0
+    @Option(help: "qa (SQuAD 2.0): answer nothing when the null score beats the best span by more than this.")
+    var nullThreshold = 0.0
     @OptionGroup var columns: ColumnOptions
 
     func validate() throws {
-        if docStride < 0 || maxQueryLength < 1 || maxAnswerLength < 1 { throw ValidationError("--doc-stride, --max-query-length, --max-answer-length must be positive") }
-        if epochs < 0 || batchSize < 1 || length < 4 { throw ValidationError("--epochs must be 0 or more, --batch-size positive and --max-length at least 4") }
+        if docStride < 0 || maxQueryLength < 1 || maxAnswerLength < 1 {
+            throw ValidationError("--doc-stride, --max-query-length, --max-answer-length must be positive")
+        }
+        if epochs < 0 || batchSize < 1 || length < 4 {
+            throw ValidationError("--epochs must be 0 or more, --batch-size positive and --max-length at least 4")
+        }
         if !(lr > 0) { throw ValidationError("--lr must be positive") }
         if !(0...1).contains(warmupRatio) { throw ValidationError("--warmup-ratio must be between 0 and 1") }
         if logEvery < 1 { throw ValidationError("--log-every must be at least 1") }
@@ -58,8 +69,10 @@ struct FineTune: ParsableCommand {
     }
 
     func printReport(_ r: EpochReport, history: inout [[String: Any]]) {
-        print(String(format: "epoch %d  train loss %.4f  validation: %@%@", r.epoch, r.trainLoss,
-                     formatMetrics(r.metrics) as NSString, r.improved ? "  (best so far: saved)" : ""))
+        print(
+            String(
+                format: "epoch %d  train loss %.4f  validation: %@%@", r.epoch, r.trainLoss,
+                formatMetrics(r.metrics) as NSString, r.improved ? "  (best so far: saved)" : ""))
         fflush(nil)
         history.append(["epoch": r.epoch, "train_loss": r.trainLoss, "validation": r.metrics, "saved": r.improved])
         let data = try? JSONSerialization.data(withJSONObject: history, options: [.prettyPrinted, .sortedKeys])
@@ -73,24 +86,38 @@ struct FineTune: ParsableCommand {
 
     func runTagging(tokenizer: BertTokenizer, folder: URL) throws {
         let trainSet: [TaggedSentence], validationSet: [TaggedSentence]
-        for f in [train, validation] where !FileManager.default.fileExists(atPath: f) { throw CLIError("\(f): file not found") }
+        for f in [train, validation] where !FileManager.default.fileExists(atPath: f) {
+            throw CLIError("\(f): file not found")
+        }
         trainSet = try readTaggedSentences(URL(fileURLWithPath: train))
         validationSet = try readTaggedSentences(URL(fileURLWithPath: validation))
         let tags = tagNames(of: trainSet)
         if let bad = validationSet.first(where: { $0.tags.contains { !tags.contains($0) } }) {
             throw CLIError("\(bad.source): a tag that does not occur in the training data \(tags)")
         }
-        let (network, initialised) = try BertForTokenClassification.fromPretrained(folder: folder, labels: tags, seed: seed)
-        warn("\(trainSet.count) training and \(validationSet.count) validation sentences; tags \(tags); newly initialised: \(initialised.joined(separator: ", "))")
-        let tagger = TokenTagger(model: network, tokenizer: tokenizer, options: options, output: URL(fileURLWithPath: out))
+        let (network, initialised) = try BertForTokenClassification.fromPretrained(
+            folder: folder, labels: tags, seed: seed)
+        warn(
+            "\(trainSet.count) training and \(validationSet.count) validation sentences; tags \(tags); newly "
+                + "initialised: \(initialised.joined(separator: ", "))"
+        )
+        let tagger = TokenTagger(
+            model: network, tokenizer: tokenizer, options: options, output: URL(fileURLWithPath: out))
         var history: [[String: Any]] = []
-        try tagger.train(trainSet, validation: validationSet, progress: { print($0); fflush(nil) }) { printReport($0, history: &history) }
-        
+        try tagger.train(
+            trainSet, validation: validationSet,
+            progress: {
+                print($0); fflush(nil)
+            }
+        ) { printReport($0, history: &history) }
+
         reportWritten("config.json, model.safetensors, tokenizer files")
     }
 
     func runQA(tokenizer: BertTokenizer, folder: URL) throws {
-        for f in [train, validation] where !FileManager.default.fileExists(atPath: f) { throw CLIError("\(f): file not found") }
+        for f in [train, validation] where !FileManager.default.fileExists(atPath: f) {
+            throw CLIError("\(f): file not found")
+        }
         let trainSet = try readSquad(URL(fileURLWithPath: train))
         let validationSet = try readSquad(URL(fileURLWithPath: validation))
         var qa = QAOptions()
@@ -101,27 +128,47 @@ struct FineTune: ParsableCommand {
         qa.nullThreshold = nullThreshold
         qa.allowNull = (trainSet + validationSet).contains { $0.isImpossible }
         let (network, initialised) = try BertForQuestionAnswering.fromPretrained(folder: folder, seed: seed)
-        warn("\(trainSet.count) training and \(validationSet.count) validation questions\(qa.allowNull ? " (SQuAD 2.0: null answers allowed)" : ""); newly initialised: \(initialised.joined(separator: ", "))")
+        warn(
+            "\(trainSet.count) training and \(validationSet.count) validation "
+                + "questions\(qa.allowNull ? " (SQuAD 2.0: null answers allowed)" : ""); newly initialised: "
+                + "\(initialised.joined(separator: ", "))"
+        )
         let output = URL(fileURLWithPath: out)
         let answerer = QuestionAnswerer(model: network, tokenizer: tokenizer, options: options, qa: qa, output: output)
         try FileManager.default.createDirectory(at: output, withIntermediateDirectories: true)
         try qa.write(to: output)
         var history: [[String: Any]] = []
-        try answerer.train(trainSet, validation: validationSet, progress: { print($0); fflush(nil) }) { printReport($0, history: &history) }
-        
+        try answerer.train(
+            trainSet, validation: validationSet,
+            progress: {
+                print($0); fflush(nil)
+            }
+        ) { printReport($0, history: &history) }
+
         reportWritten("config.json, model.safetensors, qa_settings.json, tokenizer files")
     }
 
     func runChoice(tokenizer: BertTokenizer, folder: URL) throws {
-        for f in [train, validation] where !FileManager.default.fileExists(atPath: f) { throw CLIError("\(f): file not found") }
+        for f in [train, validation] where !FileManager.default.fileExists(atPath: f) {
+            throw CLIError("\(f): file not found")
+        }
         let trainSet = try readChoiceExamples(URL(fileURLWithPath: train))
         let validationSet = try readChoiceExamples(URL(fileURLWithPath: validation))
         let (network, initialised) = try BertForMultipleChoice.fromPretrained(folder: folder, seed: seed)
-        warn("\(trainSet.count) training and \(validationSet.count) validation questions; newly initialised: \(initialised.joined(separator: ", "))")
-        let solver = ChoiceSolver(model: network, tokenizer: tokenizer, options: options, output: URL(fileURLWithPath: out))
+        warn(
+            "\(trainSet.count) training and \(validationSet.count) validation questions; newly initialised: "
+                + "\(initialised.joined(separator: ", "))"
+        )
+        let solver = ChoiceSolver(
+            model: network, tokenizer: tokenizer, options: options, output: URL(fileURLWithPath: out))
         var history: [[String: Any]] = []
-        try solver.train(trainSet, validation: validationSet, progress: { print($0); fflush(nil) }) { printReport($0, history: &history) }
-        
+        try solver.train(
+            trainSet, validation: validationSet,
+            progress: {
+                print($0); fflush(nil)
+            }
+        ) { printReport($0, history: &history) }
+
         reportWritten("config.json, model.safetensors, tokenizer files")
     }
 
@@ -139,18 +186,31 @@ struct FineTune: ParsableCommand {
         let sequenceTask: SequenceTask = task == .classify ? .classification : .regression
         let labels = sequenceTask == .classification ? labelNames(of: trainSet) : ["score"]
         if sequenceTask == .classification {
-            guard labels.count >= 2 else { throw CLIError("\(train): classification needs at least 2 distinct labels, found \(labels)") }
+            guard labels.count >= 2 else {
+                throw CLIError("\(train): classification needs at least 2 distinct labels, found \(labels)")
+            }
             if let unknown = validationSet.first(where: { !labels.contains($0.label ?? "") }) {
-                throw CLIError("\(unknown.source): label '\(unknown.label ?? "")' does not occur in the training data \(labels)")
+                throw CLIError(
+                    "\(unknown.source): label '\(unknown.label ?? "")' does not occur in the training data \(labels)")
             }
         }
         let tokenizer = try BertTokenizer(modelFolder: folder)
-        let (network, initialised) = try BertForSequenceClassification.fromPretrained(folder: folder, task: sequenceTask, labels: labels, seed: seed)
-        warn("\(trainSet.count) training and \(validationSet.count) validation examples; labels \(labels); newly initialised: \(initialised.joined(separator: ", "))")
-        let tuner = SequenceFineTuner(model: network, tokenizer: tokenizer, options: options, output: URL(fileURLWithPath: out))
+        let (network, initialised) = try BertForSequenceClassification.fromPretrained(
+            folder: folder, task: sequenceTask, labels: labels, seed: seed)
+        warn(
+            "\(trainSet.count) training and \(validationSet.count) validation examples; labels \(labels); newly "
+                + "initialised: \(initialised.joined(separator: ", "))"
+        )
+        let tuner = SequenceFineTuner(
+            model: network, tokenizer: tokenizer, options: options, output: URL(fileURLWithPath: out))
         var history: [[String: Any]] = []
-        try tuner.train(trainSet, validation: validationSet, progress: { print($0); fflush(nil) }) { printReport($0, history: &history) }
-        
+        try tuner.train(
+            trainSet, validation: validationSet,
+            progress: {
+                print($0); fflush(nil)
+            }
+        ) { printReport($0, history: &history) }
+
         reportWritten("config.json, model.safetensors, tokenizer files")
     }
 }

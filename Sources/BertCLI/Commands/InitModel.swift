@@ -7,7 +7,8 @@ import Foundation
 /// `bert init`: a randomly initialised model folder (BERT's initialisation), e.g. to check that
 /// transformers loads what we write.
 struct InitModel: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "init",
+    static let configuration = CommandConfiguration(
+        commandName: "init",
         abstract: "Write a randomly initialised BertModel (config.json + model.safetensors) to a folder.")
 
     @Option(help: "A preset: \(BertConfig.presetNames.joined(separator: ", ")).")

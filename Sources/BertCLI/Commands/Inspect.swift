@@ -6,7 +6,8 @@ import Foundation
 
 /// `bert inspect`: the config and every tensor.
 struct Inspect: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Print a model folder's config and every tensor's name, dtype and shape.")
+    static let configuration = CommandConfiguration(
+        abstract: "Print a model folder's config and every tensor's name, dtype and shape.")
 
     @Option(help: "A model folder (config.json, model.safetensors).")
     var model: String
@@ -18,10 +19,14 @@ struct Inspect: ParsableCommand {
         print("config.json:")
         print(String(decoding: config.jsonData(), as: UTF8.self), terminator: "")
         let file = try SafeTensorsFile(contentsOf: folder.appendingPathComponent("model.safetensors"))
-        print("model.safetensors: \(file.tensors.count) tensors" + (file.metadata.isEmpty ? "" : ", metadata \(file.metadata)"))
+        print(
+            "model.safetensors: \(file.tensors.count) tensors"
+                + (file.metadata.isEmpty ? "" : ", metadata \(file.metadata)"))
         let width = (file.tensors.map(\.name.count).max() ?? 0) + 2
         for t in file.tensors.sorted(by: { $0.name < $1.name }) {
-            print(t.name + String(repeating: " ", count: width - t.name.count) + t.dtype.rawValue.padding(toLength: 6, withPad: " ", startingAt: 0) + "\(t.shape)")
+            print(
+                t.name + String(repeating: " ", count: width - t.name.count)
+                    + t.dtype.rawValue.padding(toLength: 6, withPad: " ", startingAt: 0) + "\(t.shape)")
         }
         let breakdown = ParameterBreakdown(file: file)
         print("parameters: \(breakdown.total)")

@@ -28,7 +28,12 @@ struct LearnVocab: ParsableCommand {
     @Option(name: .long, help: "Pairs seen fewer times are never merged.")
     var minFrequency: Int = 2
 
-    @Option(name: .long, help: "Merge ranking: likelihood (WordPiece's count(ab)/(count(a)count(b))) or frequency (most frequent pair first, as tokenizers' WordPieceTrainer).")
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "Merge ranking: likelihood (WordPiece's count(ab)/(count(a)count(b))) or frequency (most frequent pair "
+                + "first, as tokenizers' WordPieceTrainer).")
+    )
     var scoring: MergeScoring = .likelihood
 
     @Option(name: .long, help: "Comma-separated special tokens, first in the vocabulary.")
@@ -63,8 +68,9 @@ struct LearnVocab: ParsableCommand {
         guard FileManager.default.fileExists(atPath: folder, isDirectory: &isDirectory), isDirectory.boolValue else {
             throw CLIError("\(out): cannot write: no folder \(folder)")
         }
-        var learner = WordPieceLearner(size: size, normalizer: cased ? .cased : .uncased,
-                                       minFrequency: minFrequency, specialTokens: specials)
+        var learner = WordPieceLearner(
+            size: size, normalizer: cased ? .cased : .uncased,
+            minFrequency: minFrequency, specialTokens: specials)
         learner.scoring = scoring
         if files.isEmpty {
             try learner.add(handle: FileHandle.standardInput, source: "<stdin>")
@@ -74,7 +80,7 @@ struct LearnVocab: ParsableCommand {
             throw TokenizerError.fileNotFound(path)
         }
         for path in files { try learner.add(file: URL(fileURLWithPath: path)) }
-        
+
         for source in learner.invalidUTF8Sources {
             warn("warning: \(source): invalid UTF-8 replaced with U+FFFD")
         }
@@ -85,9 +91,11 @@ struct LearnVocab: ParsableCommand {
         let counted = Date()
         let result = learner.learnWithDetails()
         if result.alphabetExceedsSize {
-            warn("warning: --size \(size) is smaller than the \(result.specialTokenCount) special tokens and the "
-                 + "\(result.alphabetSize) alphabet tokens (\(result.alphabetSize / 2) characters as \"c\" and \"##c\"): "
-                 + "learned just those (\(result.vocabulary.count) tokens)")
+            warn(
+                "warning: --size \(size) is smaller than the \(result.specialTokenCount) special tokens and the "
+                    + "\(result.alphabetSize) alphabet tokens (\(result.alphabetSize / 2) characters as \"c\" and "
+                    + "\"##c\"): "
+                    + "learned just those (\(result.vocabulary.count) tokens)")
         }
         do {
             try result.vocabulary.write(to: outURL)
@@ -95,7 +103,8 @@ struct LearnVocab: ParsableCommand {
             throw CLIError("\(out): cannot write: \(error.localizedDescription)")
         }
         let countSeconds = counted.timeIntervalSince(started), seconds = Date().timeIntervalSince(started)
-        var summary = "\(out): \(result.vocabulary.count) tokens from \(result.wordCount) words "
+        var summary =
+            "\(out): \(result.vocabulary.count) tokens from \(result.wordCount) words "
             + "(\(result.distinctWordCount) distinct), alphabet \(result.alphabetSize) tokens, "
             + "\(result.merges.count) merges, \(String(format: "%.2f", seconds)) s "
             + "(counting \(String(format: "%.2f", countSeconds)) s)"
@@ -104,7 +113,10 @@ struct LearnVocab: ParsableCommand {
         }
         warn(summary)
         if !result.alphabetExceedsSize && result.vocabulary.count < size {
-            warn("note: no pair left seen at least \(minFrequency) times: the vocabulary has \(result.vocabulary.count) tokens, not \(size)")
+            warn(
+                "note: no pair left seen at least \(minFrequency) times: the vocabulary has "
+                    + "\(result.vocabulary.count) tokens, not \(size)"
+            )
         }
     }
 }

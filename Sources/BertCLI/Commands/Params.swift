@@ -33,11 +33,18 @@ struct Params: ParsableCommand {
             breakdown = ParameterBreakdown(file: file)
             title = "\(model)/model.safetensors"
             if let cfg = try? BertConfig(contentsOf: folder.appendingPathComponent("config.json")) {
-                let fromConfig = ParameterBreakdown(config: cfg, pooler: file.info("pooler.dense.weight") != nil
-                                                    || file.info("bert.pooler.dense.weight") != nil)
-                let encoderTotal = breakdown.entries.filter { !$0.component.contains("head") }.reduce(0) { $0 + $1.count }
+                let fromConfig = ParameterBreakdown(
+                    config: cfg,
+                    pooler: file.info("pooler.dense.weight") != nil
+                        || file.info("bert.pooler.dense.weight") != nil)
+                let encoderTotal = breakdown.entries.filter { !$0.component.contains("head") }.reduce(0) {
+                    $0 + $1.count
+                }
                 if encoderTotal != fromConfig.total {
-                    warn("warning: the checkpoint's encoder has \(encoderTotal) parameters but config.json describes \(fromConfig.total)")
+                    warn(
+                        "warning: the checkpoint's encoder has \(encoderTotal) parameters but config.json describes "
+                            + "\(fromConfig.total)"
+                    )
                 }
             }
         } else if let config {
@@ -46,12 +53,17 @@ struct Params: ParsableCommand {
         } else {
             let cfg = try BertConfig.preset(preset!)
             breakdown = ParameterBreakdown(config: cfg)
-            title = "preset \(preset!): \(cfg.numHiddenLayers) layers, hidden \(cfg.hiddenSize), \(cfg.numAttentionHeads) heads, feed-forward \(cfg.intermediateSize), vocabulary \(cfg.vocabSize)"
+            title =
+                "preset \(preset!): \(cfg.numHiddenLayers) layers, hidden \(cfg.hiddenSize), "
+                + "\(cfg.numAttentionHeads) heads, feed-forward \(cfg.intermediateSize), vocabulary "
+                + "\(cfg.vocabSize)"
         }
         if json {
             let object: [String: Any] = [
                 "source": title, "total": breakdown.total, "layers": breakdown.layers,
-                "components": breakdown.entries.map { ["component": $0.component, "parameters": $0.count, "tensors": $0.tensors] },
+                "components": breakdown.entries.map {
+                    ["component": $0.component, "parameters": $0.count, "tensors": $0.tensors]
+                },
             ]
             let data = try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])
             print(String(decoding: data, as: UTF8.self))

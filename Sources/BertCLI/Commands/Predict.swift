@@ -28,8 +28,12 @@ struct Predict: ParsableCommand {
             for line in lines {
                 let (words, found) = try tagger.tag(line)
                 let object: [String: Any] = [
-                    "words": words.map { ["word": $0.word, "tag": $0.tag, "start": $0.start, "end": $0.end] as [String: Any] },
-                    "entities": found.map { ["type": $0.type, "text": $0.text, "start": $0.start, "end": $0.end] as [String: Any] },
+                    "words": words.map {
+                        ["word": $0.word, "tag": $0.tag, "start": $0.start, "end": $0.end] as [String: Any]
+                    },
+                    "entities": found.map {
+                        ["type": $0.type, "text": $0.text, "start": $0.start, "end": $0.end] as [String: Any]
+                    },
                 ]
                 let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
                 out.write(String(decoding: data, as: UTF8.self) + "\n")
@@ -41,7 +45,8 @@ struct Predict: ParsableCommand {
     func runChoice(_ solver: ChoiceSolver) throws {
         var examples: [ChoiceExample] = []
         if files.isEmpty {
-            let url = FileManager.default.temporaryDirectory.appendingPathComponent("bert-choice-\(UUID().uuidString).jsonl")
+            let url = FileManager.default.temporaryDirectory.appendingPathComponent(
+                "bert-choice-\(UUID().uuidString).jsonl")
             defer { try? FileManager.default.removeItem(at: url) }
             try FileHandle.standardInput.readDataToEndOfFile().write(to: url)
             examples = try readChoiceExamples(url, requireLabel: false)
@@ -54,7 +59,8 @@ struct Predict: ParsableCommand {
         let out = Output()
         for p in try solver.predict(examples) {
             let best = p.indices.max { p[$0] < p[$1] }!
-            let data = try JSONSerialization.data(withJSONObject: ["label": best, "probabilities": p] as [String: Any], options: [.sortedKeys])
+            let data = try JSONSerialization.data(
+                withJSONObject: ["label": best, "probabilities": p] as [String: Any], options: [.sortedKeys])
             out.write(String(decoding: data, as: UTF8.self) + "\n")
         }
         out.flush()
@@ -71,7 +77,8 @@ struct Predict: ParsableCommand {
                 for line in lines where !line.trimmingCharacters(in: .whitespaces).isEmpty {
                     n += 1
                     guard let o = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
-                          let q = o["question"] as? String, let c = o["context"] as? String else {
+                        let q = o["question"] as? String, let c = o["context"] as? String
+                    else {
                         throw CLIError("input line \(n): expected a JSON object with \"question\" and \"context\"")
                     }
                     examples.append(SquadExample(id: (o["id"] as? String) ?? String(n), question: q, context: c))
@@ -80,8 +87,11 @@ struct Predict: ParsableCommand {
         }
         let out = Output()
         for p in try answerer.predict(examples) {
-            let object: [String: Any] = ["id": p.id, "answer": p.text, "start": p.start, "end": p.end,
-                                         "score": Double(p.score.isFinite ? p.score : 0), "null_score": Double(p.nullScore.isFinite ? p.nullScore : 0)]
+            let object: [String: Any] = [
+                "id": p.id, "answer": p.text, "start": p.start, "end": p.end,
+                "score": Double(p.score.isFinite ? p.score : 0),
+                "null_score": Double(p.nullScore.isFinite ? p.nullScore : 0),
+            ]
             let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
             out.write(String(decoding: data, as: UTF8.self) + "\n")
         }
@@ -100,7 +110,11 @@ struct Predict: ParsableCommand {
 
     func runSequence(_ tuner: SequenceFineTuner) throws {
         var examples: [LabeledExample] = []
-        let tabular = !files.isEmpty && files.allSatisfy { ["csv", "tsv", "jsonl", "json", "ndjson"].contains(URL(fileURLWithPath: $0).pathExtension.lowercased()) }
+        let tabular =
+            !files.isEmpty
+            && files.allSatisfy {
+                ["csv", "tsv", "jsonl", "json", "ndjson"].contains(URL(fileURLWithPath: $0).pathExtension.lowercased())
+            }
         if tabular {
             for f in files { examples += try readExamples(f, columns: columns.names, requireLabel: false) }
         } else {
@@ -109,7 +123,8 @@ struct Predict: ParsableCommand {
                 for line in lines {
                     if pair {
                         let parts = line.split(separator: "\t", maxSplits: 1, omittingEmptySubsequences: false)
-                        examples.append(LabeledExample(text: String(parts[0]), textPair: parts.count > 1 ? String(parts[1]) : ""))
+                        examples.append(
+                            LabeledExample(text: String(parts[0]), textPair: parts.count > 1 ? String(parts[1]) : ""))
                     } else {
                         examples.append(LabeledExample(text: line))
                     }
@@ -126,8 +141,10 @@ struct Predict: ParsableCommand {
             } else {
                 let p = softmax(row)
                 let best = row.indices.max { row[$0] < row[$1] }!
-                object = ["label": network.labels[best], "probability": p[best],
-                          "probabilities": Dictionary(uniqueKeysWithValues: zip(network.labels, p).map { ($0, $1) })]
+                object = [
+                    "label": network.labels[best], "probability": p[best],
+                    "probabilities": Dictionary(uniqueKeysWithValues: zip(network.labels, p).map { ($0, $1) }),
+                ]
             }
             let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
             out.write(String(decoding: data, as: UTF8.self) + "\n")

@@ -6,7 +6,8 @@ import Foundation
 
 /// `bert prepare-data`: the corpus as pretraining shards on disk (for `bert pretrain --data`).
 struct PrepareData: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "prepare-data",
+    static let configuration = CommandConfiguration(
+        commandName: "prepare-data",
         abstract: "Turn raw documents into pretraining instances in shard files (streamed: any corpus size).",
         discussion: """
             Instances follow create_pretraining_data.py (target length with short_seq_prob, IsNext \
@@ -38,7 +39,9 @@ struct PrepareData: ParsableCommand {
 
     func run() throws {
         let files = corpus.map { URL(fileURLWithPath: $0) }
-        for f in files where !FileManager.default.fileExists(atPath: f.path) { throw CLIError("\(f.path): file not found") }
+        for f in files where !FileManager.default.fileExists(atPath: f.path) {
+            throw CLIError("\(f.path): file not found")
+        }
         let tokenizer = try BertTokenizer(vocabFile: URL(fileURLWithPath: vocab), normalizer: cased ? .cased : .uncased)
         var options = ShardOptions()
         options.data.maxSeqLength = seqLen
@@ -49,19 +52,23 @@ struct PrepareData: ParsableCommand {
         options.heldOutDocuments = heldOut
         options.heldOutEvery = heldOutEvery
         options.splitSentences = splitSentences
-        let set = try prepareShards(files: files, tokenizer: tokenizer, options: options, folder: URL(fileURLWithPath: out))
+        let set = try prepareShards(
+            files: files, tokenizer: tokenizer, options: options, folder: URL(fileURLWithPath: out))
         warn("wrote \(out): \(set.documents) documents, \(set.count) training instances in \(shards) shards")
     }
 }
 
 /// Streams the corpus into shards, saying how far it got.
-func prepareShards(files: [URL], tokenizer: BertTokenizer, options: ShardOptions, folder: URL) throws -> PretrainingShardSet {
+func prepareShards(files: [URL], tokenizer: BertTokenizer, options: ShardOptions, folder: URL) throws
+    -> PretrainingShardSet
+{
     warn("streaming the corpus into \(options.shardCount) shards in \(folder.path)")
-    let set = try preparePretrainingShards(files: files, tokenizer: tokenizer, options: options, folder: folder) { documents, instances in
+    let set = try preparePretrainingShards(files: files, tokenizer: tokenizer, options: options, folder: folder) {
+        documents, instances in
         warn("  \(documents) documents, \(instances) instances")
     }
     try? FileManager.default.removeItem(at: folder.appendingPathComponent("vocab.txt"))
     try tokenizer.vocabulary.write(to: folder.appendingPathComponent("vocab.txt"))
     return set
-    
+
 }

@@ -34,7 +34,8 @@ struct Pretrain: ParsableCommand {
     var out: String
     @Option(help: "Optimizer steps.") var steps = 1000
     @Option(help: "Instances per step.") var batchSize = 32
-    @Option(help: "Micro-batches of --batch-size accumulated into each step (gradient accumulation).") var accumulate = 1
+    @Option(help: "Micro-batches of --batch-size accumulated into each step (gradient accumulation).") var accumulate =
+        1
     @Option(help: "Shard files to stream the corpus into.") var shards = 16
     @Option(help: "Maximum sequence length of an instance.") var seqLen = 128
     @Option(help: "Peak learning rate.") var lr = 1e-4
@@ -55,11 +56,15 @@ struct Pretrain: ParsableCommand {
         if (preset == nil) == (config == nil) { throw ValidationError("give exactly one of --preset, --config") }
         if corpus.isEmpty == (data == nil) { throw ValidationError("give exactly one of --corpus FILE..., --data DIR") }
         if data != nil {
-            if learnVocab != nil { throw ValidationError("--learn-vocab needs --corpus (prepared data has its vocabulary)") }
+            if learnVocab != nil {
+                throw ValidationError("--learn-vocab needs --corpus (prepared data has its vocabulary)")
+            }
         } else if (vocab == nil) == (learnVocab == nil) {
             throw ValidationError("give exactly one of --vocab, --learn-vocab")
         }
-        if steps < 1 || batchSize < 1 || accumulate < 1 { throw ValidationError("--steps, --batch-size and --accumulate must be positive") }
+        if steps < 1 || batchSize < 1 || accumulate < 1 {
+            throw ValidationError("--steps, --batch-size and --accumulate must be positive")
+        }
         if shards < 1 || shards > 65536 { throw ValidationError("--shards must be between 1 and 65536") }
         if seqLen < 8 { throw ValidationError("--seq-len must be at least 8") }
         if !(lr > 0) { throw ValidationError("--lr must be positive") }
@@ -70,7 +75,9 @@ struct Pretrain: ParsableCommand {
         let output = URL(fileURLWithPath: out)
         try FileManager.default.createDirectory(at: output, withIntermediateDirectories: true)
         let files = corpus.map { URL(fileURLWithPath: $0) }
-        for f in files where !FileManager.default.fileExists(atPath: f.path) { throw CLIError("\(f.path): file not found") }
+        for f in files where !FileManager.default.fileExists(atPath: f.path) {
+            throw CLIError("\(f.path): file not found")
+        }
         let normalizer: NormalizerOptions = cased ? .cased : .uncased
         let vocabURL: URL
         if let vocab {
@@ -88,10 +95,12 @@ struct Pretrain: ParsableCommand {
             }
         }
         let tokenizer: BertTokenizer
- tokenizer = try BertTokenizer(vocabFile: vocabURL, normalizer: normalizer) 
+        tokenizer = try BertTokenizer(vocabFile: vocabURL, normalizer: normalizer)
         var cfg = try preset.map { try BertConfig.preset($0) } ?? BertConfig(contentsOf: URL(fileURLWithPath: config!))
         cfg.vocabSize = tokenizer.vocabulary.count
-        if seqLen > cfg.maxPositionEmbeddings { throw CLIError("--seq-len \(seqLen) is longer than max_position_embeddings \(cfg.maxPositionEmbeddings)") }
+        if seqLen > cfg.maxPositionEmbeddings {
+            throw CLIError("--seq-len \(seqLen) is longer than max_position_embeddings \(cfg.maxPositionEmbeddings)")
+        }
         let model = try BertForPreTraining(config: cfg)
         model.initializeWeights(seed: seed)
         var options = PretrainingRunOptions()
@@ -125,25 +134,40 @@ struct Pretrain: ParsableCommand {
                 shardSet = try prepareShards(files: files, tokenizer: tokenizer, options: shardOptions, folder: folder)
             }
         }
-        let run = try PretrainingRun(model: model, tokenizer: tokenizer, shards: shardSet, options: options, output: output)
+        let run = try PretrainingRun(
+            model: model, tokenizer: tokenizer, shards: shardSet, options: options, output: output)
         let parameters = ParameterBreakdown(layout: model.parameters.layout).total
-        warn("\(shardSet.documents) documents, \(run.instanceCount) instances; model \(cfg.numHiddenLayers) layers, hidden \(cfg.hiddenSize), \(parameters) parameters; \(Compute.threads) threads")
+        warn(
+            "\(shardSet.documents) documents, \(run.instanceCount) instances; model \(cfg.numHiddenLayers) layers, "
+                + "hidden \(cfg.hiddenSize), \(parameters) parameters; \(Compute.threads) threads"
+        )
         signal(SIGINT) { _ in interruption.cancel() }
         try run.run(resume: resume, cancellation: interruption) { p in
-            func pct(_ c: Int, _ n: Int) -> String { n == 0 ? "-" : String(format: "%.1f%%", 100 * Double(c) / Double(n)) }
-            var line = String(format: "step %d/%d  loss %.4f (mlm %.4f, nsp %.4f)  mlm acc %@  nsp acc %@  lr %.2e  %.0f tokens/s  ETA %@",
-                              p.step, steps, p.loss.total, p.loss.mlm, p.loss.nsp, pct(p.loss.mlmCorrect, p.loss.mlmCount) as NSString,
-                              pct(p.loss.nspCorrect, p.loss.nspCount) as NSString, p.learningRate, p.tokensPerSecond,
-                              formatDuration(p.secondsLeft) as NSString)
+            func pct(_ c: Int, _ n: Int) -> String {
+                n == 0 ? "-" : String(format: "%.1f%%", 100 * Double(c) / Double(n))
+            }
+            var line = String(
+                format:
+                    "step %d/%d  loss %.4f (mlm %.4f, nsp %.4f)  mlm acc %@  nsp acc %@  lr %.2e  %.0f tokens/s  ETA "
+                    + "%@",
+                p.step, steps, p.loss.total, p.loss.mlm, p.loss.nsp,
+                pct(p.loss.mlmCorrect, p.loss.mlmCount) as NSString,
+                pct(p.loss.nspCorrect, p.loss.nspCount) as NSString, p.learningRate, p.tokensPerSecond,
+                formatDuration(p.secondsLeft) as NSString)
             if let e = p.evalLoss {
-                line += String(format: "\n  held-out: loss %.4f (mlm %.4f, nsp %.4f)  mlm acc %@  nsp acc %@", e.total, e.mlm, e.nsp,
-                               pct(e.mlmCorrect, e.mlmCount) as NSString, pct(e.nspCorrect, e.nspCount) as NSString)
+                line += String(
+                    format: "\n  held-out: loss %.4f (mlm %.4f, nsp %.4f)  mlm acc %@  nsp acc %@", e.total, e.mlm,
+                    e.nsp,
+                    pct(e.mlmCorrect, e.mlmCount) as NSString, pct(e.nspCorrect, e.nspCount) as NSString)
             }
             print(line)
             fflush(nil)
         }
-        
-        warn("wrote \(output.path): config.json, model.safetensors, tokenizer.json, vocab.txt, tokenizer_config.json, training_curve.csv/.svg, checkpoints/")
+
+        warn(
+            "wrote \(output.path): config.json, model.safetensors, tokenizer.json, vocab.txt, tokenizer_config.json, "
+                + "training_curve.csv/.svg, checkpoints/"
+        )
     }
 }
 

@@ -45,7 +45,7 @@ struct Tokenize: ParsableCommand {
         } else {
             tokenizer = try BertTokenizer(vocabFile: URL(fileURLWithPath: vocab!))
         }
-        
+
         if cased { tokenizer.normalizer.lowercase = false; tokenizer.normalizer.stripAccents = false }
         tokenizer.padding = nil
         tokenizer.truncation = maxLength.map { Truncation(maxLength: $0, strategy: .longestFirst) }
@@ -204,7 +204,8 @@ struct DecimalIds {
         let v = Int(value)
         if v >= 0 && v < lengths.count {
             digits.withUnsafeBufferPointer { d in
-                out.append(contentsOf: UnsafeBufferPointer(rebasing: d[(v * Self.slot)..<(v * Self.slot + Int(lengths[v]))]))
+                out.append(
+                    contentsOf: UnsafeBufferPointer(rebasing: d[(v * Self.slot)..<(v * Self.slot + Int(lengths[v]))]))
             }
         } else {
             Self.appendDigits(v, to: &out)
@@ -214,9 +215,12 @@ struct DecimalIds {
     static func appendDigits(_ value: Int, to out: inout [UInt8]) {
         if value < 0 { out.append(UInt8(ascii: "-")) }
         var v = value.magnitude
-        var tmp: (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8,
-                  UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8) =
-            (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+        var tmp:
+            (
+                UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8,
+                UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8
+            ) =
+                (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
         var n = 0
         withUnsafeMutableBytes(of: &tmp) { t in
             repeat {

@@ -53,8 +53,10 @@ struct LineBlocks {
         }
     }
 
-    private mutating func emit(_ bytes: UnsafeBufferPointer<UInt8>, source: String,
-                               _ body: (UnsafeBufferPointer<UInt8>, [Range<Int>]) throws -> Void) throws {
+    private mutating func emit(
+        _ bytes: UnsafeBufferPointer<UInt8>, source: String,
+        _ body: (UnsafeBufferPointer<UInt8>, [Range<Int>]) throws -> Void
+    ) throws {
         if isValidUTF8(bytes) {
             try body(bytes, lineRanges(bytes))
             return

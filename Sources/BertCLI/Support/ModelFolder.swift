@@ -13,7 +13,9 @@ func readExamples(_ path: String, columns: ColumnNames, requireLabel: Bool = tru
 /// The head a fine-tuned folder holds (config.json's architectures).
 func architecture(of path: String) throws -> String {
     let url = URL(fileURLWithPath: path).appendingPathComponent("config.json")
-    guard let data = try? Data(contentsOf: url), let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+    guard let data = try? Data(contentsOf: url),
+        let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any]
+    else {
         throw CLIError("\(url.path): missing or not JSON (is this a model folder?)")
     }
     return (object["architectures"] as? [String])?.first ?? "BertModel"
@@ -41,24 +43,30 @@ enum FineTunedModel {
         case "BertForTokenClassification":
             let network = try BertForTokenClassification(folder: folder)
             network.prepareForInference()
-            self = .tagger(TokenTagger(model: network, tokenizer: tokenizer, options: options(network.config), output: folder))
+            self = .tagger(
+                TokenTagger(model: network, tokenizer: tokenizer, options: options(network.config), output: folder))
         case "BertForQuestionAnswering":
             let network = try BertForQuestionAnswering(folder: folder)
             network.prepareForInference()
             var qa = try QAOptions(folder: folder)
             if let m = maxLength { qa.maxLength = m }
             qa.maxLength = min(qa.maxLength, network.config.maxPositionEmbeddings)
-            self = .answerer(QuestionAnswerer(model: network, tokenizer: tokenizer, options: FineTuneOptions(), qa: qa,
-                                              output: folder))
+            self = .answerer(
+                QuestionAnswerer(
+                    model: network, tokenizer: tokenizer, options: FineTuneOptions(), qa: qa,
+                    output: folder))
         case "BertForMultipleChoice":
             let network = try BertForMultipleChoice(folder: folder)
             network.prepareForInference()
-            self = .solver(ChoiceSolver(model: network, tokenizer: tokenizer, options: options(network.config), output: folder))
+            self = .solver(
+                ChoiceSolver(model: network, tokenizer: tokenizer, options: options(network.config), output: folder))
         default:
             let network = try BertForSequenceClassification(folder: folder)
             network.prepareForInference()
-            self = .sequence(SequenceFineTuner(model: network, tokenizer: tokenizer, options: options(network.config),
-                                               output: folder))
+            self = .sequence(
+                SequenceFineTuner(
+                    model: network, tokenizer: tokenizer, options: options(network.config),
+                    output: folder))
         }
     }
 }

@@ -85,7 +85,8 @@ func printJSON(_ object: Any) throws {
 }
 
 func formatMetrics(_ m: [String: Double]) -> String {
-    m.keys.sorted().filter { $0 != "examples" }.map { String(format: "%@ %.4f", $0 as NSString, m[$0]!) }.joined(separator: "  ")
+    m.keys.sorted().filter { $0 != "examples" }.map { String(format: "%@ %.4f", $0 as NSString, m[$0]!) }.joined(
+        separator: "  ")
 }
 
 /// Shortest-ish fixed formatting: %.{p}g keeps the output compact and exact enough.
