@@ -10,21 +10,22 @@ struct LayerBuffers {
     var attention: AttentionStorage
     var context: UnsafeMutablePointer<Float>  // [T, H] attention's output, heads side by side
     var attentionSum: UnsafeMutablePointer<Float>  // [T, H] dense(context) + input: a LayerNorm's input
-    var attentionMask = FloatBuffer(count: 0)  // dropout on dense(context)
+    var attentionMask = noMask  // dropout on dense(context)
     var attentionStatistics: RowStatistics?
     var attentionNormed: UnsafeMutablePointer<Float>  // [T, H] (inference: the input, overwritten)
     var preActivation: UnsafeMutablePointer<Float>  // [T, I]
     var activated: UnsafeMutablePointer<Float>  // [T, I] (inference: the pre-activation, overwritten)
     var outputSum: UnsafeMutablePointer<Float>  // [T, H] dense(activated) + attentionNormed
-    var outputMask = FloatBuffer(count: 0)
+    var outputMask = noMask
     var outputStatistics: RowStatistics?
     var output: UnsafeMutablePointer<Float>  // [T, H] (inference: the input, overwritten)
 }
 
 /// Where attention keeps its probabilities.
 enum AttentionStorage {
-    /// Inference: each worker's scores in its own `perWorker` floats of `scratch`, used and dropped.
-    case scratch(UnsafeMutablePointer<Float>, perWorker: Int)
+    /// Inference: each worker's scores in its own `perWorker` floats of `scratch`, used and dropped;
+    /// `items` are the work items, (sequence, head, first query row), the same for every layer.
+    case scratch(UnsafeMutablePointer<Float>, perWorker: Int, items: [(Int, Int, Int)])
     /// Training: every (sequence, head)'s len×len probabilities at `offsets[item]`, their dropout
     /// masks beside them (nil without attention dropout), and `2 · threads · maxLen²` floats of
     /// scratch for the dropped probabilities and the backward.
@@ -41,8 +42,8 @@ public final class EncoderActivations: @unchecked Sendable {
         let input, qkv, probabilities, context, attentionSum, attentionNormed: FloatBuffer
         let preActivation, activated, outputSum: FloatBuffer
         let mean1, rstd1, mean2, rstd2: FloatBuffer
-        var probabilityMasks = FloatBuffer(count: 0)
-        var attentionMask = FloatBuffer(count: 0), outputMask = FloatBuffer(count: 0)
+        var probabilityMasks = noMask
+        var attentionMask = noMask, outputMask = noMask
 
         init(tokens t: Int, config c: BertConfig, probabilities: Int) {
             let h = c.hiddenSize, i = c.intermediateSize
@@ -66,7 +67,7 @@ public final class EncoderActivations: @unchecked Sendable {
     let dropout: Dropout?
     let embeddingSum: FloatBuffer  // [T, H] word + position + type (LayerNorm input)
     let mean0: FloatBuffer, rstd0: FloatBuffer
-    var embeddingMask = FloatBuffer(count: 0)
+    var embeddingMask = noMask
     let layers: [Layer]
     /// [T, H] the encoder's output (last hidden state on the real tokens).
     let output: FloatBuffer

@@ -25,7 +25,7 @@ public struct Dropout: Sendable, Equatable {
 
     /// A hidden-dropout mask of `count` values, or an empty buffer when that probability is 0.
     func hiddenMask(count: Int, stream: UInt64) -> FloatBuffer {
-        guard hiddenProbability > 0 else { return FloatBuffer(count: 0) }
+        guard hiddenProbability > 0 else { return noMask }
         let m = FloatBuffer(count: count)
         mask(m.pointer, count: count, probability: hiddenProbability, stream: stream)
         return m
@@ -43,6 +43,9 @@ public struct Dropout: Sendable, Equatable {
     /// The classifier dropout of token classification (one mask row per token).
     static let tokenClassifierStream: UInt64 = 0x7A66_E201
 }
+
+/// The empty mask: dropout off at a site (one shared buffer, so a forward allocates none).
+let noMask = FloatBuffer(count: 0)
 
 /// x ⊙= mask on the given rows of `cols` values (an empty mask, dropout off, leaves x alone). The
 /// forward applies it to an output, the backward to that output's gradient.

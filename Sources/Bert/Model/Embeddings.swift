@@ -22,7 +22,7 @@ public struct BertEmbeddings: Sendable {
     func forward(
         _ tokens: RealTokens, sum: UnsafeMutablePointer<Float>, output: UnsafeMutablePointer<Float>,
         eps: Float, parameters p: ParameterStore, statistics: RowStatistics? = nil,
-        mask: FloatBuffer = FloatBuffer(count: 0)
+        mask: FloatBuffer = noMask
     ) {
         let t = tokens.tokenCount, h = hiddenSize
         nonisolated(unsafe) let sum = sum, output = output

@@ -137,7 +137,10 @@ extension BertModelWeights {
             x = pointers[0]
             if t > 0 { embeddings.forward(tokens, sum: x, output: x, eps: eps, parameters: p) }
             let shared = LayerBuffers(
-                input: x, qkv: pointers[1], attention: .scratch(pointers[5], perWorker: perWorker),
+                input: x, qkv: pointers[1],
+                attention: .scratch(
+                    pointers[5], perWorker: perWorker,
+                    items: attentionItems(tokens, heads: c.numAttentionHeads)),
                 context: pointers[2], attentionSum: pointers[3], attentionNormed: x,
                 preActivation: pointers[4], activated: pointers[4], outputSum: pointers[3],
                 output: x)

@@ -43,17 +43,8 @@ public struct BertSelfAttention: Sendable {
         let scale = 1 / Float(d).squareRoot()
         nonisolated(unsafe) let qkv = qkv, context = context
         switch storage {
-        case .scratch(let workerScores, let perWorker):
+        case .scratch(let workerScores, let perWorker, let items):
             nonisolated(unsafe) let scores = workerScores
-            // A work item is one (sequence, head, block of query rows).
-            var items: [(Int, Int, Int)] = []
-            for s in tokens.sequenceStart.indices where tokens.sequenceLength[s] > 0 {
-                for head in 0..<heads {
-                    for row in stride(from: 0, to: tokens.sequenceLength[s], by: attentionBlockRows) {
-                        items.append((s, head, row))
-                    }
-                }
-            }
             Compute.parallelForWorker(items.count) { worker, item in
                 let (s, head, firstRow) = items[item]
                 let len = tokens.sequenceLength[s], start = tokens.sequenceStart[s]
@@ -141,6 +132,19 @@ public struct BertSelfAttention: Sendable {
                 c: dkh, ldc: 3 * h)
         }
     }
+}
+
+/// The inference work items of attention: one (sequence, head, block of query rows) each.
+func attentionItems(_ tokens: RealTokens, heads: Int) -> [(Int, Int, Int)] {
+    var items: [(Int, Int, Int)] = []
+    for s in tokens.sequenceStart.indices where tokens.sequenceLength[s] > 0 {
+        for head in 0..<heads {
+            for row in stride(from: 0, to: tokens.sequenceLength[s], by: attentionBlockRows) {
+                items.append((s, head, row))
+            }
+        }
+    }
+    return items
 }
 
 /// Query rows per inference attention work item: BERT's whole sequences. Smaller blocks (32–128
