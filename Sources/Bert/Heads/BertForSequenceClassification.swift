@@ -147,12 +147,9 @@ func pooledHeadLossAndGradients(
     let x = FloatBuffer(count: b * h)
     x.pointer.update(from: pooled.pointer, count: b * h)
     var mask: FloatBuffer? = nil
-    let classifierDropout = (config.extra["classifier_dropout"] as? NSNumber).map { Float(truncating: $0) }
-    if let d = dropout, (classifierDropout ?? d.hiddenProbability) > 0 {
+    if let d = dropout, let probability = config.classifierDropout(during: d) {
         let m = FloatBuffer(count: b * h)
-        d.mask(
-            m.pointer, count: b * h, probability: classifierDropout ?? d.hiddenProbability,
-            stream: Dropout.classifierStream)
+        d.mask(m.pointer, count: b * h, probability: probability, stream: Dropout.classifierStream)
         for i in 0..<(b * h) { x.pointer[i] *= m.pointer[i] }
         mask = m
     }

@@ -95,14 +95,11 @@ public final class BertForTokenClassification: BertHead, @unchecked Sendable {
         let x = FloatBuffer(count: count * h)
         for (i, row) in rows.enumerated() { (x.pointer + i * h).update(from: acts.output.pointer + row * h, count: h) }
         var mask: FloatBuffer? = nil
-        let classifierDropout = (config.extra["classifier_dropout"] as? NSNumber).map { Float(truncating: $0) }
-        if let d = dropout, (classifierDropout ?? d.hiddenProbability) > 0 {
+        if let d = dropout, let probability = config.classifierDropout(during: d) {
             // One mask row per packed token (the same whichever tokens are labelled).
             let tokens = acts.tokens.tokenCount
             let all = FloatBuffer(count: tokens * h)
-            d.mask(
-                all.pointer, count: tokens * h, probability: classifierDropout ?? d.hiddenProbability,
-                stream: Dropout.tokenClassifierStream)
+            d.mask(all.pointer, count: tokens * h, probability: probability, stream: Dropout.tokenClassifierStream)
             let m = FloatBuffer(count: count * h)
             for (i, row) in rows.enumerated() { (m.pointer + i * h).update(from: all.pointer + row * h, count: h) }
             for i in 0..<(count * h) { x.pointer[i] *= m.pointer[i] }

@@ -79,3 +79,13 @@ func labelList(_ config: BertConfig, folder: URL) throws -> [String] {
         return "\(name)"
     }
 }
+
+extension BertConfig {
+    /// The dropout probability of a head's classifier input during training with `dropout`:
+    /// config.json's classifier_dropout when set, else the hidden-dropout probability, as
+    /// transformers; nil when that is 0 (no mask to draw).
+    func classifierDropout(during dropout: Dropout) -> Float? {
+        let p = (extra["classifier_dropout"] as? NSNumber).map { Float(truncating: $0) } ?? dropout.hiddenProbability
+        return p > 0 ? p : nil
+    }
+}
