@@ -39,17 +39,18 @@ public enum BLAS {
             Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
     }
 
-    /// The same product split over `Compute.threads` threads: by rows of C when there are enough,
-    /// otherwise by columns (small batches), so every thread gets a large, contiguous panel.
+    /// The same product split over `threads` parts (default `Compute.threads`): by rows of C when
+    /// there are enough, otherwise by columns (small batches), so every thread gets a large,
+    /// contiguous panel.
     public static func parallelSgemm(
         transA: Bool = false, transB: Bool = false, m: Int, n: Int, k: Int,
         alpha: Float = 1,
         a: UnsafePointer<Float>, lda: Int,
         b: UnsafePointer<Float>, ldb: Int,
         beta: Float = 0,
-        c: UnsafeMutablePointer<Float>, ldc: Int
+        c: UnsafeMutablePointer<Float>, ldc: Int, threads parts: Int? = nil
     ) {
-        let threads = Compute.threads
+        let threads = max(1, parts ?? Compute.threads)
         if threads <= 1 || m * n * k < 64 * 64 * 64 {
             sgemm(
                 transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda,

@@ -19,12 +19,15 @@ public enum Compute {
         parallelForWorker(count) { _, i in body(i) }
     }
 
-    /// Like `parallelFor`, but also passes the worker's index (0..<min(threads, count)), so each
-    /// worker can use its own scratch memory.
+    /// Like `parallelFor`, but also passes the worker's index (0..<min(workers, count)), so each
+    /// worker can use its own scratch memory. `workers` (default: `threads` now) must be the count
+    /// the scratch was sized for: `threads` may have changed since.
     @inlinable
-    public static func parallelForWorker(_ count: Int, _ body: (_ worker: Int, _ item: Int) -> Void) {
+    public static func parallelForWorker(
+        _ count: Int, workers maxWorkers: Int? = nil, _ body: (_ worker: Int, _ item: Int) -> Void
+    ) {
         if count <= 0 { return }
-        let workers = min(threads, count)
+        let workers = min(maxWorkers ?? threads, count)
         if workers <= 1 {
             for i in 0..<count { body(0, i) }
             return

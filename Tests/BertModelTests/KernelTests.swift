@@ -101,12 +101,12 @@ import Testing
                 ref[i * n + j] = s
             }
         }
-        let saved = Compute.threads
-        defer { Compute.threads = saved }
+        // The split is passed in, not set through Compute.threads: other suites run alongside and
+        // size their scratch by it (a change in the middle of their forward overran it).
         for threads in [1, 2, 3] {
-            Compute.threads = threads
             var c = [Float](repeating: .nan, count: m * n)
-            BLAS.parallelSgemm(transB: true, m: m, n: n, k: k, a: a, lda: k, b: b, ldb: k, c: &c, ldc: n)
+            BLAS.parallelSgemm(
+                transB: true, m: m, n: n, k: k, a: a, lda: k, b: b, ldb: k, c: &c, ldc: n, threads: threads)
             #expect(
                 zip(c, ref).allSatisfy { abs(Double($0) - $1) <= 1e-4 * max(1, abs($1)) },
                 "sgemm \(shape) threads \(threads)")

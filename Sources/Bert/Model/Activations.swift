@@ -25,13 +25,13 @@ struct LayerBuffers {
 enum AttentionStorage {
     /// Inference: each worker's scores in its own `perWorker` floats of `scratch`, used and dropped;
     /// `items` are the work items, (sequence, head, first query row), the same for every layer.
-    case scratch(UnsafeMutablePointer<Float>, perWorker: Int, items: [(Int, Int, Int)])
+    case scratch(UnsafeMutablePointer<Float>, perWorker: Int, workers: Int, items: [(Int, Int, Int)])
     /// Training: every (sequence, head)'s len×len probabilities at `offsets[item]`, their dropout
     /// masks beside them (nil without attention dropout), and `2 · threads · maxLen²` floats of
     /// scratch for the dropped probabilities and the backward.
     case kept(
         probabilities: UnsafeMutablePointer<Float>, masks: UnsafeMutablePointer<Float>?, offsets: [Int],
-        scratch: UnsafeMutablePointer<Float>)
+        scratch: UnsafeMutablePointer<Float>, workers: Int)
 }
 
 /// Everything a backward pass through BertModel needs from its forward: each layer's input, the
@@ -78,6 +78,8 @@ public final class EncoderActivations: @unchecked Sendable {
     let probabilityOffsets: [Int]
     /// Attention's scratch: dropped probabilities in the forward, dP and dropped P in the backward.
     let attentionScratch: FloatBuffer
+    /// The workers `attentionScratch` holds room for (Compute.threads when these were made).
+    let workers: Int
 
     /// Buffers for a forward on `tokens`, with the dropout masks of `dropout` drawn (nil or all
     /// probabilities 0: evaluation mode).
@@ -100,7 +102,8 @@ public final class EncoderActivations: @unchecked Sendable {
         }
         probabilityOffsets = offsets
         let maxLen = tokens.sequenceLength.max() ?? 0
-        attentionScratch = FloatBuffer(count: 2 * Compute.threads * maxLen * maxLen)
+        workers = Compute.threads
+        attentionScratch = FloatBuffer(count: 2 * workers * maxLen * maxLen)
         layers = (0..<c.numHiddenLayers).map { _ in Layer(tokens: t, config: c, probabilities: total) }
         guard let dropout else { return }
         embeddingMask = dropout.hiddenMask(count: t * h, stream: Dropout.embeddingStream)
@@ -127,7 +130,7 @@ public final class EncoderActivations: @unchecked Sendable {
             input: s.input.pointer, qkv: s.qkv.pointer,
             attention: .kept(
                 probabilities: s.probabilities.pointer, masks: masks, offsets: probabilityOffsets,
-                scratch: attentionScratch.pointer),
+                scratch: attentionScratch.pointer, workers: workers),
             context: s.context.pointer, attentionSum: s.attentionSum.pointer, attentionMask: s.attentionMask,
             attentionStatistics: RowStatistics(mean: s.mean1.pointer, rstd: s.rstd1.pointer),
             attentionNormed: s.attentionNormed.pointer, preActivation: s.preActivation.pointer,

@@ -129,7 +129,8 @@ extension BertModelWeights {
             let d = c.headSize, maxLen = tokens.sequenceLength.max() ?? 0
             let fused = m != nil && BLAS.canFuseAttention(headSize: d)
             let perWorker = fused ? BLAS.fusedAttentionScratch(keys: maxLen, headSize: d) : attentionBlockRows * maxLen
-            let sizes = [t * h, t * 3 * h, t * h, t * h, t * c.intermediateSize, Compute.threads * perWorker]
+            let workers = Compute.threads  // the scratch's workers, whatever `threads` becomes meanwhile
+            let sizes = [t * h, t * 3 * h, t * h, t * h, t * c.intermediateSize, workers * perWorker]
             let base = workspace.floats(sizes.reduce(0, +) + 16 * sizes.count)
             var pointers: [UnsafeMutablePointer<Float>] = []
             var o = 0
@@ -139,7 +140,7 @@ extension BertModelWeights {
             let shared = LayerBuffers(
                 input: x, qkv: pointers[1],
                 attention: .scratch(
-                    pointers[5], perWorker: perWorker,
+                    pointers[5], perWorker: perWorker, workers: workers,
                     items: attentionItems(tokens, heads: c.numAttentionHeads)),
                 context: pointers[2], attentionSum: pointers[3], attentionNormed: x,
                 preActivation: pointers[4], activated: pointers[4], outputSum: pointers[3],

@@ -43,9 +43,9 @@ public struct BertSelfAttention: Sendable {
         let scale = 1 / Float(d).squareRoot()
         nonisolated(unsafe) let qkv = qkv, context = context
         switch storage {
-        case .scratch(let workerScores, let perWorker, let items):
+        case .scratch(let workerScores, let perWorker, let workers, let items):
             nonisolated(unsafe) let scores = workerScores
-            Compute.parallelForWorker(items.count) { worker, item in
+            Compute.parallelForWorker(items.count, workers: workers) { worker, item in
                 let (s, head, firstRow) = items[item]
                 let len = tokens.sequenceLength[s], start = tokens.sequenceStart[s]
                 let rows = min(attentionBlockRows, len - firstRow)
@@ -65,10 +65,10 @@ public struct BertSelfAttention: Sendable {
                 Kernels.softmax(sc, cols: len, ld: len, rows: 0..<rows)
                 BLAS.sgemm(m: rows, n: d, k: len, a: sc, lda: len, b: k + h, ldb: 3 * h, c: out, ldc: h)
             }
-        case .kept(let keptProbabilities, let keptMasks, let offsets, let keptScratch):
+        case .kept(let keptProbabilities, let keptMasks, let offsets, let keptScratch, let workers):
             nonisolated(unsafe) let probabilities = keptProbabilities, masks = keptMasks, scratch = keptScratch
             let maxLen = tokens.sequenceLength.max() ?? 0
-            Compute.parallelForWorker(tokens.sequenceLength.count * heads) { worker, item in
+            Compute.parallelForWorker(tokens.sequenceLength.count * heads, workers: workers) { worker, item in
                 let seq = item / heads, head = item % heads
                 let len = tokens.sequenceLength[seq], start = tokens.sequenceStart[seq]
                 if len == 0 { return }
@@ -98,7 +98,8 @@ public struct BertSelfAttention: Sendable {
         _ dContext: UnsafePointer<Float>, qkv: UnsafePointer<Float>, tokens: RealTokens,
         storage: AttentionStorage, qkvGradient: UnsafeMutablePointer<Float>
     ) {
-        guard case .kept(let keptProbabilities, let keptMasks, let offsets, let keptScratch) = storage else {
+        guard case .kept(let keptProbabilities, let keptMasks, let offsets, let keptScratch, let workers) = storage
+        else {
             preconditionFailure("attention's backward needs the probabilities a training forward keeps")
         }
         let h = hiddenSize, d = headSize, heads = heads
@@ -106,7 +107,7 @@ public struct BertSelfAttention: Sendable {
         let maxLen = tokens.sequenceLength.max() ?? 0
         nonisolated(unsafe) let qkv = qkv, probabilities = keptProbabilities, masks = keptMasks, scratch = keptScratch
         nonisolated(unsafe) let dq = qkvGradient, dc = dContext
-        Compute.parallelForWorker(tokens.sequenceLength.count * heads) { worker, item in
+        Compute.parallelForWorker(tokens.sequenceLength.count * heads, workers: workers) { worker, item in
             let seq = item / heads, head = item % heads
             let len = tokens.sequenceLength[seq], start = tokens.sequenceStart[seq]
             if len == 0 { return }

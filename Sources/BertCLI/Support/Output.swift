@@ -65,7 +65,7 @@ final class Output {
     func flushOrExit() {
         var done = 0
         while done < count {
-            let n = Glibc.write(1, storage + done, count - done)
+            let n = writeToStandardOutput(storage + done, count - done)
             if n < 0 {
                 if errno == EINTR { continue }
                 warn("Error: cannot write the output: \(String(cString: strerror(errno)))")
@@ -99,4 +99,9 @@ func formatDuration(_ s: Double) -> String {
     guard s.isFinite else { return "?" }
     let t = Int(s.rounded())
     return t >= 3600 ? String(format: "%dh%02dm", t / 3600, t % 3600 / 60) : String(format: "%dm%02ds", t / 60, t % 60)
+}
+
+/// write(2) to stdout (a free function: inside `Output`, `write` names its own method).
+private func writeToStandardOutput(_ bytes: UnsafePointer<UInt8>, _ count: Int) -> Int {
+    write(1, bytes, count)
 }
