@@ -63,14 +63,7 @@ public final class BertModel: @unchecked Sendable {
         refreshMatrices()
         let tokens = try RealTokens(batch, config: config)
         let x = weights.encode(tokens, parameters: parameters, mode: .inference(workspace, matrices))
-        var pooled: FloatBuffer?
-        if let pooler = weights.pooler {
-            let h = config.hiddenSize
-            let input = FloatBuffer(count: tokens.batchSize * h), output = FloatBuffer(count: tokens.batchSize * h)
-            pooler.forward(x, tokens: tokens, input: input, output: output, parameters: parameters)
-            pooled = output
-        }
-        return try body(tokens, x, pooled)
+        return try body(tokens, x, weights.pooler?.forward(x, tokens: tokens, parameters: parameters).output)
     }
 
     /// The parameters changed since their kernels were made (training, loading): make them again.

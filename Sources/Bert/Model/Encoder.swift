@@ -11,13 +11,12 @@ public struct BertPooler: Sendable {
     public let dense: Linear
 
     /// output[B, H] = tanh(dense(first real token of each sequence)), zeros for empty sequences;
-    /// `input` [B, H] receives those first rows (kept for the backward in training).
+    /// `input` [B, H] holds those first rows (kept for the backward in training).
     func forward(
-        _ hidden: UnsafePointer<Float>, tokens: RealTokens, input: FloatBuffer, output: FloatBuffer,
-        parameters p: ParameterStore
-    ) {
+        _ hidden: UnsafePointer<Float>, tokens: RealTokens, parameters p: ParameterStore
+    ) -> (input: FloatBuffer, output: FloatBuffer) {
         let h = dense.outFeatures, b = tokens.batchSize
-        input.zero()
+        let input = FloatBuffer(count: b * h), output = FloatBuffer(count: b * h)
         for s in 0..<b where tokens.sequenceLength[s] > 0 {
             (input.pointer + s * h).update(from: hidden + tokens.sequenceStart[s] * h, count: h)
         }
@@ -26,6 +25,7 @@ public struct BertPooler: Sendable {
             c: output.pointer, ldc: h)
         Kernels.biasTanh(output.pointer, bias: p[dense.bias], output: output.pointer, cols: h, rows: 0..<b)
         for s in 0..<b where tokens.sequenceLength[s] == 0 { (output.pointer + s * h).update(repeating: 0, count: h) }
+        return (input, output)
     }
 
     /// Adds the gradient of the output (`dy`, [B, H]) into the hidden states' gradient (`dx`, [T, H])
@@ -174,11 +174,7 @@ extension BertModelWeights {
             batchSize: batch.batchSize, sequenceLength: batch.sequenceLength, hiddenSize: h,
             lastHiddenState: hiddenStates.last ?? tokens.unpack(x, cols: h),
             hiddenStates: hiddenStates, poolerOutput: nil)
-        if let pooler {
-            let input = FloatBuffer(count: batch.batchSize * h), pooled = FloatBuffer(count: batch.batchSize * h)
-            pooler.forward(x, tokens: tokens, input: input, output: pooled, parameters: parameters)
-            output.poolerOutput = pooled.toArray()
-        }
+        output.poolerOutput = pooler?.forward(x, tokens: tokens, parameters: parameters).output.toArray()
         return output
     }
 
@@ -191,12 +187,9 @@ extension BertModelWeights {
         let tokens = try RealTokens(batch, config: config)
         let a = EncoderActivations(tokens: tokens, config: config, dropout: dropout)
         let x = encode(tokens, parameters: p, mode: .training(a))
-        if let pooler {
-            let b = tokens.batchSize, h = config.hiddenSize
-            let input = FloatBuffer(count: b * h), output = FloatBuffer(count: b * h)
-            pooler.forward(x, tokens: tokens, input: input, output: output, parameters: p)
-            a.poolerInput = input
-            a.poolerOutput = output
+        if let pooled = pooler?.forward(x, tokens: tokens, parameters: p) {
+            a.poolerInput = pooled.input
+            a.poolerOutput = pooled.output
         }
         return a
     }

@@ -13,7 +13,7 @@ public final class TrainingStep: @unchecked Sendable {
     public let peakLearningRate: Double
     public let maxGradNorm: Double
     /// Hidden and attention dropout probabilities of the model (0: none).
-    public let dropout: (hidden: Float, attention: Float)
+    public let dropoutProbabilities: (hidden: Float, attention: Float)
     public let seed: UInt64
     /// Said after "training stopped" when a loss is not finite.
     public var divergenceAdvice = "lower --lr"
@@ -28,7 +28,7 @@ public final class TrainingStep: @unchecked Sendable {
         self.schedule = schedule
         self.peakLearningRate = peakLearningRate
         self.maxGradNorm = maxGradNorm
-        dropout = (Float(config.hiddenDropoutProb), Float(config.attentionProbsDropoutProb))
+        dropoutProbabilities = (Float(config.hiddenDropoutProb), Float(config.attentionProbsDropoutProb))
         self.seed = seed
     }
 
@@ -36,7 +36,7 @@ public final class TrainingStep: @unchecked Sendable {
     /// seed and the index only, so a replayed or resumed step draws the same ones.
     public func dropout(microBatch index: Int) -> Dropout {
         Dropout(
-            hiddenProbability: dropout.hidden, attentionProbability: dropout.attention,
+            hiddenProbability: dropoutProbabilities.hidden, attentionProbability: dropoutProbabilities.attention,
             seed: Seeds.dropout(seed, microBatch: index))
     }
 

@@ -51,8 +51,8 @@ struct Tokenize: ParsableCommand {
         tokenizer.truncation = maxLength.map { Truncation(maxLength: $0, strategy: .longestFirst) }
 
         let out = Output()
-        if format == .ids && !pair { return try writeIds(tokenizer, out) }
         let decimal = DecimalIds(count: tokenizer.vocabulary.count)
+        if format == .ids && !pair { return try writeIds(tokenizer, decimal, out) }
         var reader = LineReader(paths: files)
         var lineNumber = 0
         try reader.forEachBatch { lines in
@@ -78,8 +78,7 @@ struct Tokenize: ParsableCommand {
 
     /// Ids of single texts, at the library's speed: blocks of input bytes straight into the
     /// tokenizer (no String per line), ids written from a table of their decimal forms.
-    private func writeIds(_ tokenizer: BertTokenizer, _ out: Output) throws {
-        let decimal = DecimalIds(count: tokenizer.vocabulary.count)
+    private func writeIds(_ tokenizer: BertTokenizer, _ decimal: DecimalIds, _ out: Output) throws {
         var blocks = LineBlocks(paths: files)
         try blocks.forEach { text, lines in
             let ragged = tokenizer.encodeIdsBatch(utf8: text, lines: lines, threads: threads.threads)

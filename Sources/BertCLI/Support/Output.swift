@@ -57,12 +57,12 @@ final class Output {
         let written = body(storage + count)
         precondition(written >= 0 && written <= bound, "Output.withRoom: wrote \(written) of at most \(bound) bytes")
         count += written
-        if count >= Self.flushAt { flushOrExit() }
+        if count >= Self.flushAt { flush() }
     }
 
     /// Writes out what is buffered. A failed write (a full disk, a closed file) is an error, not
     /// lost output: the command stops with its message and exit code 1.
-    func flushOrExit() {
+    func flush() {
         var done = 0
         while done < count {
             let n = writeToStandardOutput(storage + done, count - done)
@@ -76,7 +76,6 @@ final class Output {
         count = 0
     }
 
-    func flush() { flushOrExit() }
 }
 
 func printJSON(_ object: Any) throws {
