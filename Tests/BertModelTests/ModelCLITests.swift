@@ -338,4 +338,42 @@ struct ModelCLITests {
                 && (r.stderr.contains("word_embeddings") || r.stderr.contains("impossibly large")),
             "exit status \(r.status)\(r.crashed ? " (crashed)" : ""): \(firstLine)")
     }
+
+    /// fill-mask on a model `bert pretrain` wrote (tiny, one step): a CRLF file reads as its LF
+    /// twin (no "\r" echoed), texts and --file are one or the other, and a text whose [MASK] is
+    /// cut off is named by its number, not echoed whole.
+    @Test(.enabled(if: ModelFixtures.haveMiniLM || ModelFixtures.required, "needs .cache/models/all-MiniLM-L6-v2"))
+    func fillMaskReadsFilesAndNamesTheTextWithoutAMask() throws {
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("fill-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: root) }
+        try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
+        let corpus = root.appendingPathComponent("corpus.txt")
+        try "the cat sat on the mat.\nit was happy.\n\nthe dog ran far away.\nit came back.\n\na third one.\nhere.\n"
+            .write(to: corpus, atomically: true, encoding: .utf8)
+        let model = root.appendingPathComponent("model").path
+        let made = try runBertCLI([
+            "pretrain", "--preset", "tiny", "--vocab",
+            ModelFixtures.miniLMFolder.appendingPathComponent("vocab.txt").path,
+            "--corpus", corpus.path, "--steps", "1", "--batch-size", "2", "--seq-len", "32", "--warmup", "0",
+            "--out", model,
+        ])
+        #expect(made.status == 0, "\(made.stderr)")
+        let text = "the [MASK] sat.\nit [MASK] back.\n"
+        let lf = root.appendingPathComponent("lf.txt"), crlf = root.appendingPathComponent("crlf.txt")
+        try text.write(to: lf, atomically: true, encoding: .utf8)
+        try text.replacingOccurrences(of: "\n", with: "\r\n").write(to: crlf, atomically: true, encoding: .utf8)
+        let a = try runBertCLI(["fill-mask", "--model", model, "--top-k", "2", "--file", lf.path])
+        let b = try runBertCLI(["fill-mask", "--model", model, "--top-k", "2", "--file", crlf.path])
+        #expect(a.status == 0 && b.status == 0, "\(a.stderr) \(b.stderr)")
+        #expect(a.stdout.hasPrefix("the [MASK] sat.\n  [MASK] 1: ") && a.stdout.contains("\nit [MASK] back.\n"))
+        #expect(b.stdout == a.stdout && !b.stdout.contains("\r"))
+        let both = try runBertCLI(["fill-mask", "--model", model, "--file", lf.path, "the [MASK]"])
+        #expect(both.status != 0 && !both.crashed && both.stderr.contains("one of the two"), "\(both.stderr)")
+        let long = root.appendingPathComponent("long.txt")
+        try ("the [MASK].\n" + String(repeating: "word ", count: 3000) + "[MASK]\n").write(
+            to: long, atomically: true, encoding: .utf8)
+        let cut = try runBertCLI(["fill-mask", "--model", model, "--file", long.path])
+        #expect(cut.status != 0 && !cut.crashed && cut.stderr.contains("text 2 ("), "\(cut.stderr)")
+        #expect(cut.stderr.count < 500, "the text is named, not echoed whole")
+    }
 }

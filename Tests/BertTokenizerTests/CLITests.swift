@@ -59,6 +59,23 @@ struct CLITests {
         #expect(t.stdout == "2 5 3\n")
     }
 
+    /// CRLF input gives what its LF twin gives, in every format (a guard on the block reader's line
+    /// splitting; the tokenizer would also drop a "\r" left on a line, as a control character).
+    @Test func crlfInputReadsAsLf() throws {
+        let vocab = try vocabFile().path
+        for args in [
+            ["tokenize", "--vocab", vocab], ["tokenize", "--vocab", vocab, "--format", "json"],
+            ["tokenize", "--vocab", vocab, "--pair"],
+        ] {
+            let text = args.contains("--pair") ? "the dog\trunning\nthe\tdog\n" : "the dog!\nrunning\n\nthe"
+            let lf = try runBert(args, stdin: Data(text.utf8))
+            let crlf = try runBert(args, stdin: Data(text.replacingOccurrences(of: "\n", with: "\r\n").utf8))
+            #expect(lf.status == 0 && crlf.status == 0)
+            #expect(crlf.stdout == lf.stdout, "\(args)")
+            #expect(lf.stdout.split(separator: "\n").count == (args.contains("--pair") ? 2 : 4))
+        }
+    }
+
     @Test func invalidUTF8IsReplacedAndReportedOnce() throws {
         let vocab = try vocabFile().path
         // "the \xFFdog", "the \xC3(", "\xE2\x82": three lines with invalid bytes.

@@ -19,7 +19,9 @@ struct FillMask: ParsableCommand {
     @Argument(help: "Texts containing [MASK].") var texts: [String] = []
 
     func validate() throws {
-        if texts.isEmpty == (file == nil) { throw ValidationError("give texts as arguments or --file, not both") }
+        if texts.isEmpty == (file == nil) {
+            throw ValidationError("give the texts either as arguments or with --file (one of the two)")
+        }
         if topK < 1 { throw ValidationError("--top-k must be at least 1") }
         if batchSize < 1 { throw ValidationError("--batch-size must be at least 1") }
     }
@@ -48,7 +50,12 @@ struct FillMask: ParsableCommand {
             var positions: [Int] = [], owner: [Int] = []
             for (b, e) in encodings.enumerated() {
                 let masks = e.ids.indices.filter { e.ids[$0] == maskId }
-                if masks.isEmpty { throw CLIError("no [MASK] in: \(part[b])") }
+                if masks.isEmpty {
+                    // Name the text by its number and its start: a long one is not echoed whole.
+                    let start = part[b].count > 80 ? part[b].prefix(80) + "…" : part[b]
+                    throw CLIError(
+                        "text \(first + b + 1) (\"\(start)\"): no [MASK] in its first \(e.count) tokens")
+                }
                 positions += masks.map { b * batch.sequenceLength + $0 }
                 owner += masks.map { _ in b }
             }

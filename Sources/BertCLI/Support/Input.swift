@@ -70,19 +70,23 @@ struct LineBlocks {
     }
 }
 
-/// The byte ranges of the lines of `buf`, newlines excluded (a last line without one included).
+/// The byte ranges of the lines of `buf`, line ends excluded: LF or CRLF (a last line without
+/// one included).
 func lineRanges(_ buf: UnsafeBufferPointer<UInt8>) -> [Range<Int>] {
     var lines: [Range<Int>] = []
     guard let base = buf.baseAddress else { return lines }
     lines.reserveCapacity(buf.count / 32)
+    func add(_ start: Int, _ end: Int) {
+        lines.append(start..<(end > start && buf[end - 1] == 0x0D ? end - 1 : end))
+    }
     var start = 0
     while start < buf.count {
         guard let nl = memchr(base + start, 0x0A, buf.count - start) else {
-            lines.append(start..<buf.count)
+            add(start, buf.count)
             break
         }
         let end = UnsafePointer(nl.assumingMemoryBound(to: UInt8.self)) - base
-        lines.append(start..<end)
+        add(start, end)
         start = end + 1
     }
     return lines
