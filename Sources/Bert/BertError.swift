@@ -21,11 +21,23 @@ public enum BertError: Error, CustomStringConvertible, Sendable, Equatable {
     case interrupted(step: Int, saved: String)
     /// More memory than this machine has, or than can be allocated.
     case outOfMemory(String)
+    /// An output the call would replace that the user did not say may be replaced (or that is a
+    /// file where a folder is needed, or the other way round).
+    case outputExists(path: String, reason: String)
+    /// A folder another command is working in (its lock holder named).
+    case locked(path: String, holder: String)
+    /// A value that is not a finite number where one is needed (weights, outputs, losses).
+    case notFinite(what: String, advice: String)
 
     public var description: String {
         switch self {
-        case .fileAccess(let path, let reason), .malformedFile(let path, let reason), .wrongModel(let path, let reason):
+        case .fileAccess(let path, let reason), .malformedFile(let path, let reason), .wrongModel(let path, let reason),
+            .outputExists(let path, let reason):
             return "\(path): \(reason)"
+        case .locked(let path, let holder):
+            return "\(path): in use by \(holder); wait for it to finish or stop it first"
+        case .notFinite(let what, let advice):
+            return "\(what) is not a finite number (NaN or infinite): \(advice)"
         case .invalidConfig(let source, let reason):
             return "\(source): \(reason)"
         case .tensorMismatch(let file, _, _, _, let reason):

@@ -4,11 +4,14 @@ import Foundation
 public enum Compute {
     /// The number of worker threads kernels split their work over (default: the active cores).
     /// Set it once at start-up (e.g. from a `--threads` flag); kernels read it on every call.
-    /// Values below 1 are taken as 1 (kernels size their scratch memory per thread).
+    /// Values are clamped to 1...`maxThreads`: kernels size their scratch memory per thread, and
+    /// threads past the cores only contend for them.
     public static var threads: Int {
         get { configuredThreads }
-        set { configuredThreads = max(1, newValue) }
+        set { configuredThreads = min(max(1, newValue), maxThreads) }
     }
+    /// The most threads `threads` takes: four per active core.
+    public static var maxThreads: Int { 4 * max(1, ProcessInfo.processInfo.activeProcessorCount) }
     @usableFromInline nonisolated(unsafe) static var configuredThreads = max(
         1, ProcessInfo.processInfo.activeProcessorCount)
 

@@ -15,9 +15,14 @@ public struct BertTokenizer: Sendable {
     public var offsetUnit: OffsetUnit = .unicodeScalars
     /// The WordPiece decoder's cleanup of spaces before punctuation and contractions.
     public var decoderCleanup: Bool = true
+    /// Computed over the segment encoder (not a stored property with `didSet`: observers do not
+    /// run inside an initialiser, so a folder's tokenizer_config.json was ignored).
     public var normalizer: NormalizerOptions {
-        didSet {
-            if normalizer != oldValue { segments = SegmentEncoder(options: normalizer, wordPiece: segments.wordPiece) }
+        get { segments.options }
+        set {
+            if newValue != segments.options {
+                segments = SegmentEncoder(options: newValue, wordPiece: segments.wordPiece)
+            }
         }
     }
 
@@ -38,7 +43,6 @@ public struct BertTokenizer: Sendable {
         self.unknownToken = unknownToken
         self.continuingPrefix = continuingPrefix
         self.maxInputCharsPerWord = maxInputCharsPerWord
-        self.normalizer = normalizer
         let wordPiece = try FastWordPiece(
             vocabulary: vocabulary, unknownToken: unknownToken,
             continuingPrefix: continuingPrefix,

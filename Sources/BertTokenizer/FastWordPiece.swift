@@ -21,6 +21,7 @@ final class FastWordPiece: @unchecked Sendable {
         }
         let unknownId = unk
         let prefix = Array(continuingPrefix.utf8)
+        let prefixScalars = continuingPrefix.unicodeScalars.count
 
         // 1. A plain trie with sorted child lists.
         var children: [[(UInt8, Int32)]] = [[]]
@@ -50,6 +51,14 @@ final class FastWordPiece: @unchecked Sendable {
             guard vocabulary.id(of: token) == Int32(id) else { continue }
             let isSuffix = !prefix.isEmpty && bytes.starts(with: prefix)
             if isSuffix && bytes.count == prefix.count { continue }  // "##" alone matches nothing
+            // A piece longer than the longest word that is split never matches: leaving it out
+            // bounds the trie (a vocabulary line of megabytes would otherwise take gigabytes).
+            let pieceBytes = bytes.count - (isSuffix ? prefix.count : 0)
+            if pieceBytes > maxInputCharsPerWord,
+                token.unicodeScalars.count - (isSuffix ? prefixScalars : 0) > maxInputCharsPerWord
+            {
+                continue
+            }
             let node = insert(bytes)
             tokenAt[Int(node)] = Int32(id)
             lengths[id] = Int32(bytes.count - (isSuffix ? prefix.count : 0))

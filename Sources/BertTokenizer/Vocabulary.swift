@@ -51,13 +51,19 @@ public final class Vocabulary: Sendable {
             if !FileManager.default.fileExists(atPath: url.path) { throw TokenizerError.fileNotFound(url.path) }
             throw TokenizerError.unreadable(url.path, error.localizedDescription)
         }
-        guard let text = String(data: data, encoding: .utf8) else {
+        guard String(data: data, encoding: .utf8) != nil else {
             throw TokenizerError.malformed(url.path, "not valid UTF-8")
         }
-        // Trailing whitespace is not part of a token (as the Hugging Face loaders read it).
-        var lines = text.split(separator: "\n", omittingEmptySubsequences: false).map { line -> String in
-            var s = Substring(line)
-            while let last = s.unicodeScalars.last, last.properties.isWhitespace { s = s.dropLast() }
+        // Lines end at LF or CRLF (split on bytes: Swift reads "\r\n" as one Character, and a
+        // CRLF file would be one token); a byte-order mark is not part of the first token; trailing
+        // whitespace is not part of a token (as the Hugging Face loaders read it).
+        var bytes = [UInt8](data)
+        if bytes.starts(with: [0xEF, 0xBB, 0xBF]) { bytes.removeFirst(3) }
+        var lines = bytes.split(separator: 0x0A, omittingEmptySubsequences: false).map { line -> String in
+            var s = Substring(decoding: line, as: UTF8.self)
+            while let last = s.unicodeScalars.last, last.properties.isWhitespace {
+                s = Substring(s.unicodeScalars.dropLast())
+            }
             return String(s)
         }
         if lines.last == "" { lines.removeLast() }

@@ -75,8 +75,32 @@ struct PretrainingShardsTests {
         let documents = try readDocuments(files: [s.corpus], tokenizer: s.tokenizer, splitSentences: true)
         #expect(set.documents == documents.count)
         let builder = try PretrainingDataBuilder(tokenizer: s.tokenizer, options: shardOptions().data)
-        let train = documents.indices.filter { !($0 % 100 == 0 && $0 / 100 < 64) }.map { documents[$0] }
-        #expect(train.count < documents.count - 2)
+        // Held out: the head (sentences up to 4 × 32 tokens) of every 100th document, at most 64,
+        // the rest of each such document trained on; heads past a tenth of the tokens go back to
+        // training after the other documents.
+        var train: [[[Int32]]] = [], heads: [[[Int32]]] = []
+        for (d, document) in documents.enumerated() {
+            guard d % 100 == 0 && heads.count < 64 else {
+                train.append(document)
+                continue
+            }
+            var cut = 0, tokens = 0
+            while cut < document.count && (cut == 0 || tokens + document[cut].count <= 128) {
+                tokens += document[cut].count
+                cut += 1
+            }
+            heads.append(Array(document[..<cut]))
+            if cut < document.count { train.append(Array(document[cut...])) }
+        }
+        func tokenCount(_ docs: [[[Int32]]]) -> Int { docs.reduce(0) { $0 + $1.reduce(0) { $0 + $1.count } } }
+        let corpusTokens = tokenCount(documents)
+        var returned: [[[Int32]]] = []
+        while !heads.isEmpty && Double(tokenCount(heads)) > 0.1 * Double(corpusTokens) {
+            returned.insert(heads.removeLast(), at: 0)
+        }
+        train += returned
+        #expect(heads.count >= 2 && set.heldOutCount > 0)
+        #expect(Double(tokenCount(heads)) <= 0.1 * Double(corpusTokens))
         var rng = SeededRandom(seed: 7 &+ 0xC4A2)
         var expected: [PretrainingInstance] = []
         for d in train.indices { expected += builder.instances(document: d, of: train, rng: &rng) }

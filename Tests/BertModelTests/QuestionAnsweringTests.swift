@@ -136,8 +136,7 @@ import Testing
         qa.maxQueryLength = 8
         qa.maxAnswerLength = 5
         let answerer = QuestionAnswerer(
-            model: model, tokenizer: tokenizer, options: FineTuneOptions(), qa: qa,
-            output: FileManager.default.temporaryDirectory)
+            model: model, tokenizer: tokenizer, options: FineTuneOptions(), qa: qa)
         var sentences: [String] = []
         for i in 0..<30 { sentences.append("Sentence number \(i) talks about café number \(i * 7).") }
         let context = sentences.joined(separator: " ")
@@ -174,13 +173,12 @@ import Testing
         var always = qa, never = qa
         always.allowNull = true; always.nullThreshold = -1e9
         never.allowNull = true; never.nullThreshold = 1e9
-        let out = FileManager.default.temporaryDirectory
         #expect(
             try QuestionAnswerer(
-                model: model, tokenizer: tokenizer, options: FineTuneOptions(), qa: always, output: out
+                model: model, tokenizer: tokenizer, options: FineTuneOptions(), qa: always
             ).predict([example])[0].text == "")
         #expect(
-            try QuestionAnswerer(model: model, tokenizer: tokenizer, options: FineTuneOptions(), qa: never, output: out)
+            try QuestionAnswerer(model: model, tokenizer: tokenizer, options: FineTuneOptions(), qa: never)
                 .predict([example])[0].text == p.text)
     }
 }

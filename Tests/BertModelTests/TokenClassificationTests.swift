@@ -106,7 +106,7 @@ import Testing
         var options = FineTuneOptions()
         options.maxLength = 16
         let tagger = TokenTagger(
-            model: model, tokenizer: tokenizer, options: options, output: FileManager.default.temporaryDirectory)
+            model: model, tokenizer: tokenizer, options: options)
         let words = ["Unbelievably", ",", "Zxqvwy", "visited", "Reykjavík"]
         let tags = ["O", "O", "B-PER", "O", "B-LOC"]
         let (batch, positions, labels) = try tagger.encode([words], tags: [tags])

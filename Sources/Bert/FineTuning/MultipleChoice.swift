@@ -48,9 +48,12 @@ public final class ChoiceSolver {
     public let model: BertForMultipleChoice
     public let encoder: SequenceEncoder
     public let options: FineTuneOptions
-    public let output: URL
+    /// Where `save` writes (nil: a model opened for prediction only).
+    public let output: OutputFolder?
 
-    public init(model: BertForMultipleChoice, tokenizer: BertTokenizer, options: FineTuneOptions, output: URL) {
+    public init(
+        model: BertForMultipleChoice, tokenizer: BertTokenizer, options: FineTuneOptions, output: OutputFolder? = nil
+    ) {
         self.model = model
         self.encoder = SequenceEncoder(tokenizer: tokenizer, maxLength: options.maxLength)
         self.options = options
@@ -108,15 +111,19 @@ public final class ChoiceSolver {
         }
     }
 
+    /// Writes the model and its tokenizer as one folder (replacing the last save whole).
     public func save() throws {
-        try model.save(to: output)
-        try encoder.tokenizer.write(to: output)
+        guard let output else { throw BertError.invalidInput("no output folder to save to") }
+        try output.replace { folder in
+            try model.save(to: folder)
+            try encoder.tokenizer.write(to: folder)
+        }
     }
 
     /// Probabilities over each question's endings.
     public func predict(_ examples: [ChoiceExample]) throws -> [[Double]] {
         var result: [[Double]] = []
-        let b = max(1, options.batchSize)
+        let b = min(max(1, options.batchSize), 1 << 20)  // bounded: `first + b` cannot overflow
         for first in stride(from: 0, to: examples.count, by: b) {
             let part = Array(examples[first..<min(examples.count, first + b)])
             let scores = try model.scores(try batch(part))

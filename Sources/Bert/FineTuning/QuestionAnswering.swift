@@ -59,7 +59,8 @@ public func readSquad(_ url: URL, requireAnswers: Bool = true) throws -> [SquadE
                             path: url.path, reason: "question \(id): an answer needs text and answer_start")
                     }
                     let n = text.unicodeScalars.count
-                    guard start >= 0, start + n <= scalars.count,
+                    // start <= count - n, not start + n <= count: an answer_start near Int.max must not overflow.
+                    guard start >= 0, n <= scalars.count, start <= scalars.count - n,
                         String(String.UnicodeScalarView(scalars[start..<start + n])) == text
                     else {
                         throw BertError.malformedFile(
@@ -211,10 +212,12 @@ public final class QuestionAnswerer {
     public let tokenizer: BertTokenizer
     public let options: FineTuneOptions
     public let qa: QAOptions
-    public let output: URL
+    /// Where `save` writes (nil: a model opened for prediction only).
+    public let output: OutputFolder?
 
     public init(
-        model: BertForQuestionAnswering, tokenizer: BertTokenizer, options: FineTuneOptions, qa: QAOptions, output: URL
+        model: BertForQuestionAnswering, tokenizer: BertTokenizer, options: FineTuneOptions, qa: QAOptions,
+        output: OutputFolder? = nil
     ) {
         self.model = model
         var t = tokenizer
@@ -297,9 +300,14 @@ public final class QuestionAnswerer {
         }
     }
 
+    /// Writes the model and its tokenizer and QA settings as one folder (replacing the last save whole).
     public func save() throws {
-        try model.save(to: output)
-        try tokenizer.write(to: output)
+        guard let output else { throw BertError.invalidInput("no output folder to save to") }
+        try output.replace { folder in
+            try model.save(to: folder)
+            try tokenizer.write(to: folder)
+            try qa.write(to: folder)
+        }
     }
 
     /// The best answer of each example: over every window, the n-best start and end logits of
@@ -310,7 +318,7 @@ public final class QuestionAnswerer {
         var best = examples.map {
             QAPrediction(id: $0.id, text: "", start: 0, end: 0, score: -.infinity, nullScore: .infinity)
         }
-        let b = max(1, options.batchSize)
+        let b = min(max(1, options.batchSize), 1 << 20)  // bounded: `first + b` cannot overflow
         for first in stride(from: 0, to: features.count, by: b) {
             let part = features[first..<min(features.count, first + b)]
             let batch = batch(part)

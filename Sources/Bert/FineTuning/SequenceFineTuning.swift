@@ -68,9 +68,17 @@ public func runFineTuning(
     guard count > 0 else { throw BertError.invalidInput("the training set is empty") }
     // Zero epochs: write the newly initialised model (to start another trainer from the same weights).
     if options.epochs == 0 { return try save() }
-    let b = options.batchSize
+    guard options.batchSize >= 1, options.epochs >= 0 else {
+        throw BertError.invalidInput("the batch size must be at least 1 and the epochs 0 or more")
+    }
+    // A batch larger than the data is the whole data (and keeps `first + b` from overflowing).
+    let b = min(options.batchSize, count)
     let stepsPerEpoch = (count + b - 1) / b
-    let total = stepsPerEpoch * options.epochs
+    let (total, overflow) = stepsPerEpoch.multipliedReportingOverflow(by: options.epochs)
+    guard !overflow, total <= Int(Int32.max) else {
+        throw BertError.invalidInput(
+            "\(options.epochs) epochs of \(stepsPerEpoch) steps are more than \(Int32.max) steps in all")
+    }
     let schedule = LinearWarmupSchedule(
         warmupSteps: Int((Double(total) * options.warmupRatio).rounded()), totalSteps: total)
     let trainer = try TrainingStep(
@@ -106,8 +114,10 @@ public func runFineTuning(
         if let evaluate {
             let (score, m) = try evaluate()
             metrics = m
-            improved = score > best
-            if improved { best = score }
+            // The first epoch is always saved, so that a run whose score is undefined (Pearson on
+            // constant labels is NaN) still leaves a model; later ones when they score higher.
+            improved = epoch == 0 || score > best
+            if improved && !score.isNaN { best = max(best, score) }
         }
         if improved { try save() }
         report(
@@ -123,9 +133,13 @@ public final class SequenceFineTuner {
     public let model: BertForSequenceClassification
     public let encoder: SequenceEncoder
     public let options: FineTuneOptions
-    public let output: URL
+    /// Where `save` writes (nil: a model opened for prediction only).
+    public let output: OutputFolder?
 
-    public init(model: BertForSequenceClassification, tokenizer: BertTokenizer, options: FineTuneOptions, output: URL) {
+    public init(
+        model: BertForSequenceClassification, tokenizer: BertTokenizer, options: FineTuneOptions,
+        output: OutputFolder? = nil
+    ) {
         self.model = model
         self.encoder = SequenceEncoder(tokenizer: tokenizer, maxLength: options.maxLength)
         self.options = options
@@ -189,15 +203,19 @@ public final class SequenceFineTuner {
         }
     }
 
+    /// Writes the model and its tokenizer as one folder (replacing the last save whole).
     public func save() throws {
-        try model.save(to: output)
-        try encoder.tokenizer.write(to: output)
+        guard let output else { throw BertError.invalidInput("no output folder to save to") }
+        try output.replace { folder in
+            try model.save(to: folder)
+            try encoder.tokenizer.write(to: folder)
+        }
     }
 
     /// Predictions for examples: the logits of each, in order (batched, dropout off).
     public func logits(_ examples: [LabeledExample]) throws -> [[Float]] {
         var result: [[Float]] = []
-        let b = max(1, options.batchSize)
+        let b = min(max(1, options.batchSize), 1 << 20)  // bounded: `first + b` cannot overflow
         for first in stride(from: 0, to: examples.count, by: b) {
             let part = examples[first..<min(examples.count, first + b)]
             let flat = try model.logits(try encoder.batch(part))

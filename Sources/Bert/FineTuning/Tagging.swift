@@ -113,9 +113,13 @@ public final class TokenTagger {
     public let model: BertForTokenClassification
     public let tokenizer: BertTokenizer
     public let options: FineTuneOptions
-    public let output: URL
+    /// Where `save` writes (nil: a model opened for prediction only).
+    public let output: OutputFolder?
 
-    public init(model: BertForTokenClassification, tokenizer: BertTokenizer, options: FineTuneOptions, output: URL) {
+    public init(
+        model: BertForTokenClassification, tokenizer: BertTokenizer, options: FineTuneOptions,
+        output: OutputFolder? = nil
+    ) {
         self.model = model
         var t = tokenizer
         t.truncation = Truncation(maxLength: options.maxLength)
@@ -184,15 +188,20 @@ public final class TokenTagger {
         }
     }
 
+    /// Writes the model and its tokenizer as one folder (replacing the last save whole).
     public func save() throws {
-        try model.save(to: output)
-        try tokenizer.write(to: output)
+        guard let output else { throw BertError.invalidInput("no output folder to save to") }
+        try output.replace { folder in
+            try model.save(to: folder)
+            try tokenizer.write(to: folder)
+        }
     }
 
     /// The predicted tag of every word ("O" for a word cut off by max length or without pieces).
     public func predict(_ sentences: [[String]]) throws -> [[String]] {
         var result: [[String]] = []
-        let b = max(1, options.batchSize), n = model.numLabels
+        // b bounded: `first + b` must not overflow.
+        let b = min(max(1, options.batchSize), 1 << 20), n = model.numLabels
         for first in stride(from: 0, to: sentences.count, by: b) {
             let part = Array(sentences[first..<min(sentences.count, first + b)])
             let (batch, positions, _) = try encode(part, tags: nil)

@@ -48,6 +48,9 @@ public struct FeatureExtractor {
         let ks = try resolve(layers)
         guard !ks.isEmpty else { throw BertError.invalidInput("choose at least one layer") }
         let e = try tokenizer.encode(text, pair: pair)
+        guard e.count > 0 else {
+            throw BertError.invalidInput("the text has no tokens (it is empty, and the tokenizer adds no [CLS]/[SEP])")
+        }
         let out = try model.forward(
             EncoderBatch(batchSize: 1, sequenceLength: e.count, inputIds: e.ids, tokenTypeIds: e.typeIds),
             outputHiddenStates: true)

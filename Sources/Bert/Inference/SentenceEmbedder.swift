@@ -16,7 +16,23 @@ public struct SentenceEmbeddingSettings: Sendable, Equatable {
     public var normalize = false
     /// sentence_bert_config.json's max_seq_length, if any.
     public var maxSeqLength: Int?
+    /// The Pooling module's word_embedding_dimension (must be the model's hidden size) and file.
+    public var wordEmbeddingDimension: Int?
+    public var poolingSource: String?
     public init() {}
+
+    /// Refuses settings that do not fit the model they sit beside.
+    public func check(against config: BertConfig) throws {
+        if let d = wordEmbeddingDimension, d != config.hiddenSize {
+            throw BertError.invalidConfig(
+                source: poolingSource ?? "1_Pooling/config.json",
+                reason: "word_embedding_dimension \(d) is not the model's hidden_size \(config.hiddenSize)")
+        }
+        if let n = maxSeqLength, n < 2 {
+            throw BertError.invalidConfig(
+                source: "sentence_bert_config.json", reason: "max_seq_length \(n) leaves no room for [CLS] and [SEP]")
+        }
+    }
 
     public init(folder: URL) throws {
         self.init()
@@ -25,10 +41,34 @@ public struct SentenceEmbeddingSettings: Sendable, Equatable {
         guard let modules = try readJSON(modulesURL) as? [[String: Any]] else {
             throw BertError.malformedFile(path: modulesURL.path, reason: "expected a JSON list of modules")
         }
-        for module in modules {
+        for (index, module) in modules.enumerated() {
             let type = module["type"] as? String ?? ""
             let path = module["path"] as? String ?? ""
+            // Every module is applied or the folder refused: a skipped module (a Dense layer, as
+            // LaBSE has) gives embeddings that are silently wrong.
+            let known = [".Transformer", ".Pooling", ".Normalize"]
+            guard known.contains(where: { type.hasSuffix($0) }) else {
+                throw BertError.wrongModel(
+                    path: modulesURL.path,
+                    reason: "module \(index) is \(type.isEmpty ? "of no type" : type) (path \"\(path)\"), which is not "
+                        + "applied here (only Transformer, Pooling and Normalize are): its embeddings would be wrong")
+            }
+            if type.hasSuffix(".Transformer") && (index != 0 || !(path.isEmpty || path == ".")) {
+                throw BertError.wrongModel(
+                    path: modulesURL.path,
+                    reason:
+                        "the Transformer must be module 0 at the folder itself (it is module \(index) at \"\(path)\")")
+            }
+            if type.hasSuffix(".Normalize") && index != modules.count - 1 {
+                throw BertError.wrongModel(
+                    path: modulesURL.path,
+                    reason: "Normalize is module \(index), not the last: the order is not applied")
+            }
             if type.hasSuffix(".Pooling") {
+                guard !path.contains(".."), !path.hasPrefix("/") else {
+                    throw BertError.malformedFile(
+                        path: modulesURL.path, reason: "module path \"\(path)\" leaves the folder")
+                }
                 let url = folder.appendingPathComponent(path).appendingPathComponent("config.json")
                 guard let config = try readJSON(url) as? [String: Any] else {
                     throw BertError.malformedFile(path: url.path, reason: "expected a JSON object")
@@ -46,6 +86,8 @@ public struct SentenceEmbeddingSettings: Sendable, Equatable {
                 if pooling.isEmpty {
                     throw BertError.malformedFile(path: url.path, reason: "no pooling mode is enabled")
                 }
+                poolingSource = url.path
+                wordEmbeddingDimension = (config["word_embedding_dimension"] as? NSNumber)?.intValue
             } else if type.hasSuffix(".Normalize") {
                 normalize = true
             }
@@ -87,6 +129,7 @@ public final class SentenceEmbedder: @unchecked Sendable {
     ) throws {
         let settings = try SentenceEmbeddingSettings(folder: folder)
         let model = try BertModel(folder: folder)
+        try settings.check(against: model.config)
         model.prepareForInference()
         let tokenizer: BertTokenizer
         do { tokenizer = try BertTokenizer(modelFolder: folder) } catch {

@@ -84,6 +84,18 @@ public struct BertConfig: @unchecked Sendable, Equatable {
         try positive(typeVocabSize, "type_vocab_size")
         // Sizes whose parameter count would overflow, or could never fit in memory, are errors here,
         // before anything is allocated.
+        // Each size bounded first, so that the products below cannot overflow (a hidden_size of
+        // 2^40 would trap in `4 * h * h` before any check).
+        for (v, key, most) in [
+            (vocabSize, "vocab_size", 1 << 31), (hiddenSize, "hidden_size", 1 << 20),
+            (numHiddenLayers, "num_hidden_layers", 1 << 12), (numAttentionHeads, "num_attention_heads", 1 << 20),
+            (intermediateSize, "intermediate_size", 1 << 22),
+            (maxPositionEmbeddings, "max_position_embeddings", 1 << 20),
+            (typeVocabSize, "type_vocab_size", 1 << 20),
+        ] where v > most {
+            throw BertError.invalidConfig(
+                source: source, reason: "\(key) \(v) is more than the largest supported, \(most)")
+        }
         let limit = 1 << 40
         var total = 0
         for (a, b) in [

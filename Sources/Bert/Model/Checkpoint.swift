@@ -50,6 +50,11 @@ extension ParameterStore {
             } catch let e as SafeTensorsError {
                 throw BertError.malformedFile(path: e.file, reason: e.message)
             }
+            if !isFinite(t) {
+                throw BertError.notFinite(
+                    what: "\(file.name): tensor \(name)",
+                    advice: "the checkpoint holds NaN or infinite weights, and every output would be NaN")
+            }
         }
     }
 
@@ -141,6 +146,9 @@ func openCheckpoint(_ folder: URL) throws -> (BertConfig, SafeTensorsFile) {
 /// its checkpoint name), each file atomically, the folder created when needed. Every model and
 /// head saves through here.
 func writeModelFolder(config: BertConfig, parameters: ParameterStore, to folder: URL) throws {
+    try parameters.checkFinite(
+        "the model to write to \(folder.lastPathComponent)",
+        advice: "training diverged; nothing was written (lower the learning rate or check the data)")
     do {
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
     } catch {

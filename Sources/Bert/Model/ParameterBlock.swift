@@ -59,6 +59,28 @@ public final class ParameterStore: @unchecked Sendable {
     public func values(_ ref: TensorRef) -> [Float] {
         Array(UnsafeBufferPointer(start: self[ref], count: ref.count))
     }
+
+    /// The first tensor holding a NaN or an infinity, or nil. Every model write and load checks
+    /// it: such weights make every output NaN.
+    public func firstNonFiniteTensor() -> TensorRef? {
+        layout.tensors.first { !isFinite($0) }
+    }
+
+    /// Whether every value of the tensor is finite.
+    public func isFinite(_ t: TensorRef) -> Bool {
+        let p = self[t]
+        // Sum of x * 0: 0 while the values are finite, NaN once one is NaN or infinite.
+        var acc: Float = 0
+        for i in 0..<t.count { acc += p[i] * 0 }
+        return acc.isFinite
+    }
+
+    /// Throws when a tensor holds NaN or an infinity; `what` says whose weights they are.
+    public func checkFinite(_ what: String, advice: String) throws {
+        if let t = firstNonFiniteTensor() {
+            throw BertError.notFinite(what: "\(what): tensor \(t.name)", advice: advice)
+        }
+    }
 }
 
 /// Initialises every tensor of a store by BERT's rules, in layout order.

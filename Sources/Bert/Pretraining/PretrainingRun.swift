@@ -64,16 +64,12 @@ public final class PretrainingRun {
         guard documents.count >= 2 else {
             throw BertError.invalidInput("pretraining needs at least 2 documents (blank lines separate documents)")
         }
-        var evalDocuments: [[[Int32]]] = [], trainDocuments: [[[Int32]]] = []
-        for (d, document) in documents.enumerated() {
-            if isHeldOut(
-                d, heldSoFar: evalDocuments.count, every: options.heldOutEvery, limit: options.heldOutDocuments)
-            {
-                evalDocuments.append(document)
-            } else {
-                trainDocuments.append(document)
-            }
-        }
+        var split = HeldOutSplit(
+            every: options.heldOutEvery, limit: options.heldOutDocuments,
+            tokensPerDocument: 4 * options.data.maxSeqLength)
+        var trainDocuments = documents.compactMap { split.take($0) }
+        trainDocuments += split.finish()
+        let evalDocuments = split.held
         var rng = SeededRandom(seed: Seeds.chunkInstances(options.seed, chunk: 0))
         var train: [PretrainingInstance] = []
         trainingInstances(trainDocuments, builder: builder, dupeFactor: options.dupeFactor, rng: &rng) {
@@ -140,6 +136,8 @@ public final class PretrainingRun {
     }
 
     public var instanceCount: Int { source.count }
+    /// Held-out instances the run evaluates on.
+    public var heldOutCount: Int { evaluation.count }
 
     /// Micro-batch `s` (step × accumulation + k): consecutive positions of an epoch-wise seeded
     /// order of the instances. The masks are a function of the seed and the instance (and the
@@ -166,8 +164,9 @@ public final class PretrainingRun {
         let scratch = try model.makeGradients()
         var total = PretrainingLoss()
         var batches = 0
-        for start in stride(from: 0, to: evaluation.count, by: options.batchSize) {
-            let part = Array(evaluation[start..<min(evaluation.count, start + options.batchSize)])
+        let b = min(max(1, options.batchSize), evaluation.count)
+        for start in stride(from: 0, to: evaluation.count, by: b) {
+            let part = Array(evaluation[start..<min(evaluation.count, start + b)])
             let l = try model.lossAndGradients(builder.batch(part), into: scratch)
             total.mlm += l.mlm; total.nsp += l.nsp
             total.mlmCorrect += l.mlmCorrect; total.mlmCount += l.mlmCount
@@ -181,7 +180,9 @@ public final class PretrainingRun {
     /// Trains until `options.steps`, checkpointing. When `cancellation` is set, saves a
     /// checkpoint and the model so far at the next step boundary and stops with an error.
     public func run(resume: Bool, cancellation: Cancellation? = nil, progress: (PretrainingProgress) -> Void) throws {
-        try FileManager.default.createDirectory(at: output, withIntermediateDirectories: true)
+        let lock = try FolderLock(output, command: "a pretraining run")
+        defer { withExtendedLifetime(lock) {} }
+        removeLeftovers()
         if resume { try restoreLatestCheckpoint() }
         let schedule = LinearWarmupSchedule(warmupSteps: options.warmupSteps, totalSteps: options.steps)
         let trainer = try TrainingStep(
@@ -213,6 +214,12 @@ public final class PretrainingRun {
             var evalLoss: PretrainingLoss? = nil
             if options.evalEvery > 0 && (step % options.evalEvery == 0 || step == options.steps) {
                 evalLoss = try evaluate()
+                // A finite training loss can hide weights gone NaN (the held-out loss shows them).
+                if let e = evalLoss, !e.total.isFinite {
+                    throw BertError.diverged(
+                        step: step, loss: e.total,
+                        advice: "the held-out loss; the last good checkpoint is kept, lower --lr or check the data")
+                }
             }
             let elapsed = Date().timeIntervalSince(start)
             let rate = Double(tokens) / max(elapsed, 1e-9)
@@ -252,6 +259,8 @@ public final class PretrainingRun {
     /// Writes checkpoints/step-N (model, optimizer moments, state) into a temporary folder, renames it
     /// into place, then points checkpoints/latest at it (each step atomic), and removes older ones.
     public func saveCheckpoint() throws {
+        try model.parameters.checkFinite(
+            "the checkpoint of step \(step)", advice: "training diverged; the last good checkpoint is kept")
         let fm = FileManager.default
         try fm.createDirectory(at: checkpointsFolder, withIntermediateDirectories: true)
         let name = String(format: "step-%08d", step)
@@ -259,29 +268,35 @@ public final class PretrainingRun {
         let temporary = checkpointsFolder.appendingPathComponent(
             name + ".tmp-\(ProcessInfo.processInfo.processIdentifier)")
         try? fm.removeItem(at: temporary)
-        try fm.createDirectory(at: temporary, withIntermediateDirectories: true)
-        var weights = SafeTensorsWriter()
-        model.parameters.addTensors(to: &weights)
-        try weights.write(to: temporary.appendingPathComponent("model.safetensors"))
-        var moments = SafeTensorsWriter()
-        moments.add(
-            "m", shape: [optimizer.m.count],
-            floats: UnsafeBufferPointer(start: optimizer.m.pointer, count: optimizer.m.count))
-        moments.add(
-            "v", shape: [optimizer.v.count],
-            floats: UnsafeBufferPointer(start: optimizer.v.pointer, count: optimizer.v.count))
-        try moments.write(to: temporary.appendingPathComponent("optimizer.safetensors"))
-        let state: [String: Any] = [
-            "step": step, "optimizer_step": optimizer.step, "seed": String(options.seed),
-            "batch_size": options.batchSize, "accumulation_steps": options.accumulationSteps,
-            "instances": source.count,
-        ]
-        try JSONSerialization.data(withJSONObject: state, options: [.prettyPrinted, .sortedKeys])
-            .write(to: temporary.appendingPathComponent("state.json"))
-        try (history.joined(separator: "\n") + (history.isEmpty ? "" : "\n")).write(
-            to: temporary.appendingPathComponent("history.csv"), atomically: true, encoding: .utf8)
-        try? fm.removeItem(at: final)
-        try fm.moveItem(at: temporary, to: final)
+        do {
+            try fm.createDirectory(at: temporary, withIntermediateDirectories: true)
+            var weights = SafeTensorsWriter()
+            model.parameters.addTensors(to: &weights)
+            try weights.write(to: temporary.appendingPathComponent("model.safetensors"))
+            var moments = SafeTensorsWriter()
+            moments.add(
+                "m", shape: [optimizer.m.count],
+                floats: UnsafeBufferPointer(start: optimizer.m.pointer, count: optimizer.m.count))
+            moments.add(
+                "v", shape: [optimizer.v.count],
+                floats: UnsafeBufferPointer(start: optimizer.v.pointer, count: optimizer.v.count))
+            try moments.write(to: temporary.appendingPathComponent("optimizer.safetensors"))
+            let state: [String: Any] = [
+                "step": step, "optimizer_step": optimizer.step, "seed": String(options.seed),
+                "batch_size": options.batchSize, "accumulation_steps": options.accumulationSteps,
+                "instances": source.count,
+            ]
+            try JSONSerialization.data(withJSONObject: state, options: [.prettyPrinted, .sortedKeys])
+                .write(to: temporary.appendingPathComponent("state.json"))
+            try (history.joined(separator: "\n") + (history.isEmpty ? "" : "\n")).write(
+                to: temporary.appendingPathComponent("history.csv"), atomically: true, encoding: .utf8)
+            try? fm.removeItem(at: final)
+            try fm.moveItem(at: temporary, to: final)
+        } catch {
+            // A failed write (full disk) leaves no partial checkpoint behind.
+            try? fm.removeItem(at: temporary)
+            throw error
+        }
         try Data(name.utf8).write(to: checkpointsFolder.appendingPathComponent("latest"), options: .atomic)
         for old in (try? fm.contentsOfDirectory(atPath: checkpointsFolder.path)) ?? []
         where old.hasPrefix("step-") && old != name && !old.contains(".tmp-") {
@@ -296,10 +311,24 @@ public final class PretrainingRun {
             throw BertError.malformedFile(
                 path: output.path, reason: "no checkpoint to resume from (checkpoints/latest is missing)")
         }
-        let folder = checkpointsFolder.appendingPathComponent(name.trimmingCharacters(in: .whitespacesAndNewlines))
+        let checkpoint = name.trimmingCharacters(in: .whitespacesAndNewlines)
+        // Only a name this run writes: "latest" must not lead outside checkpoints/.
+        guard checkpoint.hasPrefix("step-"), checkpoint.dropFirst(5).allSatisfy(\.isASCII),
+            checkpoint.dropFirst(5).allSatisfy(\.isNumber), checkpoint.count > 5
+        else {
+            throw BertError.malformedFile(
+                path: latest.path,
+                reason: "does not name a checkpoint (step-NNNNNNNN), it holds \"\(checkpoint.prefix(40))\"")
+        }
+        let folder = checkpointsFolder.appendingPathComponent(checkpoint)
         let state = try readJSON(folder.appendingPathComponent("state.json")) as? [String: Any] ?? [:]
         guard let savedStep = state["step"] as? Int, let adamStep = state["optimizer_step"] as? Int else {
             throw BertError.malformedFile(path: "\(folder.path)/state.json", reason: "no step")
+        }
+        guard (0...Int(Int32.max)).contains(savedStep), (0...Int(Int32.max)).contains(adamStep) else {
+            throw BertError.malformedFile(
+                path: "\(folder.path)/state.json",
+                reason: "step \(savedStep) or optimizer_step \(adamStep) is outside 0...\(Int32.max)")
         }
         if let seed = state["seed"] as? String, seed != String(options.seed) {
             throw BertError.invalidInput(
@@ -381,7 +410,19 @@ public final class PretrainingRun {
     /// The output folder as Hugging Face writes a BertForPreTraining: config.json, model.safetensors,
     /// tokenizer.json, vocab.txt, tokenizer_config.json.
     public func saveModelFolder() throws {
-        try model.save(to: output)
-        try tokenizer.write(to: output)
+        try replaceFiles(in: output) { folder in
+            try model.save(to: folder)
+            try tokenizer.write(to: folder)
+        }
+    }
+
+    /// Temporary files a killed or failed write left (the folder is locked: none is in use).
+    func removeLeftovers() {
+        let fm = FileManager.default
+        for folder in [output, checkpointsFolder] {
+            for name in (try? fm.contentsOfDirectory(atPath: folder.path)) ?? [] where name.contains(".tmp-") {
+                try? fm.removeItem(at: folder.appendingPathComponent(name))
+            }
+        }
     }
 }

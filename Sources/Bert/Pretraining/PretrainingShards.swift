@@ -8,8 +8,9 @@ import Foundation
 // chunks (a few thousand at a time), each chunk is turned into instances by the reference rules
 // (NotNext spans come from other documents of the same chunk, as the reference does per input
 // file), and every instance is appended to one of N shard files chosen at random, so each shard is
-// a mixture of the whole corpus. Every `heldOutEvery`-th document (at most `heldOutDocuments`) is
-// held out for evaluation (heldout.bin).
+// a mixture of the whole corpus. The head of every `heldOutEvery`-th document (at most
+// `heldOutDocuments`, no more than a tenth of the corpus: `HeldOutSplit`) is held out for
+// evaluation (heldout.bin).
 // Masks are not stored: they are a function of the seed and the instance's index (and the epoch
 // with dynamic masking), so the same seed gives the same instances and masks.
 //
@@ -120,9 +121,49 @@ func trainingInstances(
     }
 }
 
-/// Whether document `d` (in corpus order) is held out for evaluation.
-func isHeldOut(_ d: Int, heldSoFar: Int, every: Int, limit: Int) -> Bool {
-    heldSoFar < limit && d % max(1, every) == 0
+/// The held-out text, chosen as the corpus streams by. Every `every`-th document (at most
+/// `limit`) gives its head, its first sentences up to `tokensPerDocument` tokens (at least one
+/// sentence), to evaluation, and the rest of it to training: a corpus of two novels holds out a
+/// few pages, not a novel. At the end no more than `maxShare` of the corpus's tokens stay held out
+/// (the last heads chosen go back to training): three short documents do not lose one to evaluation.
+struct HeldOutSplit {
+    let every: Int, limit: Int, tokensPerDocument: Int
+    var maxShare = 0.1
+    private(set) var held: [[[Int32]]] = []
+    private var heldTokens = 0, corpusTokens = 0, documents = 0
+
+    init(every: Int, limit: Int, tokensPerDocument: Int) {
+        self.every = max(1, every)
+        self.limit = max(0, limit)
+        self.tokensPerDocument = max(1, tokensPerDocument)
+    }
+
+    /// Takes the next document of the corpus; returns what of it is trained on (nil: nothing).
+    mutating func take(_ document: [[Int32]]) -> [[Int32]]? {
+        defer { documents += 1 }
+        let tokens = document.reduce(0) { $0 + $1.count }
+        corpusTokens += tokens
+        guard held.count < limit, documents % every == 0, !document.isEmpty else { return document }
+        var cut = 0, headTokens = 0
+        while cut < document.count && (cut == 0 || headTokens + document[cut].count <= tokensPerDocument) {
+            headTokens += document[cut].count
+            cut += 1
+        }
+        held.append(Array(document[..<cut]))
+        heldTokens += headTokens
+        return cut < document.count ? Array(document[cut...]) : nil
+    }
+
+    /// Ends the split: the heads past `maxShare` of the corpus's tokens, returned for training.
+    mutating func finish() -> [[[Int32]]] {
+        var returned: [[[Int32]]] = []
+        while !held.isEmpty && Double(heldTokens) > maxShare * Double(corpusTokens) {
+            let head = held.removeLast()
+            heldTokens -= head.reduce(0) { $0 + $1.count }
+            returned.append(head)
+        }
+        return returned.reversed()
+    }
 }
 
 /// Instances of the held-out documents, NotNext spans drawn from each other.
@@ -146,8 +187,26 @@ public struct ShardOptions: Sendable {
     /// come from all of it, not one source), at most `heldOutDocuments`.
     public var heldOutDocuments = 64
     public var heldOutEvery = 100
+    /// Tokens of a held-out document's head (nil: four instances' worth, 4 × max_seq_length).
+    public var heldOutTokensPerDocument: Int? = nil
     public var splitSentences = false
     public init() {}
+
+    /// What decides the shards' content, as recorded in manifest.json ("preparation"): a run that
+    /// resumes on shards made from another corpus or with other settings is refused, not trained
+    /// on the old data silently. Corpus files are named by path and size.
+    public func preparation(files: [URL], vocabularySize: Int) -> [String: String] {
+        let corpus = files.map { f -> String in
+            let size = (try? FileManager.default.attributesOfItem(atPath: f.path)[.size] as? Int) ?? -1
+            return "\(f.standardizedFileURL.path) (\(size) bytes)"
+        }
+        return [
+            "corpus": corpus.joined(separator: ", "), "seq_len": String(data.maxSeqLength),
+            "short_seq_prob": String(data.shortSeqProb), "dupe_factor": String(dupeFactor),
+            "shards": String(shardCount), "seed": String(seed), "split_sentences": String(splitSentences),
+            "vocab_size": String(vocabularySize), "held_out": "\(heldOutDocuments) every \(heldOutEvery)",
+        ]
+    }
 }
 
 let shardMagic = Array("BERTSHD1".utf8)
@@ -207,6 +266,7 @@ public func preparePretrainingShards(
     guard options.data.maxSeqLength <= Int(UInt16.max) else {
         throw BertError.invalidInput("max sequence length too large for a shard")
     }
+    try ensureOpenFiles(options.shardCount + 2)
     let builder = try PretrainingDataBuilder(tokenizer: tokenizer, options: options.data)
     let fm = FileManager.default
     try fm.createDirectory(at: folder, withIntermediateDirectories: true)
@@ -217,7 +277,10 @@ public func preparePretrainingShards(
         try ShardFileWriter(url: folder.appendingPathComponent(name($0) + ".partial"))
     }
     let heldOutWriter = try ShardFileWriter(url: folder.appendingPathComponent("heldout.bin.partial"))
-    var chunk: [[[Int32]]] = [], evalDocuments: [[[Int32]]] = []
+    var chunk: [[[Int32]]] = []
+    var split = HeldOutSplit(
+        every: options.heldOutEvery, limit: options.heldOutDocuments,
+        tokensPerDocument: options.heldOutTokensPerDocument ?? 4 * options.data.maxSeqLength)
     var chunkIndex = 0, documents = 0, tokens = 0
     func makeInstances() throws {
         if chunk.isEmpty { return }
@@ -233,16 +296,12 @@ public func preparePretrainingShards(
     try forEachTokenizedDocument(files: files, tokenizer: tokenizer, splitSentences: options.splitSentences) {
         document in
         tokens += document.reduce(0) { $0 + $1.count }
-        if isHeldOut(
-            documents, heldSoFar: evalDocuments.count, every: options.heldOutEvery, limit: options.heldOutDocuments)
-        {
-            evalDocuments.append(document)
-        } else {
-            chunk.append(document)
-        }
+        if let trained = split.take(document) { chunk.append(trained) }
         documents += 1
         if chunk.count >= options.chunkDocuments { try makeInstances() }
     }
+    chunk += split.finish()
+    let evalDocuments = split.held
     try makeInstances()
     // The held-out instances use only each other (NotNext spans from other held-out documents).
     for inst in heldOutInstances(evalDocuments, builder: builder, seed: options.seed) { try heldOutWriter.append(inst) }
@@ -271,11 +330,34 @@ public func preparePretrainingShards(
         "documents": documents, "tokens": tokens, "vocab_size": tokenizer.vocabulary.count,
         "seed": String(options.seed), "dupe_factor": options.dupeFactor, "max_seq_length": options.data.maxSeqLength,
         "short_seq_prob": options.data.shortSeqProb, "chunk_documents": options.chunkDocuments,
+        "preparation": options.preparation(files: files, vocabularySize: tokenizer.vocabulary.count),
     ]
     let json = try JSONSerialization.data(withJSONObject: manifest, options: [.prettyPrinted, .sortedKeys])
     try json.write(to: manifestURL, options: .atomic)
     return try PretrainingShardSet(folder: folder)
 }
+
+/// Raises the open-file limit to hold `count` more files at once (every shard is written at the
+/// same time), or says why it cannot, before any file is made.
+func ensureOpenFiles(_ count: Int) throws {
+    var limit = rlimit()
+    guard getrlimit(RLIMIT_NOFILE_VALUE, &limit) == 0 else { return }
+    let needed = rlim_t(count + 64)  // standard streams, the corpus, libraries
+    if limit.rlim_cur >= needed { return }
+    if limit.rlim_max >= needed {
+        limit.rlim_cur = needed
+        if setrlimit(RLIMIT_NOFILE_VALUE, &limit) == 0 { return }
+    }
+    throw BertError.invalidInput(
+        "\(count - 2) shards need \(needed) open files, more than this process may open (\(limit.rlim_max)); use "
+            + "fewer shards or raise the limit (ulimit -n)")
+}
+
+#if os(Linux)
+    private let RLIMIT_NOFILE_VALUE = __rlimit_resource_t(RLIMIT_NOFILE.rawValue)
+#else
+    private let RLIMIT_NOFILE_VALUE = RLIMIT_NOFILE
+#endif
 
 /// One shard file, memory-mapped, with the offsets of its records.
 final class ShardFile {
@@ -291,7 +373,7 @@ final class ShardFile {
             throw BertError.malformedFile(path: url.path, reason: "not a swift-bert shard")
         }
         var offsets: [Int] = []
-        offsets.reserveCapacity(expected)
+        offsets.reserveCapacity(min(max(expected, 0), data.count / 5))  // a record takes 5 bytes or more
         try data.withUnsafeBytes { (raw: UnsafeRawBufferPointer) in
             var at = 8
             while at < raw.count {
@@ -351,8 +433,11 @@ public final class PretrainingShardSet: PretrainingInstanceSource {
     let bases: [Int]
     public let count: Int
     let heldOutFile: String
-    let heldOutCount: Int
+    /// Instances held out for evaluation (heldout.bin).
+    public let heldOutCount: Int
     public let documents: Int
+    /// `ShardOptions.preparation` of the run that made these shards (empty for older manifests).
+    public let preparation: [String: String]
     private var open: [Int: ShardFile] = [:]
     private var order: (epoch: Int, shards: [Int])?
     private var within: [Int: (epoch: Int, order: [Int])] = [:]
@@ -374,12 +459,17 @@ public final class PretrainingShardSet: PretrainingInstanceSource {
         }
         var files: [String] = [], counts: [Int] = []
         for s in shards {
-            guard let f = s["file"] as? String, let n = s["instances"] as? Int, n >= 0, !f.contains("/") else {
+            guard let f = s["file"] as? String, let n = s["instances"] as? Int, (0...Int(Int32.max)).contains(n),
+                !f.contains("/"), !f.isEmpty, f != "..", f != "."
+            else {
                 throw BertError.malformedFile(path: url.path, reason: "bad shard entry \(s)")
             }
             files.append(f); counts.append(n)
         }
-        guard let hf = held["file"] as? String, let hn = held["instances"] as? Int, !hf.contains("/") else {
+        guard let hf = held["file"] as? String, let hn = held["instances"] as? Int, (0...Int(Int32.max)).contains(hn),
+            !hf.contains("/"), !hf.isEmpty, hf != "..", hf != ".", vocab > 0, vocab <= Int(Int32.max),
+            (1...Int(UInt16.max)).contains(seq)
+        else {
             throw BertError.malformedFile(path: url.path, reason: "bad held_out entry")
         }
         for f in files + [hf] where !FileManager.default.fileExists(atPath: folder.appendingPathComponent(f).path) {
@@ -388,7 +478,14 @@ public final class PretrainingShardSet: PretrainingInstanceSource {
         self.files = files
         self.counts = counts
         var bases: [Int] = [], total = 0
-        for n in counts { bases.append(total); total += n }
+        for n in counts {
+            bases.append(total)
+            let (sum, overflow) = total.addingReportingOverflow(n)
+            guard !overflow, sum <= Int(Int32.max) else {
+                throw BertError.malformedFile(path: url.path, reason: "more than \(Int32.max) instances in all")
+            }
+            total = sum
+        }
         self.bases = bases
         count = total
         heldOutFile = hf
@@ -397,6 +494,7 @@ public final class PretrainingShardSet: PretrainingInstanceSource {
         maxSeqLength = seq
         self.seed = seed
         documents = m["documents"] as? Int ?? 0
+        preparation = m["preparation"] as? [String: String] ?? [:]
         guard total > 0 else { throw BertError.malformedFile(path: url.path, reason: "no training instances") }
     }
 

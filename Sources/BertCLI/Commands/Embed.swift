@@ -54,7 +54,13 @@ struct Embed: ParsableCommand {
                         + "--no-truncation is set"
                 )
             }
-            for v in vectors {
+            for (k, v) in vectors.enumerated() {
+                // JSON has no NaN: an embedding that is not finite is an error, never "[nan, ...]".
+                guard v.allSatisfy(\.isFinite) else {
+                    throw BertError.notFinite(
+                        what: "the embedding of line \(lineNumber + k + 1)",
+                        advice: "the model overflows Float on this input")
+                }
                 out.write("[" + v.map { formatFloat($0, precision) }.joined(separator: ",") + "]\n")
             }
             lineNumber += lines.count

@@ -25,7 +25,12 @@ struct Features: ParsableCommand {
     @Option(help: "Truncate inputs to N tokens (default: max_position_embeddings).") var maxLength: Int?
     @Option(help: "Write a .safetensors file instead of JSON Lines on stdout.") var out: String?
     @OptionGroup var threads: ThreadOption
+    @Flag(help: "Replace the --out file when it exists.") var overwrite = false
     @Argument(help: "Input files, one text per line (default: stdin).") var files: [String] = []
+
+    func validate() throws {
+        if let m = maxLength, m < 2 { throw ValidationError("--max-length must be at least 2 ([CLS] and [SEP])") }
+    }
 
     func run() throws {
         threads.apply()
@@ -36,6 +41,7 @@ struct Features: ParsableCommand {
             return n
         }
         if let out, !out.hasSuffix(".safetensors") { throw CLIError("--out must name a .safetensors file") }
+        if let out { try checkOutputFile(URL(fileURLWithPath: out), overwrite: overwrite) }
         let folder = URL(fileURLWithPath: model)
         let extractor: FeatureExtractor
         let tokenizer: BertTokenizer
@@ -49,10 +55,22 @@ struct Features: ParsableCommand {
         var allFeatures: [Float] = [], ids: [Int64] = [], offsets: [Int64] = [], starts: [Int64] = [0]
         let output = Output()
         var reader = LineReader(paths: files)
+        var lineNumber = 0
         try reader.forEachBatch { lines in
             for line in lines {
                 let (e, f): (Encoding, [Float])
-                (e, f) = try extractor.features(line, layers: chosen, combine: combine)
+                lineNumber += 1
+                do {
+                    (e, f) = try extractor.features(line, layers: chosen, combine: combine)
+                } catch BertError
+                    .invalidInput(let why)
+                {
+                    throw BertError.invalidInput("line \(lineNumber): \(why)")
+                }
+                if !f.allSatisfy(\.isFinite) {
+                    throw BertError.notFinite(
+                        what: "the features of line \(lineNumber)", advice: "the model overflows Float on this input")
+                }
                 var rows = Array(0..<e.count)
                 if words {
                     var seen = Set<Int32>()

@@ -42,8 +42,9 @@ struct FillMask: ParsableCommand {
             try reader.forEachBatch { texts += $0 }
         }
         let out = Output()
-        for first in stride(from: 0, to: texts.count, by: batchSize) {
-            let part = Array(texts[first..<min(texts.count, first + batchSize)])
+        let perBatch = min(batchSize, max(1, texts.count))  // bounded: `first + perBatch` must not overflow
+        for first in stride(from: 0, to: texts.count, by: perBatch) {
+            let part = Array(texts[first..<min(texts.count, first + perBatch)])
             let encodings = try tokenizer.encodeBatch(part)
             let batch = EncoderBatch.padded(encodings.map(\.ids), tokenTypeIds: encodings.map(\.typeIds))
             // Every [MASK] of the batch, as a flat position b·S + p, in text order.
@@ -55,6 +56,14 @@ struct FillMask: ParsableCommand {
                     let start = part[b].count > 80 ? part[b].prefix(80) + "…" : part[b]
                     throw CLIError(
                         "text \(first + b + 1) (\"\(start)\"): no [MASK] in its first \(e.count) tokens")
+                }
+                // Masks past the truncation are not predicted: say so rather than print fewer.
+                let written = part[b].components(separatedBy: "[MASK]").count - 1
+                if masks.count < written {
+                    let start = part[b].count > 80 ? part[b].prefix(80) + "…" : part[b]
+                    throw CLIError(
+                        "text \(first + b + 1) (\"\(start)\"): \(written - masks.count) of its \(written) [MASK]s are past "
+                            + "the model's \(network.config.maxPositionEmbeddings) tokens")
                 }
                 positions += masks.map { b * batch.sequenceLength + $0 }
                 owner += masks.map { _ in b }

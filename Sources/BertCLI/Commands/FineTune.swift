@@ -43,6 +43,8 @@ struct FineTune: ParsableCommand {
     @Option(help: "qa (SQuAD 2.0): answer nothing when the null score beats the best span by more than this.")
     var nullThreshold = 0.0
     @OptionGroup var columns: ColumnOptions
+    @Flag(help: "Replace an output folder that holds something (even the --model folder, once it is read).")
+    var overwrite = false
 
     func validate() throws {
         if docStride < 0 || maxQueryLength < 1 || maxAnswerLength < 1 {
@@ -51,6 +53,10 @@ struct FineTune: ParsableCommand {
         if epochs < 0 || batchSize < 1 || length < 4 {
             throw ValidationError("--epochs must be 0 or more, --batch-size positive and --max-length at least 4")
         }
+        if epochs > 100_000 || batchSize > 65536 {
+            throw ValidationError("--epochs must be at most 100000 and --batch-size at most 65536")
+        }
+        if !nullThreshold.isFinite { throw ValidationError("--null-threshold must be a finite number") }
         if !(lr > 0) { throw ValidationError("--lr must be positive") }
         if !(0...1).contains(warmupRatio) { throw ValidationError("--warmup-ratio must be between 0 and 1") }
         if logEvery < 1 { throw ValidationError("--log-every must be at least 1") }
@@ -68,23 +74,28 @@ struct FineTune: ParsableCommand {
         return o
     }
 
-    func printReport(_ r: EpochReport, history: inout [[String: Any]]) {
+    func printReport(_ r: EpochReport, history: inout [[String: Any]], output: OutputFolder) {
         print(
             String(
                 format: "epoch %d  train loss %.4f  validation: %@%@", r.epoch, r.trainLoss,
                 formatMetrics(r.metrics) as NSString, r.improved ? "  (best so far: saved)" : ""))
         fflush(nil)
         history.append(["epoch": r.epoch, "train_loss": r.trainLoss, "validation": r.metrics, "saved": r.improved])
-        let data = try? JSONSerialization.data(withJSONObject: history, options: [.prettyPrinted, .sortedKeys])
-        try? data?.write(to: URL(fileURLWithPath: out).appendingPathComponent("eval_history.json"), options: .atomic)
+        if let data = try? JSONSerialization.data(withJSONObject: history, options: [.prettyPrinted, .sortedKeys]) {
+            try? output.writeExtra("eval_history.json", data)
+        }
     }
 
-    /// The closing line on stderr: what went into --out.
-    func reportWritten(_ files: String) {
+    /// The closing line on stderr: what went into --out (only what was written).
+    func reportWritten(_ files: String, output: OutputFolder) {
+        guard output.written else {
+            warn("nothing was written to \(out): no epoch was saved")
+            return
+        }
         warn("wrote \(out): \(files)\(epochs > 0 ? ", eval_history.json" : " (the initialised model: --epochs 0)")")
     }
 
-    func runTagging(tokenizer: BertTokenizer, folder: URL) throws {
+    func runTagging(tokenizer: BertTokenizer, folder: URL, output: OutputFolder) throws {
         let trainSet: [TaggedSentence], validationSet: [TaggedSentence]
         for f in [train, validation] where !FileManager.default.fileExists(atPath: f) {
             throw CLIError("\(f): file not found")
@@ -102,19 +113,19 @@ struct FineTune: ParsableCommand {
                 + "initialised: \(initialised.joined(separator: ", "))"
         )
         let tagger = TokenTagger(
-            model: network, tokenizer: tokenizer, options: options, output: URL(fileURLWithPath: out))
+            model: network, tokenizer: tokenizer, options: options, output: output)
         var history: [[String: Any]] = []
         try tagger.train(
             trainSet, validation: validationSet,
             progress: {
                 print($0); fflush(nil)
             }
-        ) { printReport($0, history: &history) }
+        ) { printReport($0, history: &history, output: output) }
 
-        reportWritten("config.json, model.safetensors, tokenizer files")
+        reportWritten("config.json, model.safetensors, tokenizer files", output: output)
     }
 
-    func runQA(tokenizer: BertTokenizer, folder: URL) throws {
+    func runQA(tokenizer: BertTokenizer, folder: URL, output: OutputFolder) throws {
         for f in [train, validation] where !FileManager.default.fileExists(atPath: f) {
             throw CLIError("\(f): file not found")
         }
@@ -133,22 +144,19 @@ struct FineTune: ParsableCommand {
                 + "questions\(qa.allowNull ? " (SQuAD 2.0: null answers allowed)" : ""); newly initialised: "
                 + "\(initialised.joined(separator: ", "))"
         )
-        let output = URL(fileURLWithPath: out)
         let answerer = QuestionAnswerer(model: network, tokenizer: tokenizer, options: options, qa: qa, output: output)
-        try FileManager.default.createDirectory(at: output, withIntermediateDirectories: true)
-        try qa.write(to: output)
         var history: [[String: Any]] = []
         try answerer.train(
             trainSet, validation: validationSet,
             progress: {
                 print($0); fflush(nil)
             }
-        ) { printReport($0, history: &history) }
+        ) { printReport($0, history: &history, output: output) }
 
-        reportWritten("config.json, model.safetensors, qa_settings.json, tokenizer files")
+        reportWritten("config.json, model.safetensors, qa_settings.json, tokenizer files", output: output)
     }
 
-    func runChoice(tokenizer: BertTokenizer, folder: URL) throws {
+    func runChoice(tokenizer: BertTokenizer, folder: URL, output: OutputFolder) throws {
         for f in [train, validation] where !FileManager.default.fileExists(atPath: f) {
             throw CLIError("\(f): file not found")
         }
@@ -160,25 +168,29 @@ struct FineTune: ParsableCommand {
                 + "\(initialised.joined(separator: ", "))"
         )
         let solver = ChoiceSolver(
-            model: network, tokenizer: tokenizer, options: options, output: URL(fileURLWithPath: out))
+            model: network, tokenizer: tokenizer, options: options, output: output)
         var history: [[String: Any]] = []
         try solver.train(
             trainSet, validation: validationSet,
             progress: {
                 print($0); fflush(nil)
             }
-        ) { printReport($0, history: &history) }
+        ) { printReport($0, history: &history, output: output) }
 
-        reportWritten("config.json, model.safetensors, tokenizer files")
+        reportWritten("config.json, model.safetensors, tokenizer files", output: output)
     }
 
     func run() throws {
         threads.apply()
         let folder = URL(fileURLWithPath: model)
+        // Claimed first: an output that may not be replaced is refused before any training.
+        let output = try OutputFolder(URL(fileURLWithPath: out), overwrite: overwrite)
         switch task {
-        case .choice: return try runChoice(tokenizer: try BertTokenizer(modelFolder: folder), folder: folder)
-        case .qa: return try runQA(tokenizer: try BertTokenizer(modelFolder: folder), folder: folder)
-        case .tag: return try runTagging(tokenizer: try BertTokenizer(modelFolder: folder), folder: folder)
+        case .choice:
+            return try runChoice(tokenizer: try BertTokenizer(modelFolder: folder), folder: folder, output: output)
+        case .qa: return try runQA(tokenizer: try BertTokenizer(modelFolder: folder), folder: folder, output: output)
+        case .tag:
+            return try runTagging(tokenizer: try BertTokenizer(modelFolder: folder), folder: folder, output: output)
         case .classify, .regress: break
         }
         let trainSet = try readExamples(train, columns: columns.names)
@@ -202,15 +214,15 @@ struct FineTune: ParsableCommand {
                 + "initialised: \(initialised.joined(separator: ", "))"
         )
         let tuner = SequenceFineTuner(
-            model: network, tokenizer: tokenizer, options: options, output: URL(fileURLWithPath: out))
+            model: network, tokenizer: tokenizer, options: options, output: output)
         var history: [[String: Any]] = []
         try tuner.train(
             trainSet, validation: validationSet,
             progress: {
                 print($0); fflush(nil)
             }
-        ) { printReport($0, history: &history) }
+        ) { printReport($0, history: &history, output: output) }
 
-        reportWritten("config.json, model.safetensors, tokenizer files")
+        reportWritten("config.json, model.safetensors, tokenizer files", output: output)
     }
 }

@@ -21,6 +21,7 @@ struct InitModel: ParsableCommand {
     var seed: UInt64 = 0
     @Option(help: "A vocab.txt to copy into the folder (its size sets vocab_size).")
     var vocab: String?
+    @Flag(help: "Replace an output folder that holds something.") var overwrite = false
 
     func validate() throws {
         if (preset == nil) == (config == nil) { throw ValidationError("give exactly one of --preset, --config") }
@@ -28,18 +29,16 @@ struct InitModel: ParsableCommand {
 
     func run() throws {
         var cfg = try preset.map { try BertConfig.preset($0) } ?? BertConfig(contentsOf: URL(fileURLWithPath: config!))
-        let folder = URL(fileURLWithPath: out)
-        if let vocab {
-            let text = try String(contentsOf: URL(fileURLWithPath: vocab), encoding: .utf8)
-            var lines = text.split(separator: "\n", omittingEmptySubsequences: false)
-            if lines.last == "" { lines.removeLast() }
-            cfg.vocabSize = lines.count
-            try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-            try Data(text.utf8).write(to: folder.appendingPathComponent("vocab.txt"), options: .atomic)
-        }
+        let output = try OutputFolder(URL(fileURLWithPath: out), overwrite: overwrite)
+        // Read as the tokenizer reads it (LF or CRLF, a BOM dropped), so vocab_size counts its tokens.
+        let vocabulary = try vocab.map { try Vocabulary(contentsOf: URL(fileURLWithPath: $0)) }
+        if let vocabulary { cfg.vocabSize = vocabulary.count }
         let model = try BertModel(config: cfg)
         model.initializeWeights(seed: seed)
-        try model.save(to: folder)
-        print("wrote \(folder.path): \(model.parameterCount) parameters")
+        try output.replace { folder in
+            try model.save(to: folder)
+            try vocabulary?.write(to: folder.appendingPathComponent("vocab.txt"))
+        }
+        print("wrote \(output.url.path): \(model.parameterCount) parameters")
     }
 }

@@ -21,6 +21,7 @@ struct LearnVocab: ParsableCommand {
 
     @Option(name: .long, help: "Where to write the vocabulary (vocab.txt: one token per line).")
     var out: String
+    @Flag(name: .long, help: "Replace the --out file when it exists.") var overwrite = false
 
     @Flag(name: .long, help: "Keep case and accents (a cased model); default: uncased.")
     var cased = false
@@ -64,6 +65,7 @@ struct LearnVocab: ParsableCommand {
         if FileManager.default.fileExists(atPath: out, isDirectory: &isDirectory), isDirectory.boolValue {
             throw CLIError("\(out): is a directory (--out names the vocabulary file)")
         }
+        try checkOutputFile(outURL, overwrite: overwrite)
         let folder = outURL.deletingLastPathComponent().path
         guard FileManager.default.fileExists(atPath: folder, isDirectory: &isDirectory), isDirectory.boolValue else {
             throw CLIError("\(out): cannot write: no folder \(folder)")

@@ -123,8 +123,11 @@ struct Predict: ParsableCommand {
                 for line in lines {
                     if pair {
                         let parts = line.split(separator: "\t", maxSplits: 1, omittingEmptySubsequences: false)
-                        examples.append(
-                            LabeledExample(text: String(parts[0]), textPair: parts.count > 1 ? String(parts[1]) : ""))
+                        guard parts.count == 2 else {
+                            throw CLIError(
+                                "input line \(examples.count + 1): --pair needs the two texts separated by a tab")
+                        }
+                        examples.append(LabeledExample(text: String(parts[0]), textPair: String(parts[1])))
                     } else {
                         examples.append(LabeledExample(text: line))
                     }
@@ -134,7 +137,11 @@ struct Predict: ParsableCommand {
         let logits = try tuner.logits(examples)
         let out = Output()
         let network = tuner.model
-        for row in logits {
+        for (n, row) in logits.enumerated() {
+            guard row.allSatisfy(\.isFinite) else {
+                throw BertError.notFinite(
+                    what: "the output for input \(n + 1)", advice: "the model overflows Float on this input")
+            }
             var object: [String: Any]
             if network.task == .regression {
                 object = ["score": Double(row[0])]

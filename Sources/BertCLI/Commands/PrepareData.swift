@@ -29,11 +29,15 @@ struct PrepareData: ParsableCommand {
     @Option(help: "...at most this many.") var heldOut = 64
     @Flag(help: "Split each line into sentences (paragraph input).") var splitSentences = false
     @Flag(help: "Keep case (no lowercasing or accent stripping).") var cased = false
+    @Flag(help: "Replace an output folder that holds something.") var overwrite = false
 
     func validate() throws {
+        if heldOutEvery < 1 || heldOut < 0 {
+            throw ValidationError("--held-out-every must be at least 1 and --held-out 0 or more")
+        }
         if seqLen < 8 || seqLen > 65535 { throw ValidationError("--seq-len must be between 8 and 65535") }
         if shards < 1 || shards > 65536 { throw ValidationError("--shards must be between 1 and 65536") }
-        if dupeFactor < 1 { throw ValidationError("--dupe-factor must be positive") }
+        if !(1...1000).contains(dupeFactor) { throw ValidationError("--dupe-factor must be between 1 and 1000") }
         if !(0...1).contains(shortSeqProb) { throw ValidationError("--short-seq-prob must be between 0 and 1") }
     }
 
@@ -52,9 +56,16 @@ struct PrepareData: ParsableCommand {
         options.heldOutDocuments = heldOut
         options.heldOutEvery = heldOutEvery
         options.splitSentences = splitSentences
-        let set = try prepareShards(
-            files: files, tokenizer: tokenizer, options: options, folder: URL(fileURLWithPath: out))
-        warn("wrote \(out): \(set.documents) documents, \(set.count) training instances in \(shards) shards")
+        // Written whole to a temporary sibling, then renamed: a failed preparation leaves no half folder.
+        let output = try OutputFolder(URL(fileURLWithPath: out), overwrite: overwrite)
+        var report = ""
+        try output.replace { folder in
+            let set = try prepareShards(files: files, tokenizer: tokenizer, options: options, folder: folder)
+            report =
+                "\(set.documents) documents, \(set.count) training instances in \(shards) shards, "
+                + "\(set.heldOutCount) held out"
+        }
+        warn("wrote \(out): \(report)")
     }
 }
 

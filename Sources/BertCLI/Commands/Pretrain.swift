@@ -51,6 +51,8 @@ struct Pretrain: ParsableCommand {
     @Flag(help: "New masks every epoch.") var dynamicMasking = false
     @Flag(help: "Keep case (no lowercasing or accent stripping).") var cased = false
     @Flag(help: "Continue from the output folder's latest checkpoint.") var resume = false
+    @Flag(help: "Start again in an output folder that holds a run: its checkpoints, data and model are removed.")
+    var overwrite = false
 
     func validate() throws {
         if (preset == nil) == (config == nil) { throw ValidationError("give exactly one of --preset, --config") }
@@ -65,6 +67,20 @@ struct Pretrain: ParsableCommand {
         if steps < 1 || batchSize < 1 || accumulate < 1 {
             throw ValidationError("--steps, --batch-size and --accumulate must be positive")
         }
+        if steps > Int(Int32.max) { throw ValidationError("--steps must be at most \(Int32.max)") }
+        if batchSize > 65536 || accumulate > 65536 {
+            throw ValidationError("--batch-size and --accumulate must be at most 65536")
+        }
+        if resume && overwrite { throw ValidationError("give --resume or --overwrite, not both") }
+        if warmup < 0 { throw ValidationError("--warmup must be 0 or more") }
+        if checkpointEvery < 0 || evalEvery < 0 || logEvery < 1 {
+            throw ValidationError(
+                "--checkpoint-every and --eval-every must be 0 or more (0: never), --log-every positive")
+        }
+        if !(1...1000).contains(dupeFactor) { throw ValidationError("--dupe-factor must be between 1 and 1000") }
+        if let n = learnVocab, !(1...1_000_000).contains(n) {
+            throw ValidationError("--learn-vocab must be between 1 and 1000000")
+        }
         if shards < 1 || shards > 65536 { throw ValidationError("--shards must be between 1 and 65536") }
         if seqLen < 8 { throw ValidationError("--seq-len must be at least 8") }
         if !(lr > 0) { throw ValidationError("--lr must be positive") }
@@ -73,7 +89,11 @@ struct Pretrain: ParsableCommand {
     func run() throws {
         threads.apply()
         let output = URL(fileURLWithPath: out)
-        try FileManager.default.createDirectory(at: output, withIntermediateDirectories: true)
+        let replaced = try claimRunFolder(output)
+        // Held for the whole command: a second `bert pretrain` on this folder is refused at once.
+        let lock = try FolderLock(output, command: "bert pretrain")
+        defer { withExtendedLifetime(lock) {} }
+        for name in replaced { try FileManager.default.removeItem(at: output.appendingPathComponent(name)) }
         let files = corpus.map { URL(fileURLWithPath: $0) }
         for f in files where !FileManager.default.fileExists(atPath: f.path) {
             throw CLIError("\(f.path): file not found")
@@ -117,20 +137,32 @@ struct Pretrain: ParsableCommand {
         options.data.wholeWordMask = wholeWordMask
         options.data.maxPredictionsPerSeq = max(1, Int((Double(seqLen) * 0.15).rounded(.up)))
         options.accumulationSteps = accumulate
+        var shardOptions = ShardOptions()
+        shardOptions.data = options.data
+        shardOptions.seed = seed
+        shardOptions.dupeFactor = dupeFactor
+        shardOptions.shardCount = shards
+        shardOptions.splitSentences = splitSentences
         let shardSet: PretrainingShardSet
         if let data {
             shardSet = try PretrainingShardSet(folder: URL(fileURLWithPath: data))
         } else {
             let folder = output.appendingPathComponent("data")
+            let requested = shardOptions.preparation(files: files, vocabularySize: tokenizer.vocabulary.count)
             if resume, let existing = try? PretrainingShardSet(folder: folder) {
+                // The shards must be the ones these options would make, or the run trains on old data.
+                let changed = requested.keys.sorted().filter { existing.preparation[$0] != requested[$0] }
+                if !changed.isEmpty {
+                    throw CLIError(
+                        "--resume: \(folder.path) was prepared with other settings ("
+                            + changed.map {
+                                "\($0): \(existing.preparation[$0] ?? "not recorded") then, \(requested[$0]!) now"
+                            }
+                            .joined(separator: "; ")
+                            + "); resume with the same --corpus and data options, or start again with --overwrite")
+                }
                 shardSet = existing
             } else {
-                var shardOptions = ShardOptions()
-                shardOptions.data = options.data
-                shardOptions.seed = seed
-                shardOptions.dupeFactor = dupeFactor
-                shardOptions.shardCount = shards
-                shardOptions.splitSentences = splitSentences
                 shardSet = try prepareShards(files: files, tokenizer: tokenizer, options: shardOptions, folder: folder)
             }
         }
@@ -138,7 +170,7 @@ struct Pretrain: ParsableCommand {
             model: model, tokenizer: tokenizer, shards: shardSet, options: options, output: output)
         let parameters = ParameterBreakdown(layout: model.parameters.layout).total
         warn(
-            "\(shardSet.documents) documents, \(run.instanceCount) instances; model \(cfg.numHiddenLayers) layers, "
+            "\(shardSet.documents) documents, \(run.instanceCount) training instances, \(run.heldOutCount) held out; model \(cfg.numHiddenLayers) layers, "
                 + "hidden \(cfg.hiddenSize), \(parameters) parameters; \(Compute.threads) threads"
         )
         signal(SIGINT) { _ in interruption.cancel() }
@@ -168,6 +200,30 @@ struct Pretrain: ParsableCommand {
             "wrote \(output.path): config.json, model.safetensors, tokenizer.json, vocab.txt, tokenizer_config.json, "
                 + "training_curve.csv/.svg, checkpoints/"
         )
+    }
+}
+
+extension Pretrain {
+    /// The output folder's state decides what may happen: empty or missing, a new run; holding a
+    /// run, only --resume (continue) or --overwrite (start again: returns the entries to remove
+    /// once the folder is locked).
+    func claimRunFolder(_ output: URL) throws -> [String] {
+        let fm = FileManager.default
+        var isFolder: ObjCBool = false
+        guard fm.fileExists(atPath: output.path, isDirectory: &isFolder) else {
+            if resume { throw CLIError("--resume: \(output.path) does not exist (no run to continue)") }
+            return []
+        }
+        guard isFolder.boolValue else { throw CLIError("\(output.path): is a file, not a folder") }
+        let entries = ((try? fm.contentsOfDirectory(atPath: output.path)) ?? []).filter { $0 != ".lock" }
+        if resume || entries.isEmpty { return [] }
+        guard overwrite else {
+            let what = entries.contains("checkpoints") ? "a pretraining run (checkpoints/)" : "\(entries.count) entries"
+            throw CLIError(
+                "\(output.path) already holds \(what); continue it with --resume, or start again with --overwrite "
+                    + "(which removes it)")
+        }
+        return entries
     }
 }
 

@@ -49,6 +49,12 @@ struct Tokenize: ParsableCommand {
         if cased { tokenizer.normalizer.lowercase = false; tokenizer.normalizer.stripAccents = false }
         tokenizer.padding = nil
         tokenizer.truncation = maxLength.map { Truncation(maxLength: $0, strategy: .longestFirst) }
+        // Below the special tokens `tokenizers` truncates nothing (its limit wraps around): say so
+        // instead of printing untruncated encodings.
+        let specials = tokenizer.postProcessor?.addedTokens(pair: pair) ?? 0
+        if let m = maxLength, m < specials {
+            throw CLIError("--max-length \(m) leaves no room: each encoding has \(specials) special tokens")
+        }
 
         let out = Output()
         let decimal = DecimalIds(count: tokenizer.vocabulary.count)

@@ -31,6 +31,8 @@ enum FineTunedModel {
     case solver(ChoiceSolver)
 
     init(_ path: String, maxLength: Int?) throws {
+        // As bert finetune: room for [CLS], [SEP] (twice for a pair) and a token of text.
+        if let m = maxLength, m < 4 { throw CLIError("--max-length must be at least 4, got \(m)") }
         let folder = URL(fileURLWithPath: path)
         let kind = try architecture(of: path)
         let tokenizer = try BertTokenizer(modelFolder: folder)
@@ -44,7 +46,7 @@ enum FineTunedModel {
             let network = try BertForTokenClassification(folder: folder)
             network.prepareForInference()
             self = .tagger(
-                TokenTagger(model: network, tokenizer: tokenizer, options: options(network.config), output: folder))
+                TokenTagger(model: network, tokenizer: tokenizer, options: options(network.config)))
         case "BertForQuestionAnswering":
             let network = try BertForQuestionAnswering(folder: folder)
             network.prepareForInference()
@@ -53,20 +55,18 @@ enum FineTunedModel {
             qa.maxLength = min(qa.maxLength, network.config.maxPositionEmbeddings)
             self = .answerer(
                 QuestionAnswerer(
-                    model: network, tokenizer: tokenizer, options: FineTuneOptions(), qa: qa,
-                    output: folder))
+                    model: network, tokenizer: tokenizer, options: FineTuneOptions(), qa: qa))
         case "BertForMultipleChoice":
             let network = try BertForMultipleChoice(folder: folder)
             network.prepareForInference()
             self = .solver(
-                ChoiceSolver(model: network, tokenizer: tokenizer, options: options(network.config), output: folder))
+                ChoiceSolver(model: network, tokenizer: tokenizer, options: options(network.config)))
         default:
             let network = try BertForSequenceClassification(folder: folder)
             network.prepareForInference()
             self = .sequence(
                 SequenceFineTuner(
-                    model: network, tokenizer: tokenizer, options: options(network.config),
-                    output: folder))
+                    model: network, tokenizer: tokenizer, options: options(network.config)))
         }
     }
 }

@@ -25,6 +25,11 @@ struct ThreadOption: ParsableArguments {
 
     func validate() throws {
         if let t = threads, t < 1 { throw ValidationError("--threads must be at least 1") }
+        if let t = threads, t > Compute.maxThreads {
+            throw ValidationError(
+                "--threads \(t) is more than \(Compute.maxThreads) (four per core on this machine's "
+                    + "\(ProcessInfo.processInfo.activeProcessorCount) cores)")
+        }
     }
 
     func apply() {
