@@ -28,9 +28,11 @@ struct BertCLIResult {
     var stderr: String
     /// True when the process ended by a signal or printed a Swift runtime trap.
     var crashed: Bool
+    /// True when it ran past the timeout and was stopped.
+    var timedOut = false
 }
 
-func runBertCLI(_ args: [String], stdin: Data = Data()) throws -> BertCLIResult {
+func runBertCLI(_ args: [String], stdin: Data = Data(), timeout: Double? = nil) throws -> BertCLIResult {
     let p = Process()
     p.executableURL = bertExecutable()
     p.arguments = args
@@ -43,6 +45,16 @@ func runBertCLI(_ args: [String], stdin: Data = Data()) throws -> BertCLIResult 
     p.standardOutput = outPipe
     p.standardError = errPipe
     try p.run()
+    nonisolated(unsafe) var timedOut = false
+    if let timeout {
+        let process = p
+        DispatchQueue.global().asyncAfter(deadline: .now() + timeout) {
+            if process.isRunning {
+                timedOut = true
+                process.terminate()
+            }
+        }
+    }
     // Write stdin and read stderr on other threads so that no pipe fills up and blocks the child.
     let writer = Thread {
         inPipe.fileHandleForWriting.write(stdin)
@@ -61,7 +73,8 @@ func runBertCLI(_ args: [String], stdin: Data = Data()) throws -> BertCLIResult 
     let stderr = String(decoding: err, as: UTF8.self)
     return BertCLIResult(
         status: p.terminationStatus, stdout: String(decoding: out, as: UTF8.self), stderr: stderr,
-        crashed: p.terminationReason == .uncaughtSignal || stderr.contains("Fatal error"))
+        crashed: (p.terminationReason == .uncaughtSignal && !timedOut) || stderr.contains("Fatal error"),
+        timedOut: timedOut)
 }
 
 /// The number on the "total" line of a `bert params` table.

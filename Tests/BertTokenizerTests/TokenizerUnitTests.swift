@@ -277,3 +277,71 @@ struct RealTokenizerTests {
         }
     }
 }
+
+/// vocab.txt and tokenizer_config.json as users have them: Windows line ends, a byte-order mark,
+/// settings beside the vocabulary, a line of megabytes.
+@Suite(.enabled(if: Fixtures.haveModel || Fixtures.required, "needs the model folder"))
+struct TokenizerFileHardeningTests {
+    func folder(_ files: [String: Data]) throws -> URL {
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("tok-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+        for (name, data) in files { try data.write(to: url.appendingPathComponent(name)) }
+        return url
+    }
+
+    @Test func crlfAndByteOrderMarkVocabulariesReadAsLF() throws {
+        let lf = try Data(contentsOf: Fixtures.model.appendingPathComponent("vocab.txt"))
+        let text = String(decoding: lf, as: UTF8.self)
+        let crlf = Data(text.replacingOccurrences(of: "\n", with: "\r\n").utf8)
+        let bom = Data([0xEF, 0xBB, 0xBF]) + lf
+        let dir = try folder(["lf.txt": lf, "crlf.txt": crlf, "bom.txt": bom])
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let sample = "Héllo, wörld! The tokenizer's [MASK] unaffable 東京 run."
+        let reference = try BertTokenizer(vocabFile: dir.appendingPathComponent("lf.txt"))
+        for name in ["crlf.txt", "bom.txt"] {
+            let t = try BertTokenizer(vocabFile: dir.appendingPathComponent(name))
+            #expect(t.vocabulary.tokens == reference.vocabulary.tokens, "\(name)")
+            #expect(try t.encode(sample).ids == reference.encode(sample).ids, "\(name)")
+        }
+        #expect(reference.vocabulary.count == 30522 && reference.vocabulary.tokens[0] == "[PAD]")
+    }
+
+    @Test func tokenizerConfigSettingsApplyToAVocabFolderAndATokenizerJSON() throws {
+        let vocab = try Data(contentsOf: Fixtures.model.appendingPathComponent("vocab.txt"))
+        let json = try Data(contentsOf: Fixtures.model.appendingPathComponent("tokenizer.json"))
+        let keepCase = Data(#"{"do_lower_case": false}"#.utf8)
+        let sample = "Hello World, HELLO"
+        let cased = try BertTokenizer(
+            vocabFile: Fixtures.model.appendingPathComponent("vocab.txt"), normalizer: .cased)
+        let uncased = try BertTokenizer(vocabFile: Fixtures.model.appendingPathComponent("vocab.txt"))
+        #expect(try cased.encode(sample).ids != uncased.encode(sample).ids)
+        for files in [
+            ["vocab.txt": vocab, "tokenizer_config.json": keepCase],
+            ["vocab.txt": vocab, "tokenizer.json": json, "tokenizer_config.json": keepCase],
+        ] {
+            let dir = try folder(files)
+            defer { try? FileManager.default.removeItem(at: dir) }
+            var t = try BertTokenizer(modelFolder: dir)
+            t.padding = nil  // tokenizer.json pads to 128
+            #expect(t.normalizer.lowercase == false)
+            // Kept case: the uncased vocabulary has no "Hello", so these are [UNK] (as transformers gives).
+            #expect(
+                try t.tokens(t.encode(sample).ids) == cased.tokens(cased.encode(sample).ids), "\(files.keys.sorted())")
+            #expect(try t.tokens(t.encode(sample).ids).contains("[UNK]"))
+        }
+    }
+
+    @Test func aVocabularyLineOfMegabytesIsReadInBoundedMemory() throws {
+        var vocab = try Data(contentsOf: Fixtures.model.appendingPathComponent("vocab.txt"))
+        vocab += Data(repeating: UInt8(ascii: "x"), count: 10_000_000) + Data("\n".utf8)
+        let dir = try folder(["vocab.txt": vocab])
+        defer { try? FileManager.default.removeItem(at: dir) }
+        // Before, the 10 MB token went into the trie as ten million nodes (1.6 GB).
+        let t = try BertTokenizer(vocabFile: dir.appendingPathComponent("vocab.txt"))
+        #expect(t.vocabulary.count == 30523)
+        #expect(try t.tokens(t.encode("hello world").ids) == ["[CLS]", "hello", "world", "[SEP]"])
+        // The long token keeps its id, and a word of more than 100 characters is [UNK] as before.
+        #expect(t.vocabulary.id(of: String(repeating: "x", count: 10_000_000)) == 30522)
+        #expect(try t.tokens(t.encode(String(repeating: "x", count: 150)).ids) == ["[CLS]", "[UNK]", "[SEP]"])
+    }
+}
