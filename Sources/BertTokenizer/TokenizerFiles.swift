@@ -182,7 +182,7 @@ func readJSONObject(_ url: URL, pairsAt pairsPath: [String] = []) throws -> [Str
         data = try Data(contentsOf: url)
     } catch {
         if !FileManager.default.fileExists(atPath: url.path) { throw TokenizerError.fileNotFound(url.path) }
-        throw TokenizerError.unreadable(url.path, error.localizedDescription)
+        throw TokenizerError.unreadable(url.path, fileErrorReason(error, path: url.path))
     }
     let object: Any
     do {

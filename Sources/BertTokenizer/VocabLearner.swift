@@ -116,7 +116,7 @@ public struct WordPieceLearner: Sendable {
         do {
             handle = try FileHandle(forReadingFrom: url)
         } catch {
-            throw TokenizerError.unreadable(path, error.localizedDescription)
+            throw TokenizerError.unreadable(path, fileErrorReason(error, path: path))
         }
         defer { try? handle.close() }
         try add(handle: handle, source: path)
@@ -130,7 +130,7 @@ public struct WordPieceLearner: Sendable {
             do {
                 chunk = try handle.read(upToCount: 1 << 22)
             } catch {
-                throw TokenizerError.unreadable(source, error.localizedDescription)
+                throw TokenizerError.unreadable(source, fileErrorReason(error, path: source))
             }
             guard let chunk, !chunk.isEmpty else { break }
             pending.append(contentsOf: chunk)

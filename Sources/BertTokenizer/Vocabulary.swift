@@ -49,7 +49,7 @@ public final class Vocabulary: Sendable {
             data = try Data(contentsOf: url)
         } catch {
             if !FileManager.default.fileExists(atPath: url.path) { throw TokenizerError.fileNotFound(url.path) }
-            throw TokenizerError.unreadable(url.path, error.localizedDescription)
+            throw TokenizerError.unreadable(url.path, fileErrorReason(error, path: url.path))
         }
         guard String(data: data, encoding: .utf8) != nil else {
             throw TokenizerError.malformed(url.path, "not valid UTF-8")

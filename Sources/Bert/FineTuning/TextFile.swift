@@ -1,3 +1,4 @@
+import BertTokenizer
 import Foundation
 
 // The one way the project reads its text formats (CSV, TSV, JSON Lines, CoNLL, SQuAD, choice
@@ -8,7 +9,7 @@ import Foundation
 func readTextFile(_ url: URL) throws -> String {
     let data: Data
     do { data = try Data(contentsOf: url) } catch {
-        throw BertError.fileAccess(path: url.path, reason: "cannot read (\(error.localizedDescription))")
+        throw BertError.fileAccess(path: url.path, reason: "cannot read: \(fileErrorReason(error, path: url.path))")
     }
     guard var text = String(data: data, encoding: .utf8) else {
         throw BertError.malformedFile(path: url.path, reason: "not valid UTF-8")

@@ -104,7 +104,7 @@ public struct SentenceEmbeddingSettings: Sendable, Equatable {
 func readJSON(_ url: URL) throws -> Any {
     let data: Data
     do { data = try Data(contentsOf: url) } catch {
-        throw BertError.fileAccess(path: url.path, reason: "cannot read (\(error.localizedDescription))")
+        throw BertError.fileAccess(path: url.path, reason: "cannot read: \(fileErrorReason(error, path: url.path))")
     }
     do { return try JSONSerialization.jsonObject(with: data) } catch {
         throw BertError.malformedFile(path: url.path, reason: "invalid JSON")

@@ -1,4 +1,5 @@
 import BertCompute
+import BertTokenizer
 import Foundation
 
 /// A BERT architecture, with the keys and defaults of Hugging Face's `BertConfig` (`config.json`).
@@ -144,7 +145,8 @@ public struct BertConfig: @unchecked Sendable, Equatable {
     public init(contentsOf url: URL) throws {
         let data: Data
         do { data = try Data(contentsOf: url) } catch {
-            throw BertError.fileAccess(path: url.path, reason: "cannot read the config (\(error.localizedDescription))")
+            throw BertError.fileAccess(
+                path: url.path, reason: "cannot read the config: \(fileErrorReason(error, path: url.path))")
         }
         try self.init(json: data, source: url.path)
     }
@@ -244,7 +246,7 @@ func writeAtomically(_ data: Data, to url: URL) throws {
     do {
         try data.write(to: url, options: .atomic)
     } catch {
-        throw BertError.fileAccess(path: url.path, reason: "cannot write (\(error.localizedDescription))")
+        throw BertError.fileAccess(path: url.path, reason: "cannot write: \(fileErrorReason(error, path: url.path))")
     }
 }
 

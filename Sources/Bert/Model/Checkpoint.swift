@@ -1,4 +1,5 @@
 import BertCompute
+import BertTokenizer
 import Foundation
 
 /// Loading and saving Hugging Face checkpoints (`config.json` + `model.safetensors`).
@@ -153,7 +154,7 @@ func writeModelFolder(config: BertConfig, parameters: ParameterStore, to folder:
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
     } catch {
         throw BertError.fileAccess(
-            path: folder.path, reason: "cannot create the folder (\(error.localizedDescription))")
+            path: folder.path, reason: "cannot create the folder: \(fileErrorReason(error, path: folder.path))")
     }
     try config.write(to: folder.appendingPathComponent("config.json"))
     var writer = SafeTensorsWriter()

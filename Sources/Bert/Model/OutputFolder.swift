@@ -32,6 +32,21 @@ public final class OutputFolder: @unchecked Sendable {
         self.url = url.standardizedFileURL
         self.overwrite = overwrite
         try Self.check(self.url, overwrite: overwrite)
+        // Whether the folder can be written at all is found out now, not after hours of training.
+        let parent = self.url.deletingLastPathComponent()
+        do { try makeFolder(parent) } catch BertError.fileAccess(_, let reason) {
+            throw BertError.fileAccess(path: self.url.path, reason: "cannot create its parent folder (\(reason))")
+        }
+        let probe = temporarySibling
+        guard mkdir(probe.path, 0o755) == 0 || errno == EEXIST else {
+            throw BertError.fileAccess(path: self.url.path, reason: "cannot write in \(parent.path): \(posixReason())")
+        }
+        rmdir(probe.path)
+    }
+
+    /// Where a new version of the folder is written before it takes the folder's name.
+    private var temporarySibling: URL {
+        url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).tmp-\(getpid())")
     }
 
     /// Refuses a path that is a file, or a non-empty folder unless `overwrite`.
@@ -55,11 +70,12 @@ public final class OutputFolder: @unchecked Sendable {
     /// made durable and then takes the folder's place (the old one removed only after).
     public func replace(_ fill: (URL) throws -> Void) throws {
         if !ours { try Self.check(url, overwrite: overwrite) }
-        let parent = url.deletingLastPathComponent()
-        try makeFolder(parent)
-        let temporary = parent.appendingPathComponent(".\(url.lastPathComponent).tmp-\(getpid())")
+        try makeFolder(url.deletingLastPathComponent())
+        let temporary = temporarySibling
         try? FileManager.default.removeItem(at: temporary)
-        try makeFolder(temporary)
+        guard mkdir(temporary.path, 0o755) == 0 else {
+            throw BertError.fileAccess(path: url.path, reason: "cannot write beside it: \(posixReason())")
+        }
         do {
             try fill(temporary)
             for extra in extras { try writeDurably(extra.data, to: temporary.appendingPathComponent(extra.name)) }
@@ -196,9 +212,21 @@ func posixReason() -> String { String(cString: strerror(errno)) }
 /// when it is a folder.
 public func checkOutputFile(_ url: URL, overwrite: Bool) throws {
     var isFolder: ObjCBool = false
-    guard FileManager.default.fileExists(atPath: url.path, isDirectory: &isFolder) else { return }
-    if isFolder.boolValue { throw BertError.outputExists(path: url.path, reason: "is a folder, not a file") }
-    if !overwrite { throw BertError.outputExists(path: url.path, reason: "exists; pass --overwrite to replace it") }
+    if FileManager.default.fileExists(atPath: url.path, isDirectory: &isFolder) {
+        if isFolder.boolValue { throw BertError.outputExists(path: url.path, reason: "is a folder, not a file") }
+        if !overwrite { throw BertError.outputExists(path: url.path, reason: "exists; pass --overwrite to replace it") }
+    }
+    // Whether it can be written at all is found out now, before the work that makes it.
+    let probe = url.path + ".tmp-\(getpid())"
+    let fd = open(probe, O_WRONLY | O_CREAT | O_EXCL, 0o644)
+    guard fd >= 0 || errno == EEXIST else {
+        throw BertError.fileAccess(
+            path: url.path, reason: "cannot write in \(url.deletingLastPathComponent().path): \(posixReason())")
+    }
+    if fd >= 0 {
+        close(fd)
+        unlink(probe)
+    }
 }
 
 /// An exclusive lock on a folder a command works in for long (a pretraining run, prepared

@@ -10,6 +10,7 @@
 // (memory-mapped) file; they may be unaligned, so all loads are unaligned little-endian loads.
 
 import Foundation
+import BertTokenizer
 
 #if canImport(Glibc)
     import Glibc
@@ -95,7 +96,8 @@ public final class SafeTensorsFile: Sendable {
         do {
             bytes = try Data(contentsOf: url, options: .alwaysMapped)
         } catch {
-            throw SafeTensorsError(file: url.path, message: "cannot read file: \(error.localizedDescription)")
+            throw SafeTensorsError(
+                file: url.path, message: "cannot read file: \(fileErrorReason(error, path: url.path))")
         }
         try self.init(data: bytes, name: url.path)
     }

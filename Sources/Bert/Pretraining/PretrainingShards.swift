@@ -55,7 +55,7 @@ public func forEachDocument(files: [URL], splitSentences: Bool, _ body: ([String
     for url in files {
         let handle: FileHandle
         do { handle = try FileHandle(forReadingFrom: url) } catch {
-            throw BertError.fileAccess(path: url.path, reason: "cannot open (\(error.localizedDescription))")
+            throw BertError.fileAccess(path: url.path, reason: "cannot open: \(fileErrorReason(error, path: url.path))")
         }
         defer { try? handle.close() }
         var current: [String] = []
@@ -367,7 +367,7 @@ final class ShardFile {
 
     init(url: URL, expected: Int) throws {
         do { data = try Data(contentsOf: url, options: .alwaysMapped) } catch {
-            throw BertError.fileAccess(path: url.path, reason: "cannot read (\(error.localizedDescription))")
+            throw BertError.fileAccess(path: url.path, reason: "cannot read: \(fileErrorReason(error, path: url.path))")
         }
         guard data.count >= 8, Array(data.prefix(8)) == shardMagic else {
             throw BertError.malformedFile(path: url.path, reason: "not a swift-bert shard")

@@ -102,7 +102,7 @@ struct LearnVocab: ParsableCommand {
         do {
             try result.vocabulary.write(to: outURL)
         } catch {
-            throw CLIError("\(out): cannot write: \(error.localizedDescription)")
+            throw CLIError("\(out): cannot write: \(fileErrorReason(error, path: outURL.path))")
         }
         let countSeconds = counted.timeIntervalSince(started), seconds = Date().timeIntervalSince(started)
         var summary =

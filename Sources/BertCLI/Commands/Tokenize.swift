@@ -62,6 +62,13 @@ struct Tokenize: ParsableCommand {
         var reader = LineReader(paths: files)
         var lineNumber = 0
         try reader.forEachBatch { lines in
+            // A full encoding takes about 45 bytes per input byte (ids, offsets, word ids, the
+            // rendering): a bound per line keeps one huge line from taking gigabytes.
+            if let long = lines.firstIndex(where: { $0.utf8.count > Self.maxLineBytes }) {
+                throw CLIError(
+                    "line \(lineNumber + long + 1) has \(lines[long].utf8.count) bytes, more than the \(Self.maxLineBytes) "
+                        + "that --format tokens/json and --pair take (--format ids has no limit)")
+            }
             let encodings: [Encoding]
             if pair {
                 var a: [String] = [], b: [String] = []
@@ -76,11 +83,15 @@ struct Tokenize: ParsableCommand {
                 encodings = try tokenizer.encodeBatch(a, pairs: b, threads: threads.threads)
             } else {
                 encodings = try tokenizer.encodeBatch(lines, threads: threads.threads)
+                lineNumber += lines.count
             }
             for e in encodings { out.withBuffer { render(e, tokenizer, decimal, into: &$0) } }
         }
         out.flush()
     }
+
+    /// The longest line the full-encoding formats take.
+    static let maxLineBytes = 4 << 20
 
     /// Ids of single texts, at the library's speed: blocks of input bytes straight into the
     /// tokenizer (no String per line), ids written from a table of their decimal forms.
