@@ -30,3 +30,9 @@ public func fileErrorReason(_ error: Error, path: String) -> String {
     if let cut = text.range(of: " (NSCocoaErrorDomain") { return String(text[..<cut.lowerBound]) }
     return text
 }
+
+/// The bytes of a UTF-8 file without a leading byte-order mark (editors on Windows write one; a
+/// JSON or text reader must not see it as content).
+public func droppingByteOrderMark(_ data: Data) -> Data {
+    data.starts(with: [0xEF, 0xBB, 0xBF]) ? data.dropFirst(3) : data
+}

@@ -186,7 +186,7 @@ func readJSONObject(_ url: URL, pairsAt pairsPath: [String] = []) throws -> [Str
     }
     let object: Any
     do {
-        object = try JSONReader.parse(data, pairsAt: pairsPath)
+        object = try JSONReader.parse(droppingByteOrderMark(data), pairsAt: pairsPath)
     } catch {
         throw TokenizerError.malformed(url.path, "invalid JSON (\(error))")
     }

@@ -141,7 +141,7 @@ public struct QAOptions: Sendable {
         let url = folder.appendingPathComponent(Self.fileName)
         guard FileManager.default.fileExists(atPath: url.path) else { return }
         guard let data = try? Data(contentsOf: url),
-            let s = try? JSONSerialization.jsonObject(with: data) as? [String: Any]
+            let s = try? JSONSerialization.jsonObject(with: droppingByteOrderMark(data)) as? [String: Any]
         else {
             throw BertError.malformedFile(path: url.path, reason: "not a JSON object")
         }

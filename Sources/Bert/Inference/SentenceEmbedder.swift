@@ -106,7 +106,7 @@ func readJSON(_ url: URL) throws -> Any {
     do { data = try Data(contentsOf: url) } catch {
         throw BertError.fileAccess(path: url.path, reason: "cannot read: \(fileErrorReason(error, path: url.path))")
     }
-    do { return try JSONSerialization.jsonObject(with: data) } catch {
+    do { return try JSONSerialization.jsonObject(with: droppingByteOrderMark(data)) } catch {
         throw BertError.malformedFile(path: url.path, reason: "invalid JSON")
     }
 }

@@ -152,7 +152,9 @@ public struct BertConfig: @unchecked Sendable, Equatable {
     }
 
     public init(json data: Data, source: String = "config.json") throws {
-        guard let object = try? JSONSerialization.jsonObject(with: data), let dict = object as? [String: Any] else {
+        guard let object = try? JSONSerialization.jsonObject(with: droppingByteOrderMark(data)),
+            let dict = object as? [String: Any]
+        else {
             throw BertError.invalidConfig(source: source, reason: "not a JSON object")
         }
         var c = BertConfig()

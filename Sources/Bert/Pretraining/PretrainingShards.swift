@@ -449,7 +449,7 @@ public final class PretrainingShardSet: PretrainingInstanceSource {
             throw BertError.malformedFile(
                 path: folder.path, reason: "no manifest.json (not prepared, or the preparation did not finish)")
         }
-        guard let m = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
+        guard let m = try? JSONSerialization.jsonObject(with: droppingByteOrderMark(data)) as? [String: Any],
             m["format"] as? String == "swift-bert pretraining shards", m["version"] as? Int == 1,
             let shards = m["shards"] as? [[String: Any]], let held = m["held_out"] as? [String: Any],
             let vocab = m["vocab_size"] as? Int, let seq = m["max_seq_length"] as? Int,
