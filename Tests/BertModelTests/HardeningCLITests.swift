@@ -204,8 +204,21 @@ struct HardeningCLITests {
         let again = try runBertCLI(["init", "--preset", "tiny", "--seed", "9", "--out", model.path])
         #expect(again.status == 1 && again.stderr.contains("--overwrite"), "\(again.stderr)")
         #expect(snapshot(model) == before)
-        let replaced = try runBertCLI(["init", "--preset", "tiny", "--seed", "9", "--out", model.path, "--overwrite"])
+        let replaced = try runBertCLI([
+            "init", "--preset", "tiny", "--seed", "9", "--vocab", f.vocab.path, "--out", model.path, "--overwrite",
+        ])
         #expect(replaced.status == 0 && snapshot(model) != before, "\(replaced.stderr)")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: out.path) == ["model"], "no temporary left")
+        // A model fine-tuned into its own folder, when the user says so: read first, then replaced whole.
+        let own = try runBertCLI([
+            "finetune", "--task", "classify", "--model", model.path, "--train", f.labeled.path, "--validation",
+            f.labeled.path, "--out", model.path, "--epochs", "1", "--max-length", "32", "--overwrite",
+        ])
+        #expect(own.status == 0, "\(own.stderr)")
+        #expect(
+            try BertConfig(contentsOf: model.appendingPathComponent("config.json")).architectures == [
+                "BertForSequenceClassification"
+            ])
         #expect(try FileManager.default.contentsOfDirectory(atPath: out.path) == ["model"], "no temporary left")
 
         // finetune --out equal to --model leaves the pretrained model as it was.
@@ -214,7 +227,7 @@ struct HardeningCLITests {
             "finetune", "--task", "classify", "--model", f.pretrained.path, "--train", f.labeled.path,
             "--validation", f.labeled.path, "--out", f.pretrained.path, "--epochs", "1", "--max-length", "32",
         ])
-        #expect(same.status == 1 && same.stderr.contains("--overwrite"), "\(same.stderr)")
+        #expect(same.status == 1 && same.stderr.contains("pretraining run"), "\(same.stderr)")
         #expect(snapshot(f.pretrained).filter { $0.key != ".lock" } == pretrainedBefore)
 
         // An --out that is a file: a clear error, not a system error domain.
@@ -276,6 +289,18 @@ struct HardeningCLITests {
             #expect(second.status == 1 && second.stderr.contains("a test holding the run"), "\(second.stderr)")
             withExtendedLifetime(lock) {}
         }
+        // --overwrite with a typo in an input: refused before the old run is removed.
+        let typo = try runBertCLI(args + ["--overwrite", "--corpus", out.appendingPathComponent("nope.txt").path])
+        #expect(typo.status == 1 && typo.stderr.contains("not found"), "\(typo.stderr)")
+        #expect(state() == before)
+        // --overwrite of a folder that holds an input: refused.
+        let inside = run.appendingPathComponent("corpus.txt")
+        try FileManager.default.copyItem(at: f.corpus, to: inside)
+        var holding = args
+        holding[holding.firstIndex(of: "--corpus")! + 1] = inside.path
+        let held = try runBertCLI(holding + ["--overwrite"])
+        #expect(held.status == 1 && held.stderr.contains("holds the input"), "\(held.stderr)")
+        try FileManager.default.removeItem(at: inside)
         // --overwrite starts again.
         let fresh = try runBertCLI(args + ["--overwrite"])
         #expect(fresh.status == 0, "\(fresh.stderr)")
@@ -380,6 +405,14 @@ struct HardeningCLITests {
         #expect(regress.status == 0 && regress.stderr.contains("wrote"), "\(regress.stderr)")
         #expect(
             FileManager.default.fileExists(atPath: out.appendingPathComponent("r/model.safetensors").path))
+
+        // A vocabulary line of 10 MB in 1 GB of address space (it took 1.6 GB in the trie).
+        let bigVocab = out.appendingPathComponent("big-vocab.txt")
+        try (try Data(contentsOf: f.vocab) + Data(repeating: UInt8(ascii: "x"), count: 10_000_000) + Data([0x0A]))
+            .write(to: bigVocab)
+        let big = try runShell(
+            "ulimit -v 1000000 && echo 'the cat' | '\(bertExecutable().path)' tokenize --vocab '\(bigVocab.path)'")
+        #expect(big.status == 0 && big.stdout.hasPrefix("2 "), "\(big.stderr.prefix(300))")
 
         // More shards than the process may open: refused before any file is made.
         let shards = try runShell(

@@ -148,7 +148,7 @@ func openCheckpoint(_ folder: URL) throws -> (BertConfig, SafeTensorsFile) {
 /// head saves through here.
 func writeModelFolder(config: BertConfig, parameters: ParameterStore, to folder: URL) throws {
     try parameters.checkFinite(
-        "the model to write to \(folder.lastPathComponent)",
+        "the model to write",
         advice: "training diverged; nothing was written (lower the learning rate or check the data)")
     do {
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)

@@ -1,3 +1,4 @@
+import BertTokenizer
 import Foundation
 
 #if canImport(Glibc)
@@ -22,24 +23,36 @@ public final class OutputFolder: @unchecked Sendable {
     private var ours = false
     /// Files written beside the contents (eval_history.json), kept in every later replacement.
     private var extras: [(name: String, data: Data)] = []
+    /// The folder cannot be renamed (a mount point, or its parent is not writable): new contents
+    /// are written to a temporary folder inside it and each entry renamed into place.
+    private let inPlace: Bool
 
     /// Whether this object has put a folder in place.
     public var written: Bool { ours }
 
-    /// Claims `url`: refused when it is a file, or a folder that holds anything, unless `overwrite`.
-    /// Nothing is written until `replace`.
+    /// Claims `url`: refused when it is a file, or a folder that holds anything, unless `overwrite`;
+    /// never the current folder (or one holding it), a pretraining run, or a folder another
+    /// process has locked. Nothing is written until `replace`.
     public init(_ url: URL, overwrite: Bool) throws {
         self.url = url.standardizedFileURL
         self.overwrite = overwrite
-        try Self.check(self.url, overwrite: overwrite)
-        // Whether the folder can be written at all is found out now, not after hours of training.
         let parent = self.url.deletingLastPathComponent()
+        removeLeftovers(of: self.url)
+        try Self.check(self.url, overwrite: overwrite)
         do { try makeFolder(parent) } catch BertError.fileAccess(_, let reason) {
             throw BertError.fileAccess(path: self.url.path, reason: "cannot create its parent folder (\(reason))")
         }
-        let probe = temporarySibling
+        var target = stat(), above = stat()
+        let exists = stat(self.url.path, &target) == 0
+        inPlace =
+            exists
+            && (stat(parent.path, &above) != 0 || target.st_dev != above.st_dev || access(parent.path, W_OK) != 0)
+        // Whether the folder can be written at all is found out now, not after hours of training.
+        let probe = inPlace ? self.url.appendingPathComponent(".probe-\(getpid())") : temporarySibling
         guard mkdir(probe.path, 0o755) == 0 || errno == EEXIST else {
-            throw BertError.fileAccess(path: self.url.path, reason: "cannot write in \(parent.path): \(posixReason())")
+            throw BertError.fileAccess(
+                path: self.url.path,
+                reason: "cannot write in \((inPlace ? self.url : parent).path): \(posixReason())")
         }
         rmdir(probe.path)
     }
@@ -49,14 +62,30 @@ public final class OutputFolder: @unchecked Sendable {
         url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).tmp-\(getpid())")
     }
 
-    /// Refuses a path that is a file, or a non-empty folder unless `overwrite`.
+    /// Refuses a path that is a file, or a non-empty folder unless `overwrite`, and never replaces
+    /// the current folder, a pretraining run or a folder in use.
     public static func check(_ url: URL, overwrite: Bool) throws {
+        let cwd = URL(fileURLWithPath: FileManager.default.currentDirectoryPath).standardizedFileURL.path
+        if cwd == url.path || cwd.hasPrefix(url.path.hasSuffix("/") ? url.path : url.path + "/") {
+            throw BertError.outputExists(path: url.path, reason: "is the current folder or holds it; choose another")
+        }
+        for folder in [url, url.deletingLastPathComponent()] {
+            if let holder = FolderLock.holder(of: folder) { throw BertError.locked(path: folder.path, holder: holder) }
+        }
         var isFolder: ObjCBool = false
         guard FileManager.default.fileExists(atPath: url.path, isDirectory: &isFolder) else { return }
         guard isFolder.boolValue else {
             throw BertError.outputExists(path: url.path, reason: "is a file, not a folder")
         }
-        let entries = (try? FileManager.default.contentsOfDirectory(atPath: url.path)) ?? []
+        let entries: [String]
+        do { entries = try FileManager.default.contentsOfDirectory(atPath: url.path) } catch {
+            throw BertError.fileAccess(
+                path: url.path, reason: "cannot list it: \(fileErrorReason(error, path: url.path))")
+        }
+        if entries.contains("checkpoints") {
+            throw BertError.outputExists(
+                path: url.path, reason: "holds a pretraining run (checkpoints/), which is not replaced; choose another")
+        }
         if !entries.isEmpty && !overwrite {
             let shown = entries.sorted().prefix(3).joined(separator: ", ")
             throw BertError.outputExists(
@@ -70,6 +99,14 @@ public final class OutputFolder: @unchecked Sendable {
     /// made durable and then takes the folder's place (the old one removed only after).
     public func replace(_ fill: (URL) throws -> Void) throws {
         if !ours { try Self.check(url, overwrite: overwrite) }
+        if inPlace {
+            try replaceFiles(in: url) { folder in
+                try fill(folder)
+                for extra in extras { try writeDurably(extra.data, to: folder.appendingPathComponent(extra.name)) }
+            }
+            ours = true
+            return
+        }
         try makeFolder(url.deletingLastPathComponent())
         let temporary = temporarySibling
         try? FileManager.default.removeItem(at: temporary)
@@ -96,6 +133,26 @@ public final class OutputFolder: @unchecked Sendable {
     }
 }
 
+/// What a killed write left beside `target`: temporary folders of processes that are gone are
+/// removed; a folder moved aside whose replacement never arrived is put back.
+private func removeLeftovers(of target: URL) {
+    let fm = FileManager.default
+    let parent = target.deletingLastPathComponent()
+    let name = target.lastPathComponent
+    for entry in (try? fm.contentsOfDirectory(atPath: parent.path)) ?? [] {
+        for (marker, isAside) in [(".\(name).tmp-", false), (".\(name).old-", true)] where entry.hasPrefix(marker) {
+            guard let pid = Int32(entry.dropFirst(marker.count)), pid != getpid(), kill(pid, 0) != 0, errno == ESRCH
+            else { continue }
+            let url = parent.appendingPathComponent(entry)
+            if isAside && !fm.fileExists(atPath: target.path) {
+                _ = rename(url.path, target.path)
+            } else {
+                try? fm.removeItem(at: url)
+            }
+        }
+    }
+}
+
 /// Writes files into a folder that holds other work too (a pretraining run's model files beside
 /// its checkpoints): `fill` writes them into a temporary subfolder, which is made durable, and each
 /// file is then renamed into `folder` (each rename atomic: a failed write changes nothing).
@@ -109,6 +166,11 @@ public func replaceFiles(in folder: URL, _ fill: (URL) throws -> Void) throws {
     try syncFolder(temporary)
     for name in try FileManager.default.contentsOfDirectory(atPath: temporary.path).sorted() {
         let target = folder.appendingPathComponent(name)
+        // rename(2) replaces a file, not a folder that holds something (1_Pooling/).
+        var isFolder: ObjCBool = false
+        if FileManager.default.fileExists(atPath: target.path, isDirectory: &isFolder), isFolder.boolValue {
+            try? FileManager.default.removeItem(at: target)
+        }
         guard rename(temporary.appendingPathComponent(name).path, target.path) == 0 else {
             throw BertError.fileAccess(path: target.path, reason: "cannot rename into place: \(posixReason())")
         }
@@ -261,6 +323,27 @@ public final class FolderLock: @unchecked Sendable {
         _ = ftruncate(fd, 0)
         _ = pwrite(fd, note, note.count, 0)
         Self.held[path] = (fd, 1)
+    }
+
+    /// The holder of `folder`'s lock when another process holds it now (nil: free, or no lock).
+    public static func holder(of folder: URL) -> String? {
+        let path = folder.standardizedFileURL.appendingPathComponent(".lock").path
+        guardLock.lock()
+        let ours = held[path] != nil
+        guardLock.unlock()
+        if ours { return nil }
+        let fd = open(path, O_RDONLY)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        if flock(fd, LOCK_SH | LOCK_NB) == 0 {
+            flock(fd, LOCK_UN)
+            return nil
+        }
+        var buffer = [UInt8](repeating: 0, count: 256)
+        let n = pread(fd, &buffer, buffer.count, 0)
+        let holder = String(decoding: buffer.prefix(max(0, n)), as: UTF8.self)
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+        return holder.isEmpty ? "another process" : holder
     }
 
     deinit {

@@ -356,7 +356,17 @@ public final class PretrainingRun {
         optimizer.restore(step: adamStep)
         step = savedStep
         let csv = (try? String(contentsOf: folder.appendingPathComponent("history.csv"), encoding: .utf8)) ?? ""
-        history = csv.split(separator: "\n").map(String.init)
+        // Only lines this run writes (a step of 0...Int32.max first): a hand-edited step of 1e300
+        // would trap where the plot makes it an integer.
+        history = try csv.split(separator: "\n").enumerated().map { k, line in
+            guard let field = line.split(separator: ",", maxSplits: 1).first, let n = Int(field),
+                (0...Int(Int32.max)).contains(n)
+            else {
+                throw BertError.malformedFile(
+                    path: "\(folder.path)/history.csv:\(k + 1)", reason: "does not start with a step number")
+            }
+            return String(line)
+        }
     }
 
     /// The loss curve as CSV and as an SVG plot in the output folder.
@@ -367,7 +377,7 @@ public final class PretrainingRun {
             .write(to: output.appendingPathComponent("training_curve.csv"), atomically: true, encoding: .utf8)
         let points = history.compactMap { line -> (Double, Double, Double?)? in
             let f = line.split(separator: ",", omittingEmptySubsequences: false)
-            guard f.count >= 8, let s = Double(f[0]), let l = Double(f[2]) else { return nil }
+            guard f.count >= 8, let s = Double(f[0]), s.isFinite, abs(s) < 1e9, let l = Double(f[2]) else { return nil }
             return (s, l, Double(f[7]))
         }
         try svgPlot(points).write(

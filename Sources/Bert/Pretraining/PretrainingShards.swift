@@ -194,11 +194,12 @@ public struct ShardOptions: Sendable {
 
     /// What decides the shards' content, as recorded in manifest.json ("preparation"): a run that
     /// resumes on shards made from another corpus or with other settings is refused, not trained
-    /// on the old data silently. Corpus files are named by path and size.
+    /// on the old data silently. Corpus files are named by file name and size.
     public func preparation(files: [URL], vocabularySize: Int) -> [String: String] {
+        // By name and size, not the full path: a run folder and its corpus may move together.
         let corpus = files.map { f -> String in
             let size = (try? FileManager.default.attributesOfItem(atPath: f.path)[.size] as? Int) ?? -1
-            return "\(f.standardizedFileURL.path) (\(size) bytes)"
+            return "\(f.lastPathComponent) (\(size) bytes)"
         }
         return [
             "corpus": corpus.joined(separator: ", "), "seq_len": String(data.maxSeqLength),

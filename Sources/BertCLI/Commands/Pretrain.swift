@@ -93,11 +93,14 @@ struct Pretrain: ParsableCommand {
         // Held for the whole command: a second `bert pretrain` on this folder is refused at once.
         let lock = try FolderLock(output, command: "bert pretrain")
         defer { withExtendedLifetime(lock) {} }
-        for name in replaced { try FileManager.default.removeItem(at: output.appendingPathComponent(name)) }
         let files = corpus.map { URL(fileURLWithPath: $0) }
         for f in files where !FileManager.default.fileExists(atPath: f.path) {
             throw CLIError("\(f.path): file not found")
         }
+        // The inputs are checked before --overwrite removes the old run: a typo must not cost it.
+        var cfg = try preset.map { try BertConfig.preset($0) } ?? BertConfig(contentsOf: URL(fileURLWithPath: config!))
+        if let vocab { _ = try Vocabulary(contentsOf: URL(fileURLWithPath: vocab)) }
+        for name in replaced { try FileManager.default.removeItem(at: output.appendingPathComponent(name)) }
         let normalizer: NormalizerOptions = cased ? .cased : .uncased
         let vocabURL: URL
         if let vocab {
@@ -116,7 +119,6 @@ struct Pretrain: ParsableCommand {
         }
         let tokenizer: BertTokenizer
         tokenizer = try BertTokenizer(vocabFile: vocabURL, normalizer: normalizer)
-        var cfg = try preset.map { try BertConfig.preset($0) } ?? BertConfig(contentsOf: URL(fileURLWithPath: config!))
         cfg.vocabSize = tokenizer.vocabulary.count
         if seqLen > cfg.maxPositionEmbeddings {
             throw CLIError("--seq-len \(seqLen) is longer than max_position_embeddings \(cfg.maxPositionEmbeddings)")
@@ -149,9 +151,19 @@ struct Pretrain: ParsableCommand {
         } else {
             let folder = output.appendingPathComponent("data")
             let requested = shardOptions.preparation(files: files, vocabularySize: tokenizer.vocabulary.count)
-            if resume, let existing = try? PretrainingShardSet(folder: folder) {
-                // The shards must be the ones these options would make, or the run trains on old data.
-                let changed = requested.keys.sorted().filter { existing.preparation[$0] != requested[$0] }
+            let manifest = folder.appendingPathComponent("manifest.json")
+            if resume && FileManager.default.fileExists(atPath: manifest.path) {
+                // Damaged data is an error, not a reason to prepare it again over the run's own.
+                let existing = try PretrainingShardSet(folder: folder)
+                // The shards must be the ones these options would make, or the run trains on old
+                // data. Manifests written before the preparation was recorded are taken as they are.
+                let recorded = existing.preparation
+                if recorded.isEmpty {
+                    warn(
+                        "warning: \(folder.path) does not record how it was prepared: its data is not checked against --corpus"
+                    )
+                }
+                let changed = recorded.isEmpty ? [] : requested.keys.sorted().filter { recorded[$0] != requested[$0] }
                 if !changed.isEmpty {
                     throw CLIError(
                         "--resume: \(folder.path) was prepared with other settings ("
@@ -215,8 +227,24 @@ extension Pretrain {
             return []
         }
         guard isFolder.boolValue else { throw CLIError("\(output.path): is a file, not a folder") }
-        let entries = ((try? fm.contentsOfDirectory(atPath: output.path)) ?? []).filter { $0 != ".lock" }
+        let entries: [String]
+        do { entries = try fm.contentsOfDirectory(atPath: output.path).filter { $0 != ".lock" } } catch {
+            throw CLIError("\(output.path): cannot list it: \(fileErrorReason(error, path: output.path))")
+        }
         if resume || entries.isEmpty { return [] }
+        // --overwrite removes what is in the folder: never the current folder or an input.
+        let root = output.standardizedFileURL.path + "/"
+        let cwd = URL(fileURLWithPath: fm.currentDirectoryPath).standardizedFileURL.path + "/"
+        let inputs = corpus + [vocab, config, data].compactMap { $0 }
+        if overwrite,
+            let inside = inputs.first(where: { URL(fileURLWithPath: $0).standardizedFileURL.path.hasPrefix(root) })
+        {
+            throw CLIError(
+                "\(output.path) holds the input \(inside); --overwrite would remove it: choose another --out")
+        }
+        if overwrite && cwd.hasPrefix(root) {
+            throw CLIError("\(output.path) is the current folder or holds it; choose another --out")
+        }
         guard overwrite else {
             let what = entries.contains("checkpoints") ? "a pretraining run (checkpoints/)" : "\(entries.count) entries"
             throw CLIError(
