@@ -3,7 +3,7 @@ import Foundation
 
 /// Transformers' BertForMultipleChoice: each (context, ending) pair goes through the encoder, the
 /// pooled output (with dropout) through "classifier" (one score); a softmax across the choices.
-public final class BertForMultipleChoice: BertHead, @unchecked Sendable {
+public final class BertForMultipleChoice: TaskHead, @unchecked Sendable {
     public let config: BertConfig
     public let bert: BertModelWeights
     public let classifier: Linear
@@ -23,7 +23,7 @@ public final class BertForMultipleChoice: BertHead, @unchecked Sendable {
         encoderModel = BertModel(weights: bert, parameters: parameters)
     }
 
-    public static func fromPretrained(folder: URL, seed: UInt64) throws -> (
+    public static func fromPretrained(folder: URL, settings: Void, seed: UInt64) throws -> (
         model: BertForMultipleChoice, initialised: [String]
     ) {
         let (config, file) = try openCheckpoint(folder)
@@ -78,5 +78,29 @@ public final class BertForMultipleChoice: BertHead, @unchecked Sendable {
                 Kernels.crossEntropy(logits, labels: $0.baseAddress!, cols: choices, rows: 0..<q, scale: 1 / Float(q))
             } / Double(q)
         }
+    }
+}
+
+/// The right choice of each question of a batch that holds `choices` consecutive rows per question.
+public struct ChoiceTargets: Sendable {
+    public var choices: Int
+    public var labels: [Int32]
+    public init(choices: Int, labels: [Int32]) {
+        self.choices = choices
+        self.labels = labels
+    }
+}
+
+extension BertForMultipleChoice {
+    public typealias Settings = Void
+
+    /// The choice scores (`scores`): one per row.
+    public func logits(_ batch: EncoderBatch) throws -> [Float] { try scores(batch) }
+
+    public func lossAndGradients(
+        _ batch: EncoderBatch, targets: ChoiceTargets, into grads: ParameterStore, dropout: Dropout?
+    ) throws -> Double {
+        try lossAndGradients(batch, choices: targets.choices, labels: targets.labels, into: grads, dropout: dropout)
+            .loss
     }
 }

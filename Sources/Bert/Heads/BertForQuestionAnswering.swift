@@ -3,7 +3,7 @@ import Foundation
 
 /// Transformers' BertForQuestionAnswering: the encoder ("bert.", no pooler) and "qa_outputs", a
 /// linear layer giving each token a start and an end logit.
-public final class BertForQuestionAnswering: BertHead, @unchecked Sendable {
+public final class BertForQuestionAnswering: TaskHead, @unchecked Sendable {
     public let config: BertConfig
     public let bert: BertModelWeights
     public let qaOutputs: Linear
@@ -23,7 +23,7 @@ public final class BertForQuestionAnswering: BertHead, @unchecked Sendable {
         encoderModel = BertModel(weights: bert, parameters: parameters)
     }
 
-    public static func fromPretrained(folder: URL, seed: UInt64) throws -> (
+    public static func fromPretrained(folder: URL, settings: Void, seed: UInt64) throws -> (
         model: BertForQuestionAnswering, initialised: [String]
     ) {
         let (config, file) = try openCheckpoint(folder)
@@ -118,3 +118,24 @@ public final class BertForQuestionAnswering: BertHead, @unchecked Sendable {
 }
 
 // MARK: SQuAD data
+
+/// The answer span of each row of a batch (token positions within the row).
+public struct AnswerSpans: Sendable {
+    public var starts: [Int]
+    public var ends: [Int]
+    public init(starts: [Int], ends: [Int]) {
+        self.starts = starts
+        self.ends = ends
+    }
+}
+
+extension BertForQuestionAnswering {
+    public typealias Settings = Void
+    public typealias Output = (start: [Float], end: [Float])
+
+    public func lossAndGradients(
+        _ batch: EncoderBatch, targets: AnswerSpans, into grads: ParameterStore, dropout: Dropout?
+    ) throws -> Double {
+        try lossAndGradients(batch, starts: targets.starts, ends: targets.ends, into: grads, dropout: dropout)
+    }
+}

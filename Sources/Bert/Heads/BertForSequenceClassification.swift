@@ -11,7 +11,7 @@ public enum SequenceTask: String, Sendable {
 /// Transformers' BertForSequenceClassification: the encoder ("bert.", with its pooler), dropout on
 /// the pooled `[CLS]` output and a linear classifier ("classifier"). One parameter block, names as
 /// transformers', so a model saved here loads there and back.
-public final class BertForSequenceClassification: BertHead, @unchecked Sendable {
+public final class BertForSequenceClassification: TaskHead, @unchecked Sendable {
     public let config: BertConfig
     public let task: SequenceTask
     /// Label names by id (classification); ["score"] for regression.
@@ -178,5 +178,40 @@ extension Kernels {
             predictions[i] = 2 * d / Float(count)
         }
         return total / Double(count)
+    }
+}
+
+/// What a sequence head is made with: its task and label names (["score"] for regression).
+public struct SequenceHeadSettings: Sendable {
+    public var task: SequenceTask
+    public var labels: [String]
+    public init(task: SequenceTask, labels: [String]) {
+        self.task = task
+        self.labels = labels
+    }
+}
+
+/// What a sequence head's loss compares with: a label id per row, or a value per row.
+public enum SequenceTargets: Sendable {
+    case classes([Int32])
+    case values([Float])
+}
+
+extension BertForSequenceClassification {
+    public static func fromPretrained(folder: URL, settings: SequenceHeadSettings, seed: UInt64) throws -> (
+        model: BertForSequenceClassification, initialised: [String]
+    ) {
+        try fromPretrained(folder: folder, task: settings.task, labels: settings.labels, seed: seed)
+    }
+
+    public func lossAndGradients(
+        _ batch: EncoderBatch, targets: SequenceTargets, into grads: ParameterStore, dropout: Dropout?
+    ) throws -> Double {
+        switch targets {
+        case .classes(let ids):
+            return try lossAndGradients(batch, classLabels: ids, into: grads, dropout: dropout).loss
+        case .values(let values):
+            return try lossAndGradients(batch, targets: values, into: grads, dropout: dropout).loss
+        }
     }
 }

@@ -3,7 +3,7 @@ import Foundation
 
 /// Transformers' BertForTokenClassification: the encoder ("bert.", no pooler), dropout on every
 /// token's last hidden state and a linear classifier ("classifier") per token.
-public final class BertForTokenClassification: BertHead, @unchecked Sendable {
+public final class BertForTokenClassification: TaskHead, @unchecked Sendable {
     public let config: BertConfig
     /// Tag names by id (e.g. "O", "B-PER", "I-PER").
     public let labels: [String]
@@ -124,5 +124,23 @@ public final class BertForTokenClassification: BertHead, @unchecked Sendable {
         }
         bert.backward(acts, dHidden: dHidden, dPooled: nil, parameters: p, gradients: grads)
         return loss
+    }
+}
+
+extension BertForTokenClassification {
+    /// The tag names, in id order.
+    public typealias Settings = [String]
+
+    public static func fromPretrained(folder: URL, settings labels: [String], seed: UInt64) throws -> (
+        model: BertForTokenClassification, initialised: [String]
+    ) {
+        try fromPretrained(folder: folder, labels: labels, seed: seed)
+    }
+
+    /// `targets`: a tag id per position of the padded batch (−100 where no loss is taken).
+    public func lossAndGradients(
+        _ batch: EncoderBatch, targets: [Int32], into grads: ParameterStore, dropout: Dropout?
+    ) throws -> Double {
+        try lossAndGradients(batch, labels: targets, into: grads, dropout: dropout)
     }
 }

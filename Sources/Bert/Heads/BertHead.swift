@@ -19,6 +19,39 @@ public protocol BertHead: AnyObject, Sendable {
     func save(to folder: URL) throws
 }
 
+/// A fine-tuning head, as every task runner and predictor sees it: made on a pretrained encoder,
+/// its output for a batch (dropout off, through the encoder's fast forward), and the loss of that
+/// output against the task's targets with every parameter's gradient (the one training forward and
+/// its backward). Sequence and token classification, question answering and multiple choice are
+/// task heads; pretraining's head has its own batch (masked positions) and loss.
+public protocol TaskHead: BertHead {
+    /// What the head needs besides the encoder (label names, the task; `Void` when nothing).
+    associatedtype Settings
+    /// What it computes for a batch: logits, span logits, choice scores.
+    associatedtype Output
+    /// What the loss compares with: class ids or values, tag ids, answer spans, right choices.
+    associatedtype Targets
+
+    /// A new head on a pretrained encoder's folder (BertModel, BertForPreTraining,
+    /// sentence-transformers or another BertFor*): the encoder's tensors loaded, the head (and a
+    /// pooler the checkpoint lacks) initialised as BERT does. Returns the newly initialised names.
+    static func fromPretrained(folder: URL, settings: Settings, seed: UInt64) throws -> (
+        model: Self, initialised: [String]
+    )
+    /// The head's output with dropout off.
+    func logits(_ batch: EncoderBatch) throws -> Output
+    /// Forward and backward of one batch: the mean loss, its gradients added into `grads`.
+    func lossAndGradients(_ batch: EncoderBatch, targets: Targets, into grads: ParameterStore, dropout: Dropout?)
+        throws -> Double
+}
+
+extension TaskHead where Settings == Void {
+    /// `fromPretrained(folder:settings:seed:)` for a head with no settings of its own.
+    public static func fromPretrained(folder: URL, seed: UInt64) throws -> (model: Self, initialised: [String]) {
+        try fromPretrained(folder: folder, settings: (), seed: seed)
+    }
+}
+
 extension BertHead {
     /// Packs the encoder's weights for inference (see `BertModel.prepareForInference`).
     public func prepareForInference(always: Bool = false) { encoderModel.prepareForInference(always: always) }
