@@ -5,7 +5,8 @@
 // ("##ing") therefore hang below the node of the prefix "##", the suffix root. For each node v,
 // `failure(v)` is the node reached after emitting the longest-match tokens `pops(v)` of the string
 // of v, so that matching can go on with the next byte without ever backtracking over the input.
-// The trie is stored as a double array (base/check) for one memory probe per transition.
+// The trie is stored as a double array (base/check) for one memory probe per transition; it is
+// built in TrieBuilder.swift.
 
 /// Builds the trie and owns its memory; `matcher` is the read-only view that tokenizes.
 final class FastWordPiece: @unchecked Sendable {
@@ -23,181 +24,59 @@ final class FastWordPiece: @unchecked Sendable {
         let prefix = Array(continuingPrefix.utf8)
         let prefixScalars = continuingPrefix.unicodeScalars.count
 
-        // 1. A plain trie with sorted child lists.
-        var children: [[(UInt8, Int32)]] = [[]]
-        var tokenAt: [Int32] = [-1]
-        func child(_ s: Int32, _ c: UInt8) -> Int32? {
-            for (b, t) in children[Int(s)] where b == c { return t }
-            return nil
-        }
-        func insert(_ bytes: [UInt8]) -> Int32 {
-            var s: Int32 = 0
-            for c in bytes {
-                if let t = child(s, c) { s = t; continue }
-                let t = Int32(children.count)
-                children.append([])
-                tokenAt.append(-1)
-                children[Int(s)].append((c, t))
-                s = t
-            }
-            return s
-        }
-        let lengths = UnsafeMutableBufferPointer<Int32>.allocate(capacity: max(vocabulary.count, 1))
-        lengths.initialize(repeating: 0)
-        for (id, token) in vocabulary.tokens.enumerated() {
-            let bytes = Array(token.utf8)
-            guard !bytes.isEmpty else { continue }
-            // The id a lookup of this string gives (the later one for duplicates).
-            guard vocabulary.id(of: token) == Int32(id) else { continue }
-            let isSuffix = !prefix.isEmpty && bytes.starts(with: prefix)
-            if isSuffix && bytes.count == prefix.count { continue }  // "##" alone matches nothing
+        // What of a token goes into the trie: its bytes without the prefix (nil: left out).
+        func piece(_ token: String) -> (bytes: Int, isSuffix: Bool)? {
+            let utf8 = token.utf8
+            guard !utf8.isEmpty else { return nil }
+            let isSuffix = !prefix.isEmpty && utf8.starts(with: prefix)
+            if isSuffix && utf8.count == prefix.count { return nil }  // "##" alone matches nothing
             // A piece longer than the longest word that is split never matches: leaving it out
             // bounds the trie (a vocabulary line of megabytes would otherwise take gigabytes).
-            let pieceBytes = bytes.count - (isSuffix ? prefix.count : 0)
+            let pieceBytes = utf8.count - (isSuffix ? prefix.count : 0)
             if pieceBytes > maxInputCharsPerWord,
                 token.unicodeScalars.count - (isSuffix ? prefixScalars : 0) > maxInputCharsPerWord
             {
-                continue
+                return nil
             }
-            let node = insert(bytes)
-            tokenAt[Int(node)] = Int32(id)
-            lengths[id] = Int32(bytes.count - (isSuffix ? prefix.count : 0))
+            return (pieceBytes, isSuffix)
+        }
+        // The trie of every token by its UTF-8 bytes, tokens inserted in id order: a duplicate
+        // token's later id overwrites the earlier one (as a lookup of the string gives it).
+        var maxNodes = prefix.count + 1
+        for token in vocabulary.tokens where piece(token) != nil { maxNodes += token.utf8.count }
+        var trie = TrieBuilder(maxNodes: maxNodes)
+        defer { trie.deallocate() }
+        let lengths = UnsafeMutableBufferPointer<Int32>.allocate(capacity: max(vocabulary.count, 1))
+        lengths.initialize(repeating: 0)
+        var nodeOfId = [Int32](repeating: -1, count: vocabulary.count)
+        for (id, token) in vocabulary.tokens.enumerated() {
+            guard let (pieceBytes, _) = piece(token) else { continue }
+            let node = trie.insert(token.utf8)
+            trie.tokenAt[Int(node)] = Int32(id)
+            nodeOfId[id] = node
+            lengths[id] = Int32(pieceBytes)
         }
         let pieceLength = lengths
-        let sroot = prefix.isEmpty ? Int32(0) : insert(prefix)
-        tokenAt[Int(sroot)] = -1
-        for i in children.indices { children[i].sort { $0.0 < $1.0 } }
-        let nodeCount = children.count
+        let sroot = prefix.isEmpty ? Int32(0) : trie.insert(prefix)
+        trie.tokenAt[Int(sroot)] = -1
+        let compiled = trie.compile(suffixRoot: sroot)
+        let units = compiled.units, failure = compiled.failure, popStart = compiled.popStart
+        let popCount = compiled.popCount, pops = compiled.pops, suffixRoot = compiled.suffixRoot
 
-        // 2. Failure links and pops, breadth first: the suffix subtree first (its links stay
-        // inside it and point to shallower nodes), then the rest (whose links lead into it).
-        var fail = [Int32](repeating: -1, count: nodeCount)
-        var popList: [[Int32]] = Array(repeating: [], count: nodeCount)
-        func link(from roots: [Int32], skipping skip: Int32) {
-            var queue = roots
-            var head = 0
-            while head < queue.count {
-                let u = queue[head]; head += 1
-                for (c, v) in children[Int(u)] where v != skip {
-                    queue.append(v)
-                    if tokenAt[Int(v)] >= 0 {
-                        fail[Int(v)] = sroot
-                        popList[Int(v)] = [tokenAt[Int(v)]]
-                        continue
-                    }
-                    var z = fail[Int(u)]
-                    var zPops = popList[Int(u)]
-                    while z >= 0, child(z, c) == nil {
-                        zPops += popList[Int(z)]
-                        z = fail[Int(z)]
-                    }
-                    if z >= 0 {
-                        fail[Int(v)] = child(z, c)!
-                        popList[Int(v)] = zPops
-                    }
-                }
-            }
-        }
-        if sroot != 0 { link(from: [sroot], skipping: -1) }
-        link(from: [0], skipping: sroot)
-
-        // 3. Double array. Bases are chosen first, nodes with the most children first (they are the
-        // hardest to fit), each at the lowest offset whose cells are all free; then a walk from
-        // the root (slot 0) assigns every node its slot.
-        var nodeBase = [Int](repeating: 0, count: nodeCount)
-        var used = [Bool](repeating: false, count: nodeCount * 4 + 1024)
-        // nextFree[x] leads to the first free cell >= x (union-find with path compression), so a
-        // search skips used runs instead of scanning them again for every node.
-        var nextFree = [Int32](0..<Int32(used.count))
-        func findFree(_ x: Int) -> Int {
-            var r = x
-            while Int(nextFree[r]) != r { r = Int(nextFree[r]) }
-            var y = x
-            while Int(nextFree[y]) != r { let n = Int(nextFree[y]); nextFree[y] = Int32(r); y = n }
-            return r
-        }
-        func markUsed(_ x: Int) {
-            used[x] = true
-            nextFree[x] = Int32(x + 1)
-        }
-        func ensure(_ n: Int) {
-            while n >= used.count {
-                let old = used.count
-                used += [Bool](repeating: false, count: old)
-                nextFree += (Int32(old)..<Int32(2 * old))
-            }
-        }
-        markUsed(0)
-        var highWater = 0
-        let byFanOut = (0..<nodeCount).filter { !children[$0].isEmpty }
-            .sorted { children[$0].count > children[$1].count }
-        for s in byFanOut {
-            let kids = children[s]
-            let c0 = Int(kids[0].0)
-            var pos = findFree(1 + c0)
-            var tries = 0
-            while true {
-                let b = pos - c0
-                if b + 512 >= used.count { ensure(b + 512) }
-                if kids.allSatisfy({ !used[b + Int($0.0)] }) { break }
-                tries += 1
-                // Bounded search: past 64 misses, place the node after everything used so far.
-                pos = tries < 64 ? findFree(pos + 1) : max(pos + 1, highWater + 1 + c0)
-            }
-            let b = pos - c0
-            nodeBase[s] = b
-            for (c, _) in kids { markUsed(b + Int(c)) }
-            highWater = max(highWater, b + Int(kids[kids.count - 1].0))
-        }
-        var slotOf = [Int32](repeating: -1, count: nodeCount)
-        var baseArr = [Int32](repeating: 0, count: used.count)
-        var checkArr = [Int32](repeating: -1, count: used.count)
-        slotOf[0] = 0
-        checkArr[0] = -2
-        var order: [Int32] = [0]
-        var head = 0
-        while head < order.count {
-            let s = Int(order[head]); head += 1
-            let sSlot = Int(slotOf[s])
-            baseArr[sSlot] = Int32(nodeBase[s])
-            for (c, t) in children[s] {
-                let slot = nodeBase[s] + Int(c)
-                checkArr[slot] = Int32(sSlot)
-                slotOf[Int(t)] = Int32(slot)
-                order.append(t)
-            }
-        }
-        let lastUsed = checkArr.lastIndex { $0 != -1 } ?? 0
-        let size = max(lastUsed, baseArr.max().map(Int.init) ?? 0) + 257  // base + any byte stays inside
-        let units = UnsafeMutableBufferPointer<TrieUnit>.allocate(capacity: size)
-        let failure = UnsafeMutableBufferPointer<Int32>.allocate(capacity: size)
-        let popStart = UnsafeMutableBufferPointer<Int32>.allocate(capacity: size)
-        let popCount = UnsafeMutableBufferPointer<Int32>.allocate(capacity: size)
-        units.initialize(repeating: TrieUnit(base: 0, check: -1))
-        failure.initialize(repeating: -1)
-        popStart.initialize(repeating: 0)
-        popCount.initialize(repeating: 0)
-        for i in 0..<min(size, checkArr.count) {
-            units[i] = TrieUnit(base: baseArr[i], check: checkArr[i])
-        }
-        var flatPops: [Int32] = []
-        for node in 0..<nodeCount {
-            let slot = Int(slotOf[node])
-            failure[slot] = fail[node] >= 0 ? slotOf[Int(fail[node])] : -1
-            popStart[slot] = Int32(flatPops.count)
-            popCount[slot] = Int32(popList[node].count)
-            flatPops += popList[node]
-        }
-        let pops = UnsafeMutableBufferPointer<Int32>.allocate(capacity: max(flatPops.count, 1))
-        _ = pops.initialize(from: flatPops)
-        let suffixRoot = slotOf[Int(sroot)]
-
+        // Whole words: tokens of up to 16 bytes that are not continuations, each the id its
+        // string looks up to (the trie's, the later one of duplicates).
         var entries: [WholeWord] = []
-        for (id, token) in vocabulary.tokens.enumerated() where vocabulary.id(of: token) == Int32(id) {
-            let bytes = Array(token.utf8)
-            guard !bytes.isEmpty, bytes.count <= 16, prefix.isEmpty || !bytes.starts(with: prefix) else { continue }
-            entries.append(
-                bytes.withUnsafeBufferPointer { WholeWord(key: $0.baseAddress!, count: $0.count, id: Int32(id)) })
+        var key = [UInt8](repeating: 0, count: 16)
+        for (id, token) in vocabulary.tokens.enumerated() {
+            let node = nodeOfId[id]
+            guard node >= 0, trie.tokenAt[Int(node)] == Int32(id) else { continue }
+            let utf8 = token.utf8
+            guard utf8.count <= 16, prefix.isEmpty || !utf8.starts(with: prefix) else { continue }
+            let count = utf8.count
+            key.withUnsafeMutableBufferPointer { k in
+                _ = k.initialize(from: utf8)
+                entries.append(WholeWord(key: k.baseAddress!, count: count, id: Int32(id)))
+            }
         }
         var capacity = 16
         while capacity < entries.count * 2 { capacity *= 2 }
