@@ -345,3 +345,13 @@ struct TokenizerFileHardeningTests {
         #expect(try t.tokens(t.encode(String(repeating: "x", count: 150)).ids) == ["[CLS]", "[UNK]", "[SEP]"])
     }
 }
+
+/// A vocabulary that lists a token twice: lookups give the later id, as Hugging Face's loaders
+/// do, for whole words and for pieces alike.
+@Test func duplicateTokensTakeTheLaterId() throws {
+    let tokens = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "hello", "##lo", "hel", "hello", "##lo", "x"]
+    let t = try BertTokenizer(vocabulary: Vocabulary(tokens: tokens))
+    #expect(t.vocabulary.id(of: "hello") == 8 && t.vocabulary.id(of: "##lo") == 9)
+    #expect(try t.encode("hello hellolo hello").ids == [2, 8, 8, 9, 8, 3])
+    #expect(Array(t.encodeIdsBatch(["hello hellolo x"])[0]) == [2, 8, 8, 9, 10, 3])
+}
