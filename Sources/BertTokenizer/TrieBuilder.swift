@@ -35,8 +35,9 @@ struct TrieBuilder {
         childCount = .allocate(capacity: capacity)
         label = .allocate(capacity: capacity)
         tokenAt = .allocate(capacity: capacity)
+        // Load at most 0.8 even if every byte made a node; shared prefixes keep it near half.
         var slots = 1024
-        while slots < 2 * capacity { slots <<= 1 }
+        while slots < capacity + capacity / 4 { slots <<= 1 }
         keys = .allocate(capacity: slots)
         keys.initialize(repeating: 0, count: slots)
         values = .allocate(capacity: slots)
@@ -157,7 +158,8 @@ struct TrieBuilder {
         // Bases: nodes with the most children first (the hardest to fit), each at the lowest
         // offset whose cells are all free. nextFree[x] leads to the first free cell >= x
         // (union-find with path compression), so a search skips used runs instead of scanning.
-        var cells = 4 * n + 1024
+        // Every node takes one cell; the double array stays near that (it grows when not).
+        var cells = n + n / 2 + 1024
         var used = UnsafeMutablePointer<Bool>.allocate(capacity: cells)
         var nextFree = UnsafeMutablePointer<Int32>.allocate(capacity: cells)
         used.initialize(repeating: false, count: cells)
