@@ -6,6 +6,10 @@ public func fileErrorReason(_ error: Error, path: String) -> String {
     var isFolder: ObjCBool = false
     let exists = FileManager.default.fileExists(atPath: path, isDirectory: &isFolder)
     if exists && isFolder.boolValue { return "is a folder, not a file" }
+    var info = stat()
+    if exists, stat(path, &info) == 0, info.st_mode & S_IFMT != S_IFREG {
+        return "is not a regular file (a pipe, socket or device)"
+    }
     let ns = error as NSError
     if ns.domain == NSPOSIXErrorDomain { return String(cString: strerror(Int32(ns.code))) }
     if let underlying = ns.userInfo[NSUnderlyingErrorKey] as? NSError, underlying.domain == NSPOSIXErrorDomain {

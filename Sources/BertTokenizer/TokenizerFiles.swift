@@ -81,8 +81,8 @@ extension BertTokenizer {
 
         var added: [AddedToken] = []
         for (k, item) in (root["added_tokens"] as? [[String: Any]] ?? []).enumerated() {
-            guard let content = item["content"] as? String, let id = (item["id"] as? NSNumber)?.int32Value else {
-                throw bad("added_tokens[\(k)] needs \"content\" and \"id\"")
+            guard let content = item["content"] as? String, let id = jsonTokenId(item["id"]) else {
+                throw bad("added_tokens[\(k)] needs \"content\" and an \"id\" in 0...\(Int32.max)")
             }
             added.append(
                 AddedToken(
@@ -146,7 +146,7 @@ private func parsePostProcessor(_ p: [String: Any], path: String) throws -> Post
     switch p["type"] as? String {
     case "BertProcessing":
         guard let sep = p["sep"] as? [Any], let cls = p["cls"] as? [Any], sep.count == 2, cls.count == 2,
-            let sepId = (sep[1] as? NSNumber)?.int32Value, let clsId = (cls[1] as? NSNumber)?.int32Value
+            let sepId = jsonTokenId(sep[1]), let clsId = jsonTokenId(cls[1])
         else {
             throw bad("BertProcessing needs sep and cls as [token, id]")
         }
@@ -159,10 +159,12 @@ private func parsePostProcessor(_ p: [String: Any], path: String) throws -> Post
             }
             return try items.map { item in
                 if let s = item["SpecialToken"] as? [String: Any], let name = s["id"] as? String {
-                    guard let ids = specials[name]?["ids"] as? [NSNumber] else {
-                        throw bad("special token \(name) is not defined")
+                    guard let raw = specials[name]?["ids"] as? [Any], case let ids = raw.compactMap(jsonTokenId),
+                        ids.count == raw.count
+                    else {
+                        throw bad("special token \(name) is not defined with ids in 0...\(Int32.max)")
                     }
-                    return .special(ids: ids.map(\.int32Value), typeId: (s["type_id"] as? NSNumber)?.int32Value ?? 0)
+                    return .special(ids: ids, typeId: (s["type_id"] as? NSNumber)?.int32Value ?? 0)
                 }
                 if let s = item["Sequence"] as? [String: Any], let name = s["id"] as? String {
                     return .sequence(name == "B" ? 1 : 0, typeId: (s["type_id"] as? NSNumber)?.int32Value ?? 0)
@@ -174,6 +176,14 @@ private func parsePostProcessor(_ p: [String: Any], path: String) throws -> Post
     case let other:
         throw TokenizerError.unsupported(path, "post_processor \(other ?? "?")")
     }
+}
+
+/// A token id from JSON: an integer in 0...Int32.max, else nil (2^40 must not wrap around).
+private func jsonTokenId(_ value: Any?) -> Int32? {
+    guard let n = value as? NSNumber, let i = Int(exactly: n.doubleValue), (0...Int(Int32.max)).contains(i) else {
+        return nil
+    }
+    return Int32(i)
 }
 
 func readJSONObject(_ url: URL, pairsAt pairsPath: [String] = []) throws -> [String: Any] {

@@ -20,6 +20,8 @@ public struct ColumnNames: Sendable {
     public var text = "text"
     public var textPair: String? = "text_pair"
     public var label = "label"
+    /// The pair column was named by the user: a file without it is an error, not single sentences.
+    public var requirePair = false
     public init() {}
 }
 
@@ -74,6 +76,9 @@ public func readLabeledExamples(_ url: URL, columns: ColumnNames = ColumnNames()
             throw BertError.malformedFile(path: "\(url.path):\(row.line)", reason: "no '\(columns.label)' value")
         }
         let pair = columns.textPair.flatMap { row.fields[$0] }
+        if columns.requirePair, pair == nil, let name = columns.textPair {
+            throw BertError.malformedFile(path: "\(url.path):\(row.line)", reason: "no '\(name)' column")
+        }
         return LabeledExample(text: t, textPair: pair, label: label, source: "\(url.path):\(row.line)")
     }
 }

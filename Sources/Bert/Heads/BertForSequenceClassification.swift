@@ -73,6 +73,12 @@ public final class BertForSequenceClassification: TaskHead, @unchecked Sendable 
     public convenience init(folder: URL) throws {
         let (config, file) = try openCheckpoint(folder)
         let problem = config.extra["problem_type"] as? String
+        // Multi-label heads take a sigmoid per label, not a softmax: refused, not mispredicted.
+        if let problem, problem != SequenceTask.classification.rawValue, problem != SequenceTask.regression.rawValue {
+            throw BertError.invalidConfig(
+                source: folder.appendingPathComponent("config.json").path,
+                reason: "problem_type \(problem) is not supported (single_label_classification and regression are)")
+        }
         // transformers' default when config.json names no labels.
         var labels = config.extra["id2label"] == nil ? ["LABEL_0", "LABEL_1"] : try labelList(config, folder: folder)
         let task: SequenceTask = problem == "regression" || labels.count == 1 ? .regression : .classification

@@ -180,6 +180,11 @@ public final class SentenceEmbedder: @unchecked Sendable {
     /// (`batchSize` per forward), so padding is minimal.
     public func embed(_ texts: [String], batchSize: Int = 32) throws -> [[Float]] {
         let encodings = try tokenizer.encodeBatch(texts)
+        // No token, nothing to pool: an error, not a vector of zeros.
+        if let empty = encodings.firstIndex(where: { $0.count == 0 }) {
+            throw BertError.invalidInput(
+                "text \(empty + 1) has no tokens (it is empty, and the tokenizer adds no [CLS]/[SEP])")
+        }
         if !truncate, let i = encodings.firstIndex(where: { $0.count > maxLength }) {
             throw InputTooLongError(index: i, tokens: encodings[i].count, maxLength: maxLength)
         }

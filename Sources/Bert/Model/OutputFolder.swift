@@ -33,11 +33,19 @@ public final class OutputFolder: @unchecked Sendable {
     /// Claims `url`: refused when it is a file, or a folder that holds anything, unless `overwrite`;
     /// never the current folder (or one holding it), a pretraining run, or a folder another
     /// process has locked. Nothing is written until `replace`.
-    public init(_ url: URL, overwrite: Bool) throws {
+    /// `inputs`: the files and folders the command reads; one inside the folder (which a
+    /// replacement would delete) is refused.
+    public init(_ url: URL, overwrite: Bool, inputs: [URL] = []) throws {
         self.url = url.standardizedFileURL
         self.overwrite = overwrite
         let parent = self.url.deletingLastPathComponent()
         removeLeftovers(of: self.url)
+        let root = self.url.path.hasSuffix("/") ? self.url.path : self.url.path + "/"
+        if let inside = inputs.first(where: { $0.standardizedFileURL.path.hasPrefix(root) }) {
+            throw BertError.outputExists(
+                path: self.url.path,
+                reason: "holds the input \(inside.path), which writing the folder would delete; choose another")
+        }
         try Self.check(self.url, overwrite: overwrite)
         do { try makeFolder(parent) } catch BertError.fileAccess(_, let reason) {
             throw BertError.fileAccess(path: self.url.path, reason: "cannot create its parent folder (\(reason))")
@@ -59,7 +67,7 @@ public final class OutputFolder: @unchecked Sendable {
 
     /// Where a new version of the folder is written before it takes the folder's name.
     private var temporarySibling: URL {
-        url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).tmp-\(getpid())")
+        url.deletingLastPathComponent().appendingPathComponent(".\(shortName(url)).tmp-\(getpid())")
     }
 
     /// Refuses a path that is a file, or a non-empty folder unless `overwrite`, and never replaces
@@ -133,12 +141,19 @@ public final class OutputFolder: @unchecked Sendable {
     }
 }
 
+/// The folder's name cut to fit beside a marker within a file name's 255 bytes.
+private func shortName(_ url: URL) -> String {
+    var name = url.lastPathComponent
+    while name.utf8.count > 200 { name.removeLast() }
+    return name
+}
+
 /// What a killed write left beside `target`: temporary folders of processes that are gone are
 /// removed; a folder moved aside whose replacement never arrived is put back.
 private func removeLeftovers(of target: URL) {
     let fm = FileManager.default
     let parent = target.deletingLastPathComponent()
-    let name = target.lastPathComponent
+    let name = shortName(target)
     for entry in (try? fm.contentsOfDirectory(atPath: parent.path)) ?? [] {
         for (marker, isAside) in [(".\(name).tmp-", false), (".\(name).old-", true)] where entry.hasPrefix(marker) {
             guard let pid = Int32(entry.dropFirst(marker.count)), pid != getpid(), kill(pid, 0) != 0, errno == ESRCH
@@ -181,8 +196,7 @@ public func replaceFiles(in folder: URL, _ fill: (URL) throws -> Void) throws {
 /// Puts `temporary` at `target`: an existing `target` is renamed aside first and removed once the
 /// new folder has its name (there is no portable atomic exchange of two folders).
 private func swap(_ temporary: URL, into target: URL) throws {
-    let aside = target.deletingLastPathComponent()
-        .appendingPathComponent(".\(target.lastPathComponent).old-\(getpid())")
+    let aside = target.deletingLastPathComponent().appendingPathComponent(".\(shortName(target)).old-\(getpid())")
     let exists = FileManager.default.fileExists(atPath: target.path)
     if exists {
         try? FileManager.default.removeItem(at: aside)
@@ -272,7 +286,20 @@ func posixReason() -> String { String(cString: strerror(errno)) }
 
 /// An output file (a vocabulary, a features file): refused when it exists unless `overwrite`, or
 /// when it is a folder.
-public func checkOutputFile(_ url: URL, overwrite: Bool) throws {
+public func checkOutputFile(_ url: URL, overwrite: Bool, inputs: [URL] = []) throws {
+    // Never one of the inputs, nor a file inside an input folder (a model's own weights).
+    let target = url.standardizedFileURL.path
+    for input in inputs.map({ $0.standardizedFileURL.path }) where target == input || target.hasPrefix(input + "/") {
+        throw BertError.outputExists(path: url.path, reason: "is an input of this command (\(input)); choose another")
+    }
+    // Temporary files of writes that were killed (their process is gone).
+    let folder = url.deletingLastPathComponent(), name = url.lastPathComponent
+    for entry in (try? FileManager.default.contentsOfDirectory(atPath: folder.path)) ?? []
+    where entry.hasPrefix(name + ".tmp-") {
+        if let pid = Int32(entry.dropFirst(name.count + 5)), pid != getpid(), kill(pid, 0) != 0, errno == ESRCH {
+            unlink(folder.appendingPathComponent(entry).path)
+        }
+    }
     var isFolder: ObjCBool = false
     if FileManager.default.fileExists(atPath: url.path, isDirectory: &isFolder) {
         if isFolder.boolValue { throw BertError.outputExists(path: url.path, reason: "is a folder, not a file") }

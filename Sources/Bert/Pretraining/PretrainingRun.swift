@@ -430,7 +430,8 @@ public final class PretrainingRun {
     func removeLeftovers() {
         let fm = FileManager.default
         for folder in [output, checkpointsFolder] {
-            for name in (try? fm.contentsOfDirectory(atPath: folder.path)) ?? [] where name.contains(".tmp-") {
+            for name in (try? fm.contentsOfDirectory(atPath: folder.path)) ?? []
+            where name.contains(".tmp-") || name.hasPrefix(".dat.nosync") {
                 try? fm.removeItem(at: folder.appendingPathComponent(name))
             }
         }

@@ -53,6 +53,10 @@ public final class InMemoryInstances: PretrainingInstanceSource {
 /// `splitSentences`), reading a few MB at a time. Documents are separated by blank lines.
 public func forEachDocument(files: [URL], splitSentences: Bool, _ body: ([String]) throws -> Void) throws {
     for url in files {
+        var isFolder: ObjCBool = false
+        if FileManager.default.fileExists(atPath: url.path, isDirectory: &isFolder), isFolder.boolValue {
+            throw BertError.fileAccess(path: url.path, reason: "is a folder, not a file")
+        }
         let handle: FileHandle
         do { handle = try FileHandle(forReadingFrom: url) } catch {
             throw BertError.fileAccess(path: url.path, reason: "cannot open: \(fileErrorReason(error, path: url.path))")
@@ -79,7 +83,8 @@ public func forEachDocument(files: [URL], splitSentences: Bool, _ body: ([String
         while true {
             let chunk: Data?
             do { chunk = try handle.read(upToCount: 1 << 22) } catch {
-                throw BertError.malformedFile(path: url.path, reason: "read failed (\(error.localizedDescription))")
+                throw BertError.malformedFile(
+                    path: url.path, reason: "read failed: \(fileErrorReason(error, path: url.path))")
             }
             guard let chunk, !chunk.isEmpty else { break }
             pending.append(contentsOf: chunk)
@@ -195,7 +200,7 @@ public struct ShardOptions: Sendable {
     /// What decides the shards' content, as recorded in manifest.json ("preparation"): a run that
     /// resumes on shards made from another corpus or with other settings is refused, not trained
     /// on the old data silently. Corpus files are named by file name and size.
-    public func preparation(files: [URL], vocabularySize: Int) -> [String: String] {
+    public func preparation(files: [URL], tokenizer: BertTokenizer) -> [String: String] {
         // By name and size, not the full path: a run folder and its corpus may move together.
         let corpus = files.map { f -> String in
             let size = (try? FileManager.default.attributesOfItem(atPath: f.path)[.size] as? Int) ?? -1
@@ -205,7 +210,25 @@ public struct ShardOptions: Sendable {
             "corpus": corpus.joined(separator: ", "), "seq_len": String(data.maxSeqLength),
             "short_seq_prob": String(data.shortSeqProb), "dupe_factor": String(dupeFactor),
             "shards": String(shardCount), "seed": String(seed), "split_sentences": String(splitSentences),
-            "vocab_size": String(vocabularySize), "held_out": "\(heldOutDocuments) every \(heldOutEvery)",
+            "held_out": "\(heldOutDocuments) every \(heldOutEvery)",
+        ].merging(Self.tokenization(tokenizer)) { a, _ in a }
+    }
+
+    /// What decides the ids in the shards: the vocabulary (its size and a hash of its tokens) and
+    /// the normalizer. Training on them with another tokenizer would pair the model with the
+    /// wrong vocabulary.
+    public static func tokenization(_ tokenizer: BertTokenizer) -> [String: String] {
+        var hash: UInt64 = 0xCBF2_9CE4_8422_2325  // FNV-1a over the tokens, each ended by a newline
+        for token in tokenizer.vocabulary.tokens {
+            for b in token.utf8 { hash = (hash ^ UInt64(b)) &* 0x100_0000_01B3 }
+            hash = (hash ^ 0x0A) &* 0x100_0000_01B3
+        }
+        let n = tokenizer.normalizer
+        return [
+            "vocab_size": String(tokenizer.vocabulary.count), "vocabulary": String(hash, radix: 16),
+            "normalizer":
+                "lowercase \(n.lowercase), strip_accents \(n.stripAccents.map(String.init) ?? "as lowercase"), "
+                + "chinese \(n.handleChineseChars), clean \(n.cleanText)",
         ]
     }
 }
@@ -331,7 +354,7 @@ public func preparePretrainingShards(
         "documents": documents, "tokens": tokens, "vocab_size": tokenizer.vocabulary.count,
         "seed": String(options.seed), "dupe_factor": options.dupeFactor, "max_seq_length": options.data.maxSeqLength,
         "short_seq_prob": options.data.shortSeqProb, "chunk_documents": options.chunkDocuments,
-        "preparation": options.preparation(files: files, vocabularySize: tokenizer.vocabulary.count),
+        "preparation": options.preparation(files: files, tokenizer: tokenizer),
     ]
     let json = try JSONSerialization.data(withJSONObject: manifest, options: [.prettyPrinted, .sortedKeys])
     try json.write(to: manifestURL, options: .atomic)

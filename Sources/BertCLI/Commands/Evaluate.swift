@@ -21,11 +21,17 @@ struct Evaluate: ParsableCommand {
         guard FileManager.default.fileExists(atPath: data) else { throw CLIError("\(data): file not found") }
         let url = URL(fileURLWithPath: data)
         let metrics: [String: Double]
+        // Metrics of nothing are not zeros: an empty data file is an error.
+        func nonEmpty<T>(_ items: [T]) throws -> [T] {
+            if items.isEmpty { throw CLIError("\(data): no examples to evaluate") }
+            return items
+        }
         switch try FineTunedModel(model, maxLength: maxLength) {
-        case .solver(let solver): metrics = try solver.evaluate(try readChoiceExamples(url))
-        case .answerer(let answerer): metrics = try answerer.evaluate(try readSquad(url))
-        case .tagger(let tagger): metrics = try tagger.evaluate(try readTaggedSentences(url))
-        case .sequence(let tuner): metrics = try tuner.evaluate(try readExamples(data, columns: columns.names))
+        case .solver(let solver): metrics = try solver.evaluate(try nonEmpty(readChoiceExamples(url)))
+        case .answerer(let answerer): metrics = try answerer.evaluate(try nonEmpty(readSquad(url)))
+        case .tagger(let tagger): metrics = try tagger.evaluate(try nonEmpty(readTaggedSentences(url)))
+        case .sequence(let tuner):
+            metrics = try tuner.evaluate(try nonEmpty(readExamples(data, columns: columns.names)))
         }
         try printJSON(metrics)
     }

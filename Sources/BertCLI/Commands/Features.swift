@@ -41,7 +41,11 @@ struct Features: ParsableCommand {
             return n
         }
         if let out, !out.hasSuffix(".safetensors") { throw CLIError("--out must name a .safetensors file") }
-        if let out { try checkOutputFile(URL(fileURLWithPath: out), overwrite: overwrite) }
+        if let out {
+            try checkOutputFile(
+                URL(fileURLWithPath: out), overwrite: overwrite,
+                inputs: files.map { URL(fileURLWithPath: $0) } + [URL(fileURLWithPath: model)])
+        }
         let folder = URL(fileURLWithPath: model)
         let extractor: FeatureExtractor
         let tokenizer: BertTokenizer

@@ -57,7 +57,7 @@ struct FineTune: ParsableCommand {
             throw ValidationError("--epochs must be at most 100000 and --batch-size at most 65536")
         }
         if !nullThreshold.isFinite { throw ValidationError("--null-threshold must be a finite number") }
-        if !(lr > 0) { throw ValidationError("--lr must be positive") }
+        if !(lr > 0) || !lr.isFinite { throw ValidationError("--lr must be a positive number") }
         if !(0...1).contains(warmupRatio) { throw ValidationError("--warmup-ratio must be between 0 and 1") }
         if logEvery < 1 { throw ValidationError("--log-every must be at least 1") }
     }
@@ -81,7 +81,9 @@ struct FineTune: ParsableCommand {
                 formatMetrics(r.metrics) as NSString, r.improved ? "  (best so far: saved)" : ""))
         fflush(nil)
         history.append(["epoch": r.epoch, "train_loss": r.trainLoss, "validation": r.metrics, "saved": r.improved])
-        if let data = try? JSONSerialization.data(withJSONObject: history, options: [.prettyPrinted, .sortedKeys]) {
+        if let data = try? JSONSerialization.data(
+            withJSONObject: jsonSafe(history), options: [.prettyPrinted, .sortedKeys])
+        {
             try? output.writeExtra("eval_history.json", data)
         }
     }
@@ -184,7 +186,12 @@ struct FineTune: ParsableCommand {
         threads.apply()
         let folder = URL(fileURLWithPath: model)
         // Claimed first: an output that may not be replaced is refused before any training.
-        let output = try OutputFolder(URL(fileURLWithPath: out), overwrite: overwrite)
+        // The data must survive the write; the model folder itself may be replaced (it is read first).
+        let modelURL = URL(fileURLWithPath: model).standardizedFileURL
+        let outURL = URL(fileURLWithPath: out).standardizedFileURL
+        let output = try OutputFolder(
+            outURL, overwrite: overwrite,
+            inputs: [train, validation].map { URL(fileURLWithPath: $0) } + (modelURL == outURL ? [] : [modelURL]))
         switch task {
         case .choice:
             return try runChoice(tokenizer: try BertTokenizer(modelFolder: folder), folder: folder, output: output)

@@ -29,9 +29,13 @@ struct InitModel: ParsableCommand {
 
     func run() throws {
         var cfg = try preset.map { try BertConfig.preset($0) } ?? BertConfig(contentsOf: URL(fileURLWithPath: config!))
-        let output = try OutputFolder(URL(fileURLWithPath: out), overwrite: overwrite)
+        let output = try OutputFolder(
+            URL(fileURLWithPath: out), overwrite: overwrite,
+            inputs: [vocab, config].compactMap { $0.map { URL(fileURLWithPath: $0) } })
         // Read as the tokenizer reads it (LF or CRLF, a BOM dropped), so vocab_size counts its tokens.
         let vocabulary = try vocab.map { try Vocabulary(contentsOf: URL(fileURLWithPath: $0)) }
+        // The folder must be usable: its vocabulary has to make a tokenizer ([UNK], [CLS], [SEP]).
+        if let vocabulary { _ = try BertTokenizer(vocabulary: vocabulary) }
         if let vocabulary { cfg.vocabSize = vocabulary.count }
         let model = try BertModel(config: cfg)
         model.initializeWeights(seed: seed)

@@ -65,7 +65,7 @@ struct LearnVocab: ParsableCommand {
         if FileManager.default.fileExists(atPath: out, isDirectory: &isDirectory), isDirectory.boolValue {
             throw CLIError("\(out): is a directory (--out names the vocabulary file)")
         }
-        try checkOutputFile(outURL, overwrite: overwrite)
+        try checkOutputFile(outURL, overwrite: overwrite, inputs: files.map { URL(fileURLWithPath: $0) })
         let folder = outURL.deletingLastPathComponent().path
         guard FileManager.default.fileExists(atPath: folder, isDirectory: &isDirectory), isDirectory.boolValue else {
             throw CLIError("\(out): cannot write: no folder \(folder)")

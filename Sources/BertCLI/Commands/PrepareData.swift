@@ -57,7 +57,8 @@ struct PrepareData: ParsableCommand {
         options.heldOutEvery = heldOutEvery
         options.splitSentences = splitSentences
         // Written whole to a temporary sibling, then renamed: a failed preparation leaves no half folder.
-        let output = try OutputFolder(URL(fileURLWithPath: out), overwrite: overwrite)
+        let output = try OutputFolder(
+            URL(fileURLWithPath: out), overwrite: overwrite, inputs: files + [URL(fileURLWithPath: vocab)])
         var report = ""
         try output.replace { folder in
             let set = try prepareShards(files: files, tokenizer: tokenizer, options: options, folder: folder)

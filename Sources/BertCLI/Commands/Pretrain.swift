@@ -83,16 +83,33 @@ struct Pretrain: ParsableCommand {
         }
         if shards < 1 || shards > 65536 { throw ValidationError("--shards must be between 1 and 65536") }
         if seqLen < 8 { throw ValidationError("--seq-len must be at least 8") }
-        if !(lr > 0) { throw ValidationError("--lr must be positive") }
+        if !(lr > 0) || !lr.isFinite { throw ValidationError("--lr must be a positive number") }
     }
 
     func run() throws {
         threads.apply()
         let output = URL(fileURLWithPath: out)
         let replaced = try claimRunFolder(output)
+        let existed = FileManager.default.fileExists(atPath: output.path)
+        let fresh = !resume
         // Held for the whole command: a second `bert pretrain` on this folder is refused at once.
         let lock = try FolderLock(output, command: "bert pretrain")
         defer { withExtendedLifetime(lock) {} }
+        do { try train(output, replacing: replaced) } catch {
+            // A new run that fails before its first checkpoint leaves nothing behind (no half
+            // prepared data to be refused by the next attempt); one with a checkpoint keeps it.
+            let fm = FileManager.default
+            if fresh && !fm.fileExists(atPath: output.appendingPathComponent("checkpoints/latest").path) {
+                for name in (try? fm.contentsOfDirectory(atPath: output.path)) ?? [] where name != ".lock" {
+                    try? fm.removeItem(at: output.appendingPathComponent(name))
+                }
+                if !existed { try? fm.removeItem(at: output) }
+            }
+            throw error
+        }
+    }
+
+    func train(_ output: URL, replacing replaced: [String]) throws {
         let files = corpus.map { URL(fileURLWithPath: $0) }
         for f in files where !FileManager.default.fileExists(atPath: f.path) {
             throw CLIError("\(f.path): file not found")
@@ -148,9 +165,21 @@ struct Pretrain: ParsableCommand {
         let shardSet: PretrainingShardSet
         if let data {
             shardSet = try PretrainingShardSet(folder: URL(fileURLWithPath: data))
+            // The ids in the shards come from the tokenizer they were prepared with: another
+            // vocabulary or casing would ship a model whose tokenizer does not match its training.
+            let expected = ShardOptions.tokenization(tokenizer)
+            let changed = expected.keys.sorted().filter {
+                shardSet.preparation[$0] != nil && shardSet.preparation[$0] != expected[$0]
+            }
+            if !changed.isEmpty {
+                throw CLIError(
+                    "\(data) was prepared with another tokenizer ("
+                        + changed.map { "\($0): \(shardSet.preparation[$0]!) then, \(expected[$0]!) now" }
+                        .joined(separator: "; ") + "); use its vocab.txt and the same --cased")
+            }
         } else {
             let folder = output.appendingPathComponent("data")
-            let requested = shardOptions.preparation(files: files, vocabularySize: tokenizer.vocabulary.count)
+            let requested = shardOptions.preparation(files: files, tokenizer: tokenizer)
             let manifest = folder.appendingPathComponent("manifest.json")
             if resume && FileManager.default.fileExists(atPath: manifest.path) {
                 // Damaged data is an error, not a reason to prepare it again over the run's own.

@@ -7,6 +7,9 @@ struct LineBlocks {
     let paths: [String]
     /// Bytes read from the input at a time; a block holds at least this much unless the input ends.
     var blockSize = 1 << 20
+    /// The longest line taken: an input with no newline in gigabytes (a disk image, /dev/zero)
+    /// is an error, not a buffer grown until the allocation fails.
+    static let maxLineBytes = 64 << 20
     private(set) var warnedInvalid = false
 
     init(paths: [String]) { self.paths = paths }
@@ -21,7 +24,13 @@ struct LineBlocks {
             let fd = handle.fileDescriptor
             var filled = 0
             var ended = false
+            var first = true
             while !ended {
+                if filled > Self.maxLineBytes {
+                    throw CLIError(
+                        "\(name): a line is longer than \(Self.maxLineBytes >> 20) MB (no newline in it); split the "
+                            + "input into lines")
+                }
                 if capacity - filled < blockSize {
                     // A line longer than a block: grow.
                     let bigger = UnsafeMutablePointer<UInt8>.allocate(capacity: 2 * capacity)
@@ -46,7 +55,11 @@ struct LineBlocks {
                     while k > searchFrom { k -= 1; if buffer[k] == 0x0A { cut = k + 1; break } }
                 }
                 if cut == 0 { continue }
-                try emit(UnsafeBufferPointer(start: buffer, count: cut), source: name, body)
+                // A byte-order mark at the start of a file is not text (offsets would shift by one).
+                var skip = 0
+                if first && cut >= 3 && buffer[0] == 0xEF && buffer[1] == 0xBB && buffer[2] == 0xBF { skip = 3 }
+                first = false
+                try emit(UnsafeBufferPointer(start: buffer + skip, count: cut - skip), source: name, body)
                 (buffer).update(from: buffer + cut, count: filled - cut)
                 filled -= cut
             }

@@ -7,13 +7,15 @@ import Foundation
 /// The column options shared by finetune, predict and evaluate.
 struct ColumnOptions: ParsableArguments {
     @Option(help: "Column of the text (CSV/TSV header or JSON key).") var textColumn = "text"
-    @Option(help: "Column of the second text of a pair (absent: single sentences).") var pairColumn = "text_pair"
+    @Option(help: "Column of the second text of a pair (default text_pair; absent: single sentences).")
+    var pairColumn: String?
     @Option(help: "Column of the label.") var labelColumn = "label"
 
     var names: ColumnNames {
         var c = ColumnNames()
         c.text = textColumn
-        c.textPair = pairColumn
+        c.textPair = pairColumn ?? "text_pair"
+        c.requirePair = pairColumn != nil
         c.label = labelColumn
         return c
     }

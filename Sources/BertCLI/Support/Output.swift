@@ -79,8 +79,20 @@ final class Output {
 }
 
 func printJSON(_ object: Any) throws {
-    let json = try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])
+    let json = try JSONSerialization.data(withJSONObject: jsonSafe(object), options: [.prettyPrinted, .sortedKeys])
     print(String(decoding: json, as: UTF8.self))
+}
+
+/// `object` with every number that is not finite as JSON null: a metric can be undefined (Pearson
+/// on constant labels is NaN), and JSON has no NaN.
+func jsonSafe(_ object: Any) -> Any {
+    switch object {
+    case let d as Double: return d.isFinite ? d : NSNull()
+    case let f as Float: return f.isFinite ? f : NSNull()
+    case let dict as [String: Any]: return dict.mapValues(jsonSafe)
+    case let array as [Any]: return array.map(jsonSafe)
+    default: return object
+    }
 }
 
 func formatMetrics(_ m: [String: Double]) -> String {
