@@ -423,6 +423,59 @@ struct HardeningCLITests {
     }
 }
 
+extension HardeningCLITests {
+    /// What a hostile probe of the CLI found after the first round of fixes.
+    @Test func inputsAreNeverOutputsAndEndlessLinesAreRefused() throws {
+        let f = try HardeningFixtures.shared.get()
+        let out = try f.scratch()
+        defer { try? FileManager.default.removeItem(at: out) }
+        // No newline in gigabytes: an error, not an abort in the allocator.
+        let zero = try runBertCLI(["tokenize", "--vocab", f.vocab.path, "/dev/zero"], timeout: 60)
+        #expect(zero.status == 1 && zero.stderr.contains("longer than 64 MB"), "\(zero.stderr.prefix(300))")
+        // A BOM at the start of an input file is not text: offsets count from "ab".
+        let bom = out.appendingPathComponent("bom.txt")
+        try Data([0xEF, 0xBB, 0xBF] + Array("ab\r\n".utf8)).write(to: bom)
+        let json = try runBertCLI(["tokenize", "--vocab", f.vocab.path, "--format", "json", bom.path])
+        #expect(json.status == 0 && json.stdout.contains("\"offsets\":[[0,0],[0,"), "\(json.stdout)")
+        // --out holding the training data, or a model's own weights: refused even with --overwrite.
+        let holder = out.appendingPathComponent("holder")
+        try FileManager.default.createDirectory(at: holder, withIntermediateDirectories: true)
+        let train = holder.appendingPathComponent("train.csv")
+        try FileManager.default.copyItem(at: f.labeled, to: train)
+        let tune = try runBertCLI([
+            "finetune", "--task", "classify", "--model", f.classifier.path, "--train", train.path, "--validation",
+            train.path, "--out", holder.path, "--epochs", "1", "--max-length", "32", "--overwrite",
+        ])
+        #expect(tune.status == 1 && tune.stderr.contains("holds the input"), "\(tune.stderr)")
+        #expect(FileManager.default.fileExists(atPath: train.path))
+        let weights = f.classifier.appendingPathComponent("model.safetensors")
+        let before = try Data(contentsOf: weights)
+        let features = try runBertCLI(
+            ["features", "--model", f.classifier.path, "--layers", "-1", "--out", weights.path, "--overwrite"],
+            stdin: Data("a\n".utf8))
+        #expect(features.status == 1 && features.stderr.contains("input"), "\(features.stderr)")
+        #expect(try Data(contentsOf: weights) == before)
+        // Shards prepared cased, trained uncased: refused, naming the normalizer.
+        let shards = out.appendingPathComponent("cased")
+        #expect(
+            try runBertCLI([
+                "prepare-data", "--corpus", f.corpus.path, "--vocab", f.vocab.path, "--out", shards.path, "--shards",
+                "2", "--seq-len", "32", "--cased",
+            ]).status == 0)
+        let mixed = try runBertCLI([
+            "pretrain", "--data", shards.path, "--preset", "tiny", "--steps", "1", "--batch-size", "2", "--seq-len",
+            "32", "--out", out.appendingPathComponent("mixed").path,
+        ])
+        #expect(mixed.status == 1 && mixed.stderr.contains("lowercase false"), "\(mixed.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: out.appendingPathComponent("mixed").path), "nothing left")
+        // Empty data has no metrics.
+        let empty = out.appendingPathComponent("empty.csv")
+        try Data("text,label\n".utf8).write(to: empty)
+        let none = try runBertCLI(["evaluate", "--model", f.classifier.path, "--data", empty.path])
+        #expect(none.status == 1 && none.stderr.contains("no examples"), "\(none.stderr)")
+    }
+}
+
 /// Runs a shell command line (for limits a child must inherit, as `ulimit`).
 func runShell(_ line: String) throws -> BertCLIResult {
     let p = Process()
