@@ -162,6 +162,13 @@ struct HardeningCLITests {
                 "--shards", "2",
             ]
         },
+        OptionSweep(command: "pretrain --learn-vocab", options: ["learn-vocab"]) { f, out in
+            [
+                "pretrain", "--corpus", f.corpus.path, "--preset", "tiny", "--out",
+                out.appendingPathComponent("p").path,
+                "--steps", "1", "--batch-size", "2", "--seq-len", "32", "--shards", "2",
+            ]
+        },
     ]
 
     /// Each option at 0, -1, 1, 2^31, 2^63-1 and NaN (written `--name value`, the way a user types
