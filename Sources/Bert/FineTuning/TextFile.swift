@@ -33,7 +33,12 @@ func readJSONLines(_ url: URL) throws -> [(line: Int, object: [String: Any])] {
     for (number, line) in try readTextLines(url) {
         let trimmed = line.trimmingCharacters(in: .whitespaces)
         if trimmed.isEmpty { continue }
-        guard let object = try? JSONSerialization.jsonObject(with: Data(trimmed.utf8)) as? [String: Any] else {
+        let value: Any
+        do { value = try JSONSerialization.jsonObject(with: Data(trimmed.utf8)) } catch {
+            throw BertError.malformedFile(
+                path: "\(url.path):\(number)", reason: "not valid JSON (one JSON object per line is expected)")
+        }
+        guard let object = value as? [String: Any] else {
             throw BertError.malformedFile(path: "\(url.path):\(number)", reason: "not a JSON object")
         }
         result.append((number, object))

@@ -481,20 +481,28 @@ public final class PretrainingShardSet: PretrainingInstanceSource {
         else {
             throw BertError.malformedFile(path: url.path, reason: "not a swift-bert shard manifest (version 1)")
         }
-        var files: [String] = [], counts: [Int] = []
-        for s in shards {
-            guard let f = s["file"] as? String, let n = s["instances"] as? Int, (0...Int(Int32.max)).contains(n),
-                !f.contains("/"), !f.isEmpty, f != "..", f != "."
-            else {
-                throw BertError.malformedFile(path: url.path, reason: "bad shard entry \(s)")
+        // A file name inside the folder and an instance count, or the entry is named as wrong.
+        func entry(_ e: [String: Any], _ what: String) throws -> (String, Int) {
+            guard let f = e["file"] as? String, !f.contains("/"), !f.isEmpty, f != "..", f != "." else {
+                throw BertError.malformedFile(path: url.path, reason: "\(what) has no file name inside the folder")
             }
+            guard let n = e["instances"] as? Int, (0...Int(Int32.max)).contains(n) else {
+                throw BertError.malformedFile(
+                    path: url.path, reason: "\(what) (\(f)) has no instance count in 0...\(Int32.max)")
+            }
+            return (f, n)
+        }
+        var files: [String] = [], counts: [Int] = []
+        for (k, s) in shards.enumerated() {
+            let (f, n) = try entry(s, "shard entry \(k)")
             files.append(f); counts.append(n)
         }
-        guard let hf = held["file"] as? String, let hn = held["instances"] as? Int, (0...Int(Int32.max)).contains(hn),
-            !hf.contains("/"), !hf.isEmpty, hf != "..", hf != ".", vocab > 0, vocab <= Int(Int32.max),
-            (1...Int(UInt16.max)).contains(seq)
-        else {
-            throw BertError.malformedFile(path: url.path, reason: "bad held_out entry")
+        let (hf, hn) = try entry(held, "held_out")
+        guard vocab > 0, vocab <= Int(Int32.max) else {
+            throw BertError.malformedFile(path: url.path, reason: "vocab_size \(vocab) is outside 1...\(Int32.max)")
+        }
+        guard (1...Int(UInt16.max)).contains(seq) else {
+            throw BertError.malformedFile(path: url.path, reason: "max_seq_length \(seq) is outside 1...\(UInt16.max)")
         }
         for f in files + [hf] where !FileManager.default.fileExists(atPath: folder.appendingPathComponent(f).path) {
             throw BertError.fileAccess(path: "\(folder.path)/\(f)", reason: "missing (the manifest names it)")

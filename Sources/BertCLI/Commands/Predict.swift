@@ -49,7 +49,13 @@ struct Predict: ParsableCommand {
                 "bert-choice-\(UUID().uuidString).jsonl")
             defer { try? FileManager.default.removeItem(at: url) }
             try FileHandle.standardInput.readDataToEndOfFile().write(to: url)
-            examples = try readChoiceExamples(url, requireLabel: false)
+            // Errors name the input, not the temporary copy of it.
+            do { examples = try readChoiceExamples(url, requireLabel: false) } catch BertError.malformedFile(
+                let path, let reason)
+            {
+                throw BertError.malformedFile(
+                    path: path.replacingOccurrences(of: url.path, with: "<stdin>"), reason: reason)
+            }
         } else {
             for f in files {
                 guard FileManager.default.fileExists(atPath: f) else { throw CLIError("\(f): file not found") }
