@@ -112,13 +112,7 @@ public final class ChoiceSolver {
     }
 
     /// Writes the model and its tokenizer as one folder (replacing the last save whole).
-    public func save() throws {
-        guard let output else { throw BertError.invalidInput("no output folder to save to") }
-        try output.replace { folder in
-            try model.save(to: folder)
-            try encoder.tokenizer.write(to: folder)
-        }
-    }
+    public func save() throws { try saveFineTuned(model, tokenizer: encoder.tokenizer, to: output) }
 
     /// Probabilities over each question's endings.
     public func predict(_ examples: [ChoiceExample]) throws -> [[Double]] {

@@ -301,14 +301,7 @@ public final class QuestionAnswerer {
     }
 
     /// Writes the model and its tokenizer and QA settings as one folder (replacing the last save whole).
-    public func save() throws {
-        guard let output else { throw BertError.invalidInput("no output folder to save to") }
-        try output.replace { folder in
-            try model.save(to: folder)
-            try tokenizer.write(to: folder)
-            try qa.write(to: folder)
-        }
-    }
+    public func save() throws { try saveFineTuned(model, tokenizer: tokenizer, to: output, also: qa.write(to:)) }
 
     /// The best answer of each example: over every window, the n-best start and end logits of
     /// context tokens make spans (end ≥ start, at most maxAnswerLength tokens) scored by start +

@@ -126,6 +126,19 @@ public func runFineTuning(
     }
 }
 
+/// Writes a fine-tuned model, its tokenizer and what `also` adds (QA settings) as one folder,
+/// replacing the last save whole: every task runner saves through here.
+func saveFineTuned(
+    _ model: some BertHead, tokenizer: BertTokenizer, to output: OutputFolder?, also: (URL) throws -> Void = { _ in }
+) throws {
+    guard let output else { throw BertError.invalidInput("no output folder to save to") }
+    try output.replace { folder in
+        try model.save(to: folder)
+        try tokenizer.write(to: folder)
+        try also(folder)
+    }
+}
+
 /// Fine-tunes a BertForSequenceClassification on labeled examples: AdamW with warm-up and linear
 /// decay, clipping, dropout; evaluates on the validation set after each epoch and saves the best
 /// model (by accuracy, or Pearson for regression) to the output folder as a Hugging Face folder.
@@ -204,13 +217,7 @@ public final class SequenceFineTuner {
     }
 
     /// Writes the model and its tokenizer as one folder (replacing the last save whole).
-    public func save() throws {
-        guard let output else { throw BertError.invalidInput("no output folder to save to") }
-        try output.replace { folder in
-            try model.save(to: folder)
-            try encoder.tokenizer.write(to: folder)
-        }
-    }
+    public func save() throws { try saveFineTuned(model, tokenizer: encoder.tokenizer, to: output) }
 
     /// Predictions for examples: the logits of each, in order (batched, dropout off).
     public func logits(_ examples: [LabeledExample]) throws -> [[Float]] {

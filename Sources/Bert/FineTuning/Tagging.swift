@@ -189,13 +189,7 @@ public final class TokenTagger {
     }
 
     /// Writes the model and its tokenizer as one folder (replacing the last save whole).
-    public func save() throws {
-        guard let output else { throw BertError.invalidInput("no output folder to save to") }
-        try output.replace { folder in
-            try model.save(to: folder)
-            try tokenizer.write(to: folder)
-        }
-    }
+    public func save() throws { try saveFineTuned(model, tokenizer: tokenizer, to: output) }
 
     /// The predicted tag of every word ("O" for a word cut off by max length or without pieces).
     public func predict(_ sentences: [[String]]) throws -> [[String]] {

@@ -40,12 +40,7 @@ public final class OutputFolder: @unchecked Sendable {
         self.overwrite = overwrite
         let parent = self.url.deletingLastPathComponent()
         removeLeftovers(of: self.url)
-        let root = self.url.path.hasSuffix("/") ? self.url.path : self.url.path + "/"
-        if let inside = inputs.first(where: { $0.standardizedFileURL.path.hasPrefix(root) }) {
-            throw BertError.outputExists(
-                path: self.url.path,
-                reason: "holds the input \(inside.path), which writing the folder would delete; choose another")
-        }
+        try Self.checkNotHolding(self.url, inputs: inputs)
         try Self.check(self.url, overwrite: overwrite)
         do { try makeFolder(parent) } catch BertError.fileAccess(_, let reason) {
             throw BertError.fileAccess(path: self.url.path, reason: "cannot create its parent folder (\(reason))")
@@ -73,10 +68,6 @@ public final class OutputFolder: @unchecked Sendable {
     /// Refuses a path that is a file, or a non-empty folder unless `overwrite`, and never replaces
     /// the current folder, a pretraining run or a folder in use.
     public static func check(_ url: URL, overwrite: Bool) throws {
-        let cwd = URL(fileURLWithPath: FileManager.default.currentDirectoryPath).standardizedFileURL.path
-        if cwd == url.path || cwd.hasPrefix(url.path.hasSuffix("/") ? url.path : url.path + "/") {
-            throw BertError.outputExists(path: url.path, reason: "is the current folder or holds it; choose another")
-        }
         for folder in [url, url.deletingLastPathComponent()] {
             if let holder = FolderLock.holder(of: folder) { throw BertError.locked(path: folder.path, holder: holder) }
         }
@@ -100,6 +91,22 @@ public final class OutputFolder: @unchecked Sendable {
                 path: url.path,
                 reason: "already holds \(entries.count) entries (\(shown)\(entries.count > 3 ? ", ..." : "")); "
                     + "pass --overwrite to replace it")
+        }
+    }
+
+    /// Refuses a folder whose replacement would delete where the command runs or what it reads:
+    /// the current folder or one holding it, or a folder holding one of `inputs`.
+    public static func checkNotHolding(_ url: URL, inputs: [URL]) throws {
+        let path = url.standardizedFileURL.path
+        let root = path.hasSuffix("/") ? path : path + "/"
+        let cwd = URL(fileURLWithPath: FileManager.default.currentDirectoryPath).standardizedFileURL.path
+        if cwd == path || cwd.hasPrefix(root) {
+            throw BertError.outputExists(path: path, reason: "is the current folder or holds it; choose another")
+        }
+        if let inside = inputs.first(where: { $0.standardizedFileURL.path.hasPrefix(root) }) {
+            throw BertError.outputExists(
+                path: path,
+                reason: "holds the input \(inside.path), which writing the folder would delete; choose another")
         }
     }
 
@@ -141,6 +148,13 @@ public final class OutputFolder: @unchecked Sendable {
     }
 }
 
+/// Whether `pid` (a temporary name's suffix) names a process that no longer runs: its leftovers
+/// are no one's work in progress.
+private func isGone(_ pid: Substring) -> Bool {
+    guard let pid = Int32(pid), pid != getpid() else { return false }
+    return kill(pid, 0) != 0 && errno == ESRCH
+}
+
 /// The folder's name cut to fit beside a marker within a file name's 255 bytes.
 private func shortName(_ url: URL) -> String {
     var name = url.lastPathComponent
@@ -156,8 +170,7 @@ private func removeLeftovers(of target: URL) {
     let name = shortName(target)
     for entry in (try? fm.contentsOfDirectory(atPath: parent.path)) ?? [] {
         for (marker, isAside) in [(".\(name).tmp-", false), (".\(name).old-", true)] where entry.hasPrefix(marker) {
-            guard let pid = Int32(entry.dropFirst(marker.count)), pid != getpid(), kill(pid, 0) != 0, errno == ESRCH
-            else { continue }
+            guard isGone(entry.dropFirst(marker.count)) else { continue }
             let url = parent.appendingPathComponent(entry)
             if isAside && !fm.fileExists(atPath: target.path) {
                 _ = rename(url.path, target.path)
@@ -296,9 +309,7 @@ public func checkOutputFile(_ url: URL, overwrite: Bool, inputs: [URL] = []) thr
     let folder = url.deletingLastPathComponent(), name = url.lastPathComponent
     for entry in (try? FileManager.default.contentsOfDirectory(atPath: folder.path)) ?? []
     where entry.hasPrefix(name + ".tmp-") {
-        if let pid = Int32(entry.dropFirst(name.count + 5)), pid != getpid(), kill(pid, 0) != 0, errno == ESRCH {
-            unlink(folder.appendingPathComponent(entry).path)
-        }
+        if isGone(entry.dropFirst(name.count + 5)) { unlink(folder.appendingPathComponent(entry).path) }
     }
     var isFolder: ObjCBool = false
     if FileManager.default.fileExists(atPath: url.path, isDirectory: &isFolder) {

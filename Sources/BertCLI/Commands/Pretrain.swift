@@ -262,17 +262,9 @@ extension Pretrain {
         }
         if resume || entries.isEmpty { return [] }
         // --overwrite removes what is in the folder: never the current folder or an input.
-        let root = output.standardizedFileURL.path + "/"
-        let cwd = URL(fileURLWithPath: fm.currentDirectoryPath).standardizedFileURL.path + "/"
-        let inputs = corpus + [vocab, config, data].compactMap { $0 }
-        if overwrite,
-            let inside = inputs.first(where: { URL(fileURLWithPath: $0).standardizedFileURL.path.hasPrefix(root) })
-        {
-            throw CLIError(
-                "\(output.path) holds the input \(inside); --overwrite would remove it: choose another --out")
-        }
-        if overwrite && cwd.hasPrefix(root) {
-            throw CLIError("\(output.path) is the current folder or holds it; choose another --out")
+        if overwrite {
+            try OutputFolder.checkNotHolding(
+                output, inputs: (corpus + [vocab, config, data].compactMap { $0 }).map { URL(fileURLWithPath: $0) })
         }
         guard overwrite else {
             let what = entries.contains("checkpoints") ? "a pretraining run (checkpoints/)" : "\(entries.count) entries"
