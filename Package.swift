@@ -16,17 +16,11 @@ let package = Package(
     targets: [
         // WordPiece tokenization: no tensor code, no dependencies beyond Foundation.
         .target(name: "BertTokenizer", dependencies: ["CSupport"]),
-        // CBLAS on Linux: Debian's OpenBLAS, found by pkg-config. Apple platforms use Accelerate.
-        .systemLibrary(
-            name: "COpenBLAS",
-            pkgConfig: "openblas",
-            providers: [.apt(["libopenblas-dev"])]),
         // A software prefetch for the compute core (header only).
         .target(name: "CSupport"),
         // The compute core: Float buffers, BLAS matrix products, SIMD kernels, worker threads.
-        .target(
-            name: "BertCompute",
-            dependencies: ["CSupport", .target(name: "COpenBLAS", condition: .when(platforms: [.linux]))]),
+        // BLAS is Accelerate on Apple platforms; on Linux OpenBLAS is opened at run time (BLAS.swift).
+        .target(name: "BertCompute", dependencies: ["CSupport"]),
         // The model: configuration, checkpoints (safetensors), the encoder, heads and pooling.
         .target(name: "Bert", dependencies: ["BertCompute", "BertTokenizer"]),
         // The thin command-line tool.

@@ -28,12 +28,18 @@ public enum BertError: Error, CustomStringConvertible, Sendable, Equatable {
     case locked(path: String, holder: String)
     /// A value that is not a finite number where one is needed (weights, outputs, losses).
     case notFinite(what: String, advice: String)
+    /// A pickled checkpoint that names a Python callable a state dict never needs (`os.system`):
+    /// refused unread, since unpickling it would run code.
+    case unsafePickle(path: String, global: String)
 
     public var description: String {
         switch self {
         case .fileAccess(let path, let reason), .malformedFile(let path, let reason), .wrongModel(let path, let reason),
             .outputExists(let path, let reason):
             return "\(path): \(reason)"
+        case .unsafePickle(let path, let global):
+            return "\(path): the pickle names \(global), which a state dict never needs; refused, since loading it "
+                + "could run code (only tensors, storages and ordered dicts are read)"
         case .locked(let path, let holder):
             return "\(path): in use by \(holder); wait for it to finish or stop it first"
         case .notFinite(let what, let advice):

@@ -11,7 +11,7 @@ struct Bert: ParsableCommand {
         abstract: "BERT in Swift: tokenize, learn vocabularies, embed sentences, inspect and count models.",
         subcommands: [
             Tokenize.self, LearnVocab.self, Embed.self, Params.self, Inspect.self, InitModel.self, Pretrain.self,
-            PrepareData.self, FillMask.self, FineTune.self, Predict.self, Evaluate.self, Features.self,
+            PrepareData.self, FillMask.self, FineTune.self, Predict.self, Evaluate.self, Features.self, Convert.self,
         ])
 
     static func main() {

@@ -22,7 +22,7 @@ struct JSONReader {
     static func parse(_ data: Data, pairsAt pairsPath: [String] = []) throws -> Any {
         var r = JSONReader(data, pairsPath: pairsPath)
         r.skipSpace()
-        let v = try r.value(path: [])
+        let v = try r.value(depth: 0, onPath: true)
         r.skipSpace()
         guard r.i == r.bytes.count else { throw r.fail("unexpected text after the value") }
         return v
@@ -34,11 +34,13 @@ struct JSONReader {
         while i < bytes.count, bytes[i] == 0x20 || bytes[i] == 0x0A || bytes[i] == 0x0D || bytes[i] == 0x09 { i += 1 }
     }
 
-    private mutating func value(path: [String]) throws -> Any {
+    /// `onPath`: the keys leading here are the first `depth` of `pairsPath` (tracked as a flag, not
+    /// a path array: an array per value cost more than the rest of the parse of a vocabulary).
+    private mutating func value(depth: Int, onPath: Bool) throws -> Any {
         guard i < bytes.count else { throw fail("unexpected end of data") }
         switch bytes[i] {
-        case UInt8(ascii: "{"): return try object(path: path)
-        case UInt8(ascii: "["): return try array()
+        case UInt8(ascii: "{"): return try object(depth: depth, onPath: onPath)
+        case UInt8(ascii: "["): return try array(depth: depth)
         case UInt8(ascii: "\""): return try string()
         case UInt8(ascii: "t"): return try literal("true", true)
         case UInt8(ascii: "f"): return try literal("false", false)
@@ -56,6 +58,20 @@ struct JSONReader {
 
     private mutating func number() throws -> Any {
         let start = i
+        // The common case, a plain integer (every vocabulary id), without making a String.
+        var k = i
+        let negative = k < bytes.count && bytes[k] == UInt8(ascii: "-")
+        if negative { k += 1 }
+        var v = 0
+        let digitsStart = k
+        while k < bytes.count, bytes[k] >= 0x30 && bytes[k] <= 0x39, k - digitsStart < 18 {
+            v = v * 10 + Int(bytes[k] - 0x30)
+            k += 1
+        }
+        if k > digitsStart, k == bytes.count || !Self.continuesNumber(bytes[k]) {
+            i = k
+            return NSNumber(value: negative ? -v : v)
+        }
         while i < bytes.count, let c = Optional(bytes[i]),
             (c >= 0x30 && c <= 0x39) || c == UInt8(ascii: "-") || c == UInt8(ascii: "+") || c == UInt8(ascii: ".")
                 || c == UInt8(ascii: "e") || c == UInt8(ascii: "E")
@@ -66,14 +82,19 @@ struct JSONReader {
         throw fail("invalid value")
     }
 
-    private mutating func array() throws -> Any {
+    @inline(__always) private static func continuesNumber(_ c: UInt8) -> Bool {
+        (c >= 0x30 && c <= 0x39) || c == UInt8(ascii: ".") || c == UInt8(ascii: "e") || c == UInt8(ascii: "E")
+            || c == UInt8(ascii: "+") || c == UInt8(ascii: "-")
+    }
+
+    private mutating func array(depth: Int) throws -> Any {
         i += 1
         var out: [Any] = []
         skipSpace()
         if i < bytes.count, bytes[i] == UInt8(ascii: "]") { i += 1; return out }
         while true {
             skipSpace()
-            out.append(try value(path: ["[]"]))
+            out.append(try value(depth: depth + 1, onPath: false))
             skipSpace()
             guard i < bytes.count else { throw fail("unterminated array") }
             if bytes[i] == UInt8(ascii: ",") { i += 1; continue }
@@ -82,9 +103,9 @@ struct JSONReader {
         }
     }
 
-    private mutating func object(path: [String]) throws -> Any {
+    private mutating func object(depth: Int, onPath: Bool) throws -> Any {
         i += 1
-        let asPairs = !pairsPath.isEmpty && path == pairsPath
+        let asPairs = onPath && !pairsPath.isEmpty && depth == pairsPath.count
         var dict: [String: Any] = [:]
         var pairs = JSONObjectPairs()
         skipSpace()
@@ -97,7 +118,8 @@ struct JSONReader {
             guard i < bytes.count, bytes[i] == UInt8(ascii: ":") else { throw fail("expected :") }
             i += 1
             skipSpace()
-            let v = try value(path: path + [key])
+            let v = try value(
+                depth: depth + 1, onPath: onPath && depth < pairsPath.count && pairsPath[depth] == key)
             if asPairs {
                 pairs.keys.append(key)
                 pairs.values.append(v)
@@ -132,7 +154,17 @@ struct JSONReader {
 
     private mutating func string() throws -> String {
         i += 1
-        var out: [UInt8] = []
+        // Most strings have no escape: validated straight from the file's bytes.
+        let start = i
+        while i < bytes.count, bytes[i] != UInt8(ascii: "\""), bytes[i] != UInt8(ascii: "\\") { i += 1 }
+        if i < bytes.count, bytes[i] == UInt8(ascii: "\"") {
+            i += 1
+            guard let s = String(validating: bytes[start..<(i - 1)], as: UTF8.self) else {
+                throw fail("invalid UTF-8 in a string")
+            }
+            return s
+        }
+        var out = Array(bytes[start..<i])
         while true {
             guard i < bytes.count else { throw fail("unterminated string") }
             let c = bytes[i]

@@ -1,25 +1,53 @@
 import Foundation
 
-/// A token's UTF-8 bytes as a dictionary key. Swift's String equality is canonical
-/// equivalence ("K" == KELVIN SIGN), Hugging Face compares bytes: two such tokens are different
-/// tokens with different ids.
-struct UTF8Key: Hashable, Sendable {
-    let bytes: [UInt8]
-    init(_ s: String) { bytes = Array(s.utf8) }
-}
-
-/// A WordPiece vocabulary: token strings by id and ids by token (compared byte for byte).
+/// A WordPiece vocabulary: token strings by id and ids by token (compared byte for byte: Swift's
+/// String equality is canonical equivalence, "K" == KELVIN SIGN, and Hugging Face compares bytes,
+/// so two such tokens are different tokens with different ids).
 public final class Vocabulary: Sendable {
     public let tokens: [String]
-    private let ids: [UTF8Key: Int32]
+    /// Every token's bytes end to end (token i at starts[i]..<starts[i + 1]) and an open-addressing
+    /// table of ids hashed by those bytes: one allocation each, where a dictionary of byte-array
+    /// keys made one per token (30,000 at every start-up, and as many to free at the end).
+    private let bytes: [UInt8]
+    private let starts: [Int]
+    private let slots: [Int32]
 
     /// `tokens[i]` gets id `i`. When a token appears twice, lookups give the later id, as
     /// Hugging Face's loaders do.
     public init(tokens: [String]) {
         self.tokens = tokens
-        var ids = [UTF8Key: Int32](minimumCapacity: tokens.count)
-        for (i, t) in tokens.enumerated() { ids[UTF8Key(t)] = Int32(i) }
-        self.ids = ids
+        var bytes: [UInt8] = []
+        var starts: [Int] = [0]
+        starts.reserveCapacity(tokens.count + 1)
+        for t in tokens {
+            bytes.append(contentsOf: t.utf8)
+            starts.append(bytes.count)
+        }
+        var size = 16
+        while size < 2 * tokens.count { size <<= 1 }
+        var slots = [Int32](repeating: -1, count: size)
+        bytes.withUnsafeBufferPointer { all in
+            for id in tokens.indices {
+                let token = UnsafeBufferPointer(rebasing: all[starts[id]..<starts[id + 1]])
+                var slot = Self.hash(token) & (size - 1)
+                while slots[slot] >= 0 {
+                    let other = Int(slots[slot])
+                    if token.elementsEqual(all[starts[other]..<starts[other + 1]]) { break }
+                    slot = (slot + 1) & (size - 1)
+                }
+                slots[slot] = Int32(id)  // a duplicate's later id replaces the earlier one
+            }
+        }
+        self.bytes = bytes
+        self.starts = starts
+        self.slots = slots
+    }
+
+    /// FNV-1a over the bytes, its high bits mixed down (the table index takes the low bits).
+    @inline(__always) private static func hash(_ bytes: UnsafeBufferPointer<UInt8>) -> Int {
+        var h: UInt64 = 0xCBF2_9CE4_8422_2325
+        for b in bytes { h = (h ^ UInt64(b)) &* 0x100_0000_01B3 }
+        return Int(truncatingIfNeeded: h ^ (h >> 29))
     }
 
     /// From token -> id pairs (tokenizer.json's vocabulary object, keys byte-exact). Ids must be
@@ -73,7 +101,21 @@ public final class Vocabulary: Sendable {
 
     public var count: Int { tokens.count }
 
-    public func id(of token: String) -> Int32? { ids[UTF8Key(token)] }
+    public func id(of token: String) -> Int32? {
+        var token = token
+        return token.withUTF8 { key in
+            bytes.withUnsafeBufferPointer { all in
+                let mask = slots.count - 1
+                var slot = Self.hash(key) & mask
+                while true {
+                    let id = Int(slots[slot])
+                    if id < 0 { return nil }
+                    if key.elementsEqual(all[starts[id]..<starts[id + 1]]) { return Int32(id) }
+                    slot = (slot + 1) & mask
+                }
+            }
+        }
+    }
 
     public func token(of id: Int32) -> String? {
         id >= 0 && Int(id) < tokens.count ? tokens[Int(id)] : nil

@@ -2,10 +2,11 @@
 // lines of a text file, best of N runs. scripts/bench-tokenizer.sh runs it beside the peers.
 //
 //   TokenizerBench --model DIR --text FILE [--threads N] [--repeat R] [--dump-ids FILE] [--json] [--cli BERT]
+//                  [--cli-ids-only]
 //
 // With --cli, also the whole `bert tokenize` process (read, tokenize, print to /dev/null) on the
-// same file and threads, ids and --format json, and the process on an empty input (its start-up:
-// loading the tokenizer), each the best of the repeats.
+// same file and threads, ids and --format json (not with --cli-ids-only), and the process on an
+// empty input (its start-up: loading the tokenizer), each the best of the repeats.
 import BertTokenizer
 import Foundation
 
@@ -26,6 +27,7 @@ func number(_ s: String?, _ flag: String) -> Int {
     var json = false
     var only: String?
     var cli: String?
+    var cliIdsOnly = false
     var args = CommandLine.arguments.dropFirst().makeIterator()
     while let a = args.next() {
         switch a {
@@ -37,6 +39,7 @@ func number(_ s: String?, _ flag: String) -> Int {
         case "--json": json = true
         case "--only": only = args.next()
         case "--cli": cli = args.next()
+        case "--cli-ids-only": cliIdsOnly = true
         default: fail("unknown argument \(a)")
         }
     }
@@ -127,19 +130,21 @@ func number(_ s: String?, _ flag: String) -> Int {
     var cliEntry: [String: Any]? = nil
     if let cli {
         let idsTime = timeCommand(cli, input: textPath, extra: [])
-        let jsonTime = timeCommand(cli, input: textPath, extra: ["--format", "json"])
         let startup = timeCommand(cli, input: "/dev/null", extra: [])
         print(
             String(
                 format: "  bert tokenize %8.4f s  %8.1f MB/s (start-up %.3f s; %.2fx the library's ids)",
                 idsTime, Double(bytes) / idsTime / 1e6, startup, idsRun.seconds / idsTime))
-        print(
-            String(
-                format: "  bert tokenize --format json %8.4f s  %8.1f MB/s", jsonTime, Double(bytes) / jsonTime / 1e6))
-        cliEntry = [
-            "seconds": idsTime, "mb_per_s": Double(bytes) / idsTime / 1e6, "startup_s": startup,
-            "json_seconds": jsonTime, "json_mb_per_s": Double(bytes) / jsonTime / 1e6,
-        ]
+        cliEntry = ["seconds": idsTime, "mb_per_s": Double(bytes) / idsTime / 1e6, "startup_s": startup]
+        if !cliIdsOnly {
+            let jsonTime = timeCommand(cli, input: textPath, extra: ["--format", "json"])
+            print(
+                String(
+                    format: "  bert tokenize --format json %8.4f s  %8.1f MB/s", jsonTime,
+                    Double(bytes) / jsonTime / 1e6))
+            cliEntry?["json_seconds"] = jsonTime
+            cliEntry?["json_mb_per_s"] = Double(bytes) / jsonTime / 1e6
+        }
     }
     if json {
         var object: [String: Any] = [

@@ -221,6 +221,31 @@ func snapshot(_ folder: URL) -> [String: Data] {
         }
     }
 
+    /// pytorch_model.bin as torch.save writes it (a zip of a pickle and storages), a shard index,
+    /// and a pickle on its own: damaged, each is read or refused, never trapped on or run.
+    @Test func pytorchCheckpointsEndInAValueOrATypedError() throws {
+        let f = try FuzzFixtures()
+        defer { f.remove() }
+        let pytorch = ModelFixtures.url("pytorch")
+        for (source, seed) in [("tiny-pretraining-bin", UInt64(41)), ("tiny-sharded-bin", 42)] {
+            let folder = f.root.appendingPathComponent(source)
+            try FileManager.default.copyItem(at: pytorch.appendingPathComponent(source), to: folder)
+            let file = source == "tiny-sharded-bin" ? "pytorch_model.bin.index.json" : "pytorch_model.bin"
+            try fuzz("\(source)/\(file)", file: folder.appendingPathComponent(file), cases: Self.cases, seed: seed) {
+                _ in
+                let weights = try ModelWeights.open(in: folder)
+                for t in weights.tensors where t.dtype == .F32 { _ = try weights.floats(t.name) }
+                _ = try BertForPreTraining(folder: folder)
+            }
+        }
+        let mixed = f.root.appendingPathComponent("mixed.bin")
+        try FileManager.default.copyItem(at: pytorch.appendingPathComponent("mixed.bin"), to: mixed)
+        try fuzz("mixed.bin", file: mixed, cases: Self.cases, seed: 43) { url in
+            let weights = try ModelWeights.open(url)
+            for t in weights.tensors { _ = try weights.withBytes(t.name) { $0.count } }
+        }
+    }
+
     @Test func tokenizerFilesEndInAValueOrATypedError() throws {
         let f = try FuzzFixtures()
         defer { f.remove() }

@@ -120,4 +120,67 @@ import Testing
             }
         }
     }
+
+    /// Both products (the loaded BLAS and the built-in one used without it) in every transposition,
+    /// with alpha and beta, against a Double reference, at shapes that are not multiples of blocks
+    /// and with leading dimensions past the rows.
+    @Test(arguments: [(1, 1, 1), (3, 7, 5), (17, 40, 33), (64, 3, 129)])
+    func productsEveryTransposition(_ shape: (Int, Int, Int)) {
+        let (m, k, n) = shape
+        var rng = SeededRandom(seed: UInt64(m * 7 + k * 3 + n))
+        let pad = 3
+        for transA in [false, true] {
+            for transB in [false, true] {
+                let lda = (transA ? m : k) + pad, ldb = (transB ? k : n) + pad, ldc = n + pad
+                let a = (0..<((transA ? k : m) * lda)).map { _ in Float(rng.nextGaussian()) }
+                let b = (0..<((transB ? n : k) * ldb)).map { _ in Float(rng.nextGaussian()) }
+                let c0 = (0..<(m * ldc)).map { _ in Float(rng.nextGaussian()) }
+                for (alpha, beta) in [(Float(1), Float(0)), (0.5, 1), (-2, 0.25)] {
+                    var want = [Double](repeating: 0, count: m * n)
+                    for i in 0..<m {
+                        for j in 0..<n {
+                            var s = 0.0
+                            for p in 0..<k {
+                                let x = transA ? a[p * lda + i] : a[i * lda + p]
+                                let y = transB ? b[j * ldb + p] : b[p * ldb + j]
+                                s += Double(x) * Double(y)
+                            }
+                            want[i * n + j] = Double(alpha) * s + Double(beta) * Double(c0[i * ldc + j])
+                        }
+                    }
+                    for reference in [false, true] {
+                        var c = c0
+                        // beta 0 overwrites C: a NaN there must not survive.
+                        if beta == 0 { c[0] = .nan }
+                        if reference {
+                            BLAS.referenceSgemm(
+                                transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda,
+                                b: b, ldb: ldb, beta: beta, c: &c, ldc: ldc)
+                        } else {
+                            BLAS.sgemm(
+                                transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda,
+                                b: b, ldb: ldb, beta: beta, c: &c, ldc: ldc)
+                        }
+                        let what = "\(reference ? "reference" : BLAS.library) \(shape) tA \(transA) tB \(transB)"
+                        for i in 0..<m {
+                            for j in 0..<n {
+                                let got = Double(c[i * ldc + j]), w = want[i * n + j]
+                                #expect(abs(got - w) <= 1e-4 * max(1, abs(w)), "\(what) [\(i), \(j)]")
+                            }
+                            // The padding past n columns is never written.
+                            #expect(c[(i * ldc + n)..<(i * ldc + ldc)] == c0[(i * ldc + n)..<(i * ldc + ldc)])
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #if os(Linux)
+        /// The test machines have OpenBLAS: a product that fell back to the built-in kernel would
+        /// be correct and several times slower, so the test says so instead.
+        @Test func openBLASIsLoaded() {
+            #expect(BLAS.library.hasPrefix("libopenblas"), "BLAS is \(BLAS.library)")
+        }
+    #endif
 }

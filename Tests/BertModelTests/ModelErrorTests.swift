@@ -357,7 +357,7 @@ private let tinyHidden = 32
     @Test func missingWeights() throws {
         let m = try ScratchModel(copyWeights: false)
         defer { m.remove() }
-        expectMentions(loadError(m.folder), [m.folder.path, "no model.safetensors"])
+        expectMentions(loadError(m.folder), [m.folder.path, "no weights", "model.safetensors", "pytorch_model.bin"])
     }
 
     @Test func missingFolder() throws {
@@ -365,11 +365,13 @@ private let tinyHidden = 32
         expectMentions(loadError(folder), [folder.path])
     }
 
-    @Test func pytorchOnlyFolderAsksForSafetensors() throws {
+    /// A pytorch_model.bin that is not one (PyTorchCheckpointTests reads real ones).
+    @Test func pytorchFileThatIsNotACheckpoint() throws {
         let m = try ScratchModel(copyWeights: false)
         defer { m.remove() }
-        try Data(repeating: 0x50, count: 1000).write(to: m.folder.appendingPathComponent("pytorch_model.bin"))
-        expectMentions(loadError(m.folder), ["model.safetensors", "safe_serialization", "PyTorch"])
+        let bin = m.folder.appendingPathComponent("pytorch_model.bin")
+        try Data(repeating: 0x50, count: 1000).write(to: bin)
+        expectMentions(loadError(m.folder), [bin.path, "not a PyTorch checkpoint"])
     }
 
     // MARK: Batches the model cannot take

@@ -117,15 +117,10 @@ public final class BertForPreTraining: BertHead, @unchecked Sendable {
         encoderModel = BertModel(weights: bert, parameters: parameters)
     }
 
-    /// Loads a transformers BertForPreTraining folder (config.json + model.safetensors).
+    /// Loads a transformers BertForPreTraining folder (config.json and its weights, `ModelWeights`).
     public convenience init(folder: URL) throws {
         let config = try BertConfig(contentsOf: folder.appendingPathComponent("config.json"))
-        let file: SafeTensorsFile
-        do { file = try SafeTensorsFile(contentsOf: folder.appendingPathComponent("model.safetensors")) } catch let e
-            as SafeTensorsError
-        {
-            throw BertError.malformedFile(path: e.file, reason: e.message)
-        }
+        let file = try ModelWeights.open(in: folder)
         try self.init(config: config)
         try parameters.load(from: file)
     }

@@ -14,6 +14,8 @@ public final class BertModel: @unchecked Sendable {
     /// A model with all parameters zero (load or initialise them next).
     public init(config: BertConfig, addPoolingLayer: Bool = true) throws {
         try config.validate()
+        // BLAS is loaded here, before any worker thread exists (loading sets environment variables).
+        BLAS.configure()
         self.config = config
         var layout = ParameterLayout()
         weights = BertModelWeights(&layout, config: config, addPoolingLayer: addPoolingLayer)

@@ -122,25 +122,14 @@ extension BertModel {
     }
 }
 
-/// config.json and model.safetensors of a model folder, with clear errors.
+/// config.json and the weights of a model folder (`ModelWeights`), with clear errors.
 func openCheckpoint(_ folder: URL) throws -> (BertConfig, SafeTensorsFile) {
     let configURL = folder.appendingPathComponent("config.json")
     guard FileManager.default.fileExists(atPath: configURL.path) else {
         throw BertError.wrongModel(path: folder.path, reason: "no config.json (is this a Hugging Face model folder?)")
     }
     let config = try BertConfig(contentsOf: configURL)
-    let weightsURL = folder.appendingPathComponent("model.safetensors")
-    guard FileManager.default.fileExists(atPath: weightsURL.path) else {
-        throw BertError.wrongModel(
-            path: folder.path,
-            reason:
-                "no model.safetensors (PyTorch .bin checkpoints are not read; convert with transformers' "
-                + "save_pretrained(safe_serialization=True))"
-        )
-    }
-    do { return (config, try SafeTensorsFile(contentsOf: weightsURL)) } catch let e as SafeTensorsError {
-        throw BertError.malformedFile(path: e.file, reason: e.message)
-    }
+    return (config, try ModelWeights.open(in: folder))
 }
 
 /// Writes a model folder: config.json and model.safetensors (every tensor of `parameters` under

@@ -85,9 +85,12 @@ public final class SafeTensorsFile: Sendable {
     /// The "__metadata__" map (empty when absent).
     public let metadata: [String: String]
 
-    private let data: Data
-    /// Absolute offset of the data buffer in `data` (8 + header length).
-    private let dataStart: Int
+    /// The memory holding the tensors' bytes: one file's, or several (the shards of a checkpoint).
+    private let backings: [Data]
+    /// Per tensor: its backing and where its byte range starts counting in it (for a safetensors
+    /// file, 8 + the header length).
+    private let backingOf: [Int]
+    private let origins: [Int]
     private let index: [String: Int]
 
     /// Memory-maps the file at `url` and validates its header and layout.
@@ -210,10 +213,55 @@ public final class SafeTensorsFile: Sendable {
         for (i, info) in infos.enumerated() { index[info.name] = i }
 
         self.name = name
-        self.data = data
-        self.dataStart = dataStart
+        self.backings = [data]
+        self.backingOf = [Int](repeating: 0, count: infos.count)
+        self.origins = [Int](repeating: dataStart, count: infos.count)
         self.tensors = infos
         self.metadata = metadata
+        self.index = index
+    }
+
+    /// Tensors found in `data` by another reader (a PyTorch checkpoint's storages): byte ranges
+    /// are offsets in `data`, already checked to lie inside it; they may overlap (tied weights).
+    init(name: String, data: Data, tensors: [SafeTensorInfo], metadata: [String: String] = [:]) {
+        self.name = name
+        self.backings = [data]
+        self.backingOf = [Int](repeating: 0, count: tensors.count)
+        self.origins = [Int](repeating: 0, count: tensors.count)
+        self.tensors = tensors
+        self.metadata = metadata
+        var index: [String: Int] = [:]
+        for (i, info) in tensors.enumerated() { index[info.name] = i }
+        self.index = index
+    }
+
+    /// The tensors of several files (the shards of one checkpoint) as one, under `name`. A tensor
+    /// name in two shards is an error: the checkpoint would not say which one it means.
+    public init(merging shards: [SafeTensorsFile], name: String) throws {
+        var backings: [Data] = [], backingOf: [Int] = [], origins: [Int] = [], tensors: [SafeTensorInfo] = []
+        var index: [String: Int] = [:]
+        var owner: [String: String] = [:]
+        for shard in shards {
+            let base = backings.count
+            backings += shard.backings
+            for (k, info) in shard.tensors.enumerated() {
+                if let other = owner[info.name] {
+                    throw SafeTensorsError(
+                        file: name, message: "tensor '\(info.name)' is in two shards: \(other) and \(shard.name)")
+                }
+                owner[info.name] = shard.name
+                index[info.name] = tensors.count
+                tensors.append(info)
+                backingOf.append(base + shard.backingOf[k])
+                origins.append(shard.origins[k])
+            }
+        }
+        self.name = name
+        self.backings = backings
+        self.backingOf = backingOf
+        self.origins = origins
+        self.tensors = tensors
+        self.metadata = shards.first?.metadata ?? [:]
         self.index = index
     }
 
@@ -298,10 +346,21 @@ public final class SafeTensorsFile: Sendable {
 
     /// Calls `body` with the tensor's bytes (possibly unaligned).
     private func withTensorBytes<R>(_ info: SafeTensorInfo, _ body: (UnsafeRawBufferPointer) -> R) -> R {
-        data.withUnsafeBytes { all in
-            let start = dataStart + info.byteRange.lowerBound
-            let end = dataStart + info.byteRange.upperBound
+        let k = index[info.name]!
+        return backings[backingOf[k]].withUnsafeBytes { all in
+            let start = origins[k] + info.byteRange.lowerBound
+            let end = origins[k] + info.byteRange.upperBound
             return body(UnsafeRawBufferPointer(rebasing: all[start..<end]))
+        }
+    }
+
+    /// The tensor's bytes as stored (little-endian, its dtype), for copying into another file.
+    public func withBytes<R>(_ name: String, _ body: (UnsafeRawBufferPointer) throws -> R) throws -> R {
+        let info = try require(name)
+        return try withoutActuallyEscaping(body) { body in
+            var result: Result<R, Error>!
+            withTensorBytes(info) { bytes in result = Result { try body(bytes) } }
+            return try result.get()
         }
     }
 
@@ -550,6 +609,15 @@ public struct SafeTensorsWriter {
             }
         }
         insert(Entry(name: name, dtype: .I64, shape: shape, bytes: bytes))
+    }
+
+    /// Adds a tensor of any dtype from its little-endian bytes (copied), e.g. from another file.
+    /// Traps if the byte count is not the shape's product times the dtype's size.
+    public mutating func add(_ name: String, dtype: SafeTensorsDType, shape: [Int], bytes: UnsafeRawBufferPointer) {
+        Self.checkShape(name, shape, bytes.count / dtype.byteSize)
+        precondition(
+            bytes.count % dtype.byteSize == 0, "SafeTensorsWriter: \(name): bytes not a whole number of elements")
+        insert(Entry(name: name, dtype: dtype, shape: shape, bytes: Data(bytes)))
     }
 
     /// The complete file image.

@@ -9,7 +9,7 @@ struct Inspect: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Print a model folder's config and every tensor's name, dtype and shape.")
 
-    @Option(help: "A model folder (config.json, model.safetensors).")
+    @Option(help: "A model folder (config.json and model.safetensors or pytorch_model.bin, sharded or not).")
     var model: String
 
     func run() throws {
@@ -18,9 +18,9 @@ struct Inspect: ParsableCommand {
         let config = try BertConfig(contentsOf: configURL)
         print("config.json:")
         print(String(decoding: config.jsonData(), as: UTF8.self), terminator: "")
-        let file = try SafeTensorsFile(contentsOf: folder.appendingPathComponent("model.safetensors"))
+        let file = try ModelWeights.open(in: folder)
         print(
-            "model.safetensors: \(file.tensors.count) tensors"
+            "\(ModelWeights.file(in: folder)?.lastPathComponent ?? "weights"): \(file.tensors.count) tensors"
                 + (file.metadata.isEmpty ? "" : ", metadata \(file.metadata)"))
         let width = (file.tensors.map(\.name.count).max() ?? 0) + 2
         for t in file.tensors.sorted(by: { $0.name < $1.name }) {

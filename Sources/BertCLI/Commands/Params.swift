@@ -9,7 +9,7 @@ struct Params: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Parameter count by component, from a model folder, a config.json or a preset.")
 
-    @Option(help: "A model folder: counts the tensors of its model.safetensors (and checks them against config.json).")
+    @Option(help: "A model folder: counts the tensors of its weights (and checks them against config.json).")
     var model: String?
     @Option(help: "A config.json: counts the BertModel (with pooler) it describes.")
     var config: String?
@@ -29,9 +29,9 @@ struct Params: ParsableCommand {
         var title: String
         if let model {
             let folder = URL(fileURLWithPath: model)
-            let file = try SafeTensorsFile(contentsOf: folder.appendingPathComponent("model.safetensors"))
+            let file = try ModelWeights.open(in: folder)
             breakdown = ParameterBreakdown(file: file)
-            title = "\(model)/model.safetensors"
+            title = "\(model)/\(ModelWeights.file(in: folder)?.lastPathComponent ?? "weights")"
             if let cfg = try? BertConfig(contentsOf: folder.appendingPathComponent("config.json")) {
                 let fromConfig = ParameterBreakdown(
                     config: cfg,

@@ -1,0 +1,37 @@
+import ArgumentParser
+import Bert
+import BertTokenizer
+import Foundation
+
+/// `bert convert`: a model folder whose weights are `pytorch_model.bin` (or sharded, in either
+/// format) as the same folder with one `model.safetensors`, read without Python.
+struct Convert: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Write a model folder's weights (pytorch_model.bin, sharded or not) as one model.safetensors.")
+
+    @Option(help: "A model folder (config.json and pytorch_model.bin, or sharded weights).") var model: String
+    @Option(help: "Output folder: the model's other files copied, its weights as model.safetensors.") var out: String
+    @Flag(help: "Replace an output folder that holds something.") var overwrite = false
+
+    func run() throws {
+        let source = URL(fileURLWithPath: model)
+        let output = try OutputFolder(URL(fileURLWithPath: out), overwrite: overwrite, inputs: [source])
+        let weights = try ModelWeights.open(in: source)
+        let files = try FileManager.default.contentsOfDirectory(atPath: source.path).filter {
+            !$0.hasPrefix(".") && !ModelWeights.isWeightsFile($0)
+        }
+        try output.replace { folder in
+            for name in files.sorted() {
+                let from = source.appendingPathComponent(name), to = folder.appendingPathComponent(name)
+                do { try FileManager.default.copyItem(at: from, to: to) } catch {
+                    throw BertError.fileAccess(
+                        path: from.path, reason: "cannot copy: \(fileErrorReason(error, path: from.path))")
+                }
+            }
+            try ModelWeights.writeSafeTensors(weights, to: folder.appendingPathComponent("model.safetensors"))
+        }
+        print(
+            "wrote \(output.url.path): model.safetensors (\(weights.tensors.count) tensors) and \(files.count) other files"
+        )
+    }
+}
