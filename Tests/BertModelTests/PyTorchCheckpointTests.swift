@@ -140,3 +140,73 @@ import Testing
         #expect(missing.status == 1 && !missing.crashed)
     }
 }
+
+/// A zip archive of stored members (no CRCs: the reader does not check them), to put hand-made
+/// pickles where torch puts data.pkl.
+func storedZip(_ members: [(String, [UInt8])]) -> Data {
+    var out: [UInt8] = [], directory: [UInt8] = []
+    func u16(_ v: Int, _ a: inout [UInt8]) { a += [UInt8(v & 0xFF), UInt8(v >> 8 & 0xFF)] }
+    func u32(_ v: Int, _ a: inout [UInt8]) { for k in 0..<4 { a.append(UInt8(v >> (8 * k) & 0xFF)) } }
+    for (name, bytes) in members {
+        let offset = out.count, n = Array(name.utf8)
+        u32(0x0403_4B50, &out); u16(20, &out); u16(0, &out); u16(0, &out); u32(0, &out); u32(0, &out)
+        u32(bytes.count, &out); u32(bytes.count, &out); u16(n.count, &out); u16(0, &out)
+        out += n + bytes
+        u32(0x0201_4B50, &directory); u16(20, &directory); u16(20, &directory); u16(0, &directory)
+        u16(0, &directory); u32(0, &directory); u32(0, &directory); u32(bytes.count, &directory)
+        u32(bytes.count, &directory); u16(n.count, &directory); u16(0, &directory); u16(0, &directory)
+        u16(0, &directory); u16(0, &directory); u32(0, &directory); u32(offset, &directory)
+        directory += n
+    }
+    let start = out.count
+    out += directory
+    u32(0x0605_4B50, &out); u16(0, &out); u16(0, &out); u16(members.count, &out); u16(members.count, &out)
+    u32(directory.count, &out); u32(start, &out); u16(0, &out)
+    return Data(out)
+}
+
+@Suite struct HostilePickleTests {
+    func open(_ pickle: [UInt8]) -> Error? {
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("pickle-\(UUID().uuidString).bin")
+        defer { try? FileManager.default.removeItem(at: url) }
+        do {
+            try storedZip([("archive/data.pkl", pickle)]).write(to: url)
+            _ = try ModelWeights.open(url)
+            return nil
+        } catch { return error }
+    }
+
+    /// Values nested 200,000 deep would be freed by recursion 200,000 deep (a stack overflow):
+    /// tuples past 32 deep are refused, and nested lists and dicts are emptied before being freed.
+    @Test func deepNestingEndsInAnError() {
+        let tuples: [UInt8] = [0x80, 0x02, UInt8(ascii: ")")] + [UInt8](repeating: 0x85, count: 200_000) + [0x2E]
+        #expect(open(tuples) is BertError)
+        // [[[...]]]: each new list is memoized, appended to the one before, and fetched again.
+        var lists: [UInt8] = [0x80, 0x02, UInt8(ascii: "]"), 0x94]
+        for k in 0..<100_000 {
+            lists += [UInt8(ascii: "j")] + withUnsafeBytes(of: UInt32(k).littleEndian, Array.init)
+            lists += [UInt8(ascii: "]"), 0x94, UInt8(ascii: "a")]
+        }
+        lists += [0x2E]
+        #expect(open(lists) is BertError)
+        // The same with dicts (a state dict's _metadata nests dicts, so they cannot be refused).
+        var dicts: [UInt8] = [0x80, 0x02, UInt8(ascii: "}"), 0x94]
+        for k in 0..<100_000 {
+            dicts += [UInt8(ascii: "j")] + withUnsafeBytes(of: UInt32(k).littleEndian, Array.init)
+            dicts += [UInt8(ascii: "K"), 1, UInt8(ascii: "}"), 0x94, UInt8(ascii: "s")]
+        }
+        dicts += [0x2E]
+        #expect(open(dicts) is BertError)
+    }
+
+    @Test func aPickleNamingAnyOtherGlobalIsRefusedUnrun() {
+        let pickle: [UInt8] =
+            [0x80, 0x02, UInt8(ascii: "c")] + Array("os\nsystem\n".utf8) + [0x8C, 4] + Array("true".utf8)
+            + [0x85, UInt8(ascii: "R"), 0x2E]
+        guard case .unsafePickle(_, let global) = open(pickle) as? BertError else {
+            Issue.record("os.system was not refused as unsafe")
+            return
+        }
+        #expect(global == "os.system")
+    }
+}

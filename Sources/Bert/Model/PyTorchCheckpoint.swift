@@ -42,50 +42,53 @@ enum PyTorchCheckpoint {
             let text = String(decoding: data[try stored(order)], as: UTF8.self)
             guard text == "little" else { throw bad("byteorder is \"\(text)\"; only little-endian is read") }
         }
-        let value = try StateDictUnpickler.read(data.subdata(in: try stored(pickle)), path: path)
-        guard case .dictionary(let dict) = value else {
-            throw bad("data.pkl holds \(value.kind), not a state dict (save model.state_dict())")
-        }
-        var tensors: [SafeTensorInfo] = []
-        var seen = Set<String>()
-        for (key, v) in zip(dict.keys, dict.values) {
-            guard case .string(let name) = key else { throw bad("a state dict key is \(key.kind), not a string") }
-            guard case .tensor(let t) = v else {
-                throw bad("entry '\(name)' is \(v.kind), not a tensor (save model.state_dict())")
+        let tensors = try StateDictUnpickler.read(data.subdata(in: try stored(pickle)), path: path) { value in
+            guard case .dictionary(let dict) = value else {
+                throw bad("data.pkl holds \(value.kind), not a state dict (save model.state_dict())")
             }
-            guard seen.insert(name).inserted else { throw bad("tensor '\(name)' appears twice") }
-            guard let member = archive.member(root + "data/" + t.storage.key) else {
-                throw bad("tensor '\(name)': its storage data/\(t.storage.key) is not in the archive")
+            var tensors: [SafeTensorInfo] = []
+            var seen = Set<String>()
+            for (key, v) in zip(dict.keys, dict.values) {
+                guard case .string(let name) = key else { throw bad("a state dict key is \(key.kind), not a string") }
+                guard case .tensor(let t) = v else {
+                    throw bad("entry '\(name)' is \(v.kind), not a tensor (save model.state_dict())")
+                }
+                guard seen.insert(name).inserted else { throw bad("tensor '\(name)' appears twice") }
+                guard let member = archive.member(root + "data/" + t.storage.key) else {
+                    throw bad("tensor '\(name)': its storage data/\(t.storage.key) is not in the archive")
+                }
+                let bytes = try stored(member)
+                let size = t.storage.dtype.byteSize
+                guard t.storage.count <= bytes.count / size else {
+                    throw bad(
+                        "storage data/\(t.storage.key) holds \(bytes.count) bytes, fewer than its \(t.storage.count) elements"
+                    )
+                }
+                // Elements the view reaches, and whether it is the row-major layout of its shape.
+                var count = 1
+                var expected = 1
+                var contiguous = true
+                for (d, s) in zip(t.shape, t.strides).reversed() {
+                    let (c, o) = count.multipliedReportingOverflow(by: d)
+                    guard !o else { throw bad("tensor '\(name)': shape \(t.shape) overflows") }
+                    count = c
+                    if d > 1, s != expected { contiguous = false }
+                    expected = expected.multipliedReportingOverflow(by: max(d, 1)).partialValue
+                }
+                guard contiguous else {
+                    throw bad(
+                        "tensor '\(name)' is a strided view (size \(t.shape), stride \(t.strides)); save it .contiguous()"
+                    )
+                }
+                guard t.offset <= t.storage.count, count <= t.storage.count - t.offset else {
+                    throw bad("tensor '\(name)' (offset \(t.offset), \(count) elements) runs past its storage")
+                }
+                let start = bytes.lowerBound + t.offset * size
+                tensors.append(
+                    SafeTensorInfo(
+                        name: name, dtype: t.storage.dtype, shape: t.shape, byteRange: start..<(start + count * size)))
             }
-            let bytes = try stored(member)
-            let size = t.storage.dtype.byteSize
-            guard t.storage.count <= bytes.count / size else {
-                throw bad(
-                    "storage data/\(t.storage.key) holds \(bytes.count) bytes, fewer than its \(t.storage.count) elements"
-                )
-            }
-            // Elements the view reaches, and whether it is the row-major layout of its shape.
-            var count = 1
-            var expected = 1
-            var contiguous = true
-            for (d, s) in zip(t.shape, t.strides).reversed() {
-                let (c, o) = count.multipliedReportingOverflow(by: d)
-                guard !o else { throw bad("tensor '\(name)': shape \(t.shape) overflows") }
-                count = c
-                if d > 1, s != expected { contiguous = false }
-                expected = expected.multipliedReportingOverflow(by: max(d, 1)).partialValue
-            }
-            guard contiguous else {
-                throw bad(
-                    "tensor '\(name)' is a strided view (size \(t.shape), stride \(t.strides)); save it .contiguous()")
-            }
-            guard t.offset <= t.storage.count, count <= t.storage.count - t.offset else {
-                throw bad("tensor '\(name)' (offset \(t.offset), \(count) elements) runs past its storage")
-            }
-            let start = bytes.lowerBound + t.offset * size
-            tensors.append(
-                SafeTensorInfo(
-                    name: name, dtype: t.storage.dtype, shape: t.shape, byteRange: start..<(start + count * size)))
+            return tensors
         }
         return SafeTensorsFile(name: path, data: data, tensors: tensors)
     }

@@ -33,7 +33,9 @@ struct StateDictUnpickler {
 
     indirect enum Value {
         case none, bool(Bool), int(Int), float(Double), string(String), bytes(Data)
-        case tuple([Value]), list(List), dictionary(Dictionary)
+        /// `depth`: how many tuples deep it nests (bounded: values nested without end would be
+        /// freed by recursion without end).
+        case tuple([Value], depth: Int), list(List), dictionary(Dictionary)
         /// A named callable or class, one of `allowedGlobals`.
         case global(String)
         case storage(Storage)
@@ -76,11 +78,47 @@ struct StateDictUnpickler {
     private var stack: [Value] = []
     private var marks: [Int] = []
     private var memo: [Int: Value] = [:]
+    /// Every list and dict made, emptied when the reader is done: containers can nest each other
+    /// (even in a cycle), and emptying them all frees them without recursion.
+    private var lists: [List] = []
+    private var dictionaries: [Dictionary] = []
+    static let maxTupleDepth = 32
 
     /// The value `data` unpickles to; `path` names the checkpoint in errors.
-    static func read(_ data: Data, path: String) throws -> Value {
+    /// Unpickles `data` and passes the value to `body`; `path` names the checkpoint in errors.
+    static func read<R>(_ data: Data, path: String, _ body: (Value) throws -> R) throws -> R {
         var reader = StateDictUnpickler(bytes: [UInt8](data), path: path)
-        return try reader.run()
+        defer { reader.empty() }
+        return try body(try reader.run())
+    }
+
+    private mutating func empty() {
+        for l in lists { l.items = [] }
+        for d in dictionaries {
+            d.keys = []
+            d.values = []
+        }
+        stack = []
+        memo = [:]
+    }
+
+    private func tuple(_ items: [Value]) throws -> Value {
+        var depth = 1
+        for case .tuple(_, let d) in items { depth = max(depth, d + 1) }
+        guard depth <= Self.maxTupleDepth else { throw bad("tuples nested more than \(Self.maxTupleDepth) deep") }
+        return .tuple(items, depth: depth)
+    }
+
+    private mutating func newList() -> Value {
+        let l = List()
+        lists.append(l)
+        return .list(l)
+    }
+
+    private mutating func newDictionary() -> Value {
+        let d = Dictionary()
+        dictionaries.append(d)
+        return .dictionary(d)
     }
 
     private init(bytes: [UInt8], path: String) {
@@ -153,17 +191,17 @@ struct StateDictUnpickler {
                 }
                 stack.append(try global(module, name))
             case UInt8(ascii: "("): marks.append(stack.count)  // MARK
-            case UInt8(ascii: "}"): stack.append(.dictionary(Dictionary()))  // EMPTY_DICT
-            case UInt8(ascii: "]"): stack.append(.list(List()))  // EMPTY_LIST
-            case UInt8(ascii: ")"): stack.append(.tuple([]))  // EMPTY_TUPLE
-            case UInt8(ascii: "t"): stack.append(.tuple(try popToMark()))  // TUPLE
-            case 0x85: stack.append(.tuple([try pop()]))  // TUPLE1
+            case UInt8(ascii: "}"): stack.append(newDictionary())  // EMPTY_DICT
+            case UInt8(ascii: "]"): stack.append(newList())  // EMPTY_LIST
+            case UInt8(ascii: ")"): stack.append(try tuple([]))  // EMPTY_TUPLE
+            case UInt8(ascii: "t"): stack.append(try tuple(try popToMark()))  // TUPLE
+            case 0x85: stack.append(try tuple([try pop()]))  // TUPLE1
             case 0x86:  // TUPLE2
                 let b = try pop(), a = try pop()
-                stack.append(.tuple([a, b]))
+                stack.append(try tuple([a, b]))
             case 0x87:  // TUPLE3
                 let c = try pop(), b = try pop(), a = try pop()
-                stack.append(.tuple([a, b, c]))
+                stack.append(try tuple([a, b, c]))
             case UInt8(ascii: "N"): stack.append(.none)
             case 0x88: stack.append(.bool(true))  // NEWTRUE
             case 0x89: stack.append(.bool(false))  // NEWFALSE
@@ -242,7 +280,7 @@ struct StateDictUnpickler {
     }
 
     private func storage(_ id: Value) throws -> Value {
-        guard case .tuple(let t) = id, t.count == 5, case .string("storage") = t[0], case .global(let type) = t[1],
+        guard case .tuple(let t, _) = id, t.count == 5, case .string("storage") = t[0], case .global(let type) = t[1],
             case .string(let key) = t[2], case .int(let count) = t[4], count >= 0
         else { throw bad("a persistent id that is not a storage") }
         guard let dtype = Self.storageTypes[type] else { throw bad("\(type) is not a storage class") }
@@ -250,21 +288,21 @@ struct StateDictUnpickler {
     }
 
     private func ints(_ v: Value, _ what: String) throws -> [Int] {
-        guard case .tuple(let items) = v else { throw bad("a tensor's \(what) is not a tuple") }
+        guard case .tuple(let items, _) = v else { throw bad("a tensor's \(what) is not a tuple") }
         return try items.map {
             guard case .int(let n) = $0 else { throw bad("a tensor's \(what) holds \($0.kind)") }
             return n
         }
     }
 
-    private func call(_ callable: Value, _ args: Value) throws -> Value {
-        guard case .global(let name) = callable, case .tuple(let a) = args else {
+    private mutating func call(_ callable: Value, _ args: Value) throws -> Value {
+        guard case .global(let name) = callable, case .tuple(let a, _) = args else {
             throw bad("REDUCE on \(callable.kind), which is not callable")
         }
         switch name {
         case "collections.OrderedDict":
             guard a.isEmpty else { throw bad("OrderedDict with arguments") }
-            return .dictionary(Dictionary())
+            return newDictionary()
         case "torch._utils._rebuild_tensor_v2":
             guard a.count >= 4, case .storage(let storage) = a[0], case .int(let offset) = a[1], offset >= 0 else {
                 throw bad("_rebuild_tensor_v2 needs a storage, an offset, a size and a stride")
