@@ -199,6 +199,33 @@ func storedZip(_ members: [(String, [UInt8])]) -> Data {
         #expect(open(dicts) is BertError)
     }
 
+    /// Offsets of Int.max in zip64 records (a locator, a local header offset) are refused (a bound
+    /// computed as offset + size would overflow and trap).
+    @Test func zipOffsetsPastTheFileAreRefused() throws {
+        func u16(_ v: Int) -> [UInt8] { [UInt8(v & 0xFF), UInt8(v >> 8 & 0xFF)] }
+        func u32(_ v: Int) -> [UInt8] { (0..<4).map { UInt8(v >> (8 * $0) & 0xFF) } }
+        func u64(_ v: Int) -> [UInt8] { (0..<8).map { UInt8(v >> (8 * $0) & 0xFF) } }
+        let huge = Int.max
+        let head: [UInt8] = u32(0x0403_4B50) + [UInt8](repeating: 0, count: 26)
+        let eocd = u32(0x0605_4B50) + u16(0) + u16(0) + u16(1) + u16(1)
+        // A zip64 locator pointing at Int.max - 7.
+        let locator = u32(0x0706_4B50) + u32(0) + u64(huge) + u32(1)
+        let viaLocator = head + locator + eocd + u32(0) + u32(0) + u16(0)
+        // A central entry whose local header offset is in its zip64 extra field.
+        let name = Array("archive/data.pkl".utf8)
+        let entry =
+            u32(0x0201_4B50) + u16(45) + u16(45) + u16(0) + u16(0) + u32(0) + u32(0) + u32(0) + u32(0)
+            + u16(name.count) + u16(12) + u16(0) + u16(0) + u16(0) + u32(0) + u32(0xFFFF_FFFF) + name
+            + u16(1) + u16(8) + u64(huge)
+        let viaExtra = head + entry + eocd + u32(entry.count) + u32(head.count) + u16(0)
+        for (what, bytes) in [("locator", viaLocator), ("extra field", viaExtra)] {
+            let url = FileManager.default.temporaryDirectory.appendingPathComponent("zip-\(UUID().uuidString).bin")
+            defer { try? FileManager.default.removeItem(at: url) }
+            try Data(bytes).write(to: url)
+            #expect(throws: BertError.self, "\(what)") { _ = try ModelWeights.open(url) }
+        }
+    }
+
     @Test func aPickleNamingAnyOtherGlobalIsRefusedUnrun() {
         let pickle: [UInt8] =
             [0x80, 0x02, UInt8(ascii: "c")] + Array("os\nsystem\n".utf8) + [0x8C, 4] + Array("true".utf8)

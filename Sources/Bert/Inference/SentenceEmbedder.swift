@@ -101,16 +101,6 @@ public struct SentenceEmbeddingSettings: Sendable, Equatable {
     }
 }
 
-func readJSON(_ url: URL) throws -> Any {
-    let data: Data
-    do { data = try Data(contentsOf: url) } catch {
-        throw BertError.fileAccess(path: url.path, reason: "cannot read: \(fileErrorReason(error, path: url.path))")
-    }
-    do { return try JSONSerialization.jsonObject(with: droppingByteOrderMark(data)) } catch {
-        throw BertError.malformedFile(path: url.path, reason: "invalid JSON")
-    }
-}
-
 /// Sentence embeddings as sentence-transformers computes them: tokenize (truncating at the
 /// model's max_seq_length), encode, pool over the real tokens, optionally L2-normalise.
 public final class SentenceEmbedder: @unchecked Sendable {

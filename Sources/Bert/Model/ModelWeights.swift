@@ -44,15 +44,7 @@ public enum ModelWeights {
     static func openSharded(index url: URL) throws -> SafeTensorsFile {
         let path = url.path
         func bad(_ why: String) -> BertError { .malformedFile(path: path, reason: why) }
-        let object: Any
-        do {
-            let data = try Data(contentsOf: url)
-            object = try JSONSerialization.jsonObject(with: droppingByteOrderMark(data))
-        } catch let e as CocoaError where e.code == .fileReadNoSuchFile || e.code == .fileReadNoPermission {
-            throw BertError.fileAccess(path: path, reason: fileErrorReason(e, path: path))
-        } catch {
-            throw bad("not JSON: \(error.localizedDescription)")
-        }
+        let object = try readJSON(url)
         guard let root = object as? [String: Any], let map = root["weight_map"] as? [String: Any] else {
             throw bad("no \"weight_map\" object")
         }

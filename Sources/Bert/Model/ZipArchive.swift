@@ -26,16 +26,17 @@ struct ZipArchive {
         let total = data.count
         var found: [Member] = []
         try data.withUnsafeBytes { (raw: UnsafeRawBufferPointer) in
+            // Bounds as `at <= total - n`: an offset read from the file may be near Int.max.
             func u16(_ at: Int) throws -> Int {
-                guard at >= 0, at + 2 <= total else { throw bad("a record runs past the end of the file") }
+                guard at >= 0, at <= total - 2 else { throw bad("a record runs past the end of the file") }
                 return Int(UInt16(littleEndian: raw.loadUnaligned(fromByteOffset: at, as: UInt16.self)))
             }
             func u32(_ at: Int) throws -> Int {
-                guard at >= 0, at + 4 <= total else { throw bad("a record runs past the end of the file") }
+                guard at >= 0, at <= total - 4 else { throw bad("a record runs past the end of the file") }
                 return Int(UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: at, as: UInt32.self)))
             }
             func u64(_ at: Int) throws -> Int {
-                guard at >= 0, at + 8 <= total else { throw bad("a record runs past the end of the file") }
+                guard at >= 0, at <= total - 8 else { throw bad("a record runs past the end of the file") }
                 let v = UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: at, as: UInt64.self))
                 guard v <= UInt64(Int.max) else { throw bad("a zip64 field is out of range") }
                 return Int(v)
@@ -97,6 +98,9 @@ struct ZipArchive {
                     e += 4 + length
                 }
                 // The data follows the local header, whose name and extra field may differ in length.
+                guard localHeader <= total else {
+                    throw bad("the local header of \(name) lies past the end of the file")
+                }
                 guard try u32(localHeader) == 0x0403_4B50 else { throw bad("the local header of \(name) is missing") }
                 let start = localHeader + 30 + (try u16(localHeader + 26)) + (try u16(localHeader + 28))
                 guard start <= total, size <= total - start else { throw bad("the data of \(name) runs past the file") }
