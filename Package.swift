@@ -8,6 +8,7 @@ let package = Package(
         .library(name: "BertTokenizer", targets: ["BertTokenizer"]),
         .library(name: "BertCompute", targets: ["BertCompute"]),
         .library(name: "Bert", targets: ["Bert"]),
+        .library(name: "BertHub", targets: ["BertHub"]),
         .executable(name: "bert", targets: ["BertCLI"]),
     ],
     dependencies: [
@@ -23,11 +24,14 @@ let package = Package(
         .target(name: "BertCompute", dependencies: ["CSupport"]),
         // The model: configuration, checkpoints (safetensors), the encoder, heads and pooling.
         .target(name: "Bert", dependencies: ["BertCompute", "BertTokenizer"]),
+        // Models by hub id: the Hugging Face cache (as huggingface_hub lays it out) and downloads
+        // into it. Apart from Bert so that only what fetches models links the networking library.
+        .target(name: "BertHub", dependencies: ["Bert"]),
         // The thin command-line tool.
         .executableTarget(
             name: "BertCLI",
             dependencies: [
-                "BertTokenizer", "Bert",
+                "BertTokenizer", "Bert", "BertHub",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         // Benchmarks live apart from the tests.
@@ -35,6 +39,6 @@ let package = Package(
         .executableTarget(name: "EncoderBench", dependencies: ["Bert"]),
         .executableTarget(name: "PretrainBench", dependencies: ["Bert"]),
         .testTarget(name: "BertTokenizerTests", dependencies: ["BertTokenizer"]),
-        .testTarget(name: "BertModelTests", dependencies: ["Bert", "BertCompute"], exclude: ["Fixtures"]),
+        .testTarget(name: "BertModelTests", dependencies: ["Bert", "BertCompute", "BertHub"], exclude: ["Fixtures"]),
     ]
 )

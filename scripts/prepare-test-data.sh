@@ -4,6 +4,8 @@
 #   .cache/models/all-MiniLM-L6-v2/   model + tokenizer files   (fetch-model.sh)
 #   .cache/corpus/{en,zh}.txt         English and Chinese text  (fetch-corpus.sh)
 #   .cache/fixtures/tokenizer/        HF `tokenizers` references (make_tokenizer_reference.py)
+#   .cache/fixtures/hf-home/hub/      a Hugging Face cache holding the model, filled by
+#                                     huggingface_hub itself (make_hub_cache.py)
 #
 # The references are regenerated only when the stamp file
 # .cache/fixtures/tokenizer/.stamp does not match: it records the sha256 of
@@ -34,19 +36,19 @@ done
 START=$SECONDS
 ensure_python
 
-log "step 1/4: model"
+log "step 1/5: model"
 bash "$SCRIPTS/fetch-model.sh"
 
-log "step 2/4: corpus"
+log "step 2/5: corpus"
 bash "$SCRIPTS/fetch-corpus.sh"
 
-log "step 3/4: python packages"
+log "step 3/5: python packages"
 need_pip "tokenizers==$TOKENIZERS_VERSION"
 HAVE_VERSION="$("$PYTHON" -c 'import tokenizers; print(tokenizers.__version__)')"
 [ "$HAVE_VERSION" = "$TOKENIZERS_VERSION" ] \
     || die "tokenizers $HAVE_VERSION is importable, $TOKENIZERS_VERSION is needed"
 
-log "step 4/4: tokenizer references"
+log "step 4/5: tokenizer references"
 STAMP="$(
     {
         echo "tokenizers=$HAVE_VERSION adv_seed=$ADV_SEED adv_count=$ADV_COUNT"
@@ -73,6 +75,18 @@ else
     rm -rf "$FIXTURES"
     mv "$PARTIAL" "$FIXTURES"
     log "references written to $FIXTURES in $((SECONDS - T0))s"
+fi
+
+log "step 5/5: a Hugging Face cache filled by huggingface_hub $("$PYTHON" -c 'import huggingface_hub; print(huggingface_hub.__version__)')"
+HUB_CACHE="$CACHE/fixtures/hf-home/hub"
+HUB_STAMP="$(sha256sum "$SCRIPTS/make_hub_cache.py" "$SCRIPTS/fake_hub.py" "$MODEL_DIR/model.safetensors" | sha256sum | cut -d' ' -f1)"
+if [ -f "$HUB_CACHE/.stamp" ] && [ "$(cat "$HUB_CACHE/.stamp")" = "$HUB_STAMP" ]; then
+    log "hub cache up to date: $HUB_CACHE"
+else
+    mkdir -p "$(dirname "$HUB_CACHE")"
+    "$PYTHON" "$SCRIPTS/make_hub_cache.py" --model "$MODEL_DIR" --repo-id sentence-transformers/all-MiniLM-L6-v2 \
+        --cache "$HUB_CACHE"
+    echo "$HUB_STAMP" >"$HUB_CACHE/.stamp"
 fi
 
 log "sizes: model $(du -sh "$MODEL_DIR" | cut -f1), corpus $(du -sh "$CORPUS_DIR" | cut -f1), fixtures $(du -sh "$FIXTURES" | cut -f1)"

@@ -32,13 +32,17 @@ struct BertCLIResult {
     var timedOut = false
 }
 
-func runBertCLI(_ args: [String], stdin: Data = Data(), timeout: Double? = nil) throws -> BertCLIResult {
+func runBertCLI(
+    _ args: [String], stdin: Data = Data(), timeout: Double? = nil, environment: [String: String] = [:]
+) throws -> BertCLIResult {
     let p = Process()
     p.executableURL = bertExecutable()
     p.arguments = args
     // No backtracer output on a crash: it is slow and floods the log; the exit status tells.
-    var env = ProcessInfo.processInfo.environment
+    // The caller's Hugging Face settings (HF_HOME, HF_TOKEN, ...) never leak into a test.
+    var env = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("HF_") }
     env["SWIFT_BACKTRACE"] = "enable=no"
+    env.merge(environment) { $1 }
     p.environment = env
     let inPipe = Pipe(), outPipe = Pipe(), errPipe = Pipe()
     p.standardInput = inPipe

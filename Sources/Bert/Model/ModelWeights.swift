@@ -39,11 +39,10 @@ public enum ModelWeights {
         }
     }
 
-    /// A shard index: {"metadata": {...}, "weight_map": {tensor: shard file}}. Shards are files of
-    /// the same folder (a name with a path is refused); each tensor must be in the shard named.
-    static func openSharded(index url: URL) throws -> SafeTensorsFile {
-        let path = url.path
-        func bad(_ why: String) -> BertError { .malformedFile(path: path, reason: why) }
+    /// The shard of each tensor a shard index names: {"metadata": {...}, "weight_map": {tensor:
+    /// shard file}}. Shards are files of the same folder: a name with a path is refused.
+    public static func shardMap(index url: URL) throws -> [String: String] {
+        func bad(_ why: String) -> BertError { .malformedFile(path: url.path, reason: why) }
         let object = try readJSON(url)
         guard let root = object as? [String: Any], let map = root["weight_map"] as? [String: Any] else {
             throw bad("no \"weight_map\" object")
@@ -55,6 +54,13 @@ public enum ModelWeights {
             }
             shardOf[tensor] = shard
         }
+        return shardOf
+    }
+
+    /// A shard index opened as one file: each tensor must be in the shard named.
+    static func openSharded(index url: URL) throws -> SafeTensorsFile {
+        let path = url.path
+        let shardOf = try shardMap(index: url)
         let folder = url.deletingLastPathComponent()
         let names = Set(shardOf.values).sorted()
         let shards = try names.map { name -> SafeTensorsFile in
@@ -67,7 +73,7 @@ public enum ModelWeights {
         }
         let byName = Dictionary(uniqueKeysWithValues: zip(names, shards))
         for (tensor, name) in shardOf.sorted(by: { $0.key < $1.key }) where byName[name]?.info(tensor) == nil {
-            throw bad("tensor '\(tensor)' is not in its shard \(name)")
+            throw BertError.malformedFile(path: path, reason: "tensor '\(tensor)' is not in its shard \(name)")
         }
         do { return try SafeTensorsFile(merging: shards, name: path) } catch let e as SafeTensorsError {
             throw BertError.malformedFile(path: e.file, reason: e.message)

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Bert
+import BertHub
 import BertTokenizer
 import Foundation
 
@@ -9,12 +10,16 @@ struct Convert: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Write a model folder's weights (pytorch_model.bin, sharded or not) as one model.safetensors.")
 
-    @Option(help: "A model folder (config.json and pytorch_model.bin, or sharded weights).") var model: String
+    @Option(
+        help:
+            "A model folder (config.json and pytorch_model.bin, or sharded weights), or a Hugging Face model id (ORG/NAME)."
+    ) var model: String
+    @OptionGroup var hub: RevisionOption
     @Option(help: "Output folder: the model's other files copied, its weights as model.safetensors.") var out: String
     @Flag(help: "Replace an output folder that holds something.") var overwrite = false
 
     func run() throws {
-        let source = URL(fileURLWithPath: model)
+        let source = try hub.folder(model)
         let output = try OutputFolder(URL(fileURLWithPath: out), overwrite: overwrite, inputs: [source])
         let weights = try ModelWeights.open(in: source)
         let files = try FileManager.default.contentsOfDirectory(atPath: source.path).filter {

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Bert
+import BertHub
 import BertCompute
 import BertTokenizer
 import Foundation
@@ -9,8 +10,11 @@ struct Embed: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Sentence embeddings (JSON Lines, one array per input line) as sentence-transformers computes them.")
 
-    @Option(help: "A Hugging Face model folder (config.json, model.safetensors, tokenizer files).")
+    @Option(
+        help: "A model folder (config.json, model.safetensors, tokenizer files), or a Hugging Face model id (ORG/NAME)."
+    )
     var model: String
+    @OptionGroup var hub: RevisionOption
     @Option(help: "Pooling: mean, cls, max or mean_sqrt_len (default: the folder's 1_Pooling, else mean).")
     var pooling: Pooling?
     @Flag(
@@ -40,7 +44,7 @@ struct Embed: ParsableCommand {
     func run() throws {
         threads.apply()
         let embedder = try SentenceEmbedder(
-            folder: URL(fileURLWithPath: model),
+            folder: try hub.folder(model),
             pooling: pooling.map { [$0] },
             normalize: normalize, maxLength: maxLength, truncate: !noTruncation)
         let out = Output()

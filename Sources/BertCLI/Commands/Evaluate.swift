@@ -1,5 +1,6 @@
 import ArgumentParser
 import Bert
+import BertHub
 import BertCompute
 import BertTokenizer
 import Foundation
@@ -9,7 +10,11 @@ struct Evaluate: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Evaluate a fine-tuned model on labeled data; prints the metrics as JSON.")
 
-    @Option(help: "A folder written by bert finetune (its config.json names the head).") var model: String
+    @Option(
+        help:
+            "A folder written by bert finetune (its config.json names the head), or a Hugging Face model id (ORG/NAME)."
+    ) var model: String
+    @OptionGroup var hub: RevisionOption
     @Option(help: "Labeled data (.csv, .tsv or .jsonl; CoNLL for tagging, SQuAD JSON for QA, JSON Lines for choice).")
     var data: String
     @Option(help: "Maximum tokens per example (default: the model's limit).") var maxLength: Int?
@@ -26,7 +31,7 @@ struct Evaluate: ParsableCommand {
             if items.isEmpty { throw CLIError("\(data): no examples to evaluate") }
             return items
         }
-        switch try FineTunedModel(model, maxLength: maxLength) {
+        switch try FineTunedModel(hub.folder(model).path, maxLength: maxLength) {
         case .solver(let solver): metrics = try solver.evaluate(try nonEmpty(readChoiceExamples(url)))
         case .answerer(let answerer): metrics = try answerer.evaluate(try nonEmpty(readSquad(url)))
         case .tagger(let tagger): metrics = try tagger.evaluate(try nonEmpty(readTaggedSentences(url)))

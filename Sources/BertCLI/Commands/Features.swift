@@ -1,5 +1,6 @@
 import ArgumentParser
 import Bert
+import BertHub
 import BertCompute
 import BertTokenizer
 import Foundation
@@ -18,7 +19,10 @@ struct Features: ParsableCommand {
             feature-based NER does.
             """)
 
-    @Option(help: "A model folder (config.json, model.safetensors, tokenizer files).") var model: String
+    @Option(
+        help: "A model folder (config.json, model.safetensors, tokenizer files), or a Hugging Face model id (ORG/NAME)."
+    ) var model: String
+    @OptionGroup var hub: RevisionOption
     @Option(help: "Comma-separated layers (default: the last four).") var layers = "-1,-2,-3,-4"
     @Option(help: "concat, sum or mean.") var combine: LayerCombination = .concat
     @Flag(help: "One row per word (its first WordPiece) instead of per token; no [CLS]/[SEP].") var words = false
@@ -41,12 +45,12 @@ struct Features: ParsableCommand {
             return n
         }
         if let out, !out.hasSuffix(".safetensors") { throw CLIError("--out must name a .safetensors file") }
+        let folder = try hub.folder(model)
         if let out {
             try checkOutputFile(
                 URL(fileURLWithPath: out), overwrite: overwrite,
-                inputs: files.map { URL(fileURLWithPath: $0) } + [URL(fileURLWithPath: model)])
+                inputs: files.map { URL(fileURLWithPath: $0) } + [folder])
         }
-        let folder = URL(fileURLWithPath: model)
         let extractor: FeatureExtractor
         let tokenizer: BertTokenizer
         tokenizer = try BertTokenizer(modelFolder: folder)

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Bert
+import BertHub
 import BertCompute
 import BertTokenizer
 import Foundation
@@ -10,8 +11,12 @@ struct FillMask: ParsableCommand {
         commandName: "fill-mask",
         abstract: "Print the top tokens and probabilities for each [MASK] of a text (a BertForPreTraining folder).")
 
-    @Option(help: "A model folder with the masked-LM head (e.g. the output of bert pretrain).")
+    @Option(
+        help:
+            "A model folder with the masked-LM head (e.g. the output of bert pretrain), or a Hugging Face model id (ORG/NAME)."
+    )
     var model: String
+    @OptionGroup var hub: RevisionOption
     @Option(help: "How many tokens to show per mask.") var topK = 5
     @Option(help: "Texts per forward pass.") var batchSize = 32
     @OptionGroup var threads: ThreadOption
@@ -28,7 +33,7 @@ struct FillMask: ParsableCommand {
 
     func run() throws {
         threads.apply()
-        let folder = URL(fileURLWithPath: model)
+        let folder = try hub.folder(model)
         let network = try BertForPreTraining(folder: folder)
         network.prepareForInference()
         var tokenizer = try BertTokenizer(modelFolder: folder)

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Bert
+import BertHub
 import BertCompute
 import BertTokenizer
 import Foundation
@@ -18,8 +19,12 @@ struct FineTune: ParsableCommand {
             """)
 
     @Option(help: "What to train: classify, regress, tag, qa or choice.") var task: FineTuneTask
-    @Option(help: "A pretrained model folder (BertModel, BertForPreTraining, sentence-transformers, ...).") var model:
-        String
+    @Option(
+        help: ArgumentHelp(
+            "A pretrained model folder (BertModel, BertForPreTraining, sentence-transformers, ...), or a "
+                + "Hugging Face model id (ORG/NAME)."))
+    var model: String
+    @OptionGroup var hub: RevisionOption
     @Option(help: "Training data.") var train: String
     @Option(help: "Validation data.") var validation: String
     @Option(help: "Output folder.") var out: String
@@ -184,10 +189,10 @@ struct FineTune: ParsableCommand {
 
     func run() throws {
         threads.apply()
-        let folder = URL(fileURLWithPath: model)
+        let folder = try hub.folder(model)
         // Claimed first: an output that may not be replaced is refused before any training.
         // The data must survive the write; the model folder itself may be replaced (it is read first).
-        let modelURL = URL(fileURLWithPath: model).standardizedFileURL
+        let modelURL = folder.standardizedFileURL
         let outURL = URL(fileURLWithPath: out).standardizedFileURL
         let output = try OutputFolder(
             outURL, overwrite: overwrite,

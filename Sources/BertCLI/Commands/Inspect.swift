@@ -1,5 +1,6 @@
 import ArgumentParser
 import Bert
+import BertHub
 import BertCompute
 import BertTokenizer
 import Foundation
@@ -9,11 +10,15 @@ struct Inspect: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Print a model folder's config and every tensor's name, dtype and shape.")
 
-    @Option(help: "A model folder (config.json and model.safetensors or pytorch_model.bin, sharded or not).")
+    @Option(
+        help:
+            "A model folder (config.json and model.safetensors or pytorch_model.bin, sharded or not), or a Hugging Face model id (ORG/NAME)."
+    )
     var model: String
+    @OptionGroup var hub: RevisionOption
 
     func run() throws {
-        let folder = URL(fileURLWithPath: model)
+        let folder = try hub.folder(model)
         let configURL = folder.appendingPathComponent("config.json")
         let config = try BertConfig(contentsOf: configURL)
         print("config.json:")

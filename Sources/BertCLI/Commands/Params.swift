@@ -1,5 +1,6 @@
 import ArgumentParser
 import Bert
+import BertHub
 import BertCompute
 import BertTokenizer
 import Foundation
@@ -9,8 +10,12 @@ struct Params: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Parameter count by component, from a model folder, a config.json or a preset.")
 
-    @Option(help: "A model folder: counts the tensors of its weights (and checks them against config.json).")
+    @Option(
+        help:
+            "A model folder: counts the tensors of its weights (and checks them against config.json), or a Hugging Face model id (ORG/NAME)."
+    )
     var model: String?
+    @OptionGroup var hub: RevisionOption
     @Option(help: "A config.json: counts the BertModel (with pooler) it describes.")
     var config: String?
     @Option(help: "A preset: \(BertConfig.presetNames.joined(separator: ", ")).")
@@ -28,7 +33,7 @@ struct Params: ParsableCommand {
         let breakdown: ParameterBreakdown
         var title: String
         if let model {
-            let folder = URL(fileURLWithPath: model)
+            let folder = try hub.folder(model)
             let file = try ModelWeights.open(in: folder)
             breakdown = ParameterBreakdown(file: file)
             title = "\(model)/\(ModelWeights.file(in: folder)?.lastPathComponent ?? "weights")"

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Bert
+import BertHub
 import BertCompute
 import BertTokenizer
 import Foundation
@@ -14,7 +15,11 @@ struct Predict: ParsableCommand {
             prints {"label", "probability", "probabilities"}; regression prints {"score"}.
             """)
 
-    @Option(help: "A folder written by bert finetune (its config.json names the head).") var model: String
+    @Option(
+        help:
+            "A folder written by bert finetune (its config.json names the head), or a Hugging Face model id (ORG/NAME)."
+    ) var model: String
+    @OptionGroup var hub: RevisionOption
     @Option(help: "Maximum tokens per input (default: the model's limit).") var maxLength: Int?
     @Flag(help: "Each line is a pair: first and second text separated by a tab.") var pair = false
     @OptionGroup var threads: ThreadOption
@@ -106,7 +111,7 @@ struct Predict: ParsableCommand {
 
     func run() throws {
         threads.apply()
-        switch try FineTunedModel(model, maxLength: maxLength) {
+        switch try FineTunedModel(hub.folder(model).path, maxLength: maxLength) {
         case .tagger(let tagger): try runTagging(tagger)
         case .answerer(let answerer): try runQA(answerer)
         case .solver(let solver): try runChoice(solver)

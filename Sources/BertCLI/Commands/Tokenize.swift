@@ -1,5 +1,6 @@
 import ArgumentParser
 import Bert
+import BertHub
 import BertCompute
 import BertTokenizer
 import Foundation
@@ -10,8 +11,13 @@ struct Tokenize: ParsableCommand {
 
     enum Format: String, ExpressibleByArgument, CaseIterable { case ids, tokens, json }
 
-    @Option(name: .long, help: "A Hugging Face model folder (tokenizer.json or vocab.txt, tokenizer_config.json).")
+    @Option(
+        name: .long,
+        help:
+            "A model folder (tokenizer.json or vocab.txt, tokenizer_config.json), or a Hugging Face model id (ORG/NAME)."
+    )
     var model: String?
+    @OptionGroup var hub: RevisionOption
 
     @Option(name: .long, help: "A vocab.txt (uncased BERT settings unless --cased).")
     var vocab: String?
@@ -41,7 +47,7 @@ struct Tokenize: ParsableCommand {
     func run() throws {
         var tokenizer: BertTokenizer
         if let model {
-            tokenizer = try BertTokenizer(modelFolder: URL(fileURLWithPath: model))
+            tokenizer = try BertTokenizer(modelFolder: hub.folder(model, files: .tokenizer))
         } else {
             tokenizer = try BertTokenizer(vocabFile: URL(fileURLWithPath: vocab!))
         }

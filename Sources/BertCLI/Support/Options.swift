@@ -1,6 +1,7 @@
 import ArgumentParser
 import Bert
 import BertCompute
+import BertHub
 import BertTokenizer
 import Foundation
 
@@ -48,3 +49,14 @@ enum FineTuneTask: String, ExpressibleByArgument, CaseIterable {
 extension Pooling: ExpressibleByArgument {}
 extension LayerCombination: ExpressibleByArgument {}
 extension MergeScoring: ExpressibleByArgument {}
+
+/// --revision, beside every --model: a model folder, or a hub id resolved in the Hugging Face
+/// cache (and downloaded into it when missing and HF_HUB_OFFLINE is not set).
+struct RevisionOption: ParsableArguments {
+    @Option(help: "With a hub id as --model: the branch, tag or commit (default: main).") var revision: String?
+
+    /// The folder `model` names: itself, or the cached snapshot of a hub id.
+    func folder(_ model: String, files: Hub.Files = .model) throws -> URL {
+        try Hub.modelFolder(model, revision: revision, files: files)
+    }
+}
