@@ -18,6 +18,7 @@ is logged to --log as "METHOD PATH RANGE AUTH" (AUTH: "auth" when the request ca
 Large files are redirected to "localhost" rather than "127.0.0.1": another host, as the CDN is. Prints "PORT <n>" once listening.
 
 Usage: fake_hub.py --root DIR [--port 0] [--token T] [--cut-after N] [--log FILE] [--extra-sibling NAME]
+                   [--alias OLD/ID=ORG/NAME] [--size-error N]
 (DIR holds ORG/NAME model folders.)
 """
 import argparse
@@ -71,10 +72,15 @@ def main():
     ap.add_argument("--token")
     ap.add_argument("--cut-after", type=int)
     ap.add_argument("--log")
+    ap.add_argument("--alias", action="append", default=[],
+                    help="OLD_ORG/OLD_NAME=ORG/NAME: a renamed model, answered with a relative 307 as the hub does")
+    ap.add_argument("--size-error", type=int, default=0,
+                    help="add this to every X-Linked-Size (a server that lies about a file's size)")
     ap.add_argument("--extra-sibling", action="append", default=[],
                     help="a name to list among the files (a hostile listing: '../x')")
     args = ap.parse_args()
     repos = load_repos(args.root)
+    aliases = dict(a.split("=", 1) for a in args.alias)
     lfs_objects = {}
     for repo in repos.values():
         for rel, (size, etag, lfs) in repo.files.items():
@@ -115,10 +121,16 @@ def main():
             self.error(401, "RepoNotFound", "Invalid credentials in Authorization header")
             return False
 
-        def find_repo(self, parts):
-            # parts: ORG, NAME, ...; returns (repo, rest) or None after answering 404
+        def find_repo(self, parts, prefix=""):
+            # parts: ORG, NAME, ...; returns (repo, rest) or None after answering (404, or the
+            # relative redirect of a renamed model)
             if len(parts) >= 2 and f"{parts[0]}/{parts[1]}" in repos:
                 return repos[f"{parts[0]}/{parts[1]}"], parts[2:]
+            if len(parts) >= 2 and f"{parts[0]}/{parts[1]}" in aliases:
+                rest = "/".join(parts[2:])
+                target = f"{prefix}/{aliases[parts[0] + '/' + parts[1]]}" + (f"/{rest}" if rest else "")
+                self.reply(307, {"Location": target}, b"", self.command != "HEAD")
+                return None
             self.error(404, "RepoNotFound", "Repository not found")
             return None
 
@@ -135,7 +147,7 @@ def main():
             path = self.path.split("?")[0]
             parts = [unquote(p) for p in path.strip("/").split("/")]
             if parts[:2] == ["api", "models"]:
-                found = self.find_repo(parts[2:])
+                found = self.find_repo(parts[2:], prefix="/api/models")
                 if not found:
                     return
                 repo, rest = found
@@ -166,7 +178,7 @@ def main():
                 # must not send its token there.
                 headers = dict(commit)
                 headers.update({"Location": f"http://localhost:{self.server.server_port}/lfs/{etag}", "X-Linked-Etag": f'"{etag}"',
-                                "X-Linked-Size": str(size), "ETag": f'"{git_blob_id(etag.encode())}"'})
+                                "X-Linked-Size": str(size + args.size_error), "ETag": f'"{git_blob_id(etag.encode())}"'})
                 return self.reply(302, headers, b"", send_body)
             return self.send_file(os.path.join(repo.folder, rel), etag, commit, send_body)
 

@@ -18,7 +18,8 @@ public enum Hub {
     /// is a hub id (`ORG/NAME`) at `revision` (a branch, tag or commit; default `main`), resolved
     /// in the cache at `settings.cache`. With the network allowed, the hub is asked which commit
     /// the revision names and what is missing is downloaded (no file twice); offline
-    /// (`HF_HUB_OFFLINE=1`), or when the hub cannot be reached, the cached snapshot is used.
+    /// (`HF_HUB_OFFLINE=1`), or when the hub cannot be reached or fails, the cached snapshot is
+    /// used.
     public static func modelFolder(
         _ model: String, revision: String? = nil, files: Files = .model,
         settings: HubSettings = .fromEnvironment()
@@ -53,8 +54,6 @@ struct Resolver {
 
     func folder() throws -> URL {
         let cachedCommit = cache.commit(for: revision)
-        // A commit never changes: when its snapshot has what we need, the network is not asked.
-        if isCommitHash(revision), let snapshot = complete(revision) { return snapshot }
         if settings.offline {
             if let commit = cachedCommit, let snapshot = complete(commit) { return snapshot }
             throw HubError.notCached(
@@ -62,10 +61,13 @@ struct Resolver {
                 reason: "HF_HUB_OFFLINE is set, so nothing is downloaded; "
                     + (cachedCommit == nil ? "the cache has never seen it" : "files are missing from its snapshot"))
         }
+        // Online, the hub's file list says what a snapshot must hold (one that Python filled
+        // with a few files only is completed, never taken as whole).
         let listing: (commit: String, files: [String])
         do { listing = try list() } catch let error as HubError {
-            // As huggingface_hub: a hub that cannot be reached leaves the cache to answer.
-            guard case .unreachable = error else { throw error }
+            // As huggingface_hub: when the hub cannot be reached or fails (anything but "no such
+            // model or revision"), the cache answers if it can.
+            if case .http(_, 404, _) = error { throw error }
             if let commit = cachedCommit, let snapshot = complete(commit) { return snapshot }
             throw HubError.notCached(
                 id: id.description, revision: revision, cache: settings.cache.path, reason: "\(error)")
@@ -199,7 +201,7 @@ struct FileLock {
     let descriptor: Int32
 
     init(_ url: URL) throws {
-        descriptor = open(url.path, O_RDWR | O_CREAT, 0o644)
+        descriptor = open(url.path, O_RDWR | O_CREAT, 0o664)  // group-writable: a cache shared by users
         guard descriptor >= 0 else {
             throw HubError.cacheAccess(path: url.path, reason: "cannot open the lock file (\(errnoText()))")
         }

@@ -12,7 +12,7 @@ public enum HubError: Error, CustomStringConvertible, Sendable, Equatable {
     /// The hub's answer is not what the protocol promises (a header or field missing or unsafe).
     case badResponse(url: String, reason: String)
     /// A download ended before the whole file arrived; its partial file is kept to resume from.
-    case incomplete(file: String, received: Int64, expected: Int64, partial: String)
+    case incomplete(file: String, received: Int64, expected: Int64?, partial: String)
     /// A file or folder of the cache that cannot be read, written or linked.
     case cacheAccess(path: String, reason: String)
 
@@ -35,8 +35,9 @@ public enum HubError: Error, CustomStringConvertible, Sendable, Equatable {
         case .badResponse(let url, let reason):
             return "\(url): \(reason)"
         case .incomplete(let file, let received, let expected, let partial):
-            return "\(file): the download stopped at \(received) of \(expected) bytes; the part is kept in "
-                + "\(partial) and the next run resumes from it"
+            let of = expected.map { "of \($0) bytes" } ?? "bytes (of a size the server did not say)"
+            return "\(file): the download stopped at \(received) \(of); the part is kept in \(partial) and the "
+                + "next run resumes from it"
         case .cacheAccess(let path, let reason):
             return "\(path): \(reason)"
         }

@@ -11,7 +11,8 @@ public struct HubSettings: Sendable, Equatable {
     /// A user access token sent as `Authorization: Bearer` (`HF_TOKEN`, else the file
     /// `HF_HOME/token` that `huggingface-cli login` writes).
     public var token: String?
-    /// Never use the network, only the cache (`HF_HUB_OFFLINE=1`).
+    /// Never use the network, only the cache (`HF_HUB_OFFLINE=1`, or transformers'
+    /// `TRANSFORMERS_OFFLINE=1`).
     public var offline: Bool
     /// Print download progress on standard error.
     public var showProgress: Bool
@@ -57,7 +58,9 @@ public struct HubSettings: Sendable, Equatable {
             }
         }
         let truthy: Set<String> = ["1", "on", "yes", "true"]
-        let offline = value("HF_HUB_OFFLINE").map { truthy.contains($0.lowercased()) } ?? false
+        let offline = ["HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"].contains {
+            value($0).map { truthy.contains($0.lowercased()) } ?? false
+        }
         let quiet = value("HF_HUB_DISABLE_PROGRESS_BARS").map { truthy.contains($0.lowercased()) } ?? false
         return HubSettings(cache: cache, endpoint: endpoint, token: token, offline: offline, showProgress: !quiet)
     }

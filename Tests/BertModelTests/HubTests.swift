@@ -275,6 +275,55 @@ struct HubCacheTests {
             try FileManager.default.contentsOfDirectory(atPath: blobs.path).allSatisfy { !$0.hasSuffix(".incomplete") })
     }
 
+    @Test func aSnapshotPythonFilledInPartIsCompletedNotTakenAsWhole() throws {
+        // transformers' AutoModel fetches config and weights only: the sentence-transformers files
+        // (modules.json: pooling, normalisation) are then missing, and must be fetched online.
+        let hub = try FakeHub([repoID: ModelFixtures.miniLMFolder])
+        defer { hub.stop() }
+        let home = try scratch("partial")
+        defer { try? FileManager.default.removeItem(at: home) }
+        let copy = home.appendingPathComponent("hub")
+        try FileManager.default.copyItem(at: pythonHome.appendingPathComponent("hub"), to: copy)
+        let commit = try String(contentsOf: pythonRepo.appendingPathComponent("refs/main"), encoding: .utf8)
+        let snapshot = copy.appendingPathComponent(
+            "models--sentence-transformers--all-MiniLM-L6-v2/snapshots/\(commit)")
+        let link = snapshot.appendingPathComponent("modules.json")
+        let blob = try FileManager.default.destinationOfSymbolicLink(atPath: link.path)
+        try FileManager.default.removeItem(at: snapshot.appendingPathComponent(blob).standardizedFileURL)
+        try FileManager.default.removeItem(at: link)
+        let r = try embed(
+            repoID, ["HF_HUB_CACHE": copy.path, "HF_ENDPOINT": hub.endpoint], extra: ["--revision", commit])
+        #expect(r.status == 0 && r.stdout == folderOutput, "\(r.stderr)")
+        let fetched = hub.requests().filter { $0.hasPrefix("GET /") && !$0.hasPrefix("GET /api/") }
+        #expect(fetched.count == 1 && fetched[0].contains("/modules.json"), "\(fetched)")
+    }
+
+    @Test func aRenamedModelIsFollowedToItsNewName() throws {
+        let hub = try FakeHub(
+            [repoID: ModelFixtures.miniLMFolder], arguments: ["--alias", "old-org/old-name=\(repoID)"])
+        defer { hub.stop() }
+        let cache = try scratch("renamed")
+        defer { try? FileManager.default.removeItem(at: cache) }
+        let r = try embed("old-org/old-name", ["HF_HUB_CACHE": cache.path, "HF_ENDPOINT": hub.endpoint])
+        #expect(r.status == 0 && r.stdout == folderOutput, "\(r.stderr)")
+        // Cached under the name asked for, as huggingface_hub does.
+        #expect(
+            FileManager.default.fileExists(
+                atPath: cache.appendingPathComponent("models--old-org--old-name/refs/main").path))
+    }
+
+    @Test func aServerSendingMoreThanTheFilesSizeIsStopped() throws {
+        let hub = try FakeHub([repoID: ModelFixtures.miniLMFolder], arguments: ["--size-error", "-1000000"])
+        defer { hub.stop() }
+        let cache = try scratch("oversized")
+        defer { try? FileManager.default.removeItem(at: cache) }
+        let r = try embed(repoID, ["HF_HUB_CACHE": cache.path, "HF_ENDPOINT": hub.endpoint])
+        #expect(r.status == 1 && !r.crashed && r.stderr.contains("more than the file's 89868376 bytes"), "\(r.stderr)")
+        let blobs = cache.appendingPathComponent("models--sentence-transformers--all-MiniLM-L6-v2/blobs")
+        let left = try FileManager.default.contentsOfDirectory(atPath: blobs.path)
+        #expect(!left.contains { $0.hasPrefix("53aa51172d") }, "\(left)")
+    }
+
     @Test func tokenizingFetchesNoWeights() throws {
         let hub = try FakeHub([repoID: ModelFixtures.miniLMFolder])
         defer { hub.stop() }
