@@ -12,7 +12,9 @@ let package = Package(
         .executable(name: "bert", targets: ["BertCLI"]),
     ],
     dependencies: [
-        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2")
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        // `swift package generate-documentation` (the DocC catalogs; the test command builds them).
+        .package(url: "https://github.com/swiftlang/swift-docc-plugin", from: "1.5.0"),
     ],
     targets: [
         // WordPiece tokenization: no tensor code, no dependencies beyond Foundation.

@@ -11,7 +11,7 @@ set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$REPO_ROOT"
 need_cmd swift "install Swift 6 from swift.org"
-mapfile -t FILES < <(find Package.swift Sources Tests -name '*.swift' ! -name HFUnicodeData.swift | sort)
+mapfile -t FILES < <(find Package.swift Sources Tests Examples/Package.swift Examples/Sources -name '*.swift' ! -name HFUnicodeData.swift | sort)
 if [ "${1:-}" = "--check" ]; then
     if ! swift format lint --strict --parallel "${FILES[@]}" >&2; then
         die "the sources are not formatted; run: bash scripts/format.sh"

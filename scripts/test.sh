@@ -29,6 +29,19 @@ bash scripts/format.sh --check
 log "swift test (release build; the first build takes a minute or two)"
 BERT_REQUIRE_FIXTURES=1 swift test -c release --disable-xctest "$@"
 
+log "documentation: the DocC catalogs (warnings as errors), and a doc comment on every public declaration"
+swift package generate-documentation --target BertTokenizer --target BertCompute --target Bert --target BertHub \
+    --warnings-as-errors >/dev/null
+"$PYTHON" scripts/check_docs.py
+
+# A package that depends on this one by path and uses only the public API; its programs check
+# their own results. By hub id, from the Hugging Face cache prepare-test-data.sh filled.
+log "Examples/: building the consumer package and running its programs"
+swift build -c release --package-path Examples
+EXAMPLES_BIN="$(swift build -c release --package-path Examples --show-bin-path)"
+HF_HOME="$CACHE/fixtures/hf-home" HF_HUB_OFFLINE=1 "$EXAMPLES_BIN/EmbedSentences" sentence-transformers/all-MiniLM-L6-v2
+HF_HOME="$CACHE/fixtures/hf-home" HF_HUB_OFFLINE=1 "$EXAMPLES_BIN/FineTuneClassifier" sentence-transformers/all-MiniLM-L6-v2
+
 # The benchmarks and the README's fast build use -target-cpu native -DBERT_FMA, which switch on our
 # own FMA kernels (packed products, fused attention, fused exp/erf); run the suite there too, so
 # that those paths are checked against the same references. Skipped on CPUs without FMA, or with

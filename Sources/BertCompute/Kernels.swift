@@ -3,8 +3,11 @@
 
 /// Activation of the feed-forward block, as named by Hugging Face's `hidden_act`.
 public enum Activation: String, Sendable, CaseIterable {
+    /// GELU, exact form with erf (`hidden_act` "gelu").
     case gelu  // exact erf form
+    /// GELU, tanh approximation (`hidden_act` "gelu_new", "gelu_pytorch_tanh", "gelu_fast").
     case geluTanh  // tanh approximation
+    /// max(0, x).
     case relu
 
     /// Parses a `hidden_act` value; nil when unsupported.
@@ -17,6 +20,7 @@ public enum Activation: String, Sendable, CaseIterable {
         }
     }
 
+    /// The `hidden_act` name written back to a config ("gelu_new" for ``geluTanh``).
     public var huggingFaceName: String {
         switch self {
         case .gelu: return "gelu"
@@ -26,6 +30,8 @@ public enum Activation: String, Sendable, CaseIterable {
     }
 }
 
+/// Row-wise kernels on contiguous row-major Float matrices: LayerNorm, softmax, activations, embedding
+/// sums and their backwards. Each works on a range of rows so the caller can split rows over threads.
 public enum Kernels {
     /// y[r, :] = tanh(x[r, :] + bias); `y` may equal `x`.
     public static func biasTanh(

@@ -8,14 +8,19 @@
 /// A weight matrix W[n, k] (row-major, out × in: torch.nn.Linear's layout) as panels of 16 rows of
 /// W: panel q holds W[16q + c][p] at q·16k + 16p + c. `n` must be a multiple of 16.
 public final class PackedWeights: @unchecked Sendable {
+    /// Rows of W (output features), a multiple of ``panelWidth``.
     public let n: Int
+    /// Columns of W (input features).
     public let k: Int
     let data: UnsafeMutablePointer<Float>
 
+    /// Rows of W per panel: the micro-kernel's 16 output columns.
     public static let panelWidth = 16
 
+    /// Whether a matrix with `n` rows can be packed: `n` a positive multiple of ``panelWidth``.
     public static func canPack(n: Int) -> Bool { n > 0 && n % panelWidth == 0 }
 
+    /// Packs a copy of `w`, row-major n×k; `n` must be a positive multiple of 16 and `k` positive.
     public init(_ w: UnsafePointer<Float>, n: Int, k: Int) {
         precondition(Self.canPack(n: n) && k > 0, "PackedWeights needs n a multiple of 16 (got \(n)) and k > 0")
         self.n = n
@@ -38,8 +43,10 @@ extension BLAS {
     /// Whether this build's packed kernel is worth using: compiled with FMA for the CPU (see
     /// `madd`). Without, its vectors are baseline SSE, while BLAS picks AVX2 kernels at run time.
     #if BERT_FMA
+        /// Built with FMA (`-DBERT_FMA`).
         public static let packedGemmIsFast = true
     #else
+        /// Built without FMA: BLAS's run-time AVX2 kernels are faster.
         public static let packedGemmIsFast = false
     #endif
 

@@ -71,6 +71,7 @@ public enum Compute {
 public final class AtomicCounter: @unchecked Sendable {
     private var value = 0
     private let lock: UnsafeMutablePointer<pthread_mutex_t>
+    /// A counter starting at 0.
     public init() {
         lock = .allocate(capacity: 1)
         pthread_mutex_init(lock, nil)

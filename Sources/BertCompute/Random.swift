@@ -1,8 +1,10 @@
 /// A small, fast, seedable generator (xoshiro256**, seeded by SplitMix64). Its whole state is four
 /// integers, so a training checkpoint can store it and resume the exact same stream.
 public struct SeededRandom: RandomNumberGenerator, Sendable, Equatable, Codable {
+    /// The four xoshiro256** state words; store it to resume the same stream.
     public var state: [UInt64]
 
+    /// A generator whose state is expanded from `seed` by SplitMix64; equal seeds give equal streams.
     public init(seed: UInt64) {
         var z = seed
         var s = [UInt64](repeating: 0, count: 4)

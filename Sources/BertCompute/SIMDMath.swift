@@ -1,13 +1,16 @@
 // Vectorised transcendental functions on 16 Float lanes. libm's expf/erff/tanhf are scalar and
 // never vectorise; these are the inner loops of softmax, GELU and the pooler's tanh.
 
+/// 16 Float lanes: the vector width of these kernels.
 public typealias Vec16 = SIMD16<Float>
 
+/// Loads 16 Floats from `p` (no alignment needed).
 @inline(__always)
 public func loadVec(_ p: UnsafePointer<Float>) -> Vec16 {
     UnsafeRawPointer(p).loadUnaligned(as: Vec16.self)
 }
 
+/// Stores the 16 lanes of `v` at `p` (no alignment needed).
 @inline(__always)
 public func storeVec(_ v: Vec16, _ p: UnsafeMutablePointer<Float>) {
     UnsafeMutableRawPointer(p).storeBytes(of: v, as: Vec16.self)
@@ -21,6 +24,7 @@ public func loadPartial(_ p: UnsafePointer<Float>, _ n: Int, fill: Float = 0) ->
     return v
 }
 
+/// Stores the low `n` < 16 lanes of `v` at `p`.
 @inline(__always)
 public func storePartial(_ v: Vec16, _ p: UnsafeMutablePointer<Float>, _ n: Int) {
     for i in 0..<n { p[i] = v[i] }

@@ -4,6 +4,7 @@ import CSupport
 // on every call, which for 16 rows costs about as much as the arithmetic; here each weight row is
 // streamed once from memory and multiplied against all input rows while it sits in L1.
 
+/// 8 Float lanes (one AVX register): the vector width of the small-row and packed products.
 public typealias Vec8 = SIMD8<Float>
 
 @inline(__always)

@@ -8,17 +8,21 @@
 
 /// A token recognised verbatim in the input text before normalization, such as `[MASK]`.
 public struct AddedToken: Sendable, Equatable, Hashable {
+    /// The text matched verbatim.
     public var content: String
     public var id: Int32
+    /// Whether it is a special token: `decode` leaves it out when `skipSpecialTokens` is set.
     public var special: Bool
     /// Matched only when not inside a word.
     public var singleWord: Bool
     /// The match takes the whitespace on its left / right.
     public var lstrip: Bool
+    /// The match takes the whitespace on its right.
     public var rstrip: Bool
     /// Matched on the normalized text rather than the raw text.
     public var normalized: Bool
 
+    /// An added token; by default special, matched anywhere in the raw text, taking no whitespace.
     public init(
         content: String, id: Int32, special: Bool = true, singleWord: Bool = false,
         lstrip: Bool = false, rstrip: Bool = false, normalized: Bool = false

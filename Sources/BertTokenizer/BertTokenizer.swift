@@ -4,14 +4,23 @@ import Foundation
 /// word ids. A value type: settings (truncation, padding, normalizer, offset unit) can be changed
 /// on a copy; the vocabulary and trie are shared.
 public struct BertTokenizer: Sendable {
+    /// The WordPiece vocabulary, shared by copies of the tokenizer.
     public let vocabulary: Vocabulary
+    /// The token of a word the vocabulary cannot split (default `[UNK]`); it must be in the vocabulary.
     public let unknownToken: String
+    /// The prefix of pieces that continue a word (default `##`).
     public let continuingPrefix: String
+    /// Words of more Unicode scalars than this become the unknown token (default 100).
     public let maxInputCharsPerWord: Int
+    /// Tokens matched verbatim in the raw text before normalization, such as `[CLS]` or `[MASK]`.
     public private(set) var addedTokens: [AddedToken]
+    /// The special tokens put around the sequences when `addSpecialTokens` is true; nil adds none.
     public var postProcessor: PostProcessor?
+    /// Truncation of encodings; nil (the default) truncates nothing.
     public var truncation: Truncation?
+    /// Padding of `encode` and `encodeBatch` results; nil (the default) pads nothing.
     public var padding: Padding?
+    /// The unit of ``Encoding/offsets``: Unicode scalars (the default, as Python reports them) or UTF-8 bytes.
     public var offsetUnit: OffsetUnit = .unicodeScalars
     /// The WordPiece decoder's cleanup of spaces before punctuation and contractions.
     public var decoderCleanup: Bool = true
@@ -223,6 +232,7 @@ public struct BertTokenizer: Sendable {
         ids.map { addedById[$0]?.content ?? vocabulary.token(of: $0) ?? unknownToken }
     }
 
+    /// The id of `token`: an added token's id if it is one, else the vocabulary's; nil when neither has it.
     public func tokenId(_ token: String) -> Int32? {
         addedTokens.first { $0.content == token }?.id ?? vocabulary.id(of: token)
     }
@@ -507,14 +517,18 @@ public struct BertTokenizer: Sendable {
 
 /// Token ids of many rows in one flat array.
 public struct RaggedIds: Sendable, Equatable {
+    /// The ids of all rows, one row after another.
     public var ids: [Int32] = []
     /// `ids[rowEnds[i-1] ..< rowEnds[i]]` is row i.
     public var rowEnds: [Int] = []
 
+    /// No rows.
     public init() {}
 
+    /// The number of rows.
     public var count: Int { rowEnds.count }
 
+    /// The ids of row `row`, a slice of ``ids``.
     public subscript(row: Int) -> ArraySlice<Int32> {
         ids[(row == 0 ? 0 : rowEnds[row - 1])..<rowEnds[row]]
     }

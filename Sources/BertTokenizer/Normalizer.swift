@@ -12,12 +12,16 @@ import CSupport
 /// BertNormalizer options (the `normalizer` of tokenizer.json; `do_lower_case`, `strip_accents`,
 /// `tokenize_chinese_chars` of tokenizer_config.json).
 public struct NormalizerOptions: Sendable, Equatable, Hashable {
+    /// Drops control characters and maps every whitespace character to a space (`clean_text`).
     public var cleanText: Bool
+    /// Puts spaces around CJK ideographs, so that each is a word (`handle_chinese_chars`).
     public var handleChineseChars: Bool
     /// nil: strip accents exactly when lowercasing (BERT's rule for uncased models).
     public var stripAccents: Bool?
+    /// Applies the full Unicode lowercase mapping (`lowercase`).
     public var lowercase: Bool
 
+    /// BertNormalizer options; the defaults are an uncased BERT's.
     public init(
         cleanText: Bool = true, handleChineseChars: Bool = true, stripAccents: Bool? = nil, lowercase: Bool = true
     ) {
@@ -27,6 +31,7 @@ public struct NormalizerOptions: Sendable, Equatable, Hashable {
         self.lowercase = lowercase
     }
 
+    /// Whether accents are stripped: `stripAccents`, or `lowercase` when that is nil.
     public var stripsAccents: Bool { stripAccents ?? lowercase }
 
     /// Settings of an uncased BERT (lowercase, strip accents).

@@ -17,6 +17,14 @@
 
 import Foundation
 
+/// How a vocabulary learner ranks the pairs it may merge.
+public enum MergeScoring: String, Sendable, CaseIterable {
+    /// WordPiece's freq(ab) / (freq(a)·freq(b)): pairs of units seldom seen apart first.
+    case likelihood
+    /// The most frequent pair first, as BPE and `tokenizers`' WordPieceTrainer rank them.
+    case frequency
+}
+
 /// Learns a WordPiece vocabulary (`vocab.txt`) from text.
 ///
 /// ```swift
@@ -29,12 +37,6 @@ import Foundation
 /// uncased); the learned vocabulary, loaded with the same normalizer, tokenizes every word of the
 /// corpus without the unknown token (except words longer than `maxInputCharsPerWord`, which BERT
 /// always maps to it). The result is deterministic: the same text gives the same vocabulary.
-/// How a vocabulary learner ranks the pairs it may merge.
-public enum MergeScoring: String, Sendable, CaseIterable {
-    case likelihood
-    case frequency
-}
-
 public struct WordPieceLearner: Sendable {
     /// The special tokens BERT expects, in the order of Google's vocabularies.
     public static let defaultSpecialTokens = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
@@ -169,6 +171,7 @@ public struct WordPieceLearner: Sendable {
         public let specialTokenCount: Int
         /// Words counted, with repetitions and distinct.
         public let wordCount: Int
+        /// Distinct words counted.
         public let distinctWordCount: Int
         /// Distinct words longer than `maxInputCharsPerWord`, left out.
         public let skippedLongWords: Int
@@ -178,10 +181,16 @@ public struct WordPieceLearner: Sendable {
 
     /// One merge: `left` and `right` became `token`, with the score and pair frequency it had.
     public struct Merge: Sendable, Equatable {
+        /// The left unit of the pair.
         public let left: String
+        /// The right unit of the pair, with its "##" (it never starts a word).
         public let right: String
+        /// The merged unit: `left + right` without right's "##".
         public let token: String
+        /// How often the pair occurred in the corpus when it was merged.
         public let frequency: Int
+        /// The pair's score when merged: frequency / (freq(left)·freq(right)), or the frequency itself
+        /// with ``MergeScoring/frequency`` scoring.
         public let score: Double
     }
 }

@@ -4,6 +4,7 @@ import Foundation
 /// String equality is canonical equivalence, "K" == KELVIN SIGN, and Hugging Face compares bytes,
 /// so two such tokens are different tokens with different ids).
 public final class Vocabulary: Sendable {
+    /// Token strings by id.
     public let tokens: [String]
     /// Every token's bytes end to end (token i at starts[i]..<starts[i + 1]) and an open-addressing
     /// table of ids hashed by those bytes: one allocation each, where a dictionary of byte-array
@@ -99,8 +100,10 @@ public final class Vocabulary: Sendable {
         self.init(tokens: lines)
     }
 
+    /// The number of tokens; ids are 0..<count.
     public var count: Int { tokens.count }
 
+    /// The id of `token`, compared byte for byte (the later id of a duplicate); nil when absent.
     public func id(of token: String) -> Int32? {
         var token = token
         return token.withUTF8 { key in
@@ -117,6 +120,7 @@ public final class Vocabulary: Sendable {
         }
     }
 
+    /// The token with id `id`; nil outside 0..<count.
     public func token(of id: Int32) -> String? {
         id >= 0 && Int(id) < tokens.count ? tokens[Int(id)] : nil
     }

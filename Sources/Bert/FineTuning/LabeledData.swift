@@ -3,10 +3,15 @@ import Foundation
 /// One labeled example of a sequence task: a text, an optional second text (pairs) and its label
 /// (a class name, or a number for regression), with where it came from for error messages.
 public struct LabeledExample: Sendable, Equatable {
+    /// The text, or a pair's first text.
     public var text: String
+    /// A pair's second text; nil for a single sentence.
     public var textPair: String?
+    /// The class name, or the target number as text for regression; nil when unlabeled.
     public var label: String?
+    /// Where the example came from ("file:line"), named in errors; empty when unknown.
     public var source: String
+    /// An example from its fields; unlabeled and without a source by default.
     public init(text: String, textPair: String? = nil, label: String? = nil, source: String = "") {
         self.text = text
         self.textPair = textPair
@@ -17,11 +22,15 @@ public struct LabeledExample: Sendable, Equatable {
 
 /// Which columns hold the text, the second text and the label.
 public struct ColumnNames: Sendable {
+    /// The text column (default "text").
     public var text = "text"
+    /// The second-text column (default "text_pair"); nil reads single sentences only.
     public var textPair: String? = "text_pair"
+    /// The label column (default "label").
     public var label = "label"
     /// The pair column was named by the user: a file without it is an error, not single sentences.
     public var requirePair = false
+    /// The default names: text, text_pair (optional) and label.
     public init() {}
 }
 

@@ -2,6 +2,7 @@ import Foundation
 
 /// Evaluation metrics as scikit-learn and scipy define them (the GLUE metrics).
 public enum Metrics {
+    /// Share of predictions equal to the gold labels, in 0...1; NaN without examples.
     public static func accuracy(_ predicted: [Int], _ gold: [Int]) -> Double {
         guard !gold.isEmpty else { return .nan }
         return Double(zip(predicted, gold).filter { $0 == $1 }.count) / Double(gold.count)
@@ -41,6 +42,8 @@ public enum Metrics {
         return denominator == 0 ? 0 : (c * s - tp) / denominator
     }
 
+    /// Pearson's correlation coefficient (scipy's pearsonr); NaN when the lengths differ, there are
+    /// fewer than 2 values or either series is constant.
     public static func pearson(_ x: [Double], _ y: [Double]) -> Double {
         let n = Double(x.count)
         guard x.count == y.count, x.count > 1 else { return .nan }

@@ -4,10 +4,15 @@ import Foundation
 
 /// A multiple-choice question: a context, its endings and the right ending's index.
 public struct ChoiceExample: Sendable, Equatable {
+    /// The text every ending continues (each pair's first text).
     public var context: String
+    /// The candidate endings (each pair's second text).
     public var endings: [String]
+    /// Index of the right ending in `endings`; nil when unlabeled.
     public var label: Int?
+    /// Where the question came from ("file:line"), named in errors; empty when unknown.
     public var source: String
+    /// A question from its fields; unlabeled and without a source by default.
     public init(context: String, endings: [String], label: Int? = nil, source: String = "") {
         self.context = context
         self.endings = endings
@@ -45,12 +50,17 @@ public func readChoiceExamples(_ url: URL, requireLabel: Bool = true) throws -> 
 /// Fine-tunes and runs a BertForMultipleChoice (every question of a batch needs the same number
 /// of endings: batches group questions by their count).
 public final class ChoiceSolver {
+    /// The multiple-choice model trained and run.
     public let model: BertForMultipleChoice
+    /// Encodes each (context, ending) pair, truncated to `options.maxLength` tokens.
     public let encoder: SequenceEncoder
+    /// The training settings; `batchSize` counts questions (each ending is a row), also in prediction.
     public let options: FineTuneOptions
     /// Where `save` writes (nil: a model opened for prediction only).
     public let output: OutputFolder?
 
+    /// A solver for `model` that encodes with `tokenizer` (truncating to `options.maxLength`) and
+    /// saves to `output`.
     public init(
         model: BertForMultipleChoice, tokenizer: BertTokenizer, options: FineTuneOptions, output: OutputFolder? = nil
     ) {
@@ -71,6 +81,8 @@ public final class ChoiceSolver {
         return try encoder.batch(pairs[...])
     }
 
+    /// Trains for `options.epochs` epochs (every question needs a label), evaluating on `validation`
+    /// after each and saving the best epoch by accuracy; `progress` gets log lines, `report` epoch results.
     public func train(
         _ trainSet: [ChoiceExample], validation: [ChoiceExample],
         progress: (String) -> Void = { _ in }, report: (EpochReport) -> Void = { _ in }
@@ -130,6 +142,8 @@ public final class ChoiceSolver {
         return result
     }
 
+    /// Accuracy and mean cross-entropy of the predictions on labeled questions (keys "accuracy",
+    /// "loss", "questions").
     public func evaluate(_ examples: [ChoiceExample]) throws -> [String: Double] {
         let probabilities = try predict(examples)
         var right = 0, loss = 0.0

@@ -6,10 +6,15 @@ import Foundation
 /// Unicode scalars) and whether it has no answer (SQuAD 2.0).
 public struct SquadExample: Sendable {
     public var id: String
+    /// The question asked of `context`.
     public var question: String
+    /// The paragraph the answer is taken from.
     public var context: String
+    /// Gold answers: text and start in `context`, in Unicode scalars; training uses the first.
     public var answers: [(text: String, start: Int)]
+    /// The context holds no answer (SQuAD 2.0's is_impossible).
     public var isImpossible: Bool
+    /// A question from its fields; without answers and answerable by default.
     public init(
         id: String, question: String, context: String, answers: [(text: String, start: Int)] = [],
         isImpossible: Bool = false
@@ -86,6 +91,8 @@ public func readSquad(_ url: URL, requireAnswers: Bool = true) throws -> [SquadE
 /// removed, whitespace collapsed); exact match and token F1, the best over the gold answers; a
 /// question without answers scores 1 only for an empty prediction.
 public enum SquadMetrics {
+    /// An answer as SQuAD compares it: lowercased, ASCII punctuation and symbols and the articles
+    /// a/an/the removed, whitespace collapsed to single spaces.
     public static func normalize(_ s: String) -> String {
         let lower = s.lowercased()
         let noPunct = String(
@@ -97,11 +104,15 @@ public enum SquadMetrics {
         return words.joined(separator: " ")
     }
 
+    /// 1 when the normalised prediction equals a normalised gold answer, else 0; with no gold
+    /// answers, 1 only for an empty prediction.
     public static func exactMatch(_ prediction: String, _ gold: [String]) -> Double {
         if gold.isEmpty { return prediction.isEmpty ? 1 : 0 }
         return gold.contains { normalize($0) == normalize(prediction) } ? 1 : 0
     }
 
+    /// The best token-overlap F1 (0...1) of the normalised prediction against each gold answer; with
+    /// no gold answers, 1 only for an empty prediction.
     public static func f1(_ prediction: String, _ gold: [String]) -> Double {
         if gold.isEmpty { return prediction.isEmpty ? 1 : 0 }
         let p = normalize(prediction).split(separator: " ")
@@ -121,15 +132,21 @@ public enum SquadMetrics {
 
 /// Settings of extractive question answering (as transformers' run_qa.py defaults).
 public struct QAOptions: Sendable {
+    /// Tokens per window, question and special tokens included (default 384).
     public var maxLength = 384
+    /// Overlap of consecutive context windows, in tokens (default 128).
     public var docStride = 128
+    /// Question tokens kept; the rest of a longer question is cut (default 64).
     public var maxQueryLength = 64
+    /// Longest predicted answer, in tokens (default 30).
     public var maxAnswerLength = 30
+    /// Start and end candidates (the highest logits) per window paired into spans (default 20).
     public var nBest = 20
     /// SQuAD 2.0: answer "" when the null score exceeds the best span's by more than this.
     public var nullThreshold = 0.0
     /// Whether a null answer may be predicted (SQuAD 2.0 data).
     public var allowNull = false
+    /// The defaults of run_qa.py, without null answers (SQuAD 1.1).
     public init() {}
 
     /// The file beside a fine-tuned QA model that keeps these settings.
@@ -186,35 +203,51 @@ public struct QAOptions: Sendable {
 
 /// One window of a question over its context.
 public struct QAFeature: Sendable {
+    /// Index of the window's question in the examples given to `features`.
     public var example: Int
+    /// The window's token ids: [CLS] question [SEP] part of the context [SEP].
     public var ids: [Int32]
+    /// Token type ids: 0 for the question, 1 for the context.
     public var typeIds: [Int32]
     /// Character span in the context of each token (nil for question and special tokens).
     public var contextOffsets: [(start: Int, end: Int)?]
+    /// Token index of the answer's first token in the window; 0 ([CLS]) when the window lacks it.
     public var startPosition: Int
+    /// Token index of the answer's last token (inclusive); 0 ([CLS]) when the window lacks it.
     public var endPosition: Int
 }
 
 /// A predicted answer.
 public struct QAPrediction: Sendable {
     public var id: String
+    /// The answer, a slice of the context; "" for no answer.
     public var text: String
+    /// Where the answer starts in the context, in Unicode scalars (0 for no answer).
     public var start: Int
+    /// Where the answer ends in the context (exclusive), in Unicode scalars (0 for no answer).
     public var end: Int
+    /// The best span's start logit plus end logit (−∞ when no window gave a span).
     public var score: Float
+    /// The no-answer score: the smallest [CLS] start plus end logit over the question's windows.
     public var nullScore: Float
 }
 
 /// Fine-tunes and runs a BertForQuestionAnswering on SQuAD-style data: questions over long
 /// contexts become overlapping windows; the best span is chosen over every window.
 public final class QuestionAnswerer {
+    /// The question-answering model trained and run.
     public let model: BertForQuestionAnswering
+    /// The tokenizer without padding, its offsets in Unicode scalars.
     public let tokenizer: BertTokenizer
+    /// The training settings; `batchSize` counts windows, not questions (`qa` sets the windows).
     public let options: FineTuneOptions
+    /// How windows are cut and answers chosen; saved with the model as qa_settings.json.
     public let qa: QAOptions
     /// Where `save` writes (nil: a model opened for prediction only).
     public let output: OutputFolder?
 
+    /// An answerer for `model` that tokenizes with `tokenizer` (no padding, offsets in Unicode
+    /// scalars) and saves to `output`.
     public init(
         model: BertForQuestionAnswering, tokenizer: BertTokenizer, options: FineTuneOptions, qa: QAOptions,
         output: OutputFolder? = nil
@@ -278,6 +311,8 @@ public final class QuestionAnswerer {
         EncoderBatch.padded(features.map(\.ids), tokenTypeIds: features.map(\.typeIds))
     }
 
+    /// Trains on the windows of `trainSet` for `options.epochs` epochs, evaluating on `validation`
+    /// after each and saving the best epoch by F1; `progress` gets log lines, `report` epoch results.
     public func train(
         _ trainSet: [SquadExample], validation: [SquadExample],
         progress: (String) -> Void = { _ in }, report: (EpochReport) -> Void = { _ in }

@@ -4,31 +4,46 @@ import Foundation
 
 /// Settings of a sequence fine-tuning run (the `bert finetune` flags).
 public struct FineTuneOptions: Sendable {
+    /// Passes over the training set (default 3; 0 saves the newly initialised model).
     public var epochs = 3
+    /// Peak learning rate, reached at the end of warm-up (default 2e-5).
     public var learningRate = 2e-5
+    /// Examples per optimizer step (default 32).
     public var batchSize = 32
+    /// Tokens per example, special tokens included; longer ones are truncated (default 128).
     public var maxLength = 128
+    /// Seed of the example order and the dropout masks (default 42).
     public var seed: UInt64 = 42
     /// Share of the steps spent warming up (then linear decay to 0).
     public var warmupRatio = 0.1
+    /// AdamW's decoupled weight decay, biases and LayerNorm weights exempt (default 0.01).
     public var weightDecay = 0.01
+    /// The gradients' global L2 norm is clipped to this (default 1.0).
     public var maxGradNorm = 1.0
+    /// Steps between progress lines (default 20).
     public var logEvery = 20
+    /// The defaults above, those of the `bert finetune` flags.
     public init() {}
 }
 
 /// One epoch's result.
 public struct EpochReport: Sendable {
+    /// The epoch's number, from 1.
     public var epoch: Int
+    /// Mean training loss over the epoch's batches.
     public var trainLoss: Double
+    /// Validation metrics by name (e.g. "accuracy", "loss"); empty without a validation set.
     public var metrics: [String: Double]
+    /// Whether the epoch was saved: the first, one that beat the best score, or any without validation.
     public var improved: Bool
 }
 
 /// Encodes labeled examples into padded batches for a sequence model.
 public struct SequenceEncoder: Sendable {
+    /// The tokenizer, truncating to the max length and not padding (`batch` pads).
     public var tokenizer: BertTokenizer
 
+    /// An encoder that truncates each example to `maxLength` tokens (a pair's longer text first).
     public init(tokenizer: BertTokenizer, maxLength: Int) {
         var t = tokenizer
         t.truncation = Truncation(maxLength: maxLength)
@@ -36,6 +51,8 @@ public struct SequenceEncoder: Sendable {
         self.tokenizer = t
     }
 
+    /// The examples' token and type ids, right-padded to the longest; pairs when any example has a
+    /// second text (a missing one is empty). A tokenizer error names the first example's source.
     public func batch(_ examples: ArraySlice<LabeledExample>) throws -> EncoderBatch {
         let texts = examples.map(\.text)
         let pairs: [String]? = examples.contains { $0.textPair != nil } ? examples.map { $0.textPair ?? "" } : nil
@@ -143,12 +160,17 @@ func saveFineTuned(
 /// decay, clipping, dropout; evaluates on the validation set after each epoch and saves the best
 /// model (by accuracy, or Pearson for regression) to the output folder as a Hugging Face folder.
 public final class SequenceFineTuner {
+    /// The sequence classification or regression model trained and run.
     public let model: BertForSequenceClassification
+    /// Encodes examples, truncated to `options.maxLength` tokens.
     public let encoder: SequenceEncoder
+    /// The training settings; `batchSize` also sets the prediction batch.
     public let options: FineTuneOptions
     /// Where `save` writes (nil: a model opened for prediction only).
     public let output: OutputFolder?
 
+    /// A fine-tuner for `model` that encodes with `tokenizer` (truncating to `options.maxLength`)
+    /// and saves to `output`.
     public init(
         model: BertForSequenceClassification, tokenizer: BertTokenizer, options: FineTuneOptions,
         output: OutputFolder? = nil

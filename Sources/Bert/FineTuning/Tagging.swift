@@ -4,9 +4,13 @@ import Foundation
 
 /// A sentence of words with their tags (BIO), from a CoNLL-style file.
 public struct TaggedSentence: Sendable, Equatable {
+    /// The sentence's words (the file's first column).
     public var words: [String]
+    /// One tag per word (the file's last column), e.g. "B-PER".
     public var tags: [String]
+    /// Where the sentence starts ("file:line"), named in errors; empty when unknown.
     public var source: String
+    /// A sentence from its words and tags; without a source by default.
     public init(words: [String], tags: [String], source: String = "") {
         self.words = words
         self.tags = tags
@@ -45,8 +49,11 @@ public func readTaggedSentences(_ url: URL) throws -> [TaggedSentence] {
 
 /// An entity: its type and the half-open range of words (or tokens) it covers.
 public struct Entity: Sendable, Hashable {
+    /// The entity type: the tag without its prefix ("PER" of "B-PER").
     public var type: String
+    /// Index of the entity's first word (or token).
     public var start: Int
+    /// Index just past the entity's last word (or token).
     public var end: Int
 }
 
@@ -110,12 +117,16 @@ public func tagNames(of sentences: [TaggedSentence]) -> [String] {
 /// Fine-tunes and runs a BertForTokenClassification on words: each word's WordPieces get its tag
 /// on the first piece only (the others are ignored by the loss), predictions are read there.
 public final class TokenTagger {
+    /// The token classification model trained and run.
     public let model: BertForTokenClassification
+    /// The tokenizer, truncating to `options.maxLength` and not padding.
     public let tokenizer: BertTokenizer
+    /// The training settings; `maxLength` limits a sentence's tokens, `batchSize` counts sentences.
     public let options: FineTuneOptions
     /// Where `save` writes (nil: a model opened for prediction only).
     public let output: OutputFolder?
 
+    /// A tagger for `model` that splits words into pieces with `tokenizer` and saves to `output`.
     public init(
         model: BertForTokenClassification, tokenizer: BertTokenizer, options: FineTuneOptions,
         output: OutputFolder? = nil
@@ -164,6 +175,9 @@ public final class TokenTagger {
         return (batch, firsts, EncoderBatch.padRows(rowLabels, width: batch.sequenceLength, fill: -100))
     }
 
+    /// Trains for `options.epochs` epochs (every tag must be one of the model's), evaluating on
+    /// `validation` after each and saving the best epoch by entity F1; `progress` gets log lines,
+    /// `report` epoch results.
     public func train(
         _ trainSet: [TaggedSentence], validation: [TaggedSentence],
         progress: (String) -> Void = { _ in }, report: (EpochReport) -> Void = { _ in }

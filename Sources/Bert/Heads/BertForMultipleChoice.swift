@@ -4,12 +4,16 @@ import Foundation
 /// Transformers' BertForMultipleChoice: each (context, ending) pair goes through the encoder, the
 /// pooled output (with dropout) through "classifier" (one score); a softmax across the choices.
 public final class BertForMultipleChoice: TaskHead, @unchecked Sendable {
+    /// The encoder's configuration, architectures ["BertForMultipleChoice"] and no labels.
     public let config: BertConfig
     public let bert: BertModelWeights
+    /// The "classifier" layer: the pooled output [H] to one score per (context, ending) row.
     public let classifier: Linear
+    /// The encoder's and the classifier's tensors in one block.
     public let parameters: ParameterStore
     public let encoderModel: BertModel
 
+    /// A model of `config` with every parameter zero (load or initialise them next).
     public init(config: BertConfig) throws {
         try config.validate()
         var c = config
@@ -83,8 +87,11 @@ public final class BertForMultipleChoice: TaskHead, @unchecked Sendable {
 
 /// The right choice of each question of a batch that holds `choices` consecutive rows per question.
 public struct ChoiceTargets: Sendable {
+    /// Endings per question: the consecutive rows of each (at least 2).
     public var choices: Int
+    /// The right choice of each question, in 0..<choices.
     public var labels: [Int32]
+    /// Targets of questions with `choices` endings each.
     public init(choices: Int, labels: [Int32]) {
         self.choices = choices
         self.labels = labels

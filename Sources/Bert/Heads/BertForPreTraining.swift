@@ -5,10 +5,14 @@ import Foundation
 /// id at each position chosen for prediction, −100 elsewhere, as transformers) and the
 /// next-sentence labels ([B], 0 = IsNext, 1 = NotNext).
 public struct PretrainingBatch: Sendable {
+    /// The encoder inputs [B, S], the chosen positions already masked.
     public var inputs: EncoderBatch
+    /// Masked-LM labels [B × S]: the original token id at each position to predict, −100 elsewhere.
     public var mlmLabels: [Int32]
+    /// Next-sentence labels [B] (0 = IsNext, 1 = NotNext); nil for no next-sentence loss.
     public var nspLabels: [Int32]?
 
+    /// A batch from its inputs and labels; nil `nspLabels` trains the masked LM only.
     public init(inputs: EncoderBatch, mlmLabels: [Int32], nspLabels: [Int32]?) {
         self.inputs = inputs
         self.mlmLabels = mlmLabels
@@ -18,18 +22,29 @@ public struct PretrainingBatch: Sendable {
 
 /// The losses of one batch (means, as transformers) and the counts behind the accuracies.
 public struct PretrainingLoss: Sendable {
+    /// The masked-LM loss plus the next-sentence loss.
     public var total: Double { mlm + nsp }
+    /// Mean masked-LM cross-entropy over the masked positions (0 when there are none).
     public var mlm = 0.0
+    /// Mean next-sentence cross-entropy over the rows (0 without next-sentence labels).
     public var nsp = 0.0
-    public var mlmCorrect = 0, mlmCount = 0
-    public var nspCorrect = 0, nspCount = 0
+    /// Masked positions whose top prediction is the label.
+    public var mlmCorrect = 0
+    /// Masked positions in the batch.
+    public var mlmCount = 0
+    /// Rows whose next-sentence prediction is right.
+    public var nspCorrect = 0
+    /// Rows scored for next-sentence prediction (0 without labels).
+    public var nspCount = 0
 }
 
 /// transformers' BertLMPredictionHead: dense, activation and LayerNorm, then a decoder tied to the
 /// word embeddings plus a bias of its own. One forward/backward pair serves pretraining and
 /// fill-mask.
 public struct MaskedLMHead: Sendable {
+    /// The transform's dense layer, [H] to [H] ("cls.predictions.transform.dense").
     public let transformDense: Linear
+    /// The LayerNorm after the transform's activation ("cls.predictions.transform.LayerNorm").
     public let transformLayerNorm: LayerNorm
     /// Weight: the word embeddings (tied, [V, H]); bias: "cls.predictions.bias".
     public let decoder: Linear
@@ -94,15 +109,22 @@ public struct MaskedLMHead: Sendable {
 /// Transformers' BertForPreTraining: the encoder ("bert."), the masked-LM head and the
 /// next-sentence head on the pooled output. All in one parameter block, names as transformers'.
 public final class BertForPreTraining: BertHead, @unchecked Sendable {
+    /// The model's configuration (config.json).
     public let config: BertConfig
     public let bert: BertModelWeights
+    /// The masked-LM transform's dense layer, "cls.predictions.transform.dense".
     public let transformDense: Linear
+    /// The masked-LM transform's LayerNorm, "cls.predictions.transform.LayerNorm".
     public let transformLayerNorm: LayerNorm
+    /// The masked-LM decoder's own bias [V], "cls.predictions.bias" (its weight is the word embeddings).
     public let decoderBias: TensorRef
+    /// The next-sentence classifier on the pooled output (2 logits), "cls.seq_relationship".
     public let seqRelationship: Linear
+    /// The encoder's and both heads' tensors in one block, named as transformers'.
     public let parameters: ParameterStore
     public let encoderModel: BertModel
 
+    /// A model of `config` with every parameter zero (load them or call `initializeWeights(seed:)`).
     public init(config: BertConfig) throws {
         try config.validate()
         self.config = config

@@ -4,12 +4,16 @@ import Foundation
 /// Transformers' BertForQuestionAnswering: the encoder ("bert.", no pooler) and "qa_outputs", a
 /// linear layer giving each token a start and an end logit.
 public final class BertForQuestionAnswering: TaskHead, @unchecked Sendable {
+    /// The encoder's configuration, architectures ["BertForQuestionAnswering"] and no labels.
     public let config: BertConfig
     public let bert: BertModelWeights
+    /// The "qa_outputs" layer: each token's hidden state [H] to its start and end logits.
     public let qaOutputs: Linear
+    /// The encoder's and qa_outputs' tensors in one block.
     public let parameters: ParameterStore
     public let encoderModel: BertModel
 
+    /// A model of `config` with every parameter zero (load or initialise them next).
     public init(config: BertConfig) throws {
         try config.validate()
         var c = config
@@ -121,8 +125,11 @@ public final class BertForQuestionAnswering: TaskHead, @unchecked Sendable {
 
 /// The answer span of each row of a batch (token positions within the row).
 public struct AnswerSpans: Sendable {
+    /// Position of the answer's first token in each row.
     public var starts: [Int]
+    /// Position of the answer's last token (inclusive) in each row.
     public var ends: [Int]
+    /// Spans from a start and an end per row.
     public init(starts: [Int], ends: [Int]) {
         self.starts = starts
         self.ends = ends

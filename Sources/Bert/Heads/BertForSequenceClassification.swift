@@ -4,7 +4,9 @@ import Foundation
 /// What a sequence head predicts: one of N labels (softmax cross-entropy) or a number (mean
 /// squared error), as transformers' problem_type "single_label_classification" / "regression".
 public enum SequenceTask: String, Sendable {
+    /// One of N labels, trained with softmax cross-entropy.
     case classification = "single_label_classification"
+    /// One number, trained with mean squared error.
     case regression
 }
 
@@ -12,17 +14,24 @@ public enum SequenceTask: String, Sendable {
 /// the pooled `[CLS]` output and a linear classifier ("classifier"). One parameter block, names as
 /// transformers', so a model saved here loads there and back.
 public final class BertForSequenceClassification: TaskHead, @unchecked Sendable {
+    /// The encoder's configuration with the head's architectures, problem_type, id2label and label2id.
     public let config: BertConfig
+    /// Classification or regression.
     public let task: SequenceTask
     /// Label names by id (classification); ["score"] for regression.
     public let labels: [String]
     public let bert: BertModelWeights
+    /// The "classifier" layer: the pooled output [H] to `numLabels` logits.
     public let classifier: Linear
+    /// The encoder's and the classifier's tensors in one block.
     public let parameters: ParameterStore
     public let encoderModel: BertModel
 
+    /// Outputs per example: the number of labels (1 for regression).
     public var numLabels: Int { labels.count }
 
+    /// A model of `config` with every parameter zero; classification needs 2 or more distinct
+    /// labels, regression exactly one.
     public init(config: BertConfig, task: SequenceTask, labels: [String]) throws {
         try config.validate()
         switch task {
@@ -189,8 +198,11 @@ extension Kernels {
 
 /// What a sequence head is made with: its task and label names (["score"] for regression).
 public struct SequenceHeadSettings: Sendable {
+    /// Classification or regression.
     public var task: SequenceTask
+    /// Label names by id (2 or more, distinct); ["score"] for regression.
     public var labels: [String]
+    /// Settings from a task and its label names.
     public init(task: SequenceTask, labels: [String]) {
         self.task = task
         self.labels = labels
@@ -199,7 +211,9 @@ public struct SequenceHeadSettings: Sendable {
 
 /// What a sequence head's loss compares with: a label id per row, or a value per row.
 public enum SequenceTargets: Sendable {
+    /// A label id per row (classification).
     case classes([Int32])
+    /// A target value per row (regression).
     case values([Float])
 }
 

@@ -4,16 +4,21 @@ import Foundation
 /// Transformers' BertForTokenClassification: the encoder ("bert.", no pooler), dropout on every
 /// token's last hidden state and a linear classifier ("classifier") per token.
 public final class BertForTokenClassification: TaskHead, @unchecked Sendable {
+    /// The encoder's configuration with the head's architectures, id2label and label2id.
     public let config: BertConfig
     /// Tag names by id (e.g. "O", "B-PER", "I-PER").
     public let labels: [String]
     public let bert: BertModelWeights
+    /// The "classifier" layer: each token's hidden state [H] to `numLabels` logits.
     public let classifier: Linear
+    /// The encoder's and the classifier's tensors in one block.
     public let parameters: ParameterStore
     public let encoderModel: BertModel
 
+    /// The number of tags.
     public var numLabels: Int { labels.count }
 
+    /// A model of `config` with every parameter zero; the tags must be distinct, at least one.
     public init(config: BertConfig, labels: [String]) throws {
         try config.validate()
         guard labels.count >= 1, Set(labels).count == labels.count else {

@@ -6,9 +6,11 @@ import Foundation
 /// through the encoder's fast forward (`encoderModel`) and its training through the one
 /// forward/backward pair of the modules.
 public protocol BertHead: AnyObject, Sendable {
+    /// The model's configuration, written as config.json by `save(to:)`.
     var config: BertConfig { get }
     /// The encoder's modules inside `parameters`.
     var bert: BertModelWeights { get }
+    /// Every tensor of the model, encoder and head, in one block.
     var parameters: ParameterStore { get }
     /// The encoder over this head's parameter block: its inference forward (packed weights,
     /// fused attention) is the one `bert embed` uses.

@@ -5,14 +5,23 @@ import Foundation
 /// How the chosen layers' hidden states are combined per token (the paper's feature-based NER
 /// table: e.g. the sum or the concatenation of the last four layers).
 public enum LayerCombination: String, Sendable, CaseIterable {
-    case concat, sum, mean
+    /// The layers side by side: a feature of layers × hidden size.
+    case concat
+    /// The layers' element-wise sum.
+    case sum
+    /// The layers' element-wise mean.
+    case mean
 }
 
 /// Token features of a BERT for the feature-based use: hidden states of chosen layers, combined.
 public struct FeatureExtractor {
+    /// The encoder whose hidden states are read.
     public let model: BertModel
+    /// The tokenizer, truncating to the max length and not padding.
     public let tokenizer: BertTokenizer
 
+    /// An extractor of `model`; texts are truncated to `maxLength` tokens (default and upper bound:
+    /// the model's max_position_embeddings).
     public init(model: BertModel, tokenizer: BertTokenizer, maxLength: Int? = nil) {
         self.model = model
         var t = tokenizer

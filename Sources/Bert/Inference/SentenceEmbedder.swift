@@ -4,7 +4,13 @@ import Foundation
 
 /// How token vectors become one sentence vector (sentence-transformers' Pooling modes).
 public enum Pooling: String, Sendable, CaseIterable {
-    case cls, max, mean
+    /// The [CLS] token's vector.
+    case cls
+    /// The element-wise maximum over the real tokens.
+    case max
+    /// The mean over the real tokens.
+    case mean
+    /// The sum over the real tokens divided by the square root of their count.
     case meanSqrtLen = "mean_sqrt_len"
 }
 
@@ -13,12 +19,15 @@ public enum Pooling: String, Sendable, CaseIterable {
 public struct SentenceEmbeddingSettings: Sendable, Equatable {
     /// In sentence-transformers' concatenation order (cls, max, mean, mean_sqrt_len).
     public var pooling: [Pooling] = [.mean]
+    /// Whether embeddings are L2-normalised (the folder has a Normalize module).
     public var normalize = false
     /// sentence_bert_config.json's max_seq_length, if any.
     public var maxSeqLength: Int?
     /// The Pooling module's word_embedding_dimension (must be the model's hidden size) and file.
     public var wordEmbeddingDimension: Int?
+    /// Path of the Pooling module's config.json, named in errors; nil without one.
     public var poolingSource: String?
+    /// The defaults of a plain BERT folder: mean pooling, no normalisation, no length limit.
     public init() {}
 
     /// Refuses settings that do not fit the model they sit beside.
@@ -34,6 +43,8 @@ public struct SentenceEmbeddingSettings: Sendable, Equatable {
         }
     }
 
+    /// Reads a folder's sentence-transformers files; defaults without modules.json. A module not
+    /// applied here (such as Dense) or out of order is an error.
     public init(folder: URL) throws {
         self.init()
         let modulesURL = folder.appendingPathComponent("modules.json")
@@ -104,10 +115,15 @@ public struct SentenceEmbeddingSettings: Sendable, Equatable {
 /// Sentence embeddings as sentence-transformers computes them: tokenize (truncating at the
 /// model's max_seq_length), encode, pool over the real tokens, optionally L2-normalise.
 public final class SentenceEmbedder: @unchecked Sendable {
+    /// The encoder that computes the token vectors.
     public let model: BertModel
+    /// The tokenizer, without padding; it truncates to `maxLength` when `truncate` is on.
     public private(set) var tokenizer: BertTokenizer
+    /// Pooling modes; their vectors are concatenated in this order.
     public let pooling: [Pooling]
+    /// Whether each embedding is L2-normalised after pooling.
     public let normalize: Bool
+    /// Tokens per input, special tokens included (at most the model's max_position_embeddings).
     public let maxLength: Int
     /// When false, an input longer than `maxLength` tokens is an error instead of being truncated.
     public let truncate: Bool
@@ -132,6 +148,8 @@ public final class SentenceEmbedder: @unchecked Sendable {
             truncate: truncate)
     }
 
+    /// An embedder of `model`; `maxLength` (2 up to max_position_embeddings) defaults to the
+    /// model's limit. No pooling mode, or a vocabulary larger than the model's, is an error.
     public init(
         model: BertModel, tokenizer: BertTokenizer, pooling: [Pooling] = [.mean], normalize: Bool = false,
         maxLength: Int? = nil, truncate: Bool = true
@@ -230,7 +248,9 @@ public final class SentenceEmbedder: @unchecked Sendable {
 public struct InputTooLongError: Error, CustomStringConvertible, Sendable {
     /// Position of the input in the list given.
     public let index: Int
+    /// The input's token count, special tokens included.
     public let tokens: Int
+    /// The most tokens allowed.
     public let maxLength: Int
     public var description: String {
         "input \(index + 1) has \(tokens) tokens, more than the maximum \(maxLength), and truncation is off"

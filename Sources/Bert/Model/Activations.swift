@@ -146,5 +146,6 @@ public final class EncoderActivations: @unchecked Sendable {
     public var lastHiddenState: [Float] {
         tokens.unpack(output.pointer, cols: output.count / max(1, tokens.tokenCount))
     }
+    /// The pooler output as a [B, H] array; nil when the model has no pooler.
     public var pooled: [Float]? { poolerOutput?.toArray() }
 }

@@ -4,24 +4,43 @@ import Foundation
 
 /// A BERT architecture, with the keys and defaults of Hugging Face's `BertConfig` (`config.json`).
 public struct BertConfig: @unchecked Sendable, Equatable {
+    /// Rows of the word embedding table, the token ids the model takes (vocab_size).
     public var vocabSize = 30522
+    /// Width H of the embeddings and every hidden state (hidden_size); a multiple of
+    /// ``numAttentionHeads``.
     public var hiddenSize = 768
+    /// Encoder layers (num_hidden_layers).
     public var numHiddenLayers = 12
+    /// Attention heads per layer (num_attention_heads).
     public var numAttentionHeads = 12
+    /// Width of the feed-forward block between its two dense layers (intermediate_size),
+    /// usually 4 × hidden_size.
     public var intermediateSize = 3072
+    /// The feed-forward activation by its Hugging Face name (hidden_act): gelu, gelu_new,
+    /// gelu_pytorch_tanh, gelu_fast or relu.
     public var hiddenAct = "gelu"
+    /// Dropout probability in training after the embeddings and on each sub-layer's output
+    /// (hidden_dropout_prob).
     public var hiddenDropoutProb: Double = 0.1
+    /// Dropout probability in training on the attention probabilities (attention_probs_dropout_prob).
     public var attentionProbsDropoutProb: Double = 0.1
+    /// Rows of the position embedding table: the longest sequence the model takes (max_position_embeddings).
     public var maxPositionEmbeddings = 512
+    /// Token type (segment) ids the model knows (type_vocab_size); 2 for sentence pairs.
     public var typeVocabSize = 2
+    /// Added to the variance in every LayerNorm (layer_norm_eps); must be positive.
     public var layerNormEps: Double = 1e-12
+    /// Standard deviation of the normal distribution new weights are drawn from (initializer_range).
     public var initializerRange: Double = 0.02
+    /// The padding token's id, whose embedding row starts at zero (pad_token_id; a null reads
+    /// as 0).
     public var padTokenId = 0
     /// `architectures` as written in the file (e.g. ["BertModel"], ["BertForPreTraining"]).
     public var architectures: [String] = ["BertModel"]
     /// Every other key of the file, kept so that saving does not lose what we do not use.
     public var extra: [String: Any] = [:]
 
+    /// BERT-base with the uncased English vocabulary: the defaults of transformers' BertConfig().
     public init() {}
 
     public static func == (a: BertConfig, b: BertConfig) -> Bool {
@@ -40,8 +59,11 @@ public struct BertConfig: @unchecked Sendable, Equatable {
         try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
     }
 
+    /// Width of one attention head: hidden_size / num_attention_heads.
     public var headSize: Int { hiddenSize / numAttentionHeads }
 
+    /// The activation ``hiddenAct`` names (GELU for a name it does not know, which
+    /// ``validate(source:)`` rejects).
     public var activation: Activation {
         Activation(huggingFaceName: hiddenAct) ?? .gelu
     }
@@ -50,6 +72,8 @@ public struct BertConfig: @unchecked Sendable, Equatable {
     /// 64-wide heads, a feed-forward of 4H, the uncased English vocabulary.
     public static let presetNames = ["tiny", "mini", "small", "medium", "base", "large"]
 
+    /// The config of a named size in ``presetNames`` (case-insensitive), the other keys at
+    /// their defaults; throws for any other name.
     public static func preset(_ name: String) throws -> BertConfig {
         let sizes: (Int, Int)
         switch name.lowercased() {
@@ -142,6 +166,7 @@ public struct BertConfig: @unchecked Sendable, Equatable {
 
     // MARK: config.json
 
+    /// Reads and validates a config.json file; the keys it does not use are kept in ``extra``.
     public init(contentsOf url: URL) throws {
         let data: Data
         do { data = try Data(contentsOf: url) } catch {
@@ -151,6 +176,8 @@ public struct BertConfig: @unchecked Sendable, Equatable {
         try self.init(json: data, source: url.path)
     }
 
+    /// Parses and validates the bytes of a config.json; `source` names it in errors. The keys
+    /// it does not use are kept in ``extra``.
     public init(json data: Data, source: String = "config.json") throws {
         guard let object = try? JSONSerialization.jsonObject(with: droppingByteOrderMark(data)),
             let dict = object as? [String: Any]
@@ -237,6 +264,7 @@ public struct BertConfig: @unchecked Sendable, Equatable {
         return data + Data("\n".utf8)
     }
 
+    /// Writes ``jsonData()`` to `url`, atomically (a crash never leaves half a file).
     public func write(to url: URL) throws {
         try writeAtomically(jsonData(), to: url)
     }

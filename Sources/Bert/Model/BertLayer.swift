@@ -2,6 +2,7 @@ import BertCompute
 
 /// transformers' BertIntermediate: the feed-forward's first dense and its activation.
 public struct BertIntermediate: Sendable {
+    /// The projection from the hidden size to the intermediate size ("intermediate.dense").
     public let dense: Linear
     let activation: Activation
 
@@ -33,8 +34,12 @@ public struct BertIntermediate: Sendable {
 
 /// transformers' BertLayer: attention block, then feed-forward block, each post-LayerNorm.
 public struct BertLayer: Sendable {
+    /// Self-attention and its output block ("attention").
     public let attention: BertAttention
+    /// The feed-forward's first dense and its activation ("intermediate").
     public let intermediate: BertIntermediate
+    /// The feed-forward's second dense, back to the hidden size, with the residual and
+    /// LayerNorm ("output").
     public let output: BertResidualOutput
 
     init(_ layout: inout ParameterLayout, _ prefix: String, _ c: BertConfig) {

@@ -5,8 +5,11 @@ import Foundation
 /// One forward at a time per instance (its scratch memory is reused); use one instance per thread
 /// for concurrent forwards, or let one forward use all cores (the default).
 public final class BertModel: @unchecked Sendable {
+    /// The architecture the model was built from.
     public let config: BertConfig
+    /// The modules, and where each of their tensors lives in ``parameters``.
     public let weights: BertModelWeights
+    /// Every parameter in one contiguous block of Float32, laid out by ``weights``.
     public let parameters: ParameterStore
     private let workspace = Workspace()
     private let lock = NSLock()
@@ -30,9 +33,13 @@ public final class BertModel: @unchecked Sendable {
         self.parameters = parameters
     }
 
+    /// The word, position and token type embeddings and their LayerNorm.
     public var embeddings: BertEmbeddings { weights.embeddings }
+    /// The stack of encoder layers.
     public var encoder: BertEncoder { weights.encoder }
+    /// The tanh pooler on the first token; nil when built without `addPoolingLayer`.
     public var pooler: BertPooler? { weights.pooler }
+    /// Parameters in the model (the pooler's included when it has one).
     public var parameterCount: Int { parameters.layout.totalCount }
 
     /// BERT's initialisation: weights N(0, initializer_range), biases 0, LayerNorm 1 and 0, and the
@@ -45,6 +52,9 @@ public final class BertModel: @unchecked Sendable {
             .update(repeating: 0, count: config.hiddenSize)
     }
 
+    /// The inference forward (no dropout) of a padded batch; `outputHiddenStates` also returns
+    /// the embeddings' and every layer's output. Throws when the batch does not fit the config (sizes,
+    /// ids outside the vocabulary, positions past max_position_embeddings).
     public func forward(_ batch: EncoderBatch, outputHiddenStates: Bool = false) throws -> EncoderOutput {
         lock.lock()
         defer { lock.unlock() }

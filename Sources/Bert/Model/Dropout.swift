@@ -4,9 +4,14 @@ import BertCompute
 /// probabilities, and on each sub-layer's output before the residual. Masks are functions of
 /// `seed` (and of the layer, site and item), so a step can be replayed exactly.
 public struct Dropout: Sendable, Equatable {
+    /// Probability, in [0, 1), of zeroing each value after the embeddings and each
+    /// sub-layer; 0 turns that dropout off.
     public var hiddenProbability: Float
+    /// Probability, in [0, 1), of zeroing each attention probability; 0 turns that dropout off.
     public var attentionProbability: Float
+    /// What every mask derives from, together with its site's stream.
     public var seed: UInt64
+    /// Dropout at these probabilities (each in [0, 1)) with masks drawn from `seed`.
     public init(hiddenProbability: Float, attentionProbability: Float, seed: UInt64) {
         self.hiddenProbability = hiddenProbability
         self.attentionProbability = attentionProbability

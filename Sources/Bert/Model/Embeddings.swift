@@ -2,9 +2,13 @@ import BertCompute
 
 /// transformers' BertEmbeddings: word + position + token type embeddings, LayerNorm, dropout.
 public struct BertEmbeddings: Sendable {
+    /// [vocab_size, hidden_size]: one row per token id.
     public let wordEmbeddings: TensorRef
+    /// [max_position_embeddings, hidden_size]: one row per position.
     public let positionEmbeddings: TensorRef
+    /// [type_vocab_size, hidden_size]: one row per token type (segment).
     public let tokenTypeEmbeddings: TensorRef
+    /// The LayerNorm over the sum of the three embeddings.
     public let layerNorm: LayerNorm
 
     init(_ layout: inout ParameterLayout, _ prefix: String, _ c: BertConfig) {

@@ -3,11 +3,13 @@ import Foundation
 
 /// transformers' BertEncoder: the stack of layers.
 public struct BertEncoder: Sendable {
+    /// The num_hidden_layers layers, in order ("encoder.layer.N").
     public let layer: [BertLayer]
 }
 
 /// transformers' BertPooler: tanh(dense(hidden state of the first token)).
 public struct BertPooler: Sendable {
+    /// [hidden_size, hidden_size]: the projection before the tanh ("pooler.dense").
     public let dense: Linear
 
     /// output[B, H] = tanh(dense(first real token of each sequence)), zeros for empty sequences;
@@ -51,8 +53,11 @@ public struct BertPooler: Sendable {
 /// What BertModel returns. Rows of padded positions are zero (transformers fills them with values
 /// that nothing downstream may use; we do not compute them at all).
 public struct EncoderOutput: Sendable {
+    /// B: sequences in the batch.
     public let batchSize: Int
+    /// S: the padded length of every sequence.
     public let sequenceLength: Int
+    /// H: values per token (hidden_size).
     public let hiddenSize: Int
     /// [B, S, H].
     public var lastHiddenState: [Float]
@@ -65,12 +70,19 @@ public struct EncoderOutput: Sendable {
 /// The parameters of a BertModel (embeddings, encoder, optional pooler) as a tree of modules whose
 /// paths are the checkpoint names, laid out inside a parameter block (possibly with heads beside it).
 public struct BertModelWeights: Sendable {
+    /// The architecture the modules were built from.
     public let config: BertConfig
+    /// What every tensor name starts with: "" for a bare BertModel, "bert." inside a task model.
     public let prefix: String
+    /// The word, position and token type embeddings and their LayerNorm.
     public let embeddings: BertEmbeddings
+    /// The stack of encoder layers.
     public let encoder: BertEncoder
+    /// The tanh pooler on the first token; nil when built without `addPoolingLayer`.
     public let pooler: BertPooler?
 
+    /// Lays out every tensor of the model in `layout`, each name preceded by `prefix`, the
+    /// pooler's only when `addPoolingLayer`.
     public init(
         _ layout: inout ParameterLayout, config c: BertConfig, prefix: String = "", addPoolingLayer: Bool = true
     ) {

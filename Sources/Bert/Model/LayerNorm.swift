@@ -2,7 +2,9 @@ import BertCompute
 
 /// torch.nn.LayerNorm over the hidden size (biased variance, as torch).
 public struct LayerNorm: Sendable {
+    /// The scale γ, [size] (1 at initialisation).
     public let weight: TensorRef
+    /// The shift β, [size] (0 at initialisation).
     public let bias: TensorRef
 
     init(_ layout: inout ParameterLayout, _ prefix: String, size: Int) {

@@ -7,8 +7,11 @@ import Foundation
 public struct Linear: Sendable {
     /// [out, in], as torch.nn.Linear.
     public let weight: TensorRef
+    /// [out], added to every output row.
     public let bias: TensorRef
+    /// Values per output row: the weight's first dimension.
     public var outFeatures: Int { weight.shape[0] }
+    /// Values per input row: the weight's second dimension.
     public var inFeatures: Int { weight.shape[1] }
 
     init(_ layout: inout ParameterLayout, _ prefix: String, out: Int, in inFeatures: Int) {

@@ -16,6 +16,7 @@ import Foundation
 
 /// A folder a command writes (a model, a fine-tuned head, prepared data).
 public final class OutputFolder: @unchecked Sendable {
+    /// The folder (standardized).
     public let url: URL
     private let overwrite: Bool
     /// Set once this object has put a folder in place: later replacements (a better epoch) replace
@@ -338,6 +339,8 @@ public final class FolderLock: @unchecked Sendable {
     nonisolated(unsafe) private static var held: [String: (fd: Int32, holders: Int)] = [:]
     private static let guardLock = NSLock()
 
+    /// Creates `folder` if needed and locks it, noting `command` and this process's id
+    /// in its .lock file; throws ``BertError/locked(path:holder:)`` when another process holds it.
     public init(_ folder: URL, command: String) throws {
         try makeFolder(folder)
         path = folder.standardizedFileURL.appendingPathComponent(".lock").path

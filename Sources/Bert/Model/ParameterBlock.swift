@@ -4,21 +4,30 @@ import BertCompute
 /// Where one named tensor lives inside a parameter block. Names are the Hugging Face checkpoint
 /// names, so loading and saving need no renaming table. The same offsets address the gradient block.
 public struct TensorRef: Sendable, Hashable {
+    /// The checkpoint name, e.g. "encoder.layer.0.attention.self.query.weight".
     public let name: String
+    /// The dimensions, row-major as torch stores them.
     public let shape: [Int]
+    /// Index of the tensor's first value in the block, in Floats.
     public let offset: Int
+    /// Values in the tensor: the product of its shape.
     public var count: Int { shape.reduce(1, *) }
 }
 
 /// The order and offsets of every parameter of a model: one contiguous block (as llm.c), so the
 /// optimizer, gradient clipping and checkpointing each see a single buffer.
 public struct ParameterLayout: Sendable {
+    /// Every tensor, in the order added (offsets increasing).
     public private(set) var tensors: [TensorRef] = []
+    /// Floats in the whole block: the sum of the tensors' counts.
     public private(set) var totalCount = 0
     private var index: [String: Int] = [:]
 
+    /// An empty layout.
     public init() {}
 
+    /// Appends a tensor of `shape` after the last one and returns where it lives; a name added
+    /// twice traps.
     public mutating func add(_ name: String, _ shape: [Int]) -> TensorRef {
         precondition(index[name] == nil, "duplicate parameter \(name)")
         let ref = TensorRef(name: name, shape: shape, offset: totalCount)
@@ -28,12 +37,15 @@ public struct ParameterLayout: Sendable {
         return ref
     }
 
+    /// The tensor of that checkpoint name, or nil.
     public func tensor(named name: String) -> TensorRef? { index[name].map { tensors[$0] } }
 }
 
 /// A parameter block: the layout plus the Floats.
 public final class ParameterStore: @unchecked Sendable {
+    /// Where each tensor lives in ``data``.
     public let layout: ParameterLayout
+    /// Every value, contiguous in layout order (zero when allocated).
     public let data: FloatBuffer
 
     /// Allocates the block; a layout too large for this machine's memory is an error, not a crash.
@@ -53,9 +65,11 @@ public final class ParameterStore: @unchecked Sendable {
         data = buffer
     }
 
+    /// The first value of `ref`'s tensor in this block (valid while the store lives).
     @inline(__always)
     public subscript(_ ref: TensorRef) -> UnsafeMutablePointer<Float> { data.pointer + ref.offset }
 
+    /// A copy of `ref`'s values.
     public func values(_ ref: TensorRef) -> [Float] {
         Array(UnsafeBufferPointer(start: self[ref], count: ref.count))
     }

@@ -3,17 +3,24 @@ import Foundation
 /// Parameter counts grouped by component, from a config (the layout transformers would build) or
 /// from a checkpoint's tensors (what the file really holds).
 public struct ParameterBreakdown: Sendable, Equatable {
+    /// One row of the breakdown: a component and its counts.
     public struct Entry: Sendable, Equatable {
+        /// The component's name, e.g. "embeddings.word_embeddings" or
+        /// "encoder.layer.*.output.LayerNorm".
         public var component: String
+        /// Parameters in the component (over all layers when per-layer).
         public var count: Int
         /// How many tensors were counted, and in how many layers when per-layer.
         public var tensors: Int
     }
     /// Per-layer components are summed over all layers; `layers` says how many there were.
     public var entries: [Entry] = []
+    /// Encoder layers found among the tensors (0 when none).
     public var layers = 0
+    /// Parameters over all entries.
     public var total: Int { entries.reduce(0) { $0 + $1.count } }
 
+    /// An empty breakdown.
     public init() {}
 
     /// Counts tensors by name: `bert.` prefixes are ignored; per-layer tensors are summed into
@@ -36,6 +43,7 @@ public struct ParameterBreakdown: Sendable, Equatable {
         layers = layerSet.count
     }
 
+    /// The tensors of a parameter layout.
     public init(layout: ParameterLayout) {
         self.init(tensors: layout.tensors.map { (name: $0.name, count: $0.count) })
     }
@@ -47,6 +55,8 @@ public struct ParameterBreakdown: Sendable, Equatable {
         self.init(layout: layout)
     }
 
+    /// The floating-point tensors of a safetensors file (F32, F16, BF16, F64); integer
+    /// tensors are not parameters.
     public init(file: SafeTensorsFile) {
         self.init(
             tensors: file.tensors.filter { [.F32, .F16, .BF16, .F64].contains($0.dtype) }

@@ -24,7 +24,26 @@ import BertTokenizer
 
 /// The element types understood by this reader and writer.
 public enum SafeTensorsDType: String, Sendable, CaseIterable {
-    case F64, F32, F16, BF16, I64, I32, I16, I8, U8, BOOL
+    /// IEEE 754 double precision, 8 bytes.
+    case F64
+    /// IEEE 754 single precision, 4 bytes.
+    case F32
+    /// IEEE 754 half precision, 2 bytes.
+    case F16
+    /// bfloat16 (the upper half of a Float32), 2 bytes.
+    case BF16
+    /// Signed 64-bit integer.
+    case I64
+    /// Signed 32-bit integer.
+    case I32
+    /// Signed 16-bit integer.
+    case I16
+    /// Signed 8-bit integer.
+    case I8
+    /// Unsigned 8-bit integer.
+    case U8
+    /// Boolean, one byte each.
+    case BOOL
 
     /// Bytes per element.
     public var byteSize: Int {
@@ -39,7 +58,9 @@ public enum SafeTensorsDType: String, Sendable, CaseIterable {
 
 /// One tensor's entry in the header.
 public struct SafeTensorInfo: Sendable, Equatable {
+    /// The tensor's name (its key in the header).
     public let name: String
+    /// The element type.
     public let dtype: SafeTensorsDType
     /// An empty shape is a scalar (one element).
     public let shape: [Int]
@@ -49,6 +70,7 @@ public struct SafeTensorInfo: Sendable, Equatable {
     /// Product of the shape (1 for a scalar). Validated not to overflow when read.
     public var elementCount: Int { shape.reduce(1, *) }
 
+    /// An entry as given: nothing is checked here (the reader validates what it reads).
     public init(name: String, dtype: SafeTensorsDType, shape: [Int], byteRange: Range<Int>) {
         self.name = name
         self.dtype = dtype
@@ -61,8 +83,10 @@ public struct SafeTensorInfo: Sendable, Equatable {
 public struct SafeTensorsError: Error, CustomStringConvertible, Sendable {
     /// The file path (or the name given to `SafeTensorsFile(data:name:)`).
     public let file: String
+    /// What is wrong, in words for people.
     public let message: String
 
+    /// An error about `file`.
     public init(file: String, message: String) {
         self.file = file
         self.message = message
@@ -577,6 +601,7 @@ public struct SafeTensorsWriter {
 
     private var entries: [Entry] = []
 
+    /// A file with no tensors yet.
     public init() {}
 
     /// Adds an F32 tensor (the values are copied). Traps if the shape's product differs from

@@ -3,8 +3,11 @@ import Foundation
 
 /// transformers' BertSelfAttention: Q, K, V projections and scaled dot-product attention per head.
 public struct BertSelfAttention: Sendable {
+    /// The query projection, [H, H] ("query").
     public let query: Linear
+    /// The key projection, [H, H] ("key").
     public let key: Linear
+    /// The value projection, [H, H] ("value").
     public let value: Linear
     /// query, key and value weights are adjacent in the block, and so are their biases: together
     /// one [3H, H] Linear, so the three projections are a single matrix product.
@@ -154,7 +157,9 @@ let attentionBlockRows = 512
 
 /// transformers' BertSelfOutput and BertOutput: dense, dropout, residual, LayerNorm.
 public struct BertResidualOutput: Sendable {
+    /// The sub-layer's output projection, to the hidden size ("dense").
     public let dense: Linear
+    /// The LayerNorm over the projection plus the residual ("LayerNorm").
     public let layerNorm: LayerNorm
 
     init(_ layout: inout ParameterLayout, _ prefix: String, out: Int, in inFeatures: Int) {
@@ -200,7 +205,9 @@ public struct BertResidualOutput: Sendable {
 
 /// transformers' BertAttention: self-attention, then its output block.
 public struct BertAttention: Sendable {
+    /// The self-attention ("attention.self"; `self` is taken in Swift).
     public let self_: BertSelfAttention
+    /// Its output block: dense, residual and LayerNorm ("attention.output").
     public let output: BertResidualOutput
 
     init(_ layout: inout ParameterLayout, _ prefix: String, _ c: BertConfig) {

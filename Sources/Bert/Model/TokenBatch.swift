@@ -2,8 +2,11 @@ import Foundation
 
 /// A padded batch of token sequences, as transformers' BertModel takes it ([B, S] each, row-major).
 public struct EncoderBatch: Sendable {
+    /// B: sequences in the batch.
     public var batchSize: Int
+    /// S: tokens per row, padding included.
     public var sequenceLength: Int
+    /// Token ids, [B, S].
     public var inputIds: [Int32]
     /// nil means all zeros (segment A).
     public var tokenTypeIds: [Int32]?
@@ -12,6 +15,7 @@ public struct EncoderBatch: Sendable {
     /// nil means 0..<S on every row, as transformers (also with left padding).
     public var positionIds: [Int32]?
 
+    /// A batch of flat [B, S] arrays; sizes and ids are checked against the model when it runs.
     public init(
         batchSize: Int, sequenceLength: Int, inputIds: [Int32], tokenTypeIds: [Int32]? = nil,
         attentionMask: [Int32]? = nil, positionIds: [Int32]? = nil

@@ -5,8 +5,11 @@ import Foundation
 /// One pretraining example before masking: `[CLS] A [SEP] B [SEP]` with segment ids, and whether
 /// B is a random span from another document (NotNext) rather than A's continuation (IsNext).
 public struct PretrainingInstance: Sendable, Equatable {
+    /// `[CLS] A [SEP] B [SEP]` as token ids.
     public var tokens: [Int32]
+    /// 0 for [CLS], A and the first [SEP]; 1 for B and the last [SEP].
     public var segmentIds: [Int32]
+    /// Whether B is a random span (NotNext) rather than A's continuation (IsNext).
     public var isRandomNext: Bool
 }
 
@@ -14,9 +17,13 @@ public struct PretrainingInstance: Sendable, Equatable {
 /// (80% [MASK], 10% a random token, 10% unchanged); `labels` holds the original ids there and −100
 /// elsewhere.
 public struct MaskedInstance: Sendable, Equatable {
+    /// The instance's tokens with the chosen positions replaced.
     public var tokens: [Int32]
+    /// The instance's segment ids, unchanged.
     public var segmentIds: [Int32]
+    /// The original id at each chosen position, −100 (no loss) elsewhere.
     public var labels: [Int32]
+    /// The next-sentence label: true for NotNext.
     public var isRandomNext: Bool
 }
 
@@ -24,24 +31,45 @@ public struct MaskedInstance: Sendable, Equatable {
 /// them): documents of sentences become sentence-pair instances of a target length; 15% of the
 /// WordPieces are chosen for prediction.
 public struct PretrainingDataOptions: Sendable, Equatable {
+    /// The longest instance in tokens, [CLS] and both [SEP] included (max_seq_length); at least 8.
     public var maxSeqLength = 128
+    /// Probability that an instance aims at a random shorter length (short_seq_prob), so that
+    /// short inputs are seen in training too.
     public var shortSeqProb = 0.1
+    /// Share of an instance's tokens chosen for prediction (masked_lm_prob): at least one, at
+    /// most ``maxPredictionsPerSeq``.
     public var maskedLMProb = 0.15
+    /// The most positions predicted in one instance (max_predictions_per_seq).
     public var maxPredictionsPerSeq = 20
+    /// Chooses whole words (a WordPiece with its "##" continuations) instead of single
+    /// WordPieces.
     public var wholeWordMask = false
+    /// The reference's defaults: 128 tokens, short_seq_prob 0.1, masked_lm_prob 0.15, 20
+    /// predictions, WordPiece masking.
     public init() {}
 }
 
+/// Makes sentence-pair instances from tokenized documents, masks them and batches them, by the
+/// rules of ``PretrainingDataOptions``.
 public struct PretrainingDataBuilder: Sendable {
+    /// The data rules.
     public let options: PretrainingDataOptions
+    /// Tokens in the tokenizer's vocabulary; random replacements are drawn below it.
     public let vocabularySize: Int
-    public let cls: Int32, sep: Int32, mask: Int32
+    /// The id of [CLS].
+    public let cls: Int32
+    /// The id of [SEP].
+    public let sep: Int32
+    /// The id of [MASK].
+    public let mask: Int32
     /// Ids of tokens that continue a word ("##..."), for whole-word masking.
     let continuation: [Bool]
     /// Ids never drawn as random replacements (special tokens). Predictions skip only [CLS] and
     /// [SEP], as the reference's create_pretraining_data does.
     let special: Set<Int32>
 
+    /// A builder for `tokenizer`'s vocabulary; throws when it lacks [CLS], [SEP] or
+    /// [MASK], or when the maximum sequence length is under 8.
     public init(tokenizer: BertTokenizer, options: PretrainingDataOptions) throws {
         guard let cls = tokenizer.tokenId("[CLS]"), let sep = tokenizer.tokenId("[SEP]"),
             let mask = tokenizer.tokenId("[MASK]")

@@ -4,14 +4,24 @@ import Foundation
 
 /// Settings of a pretraining run (the `bert pretrain` flags).
 public struct PretrainingRunOptions: Sendable {
+    /// Optimizer steps to train for.
     public var steps = 1000
+    /// Instances per micro-batch (per step, without accumulation).
     public var batchSize = 32
+    /// The peak learning rate, reached at the end of warm-up.
     public var learningRate = 1e-4
+    /// Steps of linear warm-up from 0, before the linear decay to 0 at ``steps``.
     public var warmupSteps = 100
+    /// The seed of the masks and dropout, and of the instances and their order when the documents
+    /// are in memory (prepared shards keep their own); see ``Seeds``.
     public var seed: UInt64 = 12345
+    /// The global L2 norm each step's gradient is clipped to.
     public var maxGradNorm = 1.0
+    /// Steps between checkpoints (0: none before the end; the last step always saves one).
     public var checkpointEvery = 200
+    /// Steps between held-out evaluations, also run at the last step (0: never).
     public var evalEvery = 100
+    /// Steps between progress reports (also at the last step and with every evaluation).
     public var logEvery = 10
     /// New masks each epoch (RoBERTa-style) instead of masks fixed when the data is made.
     public var dynamicMasking = false
@@ -19,21 +29,31 @@ public struct PretrainingRunOptions: Sendable {
     public var dupeFactor = 1
     /// Documents held out for evaluation: every `heldOutEvery`-th, at most `heldOutDocuments`.
     public var heldOutDocuments = 64
+    /// The spacing of the held-out documents, for a run over documents in memory (shards fix
+    /// theirs when prepared).
     public var heldOutEvery = 100
     /// Micro-batches of `batchSize` whose gradients are averaged into one step (gradient
     /// accumulation: the effective batch is accumulationSteps × batchSize).
     public var accumulationSteps = 1
+    /// How instances are made and masked.
     public var data = PretrainingDataOptions()
+    /// The defaults of `bert pretrain`.
     public init() {}
 }
 
 /// One line of progress.
 public struct PretrainingProgress: Sendable {
+    /// Optimizer steps done, this one included.
     public var step: Int
+    /// The step's losses, averaged over its micro-batches.
     public var loss: PretrainingLoss
+    /// The learning rate of the step.
     public var learningRate: Double
+    /// Real (unpadded) tokens trained on per second since the run, or its resumption, began.
     public var tokensPerSecond: Double
+    /// Estimated seconds to the last step, at the rate so far.
     public var secondsLeft: Double
+    /// The held-out losses, when the step evaluated.
     public var evalLoss: PretrainingLoss?
 }
 
@@ -41,15 +61,21 @@ public struct PretrainingProgress: Sendable {
 /// to exactly the losses of an uninterrupted run (the data order and masks are functions of the
 /// seed and the step; the model, the optimizer moments and the step are saved).
 public final class PretrainingRun {
+    /// The model trained (in place).
     public let model: BertForPreTraining
+    /// The corpus's tokenizer, saved beside the model.
     public let tokenizer: BertTokenizer
+    /// The run's settings.
     public let options: PretrainingRunOptions
+    /// The run folder: checkpoints/, the training curve and the model.
     public let output: URL
     let builder: PretrainingDataBuilder
     /// The training instances (in memory, or prepared shards on disk).
     public let source: PretrainingInstanceSource
     let evaluation: [MaskedInstance]
+    /// AdamW over the model's parameters (its moments are checkpointed).
     public let optimizer: AdamW
+    /// Optimizer steps done (restored from the checkpoint on resume).
     public private(set) var step = 0
     var history: [String] = []
 
@@ -109,6 +135,9 @@ public final class PretrainingRun {
             options: options, output: output)
     }
 
+    /// A run over any source of instances, evaluated on `heldOut` (at most 256); throws when the
+    /// vocabulary is larger than the model's vocab_size, the source is empty or accumulation steps
+    /// are below 1.
     public init(
         model: BertForPreTraining, tokenizer: BertTokenizer, source: PretrainingInstanceSource,
         heldOut: [PretrainingInstance], options: PretrainingRunOptions, output: URL
@@ -135,6 +164,7 @@ public final class PretrainingRun {
         optimizer = AdamW(layout: model.parameters.layout)
     }
 
+    /// Training instances in one epoch.
     public var instanceCount: Int { source.count }
     /// Held-out instances the run evaluates on.
     public var heldOutCount: Int { evaluation.count }

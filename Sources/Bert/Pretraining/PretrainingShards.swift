@@ -23,7 +23,9 @@ import Foundation
 /// Where the instances of a run come from: `count` instances in an order that is a function of the
 /// seed and the epoch. `index` is the instance's stable identity (its masks derive from it).
 public protocol PretrainingInstanceSource: AnyObject {
+    /// Instances in one epoch.
     var count: Int { get }
+    /// The instance at `position` (0..<count) of `epoch`'s order, with its stable index.
     func instance(epoch: Int, position: Int) throws -> (index: Int, instance: PretrainingInstance)
 }
 
@@ -33,13 +35,16 @@ public final class InMemoryInstances: PretrainingInstanceSource {
     let seed: UInt64
     private var cached: (epoch: Int, order: [Int])?
 
+    /// The instances, visited in an order derived from `seed` and the epoch.
     public init(_ instances: [PretrainingInstance], seed: UInt64) {
         self.instances = instances
         self.seed = seed
     }
 
+    /// Instances held.
     public var count: Int { instances.count }
 
+    /// The instance at `position` of `epoch`'s permutation, with its index in the array.
     public func instance(epoch: Int, position: Int) -> (index: Int, instance: PretrainingInstance) {
         if cached?.epoch != epoch {
             cached = (epoch, seededPermutation(count, seed: Seeds.instanceOrder(seed, epoch: epoch)))
@@ -182,19 +187,28 @@ func heldOutInstances(_ documents: [[[Int32]]], builder: PretrainingDataBuilder,
 
 /// Settings of a shard preparation (recorded in manifest.json).
 public struct ShardOptions: Sendable {
+    /// How instances are made (their masks are drawn when training, not stored).
     public var data = PretrainingDataOptions()
+    /// The seed of the instances, their shards, and their order in training.
     public var seed: UInt64 = 12345
+    /// How many times the corpus is turned into instances (with other random choices each time).
     public var dupeFactor = 1
+    /// Shard files the instances are spread over, 1...65536.
     public var shardCount = 16
     /// Documents gathered before instances are made from them (NotNext spans come from the same chunk).
     public var chunkDocuments = 4096
     /// Documents held out for evaluation: every `heldOutEvery`-th document of the corpus (so they
     /// come from all of it, not one source), at most `heldOutDocuments`.
     public var heldOutDocuments = 64
+    /// The spacing of the held-out documents: every how-many-th gives its head to evaluation.
     public var heldOutEvery = 100
     /// Tokens of a held-out document's head (nil: four instances' worth, 4 × max_seq_length).
     public var heldOutTokensPerDocument: Int? = nil
+    /// Splits each non-blank line into sentences (paragraph input) instead of reading one
+    /// sentence a line.
     public var splitSentences = false
+    /// The defaults: 16 shards, seed 12345, dupe factor 1, chunks of 4096 documents, up to 64
+    /// held out, every 100th.
     public init() {}
 
     /// What decides the shards' content, as recorded in manifest.json ("preparation"): a run that
@@ -448,17 +462,23 @@ final class ShardFile {
 /// per epoch, instances in a random order within each), and the held-out instances. Only the
 /// shards in use are opened (memory-mapped), so the corpus can be larger than memory.
 public final class PretrainingShardSet: PretrainingInstanceSource {
+    /// The folder holding manifest.json and the shard files.
     public let folder: URL
+    /// Size of the vocabulary the shards were made with (the manifest's vocab_size).
     public let vocabularySize: Int
+    /// The longest instance in tokens the shards were made for (the manifest's max_seq_length).
     public let maxSeqLength: Int
+    /// The preparation's seed; the instances' order in each epoch derives from it.
     public let seed: UInt64
     let files: [String]
     let counts: [Int]
     let bases: [Int]
+    /// Training instances in all the shards.
     public let count: Int
     let heldOutFile: String
     /// Instances held out for evaluation (heldout.bin).
     public let heldOutCount: Int
+    /// Documents in the corpus the shards were made from (0 when the manifest does not say).
     public let documents: Int
     /// `ShardOptions.preparation` of the run that made these shards (empty for older manifests).
     public let preparation: [String: String]
@@ -466,6 +486,8 @@ public final class PretrainingShardSet: PretrainingInstanceSource {
     private var order: (epoch: Int, shards: [Int])?
     private var within: [Int: (epoch: Int, order: [Int])] = [:]
 
+    /// Opens prepared shards: reads and checks manifest.json; each shard file is mapped
+    /// only when used.
     public init(folder: URL) throws {
         self.folder = folder
         let url = folder.appendingPathComponent("manifest.json")
@@ -539,6 +561,8 @@ public final class PretrainingShardSet: PretrainingInstanceSource {
         return f
     }
 
+    /// The instance at `position` of `epoch`'s order (the shards shuffled, then the instances
+    /// within each), with its index over all the shards.
     public func instance(epoch: Int, position: Int) throws -> (index: Int, instance: PretrainingInstance) {
         if order?.epoch != epoch {
             order = (epoch, seededPermutation(files.count, seed: Seeds.instanceOrder(seed, epoch: epoch)))

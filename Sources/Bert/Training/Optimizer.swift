@@ -4,16 +4,25 @@ import Foundation
 /// AdamW as BERT trains (and torch.optim.AdamW computes): decoupled weight decay, not applied to
 /// biases and LayerNorm parameters. Its moments live in two blocks with the parameters' layout.
 public final class AdamW: @unchecked Sendable {
+    /// Decay rate of the first moment, the gradients' running mean (default 0.9).
     public var beta1: Double
+    /// Decay rate of the second moment, the squared gradients' running mean (default 0.999).
     public var beta2: Double
+    /// Added to √v̂ in the update's denominator (default 1e-6, BERT's).
     public var epsilon: Double
+    /// Decoupled weight decay λ: θ ← θ − lr·λ·θ each update (default 0.01).
     public var weightDecay: Double
+    /// First moments, one per parameter, in the layout's order.
     public let m: FloatBuffer
+    /// Second moments, one per parameter, in the layout's order.
     public let v: FloatBuffer
+    /// Updates applied so far (the bias corrections use it).
     public private(set) var step = 0
     /// Parameter ranges (offsets in the block) that receive weight decay.
     public let decayed: [Range<Int>]
 
+    /// Zero moments for `layout`; weight decay applies to every tensor but biases and
+    /// LayerNorm parameters.
     public init(
         layout: ParameterLayout, beta1: Double = 0.9, beta2: Double = 0.999, epsilon: Double = 1e-6,
         weightDecay: Double = 0.01
@@ -88,12 +97,17 @@ public func clipGradientNorm(_ gradients: ParameterStore, maxNorm: Double) -> Do
 /// Linear warm-up then linear decay to 0 (transformers' get_linear_schedule_with_warmup): the
 /// multiplier of the base learning rate at optimizer step `step` (counted from 0).
 public struct LinearWarmupSchedule: Sendable, Equatable {
+    /// Steps over which the multiplier rises linearly from 0 to 1.
     public var warmupSteps: Int
+    /// The step at which the multiplier is back to 0.
     public var totalSteps: Int
+    /// A schedule of `warmupSteps` warm-up steps out of `totalSteps`.
     public init(warmupSteps: Int, totalSteps: Int) {
         self.warmupSteps = warmupSteps
         self.totalSteps = totalSteps
     }
+    /// The multiplier at `step`: step / warmupSteps during warm-up, then falling linearly to 0 at
+    /// ``totalSteps`` (0 after).
     public func multiplier(at step: Int) -> Double {
         if step < warmupSteps { return Double(step) / Double(max(1, warmupSteps)) }
         return max(0, Double(totalSteps - step) / Double(max(1, totalSteps - warmupSteps)))

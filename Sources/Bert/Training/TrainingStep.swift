@@ -6,18 +6,27 @@ import Foundation
 /// their average taken, the global norm clipped, the learning rate read from the schedule, AdamW
 /// applied. A later data-parallel run averages the gradients across machines here, in one place.
 public final class TrainingStep: @unchecked Sendable {
+    /// The parameters each step updates.
     public let parameters: ParameterStore
+    /// The gradient block (the parameters' layout), zeroed at the start of every step.
     public let gradients: ParameterStore
+    /// The optimizer applying each update.
     public let optimizer: AdamW
+    /// The learning rate's multiplier at each step.
     public let schedule: LinearWarmupSchedule
+    /// The learning rate the schedule's multiplier scales.
     public let peakLearningRate: Double
+    /// The global L2 norm each step's averaged gradient is clipped to.
     public let maxGradNorm: Double
     /// Hidden and attention dropout probabilities of the model (0: none).
     public let dropoutProbabilities: (hidden: Float, attention: Float)
+    /// What each micro-batch's dropout masks derive from.
     public let seed: UInt64
     /// Said after "training stopped" when a loss is not finite.
     public var divergenceAdvice = "lower --lr"
 
+    /// Steps over `parameters` with `config`'s dropout probabilities; throws when the gradient
+    /// block does not fit in memory.
     public init(
         parameters: ParameterStore, config: BertConfig, optimizer: AdamW, schedule: LinearWarmupSchedule,
         peakLearningRate: Double, maxGradNorm: Double, seed: UInt64
@@ -117,7 +126,10 @@ func seededPermutation(_ n: Int, seed: UInt64) -> [Int] {
 public final class Cancellation: @unchecked Sendable {
     // A plain flag, not a lock: a signal handler may set it, and it is only read between steps.
     nonisolated(unsafe) private var cancelled = false
+    /// A request not made yet.
     public init() {}
+    /// Whether ``cancel()`` was called.
     public var isCancelled: Bool { cancelled }
+    /// Asks the run to stop at its next step boundary; safe to call from a signal handler.
     public func cancel() { cancelled = true }
 }
