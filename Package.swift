@@ -15,6 +15,12 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         // `swift package generate-documentation` (the DocC catalogs; the test command builds them).
         .package(url: "https://github.com/swiftlang/swift-docc-plugin", from: "1.5.0"),
+        // bert serve: the HTTP server, its lifecycle (SIGTERM), metrics and access log.
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-http-types", from: "1.8.0"),
     ],
     targets: [
         // WordPiece tokenization: no tensor code, no dependencies beyond Foundation.
@@ -29,11 +35,24 @@ let package = Package(
         // Models by hub id: the Hugging Face cache (as huggingface_hub lays it out) and downloads
         // into it. Apart from Bert so that only what fetches models links the networking library.
         .target(name: "BertHub", dependencies: ["Bert"]),
+        // bert serve's HTTP server (Hummingbird): routes, limits, errors and metrics as
+        // text-embeddings-inference; the batching itself is Bert's BatchScheduler.
+        .target(
+            name: "BertServer",
+            dependencies: [
+                "Bert", "BertTokenizer", "BertCompute",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "Logging", package: "swift-log"),
+            ]),
         // The thin command-line tool.
         .executableTarget(
             name: "BertCLI",
             dependencies: [
-                "BertTokenizer", "Bert", "BertHub",
+                "BertTokenizer", "Bert", "BertHub", "BertServer",
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         // Benchmarks live apart from the tests.

@@ -322,7 +322,7 @@ struct ModelCLITests {
         let missing = "/nonexistent/model-\(UUID().uuidString)"
         let r = try runBertCLI(["embed", "--model", missing], stdin: Data("hello\n".utf8))
         #expect(r.status != 0 && !r.crashed)
-        #expect(r.stderr.contains(missing) && r.stderr.contains("config.json"), "\(r.stderr)")
+        #expect(r.stderr.contains(missing) && r.stderr.contains("no such folder"), "\(r.stderr)")
         #expect(r.stdout.isEmpty)
     }
 

@@ -187,7 +187,12 @@ public final class SentenceEmbedder: @unchecked Sendable {
     /// Embeds every text; the result is in input order. Inputs are sorted by length and batched
     /// (`batchSize` per forward), so padding is minimal.
     public func embed(_ texts: [String], batchSize: Int = 32) throws -> [[Float]] {
-        let encodings = try tokenizer.encodeBatch(texts)
+        try embed(encodings: try tokenizer.encodeBatch(texts), batchSize: batchSize)
+    }
+
+    /// Embeds texts this embedder's ``tokenizer`` already encoded (a server tokenizes off the
+    /// compute thread); the result is in input order, as ``embed(_:batchSize:)`` computes it.
+    public func embed(encodings: [Encoding], batchSize: Int = 32) throws -> [[Float]] {
         // No token, nothing to pool: an error, not a vector of zeros.
         if let empty = encodings.firstIndex(where: { $0.count == 0 }) {
             throw BertError.invalidInput(
@@ -196,7 +201,7 @@ public final class SentenceEmbedder: @unchecked Sendable {
         if !truncate, let i = encodings.firstIndex(where: { $0.count > maxLength }) {
             throw InputTooLongError(index: i, tokens: encodings[i].count, maxLength: maxLength)
         }
-        var result = [[Float]](repeating: [], count: texts.count)
+        var result = [[Float]](repeating: [], count: encodings.count)
         let order = encodings.indices.sorted { encodings[$0].count < encodings[$1].count }
         var start = 0
         while start < order.count {
@@ -235,12 +240,14 @@ public final class SentenceEmbedder: @unchecked Sendable {
                 }
             }
         }
-        if normalize {
-            let norm = v.reduce(Float(0)) { $0 + $1 * $1 }.squareRoot()
-            let scale = 1 / Swift.max(norm, 1e-12)
-            for j in v.indices { v[j] *= scale }
-        }
-        return v
+        return normalize ? Self.normalized(v) : v
+    }
+
+    /// `v` scaled to unit length (as sentence-transformers' Normalize: divided by max(‖v‖, 1e-12)).
+    public static func normalized(_ v: [Float]) -> [Float] {
+        let norm = v.reduce(Float(0)) { $0 + $1 * $1 }.squareRoot()
+        let scale = 1 / Swift.max(norm, 1e-12)
+        return v.map { $0 * scale }
     }
 }
 
