@@ -47,25 +47,27 @@ struct BatchSchedulerTests {
 
     @Test func aFullQueueRefusesAndAFailingBatchFailsItsInputs() async throws {
         let gate = DispatchSemaphore(value: 0)
+        let started = BatchLog()
         let scheduler = BatchScheduler<Int, Int>(maxBatchTokens: 1, maxQueued: 2) { inputs in
+            started.append(inputs[0])
             gate.wait()
             if inputs == [13] { throw BertError.invalidInput("unlucky") }
             return inputs
         }
         defer { scheduler.shutDown() }
-        // One running (blocked), two waiting: the fourth is refused.
+        // One running (held at the gate), two waiting: the fourth is refused.
         let running = Task { try await scheduler.submit(1, tokens: 1) }
-        while scheduler.inputsRun == 0 && scheduler.queued == 0 { try await Task.sleep(nanoseconds: 1_000_000) }
-        try await Task.sleep(nanoseconds: 20_000_000)
-        let waiting = [
-            Task { try await scheduler.submit(2, tokens: 1) }, Task { try await scheduler.submit(13, tokens: 1) },
-        ]
+        while started.sizes.isEmpty { try await Task.sleep(nanoseconds: 1_000_000) }
+        let second = Task { try await scheduler.submit(2, tokens: 1) }
+        while scheduler.queued < 1 { try await Task.sleep(nanoseconds: 1_000_000) }
+        let third = Task { try await scheduler.submit(13, tokens: 1) }
         while scheduler.queued < 2 { try await Task.sleep(nanoseconds: 1_000_000) }
         await #expect(throws: SchedulerError.overloaded(limit: 2)) { try await scheduler.submit(4, tokens: 1) }
         for _ in 0..<3 { gate.signal() }
         #expect(try await running.value.output == 1)
-        #expect(try await waiting[0].value.output == 2)
-        await #expect(throws: BertError.invalidInput("unlucky")) { try await waiting[1].value }
+        #expect(try await second.value.output == 2)
+        await #expect(throws: BertError.invalidInput("unlucky")) { try await third.value }
+        #expect(started.sizes == [1, 2, 13])
     }
 
     @Test func aCancelledCallerLeavesTheQueueUnrun() async throws {

@@ -48,7 +48,6 @@ public final class BatchScheduler<Input: Sendable, Output: Sendable>: @unchecked
     private var queue: [Entry] = []
     private var head = 0
     private var stopped = false
-    private var nextID = 0
     private var thread: Thread?
     /// Batches run so far.
     private(set) public var batchesRun = 0
@@ -56,13 +55,11 @@ public final class BatchScheduler<Input: Sendable, Output: Sendable>: @unchecked
     private(set) public var inputsRun = 0
 
     private final class Entry: @unchecked Sendable {
-        let id: Int
         let input: Input
         let tokens: Int
         var continuation: CheckedContinuation<Scheduled<Output>, any Error>?
         let submitted = DispatchTime.now()
-        init(id: Int, input: Input, tokens: Int) {
-            self.id = id
+        init(input: Input, tokens: Int) {
             self.input = input
             self.tokens = tokens
         }
@@ -91,21 +88,21 @@ public final class BatchScheduler<Input: Sendable, Output: Sendable>: @unchecked
     /// is waiting. Throws `SchedulerError.overloaded` when the queue is full, `CancellationError`
     /// when the calling task is cancelled before its input ran.
     public func submit(_ input: Input, tokens: Int) async throws -> Scheduled<Output> {
-        let entry: Entry = try {
-            condition.lock()
-            defer { condition.unlock() }
-            if stopped { throw SchedulerError.shutDown }
-            if queue.count - head >= maxQueued { throw SchedulerError.overloaded(limit: maxQueued) }
-            nextID += 1
-            return Entry(id: nextID, input: input, tokens: max(1, tokens))
-        }()
+        let entry = Entry(input: input, tokens: max(1, tokens))
         return try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation {
                 (continuation: CheckedContinuation<Scheduled<Output>, any Error>) in
                 condition.lock()
-                if Task.isCancelled || stopped {
+                // Checked and appended under one lock: the queue never holds more than maxQueued.
+                let refusal: (any Error)? =
+                    stopped
+                    ? SchedulerError.shutDown
+                    : Task.isCancelled
+                        ? CancellationError()
+                        : queue.count - head >= maxQueued ? SchedulerError.overloaded(limit: maxQueued) : nil
+                if let refusal {
                     condition.unlock()
-                    continuation.resume(throwing: stopped ? SchedulerError.shutDown : CancellationError())
+                    continuation.resume(throwing: refusal)
                     return
                 }
                 entry.continuation = continuation
