@@ -64,7 +64,6 @@ extension InferenceServer {
             vectors = vectors.map { Array($0.prefix(d)) }
         }
         if normalize { vectors = vectors.map(SentenceEmbedder.normalized) }
-        _ = timing
         return (vectors, timing)
     }
 }
