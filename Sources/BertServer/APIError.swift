@@ -37,14 +37,15 @@ struct APIError: Error, HTTPResponseError {
     }
 
     func response(from request: Request, context: some RequestContext) throws -> Response {
-        jsonResponse(["error": message, "error_type": kind], status: status)
+        try jsonResponse(["error": message, "error_type": kind], status: status)
     }
 }
 
-/// A JSON answer.
-func jsonResponse(_ object: Any, status: HTTPResponse.Status = .ok, headers: HTTPFields = [:]) -> Response {
-    let data =
-        (try? JSONSerialization.data(withJSONObject: object, options: [.withoutEscapingSlashes])) ?? Data("{}".utf8)
+/// A JSON answer. A value JSON cannot hold (a NaN) is an error, never an empty answer.
+func jsonResponse(_ object: Any, status: HTTPResponse.Status = .ok, headers: HTTPFields = [:]) throws -> Response {
+    guard JSONSerialization.isValidJSONObject(object),
+        let data = try? JSONSerialization.data(withJSONObject: object, options: [.withoutEscapingSlashes])
+    else { throw APIError.backend("the answer is not valid JSON (a value is not finite)") }
     var fields = headers
     fields[.contentType] = "application/json"
     return Response(status: status, headers: fields, body: ResponseBody(byteBuffer: ByteBuffer(bytes: data)))

@@ -4,7 +4,7 @@ import Logging
 
 /// The API key (401 without it) and TEI's JSON for routes that do not exist (404).
 struct Guard: RouterMiddleware {
-    typealias Context = BasicRequestContext
+    typealias Context = ServerContext
     let server: InferenceServer
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws
@@ -21,7 +21,7 @@ struct Guard: RouterMiddleware {
 
 /// One structured line per request (method, path, status, milliseconds), and the request metrics.
 struct AccessLog: RouterMiddleware {
-    typealias Context = BasicRequestContext
+    typealias Context = ServerContext
     let logger: Logger
     let metrics: ServerMetrics
 

@@ -16,6 +16,9 @@ struct RequestJSON {
         self.object = object
     }
 
+    /// A JSON object already read (a nested one, as /similarity's `inputs`).
+    init(object: [String: Any]) { self.object = object }
+
     /// `field` as one string or a list of strings (at least one; none empty).
     func texts(_ field: String, maxCount: Int) throws -> (texts: [String], single: Bool) {
         guard let value = object[field] else { throw APIError.validation("missing field `\(field)`") }

@@ -6,12 +6,14 @@ final class ServerMetrics: @unchecked Sendable {
     let registry = PrometheusCollectorRegistry()
     let queueSize: Gauge
     let batchSize: ValueHistogram
+    let inputsRun: Gauge
     private let lock = NSLock()
     private var counters: [String: Prometheus.Counter] = [:]
     private var durations: [String: DurationHistogram] = [:]
 
     init() {
         queueSize = registry.makeGauge(descriptor: metricName("te_queue_size", "Inputs waiting for a batch"))
+        inputsRun = registry.makeGauge(descriptor: metricName("te_batch_inputs_run", "Inputs computed so far"))
         batchSize = registry.makeValueHistogram(
             descriptor: metricName("te_batch_next_size", "Inputs per batch"),
             buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256])
@@ -43,6 +45,9 @@ final class ServerMetrics: @unchecked Sendable {
             duration(name).recordSeconds(seconds)
         }
     }
+
+    /// A request whose client closed the connection before its answer (its waiting inputs dropped).
+    func clientGone() { counter("te_request_client_gone", []).increment() }
 
     /// A request that ended in an error status.
     func failures(status: Int) {

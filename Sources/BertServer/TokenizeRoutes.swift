@@ -9,6 +9,7 @@ extension InferenceServer {
     func tokenize(_ request: Request) async throws -> Response {
         try await admitted {
             let json = try await body(request)
+            let model = try model(for: nil, json)
             let (texts, _) = try json.texts("inputs", maxCount: options.maxClientBatchSize)
             let special = try json.bool("add_special_tokens") ?? true
             var tokenizer = model.tokenizer
@@ -36,7 +37,7 @@ extension InferenceServer {
                     return entry
                 }
             }
-            return jsonResponse(result)
+            return try jsonResponse(result)
         }
     }
 
@@ -44,6 +45,7 @@ extension InferenceServer {
     func decode(_ request: Request) async throws -> Response {
         try await admitted {
             let json = try await body(request)
+            let model = try model(for: nil, json)
             guard let value = json.object["ids"] else { throw APIError.validation("missing field `ids`") }
             let skip = try json.bool("skip_special_tokens") ?? true
             func ids(_ item: Any, _ field: String) throws -> [Int32] {
@@ -58,7 +60,7 @@ extension InferenceServer {
             guard let list = value as? [Any] else { throw APIError.validation("`ids` must be a list of ids") }
             let sequences =
                 list.first is [Any] ? try list.enumerated().map { try ids($1, "ids[\($0)]") } : [try ids(list, "ids")]
-            return jsonResponse(sequences.map { model.tokenizer.decode($0, skipSpecialTokens: skip) })
+            return try jsonResponse(sequences.map { model.tokenizer.decode($0, skipSpecialTokens: skip) })
         }
     }
 }

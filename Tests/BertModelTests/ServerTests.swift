@@ -247,7 +247,8 @@ struct ServerTests {
         let openAI = try await server.post("/v1/embeddings", ["input": serverSentences, "model": "minilm"])
         let object = try #require(openAI.json as? [String: Any])
         let data = try #require(object["data"] as? [[String: Any]])
-        #expect(object["model"] as? String == "minilm" && data.count == serverSentences.count)
+        // One model served: any name is answered (OpenAI clients always send one), by the served name.
+        #expect(object["model"] as? String == ModelFixtures.miniLMFolder.path && data.count == serverSentences.count)
         #expect(close(data.map { ($0["embedding"] as! [NSNumber]).map { Float(truncating: $0) } }, expected))
         #expect(((object["usage"] as? [String: Any])?["prompt_tokens"] as? Int ?? 0) > serverSentences.count * 2)
         let base64 = try await server.post(
@@ -257,6 +258,24 @@ struct ServerTests {
         let bytes = try #require(Data(base64Encoded: encoded))
         let decoded = bytes.withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
         #expect(close([decoded], [expected[1]]))
+
+        // Every token's last hidden state, alone on an idle server: the library's bits; their
+        // mean is the un-normalised mean-pooled embedding.
+        let embedder = try SentenceEmbedder(folder: ModelFixtures.miniLMFolder, normalize: false)
+        let encoding = try embedder.tokenizer.encode(serverSentences[1])
+        let states = try embedder.tokenStates(encodings: [encoding])[0]
+        let all = try await server.post("/embed_all", ["inputs": serverSentences[1]])
+        let tokenRows = try #require((all.json as? [[[NSNumber]]])?.first).map { $0.map { Float(truncating: $0) } }
+        #expect(tokenRows.count == encoding.count && tokenRows.flatMap { $0 } == states)
+        let mean = (0..<384).map { j in tokenRows.reduce(Float(0)) { $0 + $1[j] } / Float(tokenRows.count) }
+        #expect(maxAbsDiff(mean, try embedder.embed([serverSentences[1]])[0]) < 1e-5)
+        // Cosine similarity of each sentence to the first, from the normalised embeddings.
+        let similar = try await server.post(
+            "/similarity", ["inputs": ["source_sentence": serverSentences[0], "sentences": serverSentences]])
+        let cosines = try #require(similar.json as? [NSNumber]).map { Float(truncating: $0) }
+        let dots = expected.map { v in zip(expected[0], v).reduce(Float(0)) { $0 + $1.0 * $1.1 } }
+        #expect(
+            cosines.count == serverSentences.count && maxAbsDiff(cosines, dots) < 1e-5 && abs(cosines[0] - 1) < 1e-5)
 
         // Tokenize with UTF-8 byte offsets, decode back.
         let tokens = try await server.post("/tokenize", ["inputs": "Héllo world"])
@@ -439,4 +458,216 @@ struct ServerTests {
         #expect(ranked.allSatisfy { candidates[$0["index"] as! Int] == $0["text"] as? String })
         #expect(reranker.stop() == 0)
     }
+
+    @Test func taggerAnswererAndMaskedLMServedTogetherAnswerAsBertPredictAndFillMask() async throws {
+        let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("bert-serve-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: scratch) }
+        // A tagger and a question answerer on the real MiniLM with new heads (--epochs 0), and a
+        // small pretrained model with its masked-LM head.
+        let conll = scratch.appendingPathComponent("train.txt")
+        try Data("John\tB-person\nSmith\tI-person\nvisited\tO\nParis\tB-geo-loc\n\n".utf8).write(to: conll)
+        let squad = scratch.appendingPathComponent("squad.json")
+        try Data(
+            #"{"version": "v1.1", "data": [{"title": "t", "paragraphs": [{"context": "The cat sat on the mat.", "qas": [{"id": "q1", "question": "Where?", "answers": [{"text": "on the mat", "answer_start": 12}]}]}]}]}"#
+                .utf8
+        ).write(to: squad)
+        let tagger = scratch.appendingPathComponent("tagger"), answerer = scratch.appendingPathComponent("qa")
+        for (arguments, out) in [
+            (["--task", "tag", "--train", conll.path, "--validation", conll.path], tagger),
+            (
+                [
+                    "--task", "qa", "--train", squad.path, "--validation", squad.path, "--max-length", "48",
+                    "--doc-stride", "16",
+                ], answerer
+            ),
+        ] {
+            let r = try runBertCLI(
+                ["finetune", "--model", ModelFixtures.miniLMFolder.path, "--epochs", "0", "--out", out.path]
+                    + arguments)
+            try #require(r.status == 0, "\(r.stderr)")
+        }
+        let pretrained = try HardeningFixtures.shared.get().pretrained
+        let server = try RunningServer([
+            "--model", tagger.path, "--model", answerer.path, "--model", pretrained.path,
+            "--served-name", "tagger", "--served-name", "qa", "--served-name", "mlm",
+        ])
+
+        // /tag: bert predict's words and entities, exactly (argmax of the same logits).
+        let texts = ["Olá, Zoë visited Reykjavík with John Smith!", "Paris in the spring.", "   "]
+        let predicted = try runBertCLI(
+            ["predict", "--model", tagger.path], stdin: Data((texts.joined(separator: "\n") + "\n").utf8))
+        let lines = predicted.stdout.split(separator: "\n").map {
+            try! JSONSerialization.jsonObject(with: Data($0.utf8)) as! NSDictionary
+        }
+        let tagged = try await server.post("/tag", ["inputs": texts])
+        let answers = try #require(tagged.json as? [NSDictionary], "\(String(decoding: tagged.body, as: UTF8.self))")
+        #expect(lines.count == 3 && answers == lines)
+        let one = try await server.post("/tag", ["inputs": texts[0], "model": "tagger"])
+        #expect(one.json as? NSDictionary == lines[0])
+
+        // /answer: a context longer than one window (48 tokens, stride 16): the span bert predict picks.
+        let context =
+            "The old bridge over the river was built in 1850 by the town's engineers. It was closed in 1990 after a "
+            + "flood damaged its piers. The committee approved a plan to rebuild it in 2024, and work started in the "
+            + "spring with a budget of four million euros."
+        let questions = ["When was the bridge built?", "What damaged the piers?", "How much is the budget?"]
+        let qaInput = questions.map { #"{"question": "\#($0)", "context": "\#(context)"}"# }.joined(separator: "\n")
+        let qaLines = try runBertCLI(["predict", "--model", answerer.path], stdin: Data((qaInput + "\n").utf8))
+            .stdout.split(separator: "\n").map {
+                try! JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any]
+            }
+        let qa = try await server.post(
+            "/answer", ["inputs": questions.map { ["question": $0, "context": context] }, "model": "qa"])
+        let spans = try #require(qa.json as? [[String: Any]], "\(String(decoding: qa.body, as: UTF8.self))")
+        #expect(spans.count == 3 && qaLines.count == 3)
+        for (line, span) in zip(qaLines, spans) {
+            #expect(span["answer"] as? String == line["answer"] as? String)
+            #expect(span["start"] as? Int == line["start"] as? Int && span["end"] as? Int == line["end"] as? Int)
+            #expect(abs((span["score"] as! Double) - (line["score"] as! Double)) < 1e-4)
+        }
+        let single = try await server.post("/answer", ["inputs": ["question": questions[0], "context": context]])
+        #expect((single.json as? [String: Any])?["answer"] as? String == qaLines[0]["answer"] as? String)
+
+        // /fill-mask: bert fill-mask's tokens and probabilities (it prints three decimals).
+        let masked = ["the [MASK] of the city .", "a [MASK] and a [MASK] ."]
+        let filled = try runBertCLI(["fill-mask", "--model", pretrained.path, "--top-k", "3"] + masked)
+        try #require(filled.status == 0, "\(filled.stderr)")
+        let printed = filled.stdout.split(separator: "\n").filter { $0.hasPrefix("  [MASK]") }.map { line in
+            let list = line[line.range(of: ": ")!.upperBound...]
+            let items = try! NSRegularExpression(pattern: #"(\S+) (\d+\.\d{3})(, |$)"#)
+                .matches(in: String(list), range: NSRange(list.startIndex..., in: list))
+            return items.map { m -> (String, Double) in
+                let text = String(list) as NSString
+                return (text.substring(with: m.range(at: 1)), Double(text.substring(with: m.range(at: 2)))!)
+            }
+        }
+        let fill = try await server.post("/fill-mask", ["inputs": masked, "top_k": 3])
+        let perText = try #require(fill.json as? [[[[String: Any]]]], "\(String(decoding: fill.body, as: UTF8.self))")
+        let perMask = perText.flatMap { $0 }
+        #expect(perMask.count == 3 && printed.count == 3)
+        for (served, shown) in zip(perMask, printed) {
+            #expect(served.map { $0["token_str"] as! String } == shown.map(\.0))
+            for (entry, (_, p)) in zip(served, shown) { #expect(abs((entry["score"] as! Double) - p) <= 0.0005 + 1e-6) }
+        }
+        // The masked-LM folder embeds too; the others name the model a route needs.
+        #expect(try await server.post("/embed", ["inputs": "a city"]).status == 200)
+        let noMask = try await server.post("/fill-mask", ["inputs": "no mask here"])
+        #expect(noMask.status == 422 && noMask.errorText.contains("no [MASK]"))
+        let wrong = try await server.post("/tag", ["inputs": "x", "model": "qa"])
+        #expect(wrong.status == 422 && wrong.errorText.contains("does not answer /tag"))
+        let unknown = try await server.post("/tokenize", ["inputs": "x", "model": "nobody"])
+        #expect(unknown.status == 422 && unknown.errorText.contains("served: tagger, qa, mlm"))
+        let models = try #require(
+            (try await server.call("GET", "/models").json as? [String: Any])?["data"] as? [[String: Any]])
+        #expect(models.map { $0["id"] as? String } == ["tagger", "qa", "mlm"])
+        let info = try #require(try await server.call("GET", "/info").json as? [String: Any])
+        #expect(
+            (info["models"] as? [[String: Any]])?.map { $0["architecture"] as? String } == [
+                "BertForTokenClassification", "BertForQuestionAnswering", "BertForPreTraining",
+            ])
+        // Two models of one name, or names that do not match the models, are refused at start.
+        let clash = try runBertCLI([
+            "serve", "--port", "0", "--model", tagger.path, "--model", answerer.path, "--served-name", "a",
+            "--served-name", "a",
+        ])
+        #expect(clash.status != 0 && !clash.crashed && clash.stderr.contains("two models are served as 'a'"))
+        let count = try runBertCLI([
+            "serve", "--port", "0", "--model", tagger.path, "--served-name", "a", "--served-name", "b",
+        ])
+        #expect(count.status != 0 && !count.crashed && count.stderr.contains("once per --model"))
+        #expect(server.stop() == 0)
+    }
+
+    @Test func aClosedConnectionDropsItsQueuedInputsUnrun() async throws {
+        // A token budget of one long input per batch: two requests of 32 are 64 batches, so
+        // what comes after them waits.
+        let server = try RunningServer(["--model", ModelFixtures.miniLMFolder.path, "--max-batch-tokens", "64"])
+        let long = String(repeating: "The committee approved the plan to rebuild the old bridge. ", count: 20)
+        let ahead = (0..<2).map { _ in
+            Task { try await server.post("/embed", ["inputs": Array(repeating: long, count: 32), "truncate": true]) }
+        }
+        try await Task.sleep(nanoseconds: 300_000_000)
+        // A client that sends 16 more inputs and hangs up at once, on a raw socket.
+        let body = try JSONSerialization.data(withJSONObject: [
+            "inputs": Array(repeating: long, count: 16), "truncate": true,
+        ])
+        let head =
+            "POST /embed HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            + "Content-Length: \(body.count)\r\n\r\n"
+        try sendAndHangUp(port: server.port, Data(head.utf8) + body)
+        for task in ahead {
+            let r = try await task.value
+            #expect(r.status == 200 && floats(r.json).count == 32)
+        }
+        // The server saw the closed connection (it checks every 20 ms) and ran none of its inputs.
+        var metrics = ""
+        for _ in 0..<100 {
+            metrics = String(decoding: try await server.call("GET", "/metrics").body, as: UTF8.self)
+            if metrics.contains("te_request_client_gone") { break }
+            try await Task.sleep(nanoseconds: 50_000_000)
+        }
+        #expect(metrics.contains("te_request_client_gone 1"), "\(metrics)")
+        let ran = metrics.split(separator: "\n").first { $0.hasPrefix("te_batch_inputs_run ") }
+        let count = try #require(ran.flatMap { Double($0.split(separator: " ")[1]) })
+        #expect(count == 64, "inputs run: \(count)")
+        #expect(try await server.post("/embed", ["inputs": "still serving"]).status == 200)
+        #expect(server.stop() == 0)
+    }
+
+    @Test func badServerOptionsAreRefusedWithAMessage() async throws {
+        let model = ModelFixtures.miniLMFolder.path
+        for (options, message) in [
+            (["--port", "70000"], "--port must be between 0 and 65535"),
+            (["--port", "-1"], "--port must be between 0 and 65535"),
+            (["--max-batch-tokens", "0"], "--max-batch-tokens must be at least 1"),
+            (["--max-concurrent-requests", "-5"], "--max-concurrent-requests must be at least 1"),
+            (["--max-client-batch-size", "0"], "--max-client-batch-size must be at least 1"),
+            (["--payload-limit", "-1"], "--payload-limit must be at least 1"),
+            (["--max-batch-tokens", "99999999999999999999999"], "--max-batch-tokens"),
+            (["--host", "no such host\r\n"], "the server stopped"),
+            (["--served-name", ""], "is empty"),
+        ] {
+            let r = try runBertCLI(["serve", "--model", model, "--port", "0"] + options, timeout: 60)
+            #expect(r.status != 0 && !r.crashed && !r.timedOut, "\(options)")
+            #expect(r.stderr.contains(message), "\(options): \(r.stderr)")
+        }
+        // Huge limits are limits, not overflows: the server starts and answers.
+        let huge = try RunningServer([
+            "--model", model, "--max-concurrent-requests", "\(Int.max)", "--max-client-batch-size", "\(Int.max)",
+            "--max-batch-tokens", "\(Int.max)", "--payload-limit", "\(Int.max)",
+        ])
+        #expect(try await huge.post("/embed", ["inputs": "fine"]).status == 200)
+        #expect(huge.stop() == 0)
+    }
+}
+
+/// Connects to 127.0.0.1:port, sends `data` and closes the socket without reading the answer.
+private func sendAndHangUp(port: Int, _ data: Data) throws {
+    #if canImport(Glibc)
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    #else
+        let fd = socket(AF_INET, SOCK_STREAM, 0)
+    #endif
+    guard fd >= 0 else { throw BertError.invalidInput("no socket") }
+    defer {
+        #if canImport(Glibc)
+            _ = Glibc.close(fd)
+        #else
+            _ = Darwin.close(fd)
+        #endif
+    }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_port = in_port_t(UInt16(port).bigEndian)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    let connected = withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+            connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+        }
+    }
+    guard connected == 0 else { throw BertError.invalidInput("cannot connect to port \(port)") }
+    let sent = data.withUnsafeBytes { send(fd, $0.baseAddress, data.count, 0) }
+    guard sent == data.count else { throw BertError.invalidInput("sent \(sent) of \(data.count) bytes") }
+    usleep(50_000)  // the server has read the request before the connection closes
 }

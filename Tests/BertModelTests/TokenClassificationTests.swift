@@ -127,7 +127,7 @@ import Testing
         #expect(try tagger.predict([long])[0].count == 40)
         // Raw text: words and spans in Unicode scalars of the original string.
         let text = "Olá, Zoë visited Reykjavík!"
-        let (tagged, _) = try tagger.tag(text)
+        let tagged = try tagger.tag(text).words
         let scalars = Array(text.unicodeScalars)
         #expect(tagged.map(\.word) == ["Olá", ",", "Zoë", "visited", "Reykjavík", "!"])
         for w in tagged { #expect(String(String.UnicodeScalarView(scalars[w.start..<w.end])) == w.word) }

@@ -217,6 +217,19 @@ public struct QAFeature: Sendable {
     public var endPosition: Int
 }
 
+/// The start and end logits of one window's tokens.
+public struct WindowLogits: Sendable {
+    /// The start logit of each token of the window.
+    public var start: [Float]
+    /// The end logit of each token of the window.
+    public var end: [Float]
+    /// Logits of a window's tokens.
+    public init(start: [Float], end: [Float]) {
+        self.start = start
+        self.end = end
+    }
+}
+
 /// A predicted answer.
 public struct QAPrediction: Sendable {
     public var id: String
@@ -343,9 +356,7 @@ public final class QuestionAnswerer {
     /// end; with `allowNull`, "" when the smallest [CLS] score beats the best span by the threshold.
     public func predict(_ examples: [SquadExample]) throws -> [QAPrediction] {
         let features = try self.features(examples)
-        var best = examples.map {
-            QAPrediction(id: $0.id, text: "", start: 0, end: 0, score: -.infinity, nullScore: .infinity)
-        }
+        var logits: [WindowLogits] = []
         let b = min(max(1, options.batchSize), 1 << 20)  // bounded: `first + b` cannot overflow
         for first in stride(from: 0, to: features.count, by: b) {
             let part = features[first..<min(features.count, first + b)]
@@ -353,21 +364,36 @@ public final class QuestionAnswerer {
             let (startLogits, endLogits) = try model.logits(batch)
             let s = batch.sequenceLength
             for (row, f) in part.enumerated() {
-                let st = Array(startLogits[row * s..<row * s + f.ids.count]),
-                    en = Array(endLogits[row * s..<row * s + f.ids.count])
-                let e = f.example
-                best[e].nullScore = min(best[e].nullScore, st[0] + en[0])
-                let context = f.contextOffsets.indices.filter { f.contextOffsets[$0] != nil }
-                let topStarts = context.sorted { st[$0] > st[$1] }.prefix(qa.nBest)
-                let topEnds = context.sorted { en[$0] > en[$1] }.prefix(qa.nBest)
-                for i in topStarts {
-                    for j in topEnds where j >= i && j - i + 1 <= qa.maxAnswerLength {
-                        let score = st[i] + en[j]
-                        if score > best[e].score {
-                            best[e].start = f.contextOffsets[i]!.start
-                            best[e].end = f.contextOffsets[j]!.end
-                            best[e].score = score
-                        }
+                logits.append(
+                    WindowLogits(
+                        start: Array(startLogits[row * s..<row * s + f.ids.count]),
+                        end: Array(endLogits[row * s..<row * s + f.ids.count])))
+            }
+        }
+        return answers(examples, features: features, logits: logits)
+    }
+
+    /// The best answer of each example from its windows' logits (`predict`'s choice, for windows
+    /// run elsewhere: a server batches the windows of many requests). `logits[i]` belongs to
+    /// `features[i]`, each of its token count.
+    public func answers(_ examples: [SquadExample], features: [QAFeature], logits: [WindowLogits]) -> [QAPrediction] {
+        var best = examples.map {
+            QAPrediction(id: $0.id, text: "", start: 0, end: 0, score: -.infinity, nullScore: .infinity)
+        }
+        for (f, window) in zip(features, logits) {
+            let (st, en) = (window.start, window.end)
+            let e = f.example
+            best[e].nullScore = min(best[e].nullScore, st[0] + en[0])
+            let context = f.contextOffsets.indices.filter { f.contextOffsets[$0] != nil }
+            let topStarts = context.sorted { st[$0] > st[$1] }.prefix(qa.nBest)
+            let topEnds = context.sorted { en[$0] > en[$1] }.prefix(qa.nBest)
+            for i in topStarts {
+                for j in topEnds where j >= i && j - i + 1 <= qa.maxAnswerLength {
+                    let score = st[i] + en[j]
+                    if score > best[e].score {
+                        best[e].start = f.contextOffsets[i]!.start
+                        best[e].end = f.contextOffsets[j]!.end
+                        best[e].score = score
                     }
                 }
             }

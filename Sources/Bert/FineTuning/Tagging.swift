@@ -243,37 +243,113 @@ public final class TokenTagger {
     /// Tags a raw text: its words as the tokenizer splits them (whitespace and punctuation), each
     /// with its tag and character span in the original text (the tokenizer's offset unit), and
     /// the entities those tags make.
-    public func tag(_ text: String) throws -> (
-        words: [(word: String, tag: String, start: Int, end: Int)],
-        entities: [(type: String, text: String, start: Int, end: Int)]
-    ) {
+    public func tag(_ text: String) throws -> TaggedText {
+        let input = try taggingInput(text)
+        let logits = try model.logits(EncoderBatch.padded([input.ids]))
+        return tagged(input, logits: logits[...])
+    }
+
+    /// A raw text made ready for the model: its words (as the tokenizer splits them) with their
+    /// spans in the text, and the one input row `tag` runs. A server builds these off the compute
+    /// thread, batches the rows of many requests, and reads each with `tagged(_:logits:)`.
+    public func taggingInput(_ text: String) throws -> TaggingInput {
         var t = tokenizer
         t.truncation = nil
         let e = try t.encode(text, addSpecialTokens: false)
-        var spans: [(start: Int, end: Int)] = []
+        var spans: [TaggingInput.Span] = []
         for (i, w) in e.wordIds.enumerated() where w >= 0 {
             if Int(w) == spans.count {
-                spans.append((e.offsets[i].start, e.offsets[i].end))
+                spans.append(.init(start: e.offsets[i].start, end: e.offsets[i].end))
             } else if Int(w) == spans.count - 1 {
                 spans[spans.count - 1].end = e.offsets[i].end
             }
         }
-        let units: [String] = tokenizer.offsetUnit == .utf8 ? [] : text.unicodeScalars.map { String($0) }
-        func slice(_ s: Int, _ end: Int) -> String {
-            if units.isEmpty { return String(decoding: Array(text.utf8)[s..<end], as: UTF8.self) }
-            return units[s..<end].joined()
+        let input = TaggingInput(text: text, unit: tokenizer.offsetUnit, spans: spans, ids: [], firstPieces: [])
+        let words = spans.map { input.slice($0.start, $0.end) }
+        let (batch, firsts, _) = try encode([words], tags: nil)
+        return TaggingInput(
+            text: text, unit: tokenizer.offsetUnit, spans: spans, ids: batch.inputIds, firstPieces: firsts[0])
+    }
+
+    /// The tags and entities of `input` from its row's logits ([tokens, tags], row-major; the
+    /// first `input.ids.count` rows of a padded batch's row are enough).
+    public func tagged(_ input: TaggingInput, logits: ArraySlice<Float>) -> TaggedText {
+        let n = model.numLabels, base = logits.startIndex
+        let tags = input.firstPieces.map { position -> String in
+            guard let position else { return "O" }  // cut off by max length, or no pieces
+            let row = base + position * n
+            let best = (0..<n).max { logits[row + $0] < logits[row + $1] }!
+            return model.labels[best]
         }
-        let words = spans.map { slice($0.start, $0.end) }
-        let tags = try predict([words])[0]
-        let tagged = zip(words, zip(tags, spans)).map {
-            (word: $0.0, tag: $0.1.0, start: $0.1.1.start, end: $0.1.1.end)
+        let words = zip(input.spans, tags).map { span, tag in
+            TaggedWord(word: input.slice(span.start, span.end), tag: tag, start: span.start, end: span.end)
         }
         let found = entities(tags).map { en in
-            (
-                type: en.type, text: slice(spans[en.start].start, spans[en.end - 1].end), start: spans[en.start].start,
-                end: spans[en.end - 1].end
-            )
+            let (start, end) = (input.spans[en.start].start, input.spans[en.end - 1].end)
+            return TextEntity(type: en.type, text: input.slice(start, end), start: start, end: end)
         }
-        return (tagged, found)
+        return TaggedText(words: words, entities: found)
     }
+}
+
+/// A raw text made ready for tagging (see `TokenTagger.taggingInput(_:)`).
+public struct TaggingInput: Sendable {
+    /// A word's span in the text, in the tokenizer's offset unit; `end` is exclusive.
+    public struct Span: Sendable, Equatable {
+        /// The word's first offset.
+        public var start: Int
+        /// The offset past the word's end.
+        public var end: Int
+    }
+    /// The text tagged.
+    public let text: String
+    /// What the spans count: UTF-8 bytes or Unicode scalars.
+    public let unit: OffsetUnit
+    /// Each word's span in the text.
+    public let spans: [Span]
+    /// The model's input row: [CLS], each word's pieces, [SEP].
+    public let ids: [Int32]
+    /// The row position of each word's first piece (nil: cut off by max length, or no pieces).
+    public let firstPieces: [Int?]
+
+    /// The text between two offsets.
+    func slice(_ start: Int, _ end: Int) -> String {
+        switch unit {
+        case .utf8: return String(decoding: Array(text.utf8)[start..<end], as: UTF8.self)
+        case .unicodeScalars:
+            return String(String.UnicodeScalarView(Array(text.unicodeScalars)[start..<end]))
+        }
+    }
+}
+
+/// A word of a tagged text, with its tag and its span in the text.
+public struct TaggedWord: Sendable, Equatable {
+    /// The word as it appears in the text.
+    public var word: String
+    /// Its predicted tag ("O" outside entities).
+    public var tag: String
+    /// Where it starts in the text, in the tokenizer's offset unit.
+    public var start: Int
+    /// Where it ends in the text (exclusive).
+    public var end: Int
+}
+
+/// An entity found in a tagged text: its type, its text and its span.
+public struct TextEntity: Sendable, Equatable {
+    /// The entity type (the tag without its B-/I- prefix).
+    public var type: String
+    /// The entity as it appears in the text.
+    public var text: String
+    /// Where it starts in the text, in the tokenizer's offset unit.
+    public var start: Int
+    /// Where it ends in the text (exclusive).
+    public var end: Int
+}
+
+/// A raw text's tagged words and the entities their tags make (`TokenTagger.tag(_:)`).
+public struct TaggedText: Sendable, Equatable {
+    /// Every word of the text, in order.
+    public var words: [TaggedWord]
+    /// The entities, in order.
+    public var entities: [TextEntity]
 }

@@ -44,6 +44,7 @@ public final class BatchScheduler<Input: Sendable, Output: Sendable>: @unchecked
     /// Inputs that may wait at once (running ones not counted).
     public let maxQueued: Int
     private let run: ([Input]) throws -> [Output]
+    private let gate: ComputeGate?
     private let condition = NSCondition()
     private var queue: [Entry] = []
     private var head = 0
@@ -66,10 +67,15 @@ public final class BatchScheduler<Input: Sendable, Output: Sendable>: @unchecked
     }
 
     /// A scheduler running `run` on batches of at most `maxBatchTokens` tokens; `run` returns one
-    /// output per input, in order (or throws, failing every input of that batch).
-    public init(maxBatchTokens: Int, maxQueued: Int, run: @escaping ([Input]) throws -> [Output]) {
+    /// output per input, in order (or throws, failing every input of that batch). Schedulers that
+    /// share a `gate` (several models in one server) run one batch at a time between them, in
+    /// the order they asked.
+    public init(
+        maxBatchTokens: Int, maxQueued: Int, gate: ComputeGate? = nil, run: @escaping ([Input]) throws -> [Output]
+    ) {
         self.maxBatchTokens = max(1, maxBatchTokens)
         self.maxQueued = max(1, maxQueued)
+        self.gate = gate
         self.run = run
         let thread = Thread { [unowned self] in self.loop() }
         thread.name = "bert-batches"
@@ -144,6 +150,17 @@ public final class BatchScheduler<Input: Sendable, Output: Sendable>: @unchecked
                 condition.unlock()
                 return
             }
+            if let gate {
+                // The batch is taken once the cores are free, so inputs that came meanwhile join it.
+                condition.unlock()
+                gate.enter()
+                condition.lock()
+                if queue.count == head {  // cancelled or shut down while waiting
+                    condition.unlock()
+                    gate.leave()
+                    continue
+                }
+            }
             // From the head, as many as fit the budget; always one, however long.
             var batch: [Entry] = []
             var tokens = 0
@@ -163,6 +180,7 @@ public final class BatchScheduler<Input: Sendable, Output: Sendable>: @unchecked
             let started = DispatchTime.now()
             let result = Result { try run(batch.map(\.input)) }
             let computeSeconds = Double(DispatchTime.now().uptimeNanoseconds - started.uptimeNanoseconds) / 1e9
+            gate?.leave()
             condition.lock()
             batchesRun += 1
             inputsRun += batch.count
@@ -188,6 +206,35 @@ public final class BatchScheduler<Input: Sendable, Output: Sendable>: @unchecked
                 for c in continuations { c?.resume(throwing: error) }
             }
         }
+    }
+}
+
+/// One batch at a time across several schedulers, first come first served: the schedulers of
+/// the models one server holds share a gate, so their batches never compute at once (each batch
+/// has every compute thread; the cores are never oversubscribed).
+public final class ComputeGate: @unchecked Sendable {
+    private let condition = NSCondition()
+    private var issued = 0
+    private var serving = 0
+
+    /// A gate no one holds.
+    public init() {}
+
+    /// Waits until every earlier caller has left, then holds the gate.
+    public func enter() {
+        condition.lock()
+        let ticket = issued
+        issued += 1
+        while serving != ticket { condition.wait() }
+        condition.unlock()
+    }
+
+    /// Lets the next caller in.
+    public func leave() {
+        condition.lock()
+        serving += 1
+        condition.broadcast()
+        condition.unlock()
     }
 }
 

@@ -18,3 +18,18 @@ public func crossEntropy<C: Collection>(_ logits: C, label: C.Index) -> Double w
     let sum = logits.reduce(0.0) { $0 + exp(Double($1) - Double(m)) }
     return log(sum) + Double(m) - Double(logits[label])
 }
+
+/// The indices of the k largest values, largest first (ties: lower index first): the top
+/// tokens of a masked-LM row.
+public func topIndices(_ values: [Float], _ k: Int) -> [Int] {
+    guard k > 0 else { return [] }
+    var best: [Int] = []
+    for i in values.indices {
+        if best.count == k, values[i] <= values[best[k - 1]] { continue }
+        var j = best.count
+        while j > 0 && values[best[j - 1]] < values[i] { j -= 1 }
+        best.insert(i, at: j)
+        if best.count > k { best.removeLast() }
+    }
+    return best
+}

@@ -193,6 +193,29 @@ public final class SentenceEmbedder: @unchecked Sendable {
     /// Embeds texts this embedder's ``tokenizer`` already encoded (a server tokenizes off the
     /// compute thread); the result is in input order, as ``embed(_:batchSize:)`` computes it.
     public func embed(encodings: [Encoding], batchSize: Int = 32) throws -> [[Float]] {
+        var result = [[Float]](repeating: [], count: encodings.count)
+        try forward(encodings, batchSize: batchSize) { out, row, index in
+            result[index] = pool(out, row: row, length: encodings[index].count)
+        }
+        return result
+    }
+
+    /// The last hidden state of every token of each encoded text (special tokens included, not
+    /// pooled or normalised): [tokens × hidden] per text, row-major, in input order.
+    public func tokenStates(encodings: [Encoding], batchSize: Int = 32) throws -> [[Float]] {
+        var result = [[Float]](repeating: [], count: encodings.count)
+        try forward(encodings, batchSize: batchSize) { out, row, index in
+            let h = out.hiddenSize, base = row * out.sequenceLength * h
+            result[index] = Array(out.lastHiddenState[base..<(base + encodings[index].count * h)])
+        }
+        return result
+    }
+
+    /// Runs the encoder on the encodings sorted by length in batches of `batchSize` (minimal
+    /// padding) and hands each output row to `body` with the encoding's index.
+    private func forward(
+        _ encodings: [Encoding], batchSize: Int, body: (EncoderOutput, _ row: Int, _ index: Int) -> Void
+    ) throws {
         // No token, nothing to pool: an error, not a vector of zeros.
         if let empty = encodings.firstIndex(where: { $0.count == 0 }) {
             throw BertError.invalidInput(
@@ -201,7 +224,6 @@ public final class SentenceEmbedder: @unchecked Sendable {
         if !truncate, let i = encodings.firstIndex(where: { $0.count > maxLength }) {
             throw InputTooLongError(index: i, tokens: encodings[i].count, maxLength: maxLength)
         }
-        var result = [[Float]](repeating: [], count: encodings.count)
         let order = encodings.indices.sorted { encodings[$0].count < encodings[$1].count }
         var start = 0
         while start < order.count {
@@ -210,11 +232,8 @@ public final class SentenceEmbedder: @unchecked Sendable {
             let batch = EncoderBatch.padded(
                 group.map { encodings[$0].ids }, tokenTypeIds: group.map { encodings[$0].typeIds })
             let out = try model.forward(batch)
-            for (row, index) in group.enumerated() {
-                result[index] = pool(out, row: row, length: encodings[index].count)
-            }
+            for (row, index) in group.enumerated() { body(out, row, index) }
         }
-        return result
     }
 
     /// Pools one row of a right-padded output whose first `length` positions are real.

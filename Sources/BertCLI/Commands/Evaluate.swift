@@ -31,7 +31,7 @@ struct Evaluate: ParsableCommand {
             if items.isEmpty { throw CLIError("\(data): no examples to evaluate") }
             return items
         }
-        switch try FineTunedModel(hub.folder(model).path, maxLength: maxLength) {
+        switch try FineTunedModel(folder: hub.folder(model), maxLength: maxLength) {
         case .solver(let solver): metrics = try solver.evaluate(try nonEmpty(readChoiceExamples(url)))
         case .answerer(let answerer): metrics = try answerer.evaluate(try nonEmpty(readSquad(url)))
         case .tagger(let tagger): metrics = try tagger.evaluate(try nonEmpty(readTaggedSentences(url)))

@@ -89,16 +89,3 @@ struct FillMask: ParsableCommand {
         out.flush()
     }
 }
-
-/// The indices of the k largest values, largest first (ties: lower index first).
-func topIndices(_ values: [Float], _ k: Int) -> [Int] {
-    var best: [Int] = []
-    for i in values.indices {
-        if best.count == k, values[i] <= values[best[k - 1]] { continue }
-        var j = best.count
-        while j > 0 && values[best[j - 1]] < values[i] { j -= 1 }
-        best.insert(i, at: j)
-        if best.count > k { best.removeLast() }
-    }
-    return best
-}

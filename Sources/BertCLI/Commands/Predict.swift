@@ -31,12 +31,12 @@ struct Predict: ParsableCommand {
         var reader = LineReader(paths: files)
         try reader.forEachBatch { lines in
             for line in lines {
-                let (words, found) = try tagger.tag(line)
+                let tagged = try tagger.tag(line)
                 let object: [String: Any] = [
-                    "words": words.map {
+                    "words": tagged.words.map {
                         ["word": $0.word, "tag": $0.tag, "start": $0.start, "end": $0.end] as [String: Any]
                     },
-                    "entities": found.map {
+                    "entities": tagged.entities.map {
                         ["type": $0.type, "text": $0.text, "start": $0.start, "end": $0.end] as [String: Any]
                     },
                 ]
@@ -111,7 +111,7 @@ struct Predict: ParsableCommand {
 
     func run() throws {
         threads.apply()
-        switch try FineTunedModel(hub.folder(model).path, maxLength: maxLength) {
+        switch try FineTunedModel(folder: hub.folder(model), maxLength: maxLength) {
         case .tagger(let tagger): try runTagging(tagger)
         case .answerer(let answerer): try runQA(answerer)
         case .solver(let solver): try runChoice(solver)

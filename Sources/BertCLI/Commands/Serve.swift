@@ -6,15 +6,25 @@ import BertServer
 import Foundation
 import Logging
 
-/// `bert serve`: the HTTP inference server (text-embeddings-inference's routes) for one model.
+/// `bert serve`: the HTTP inference server (text-embeddings-inference's routes) for one or more
+/// models.
 struct Serve: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Serve a model over HTTP: /embed, /v1/embeddings, /predict, /rerank, /tokenize, /decode, /info, "
-            + "/health, /metrics (text-embeddings-inference's API), with dynamic batching.")
+        abstract: "Serve models over HTTP (text-embeddings-inference's API), with dynamic batching.",
+        discussion: """
+            Routes by head: embedding and sentence-transformers folders /embed, /embed_all, \
+            /similarity, /v1/embeddings; sequence classifiers /predict (and /rerank with one label); \
+            token classifiers /tag; question answering /answer; masked-LM (pretraining) folders \
+            /fill-mask and the embedding routes. Every model: /tokenize, /decode. The server: \
+            /health, /info, /metrics, /models. With several --model, a request's "model" field \
+            names the one it is for (default: the first that answers the route).
+            """)
 
-    @Option(help: "A model folder, or a Hugging Face model id (ORG/NAME).") var model: String
+    @Option(help: "A model folder, or a Hugging Face model id (ORG/NAME); repeat it to serve several.")
+    var model: [String]
     @OptionGroup var hub: RevisionOption
-    @Option(help: "The name the model is served as (default: --model as given).") var servedName: String?
+    @Option(help: "The name a model is served as, once per --model, in order (default: --model as given).")
+    var servedName: [String] = []
     @Option(help: "The address to listen on (loopback unless told otherwise).") var host = "127.0.0.1"
     @Option(help: "The port to listen on (0: any free port; the one bound is printed).") var port = 3000
     @Option(help: "Tokens in one batch across concurrent requests.") var maxBatchTokens = 16384
@@ -27,6 +37,14 @@ struct Serve: ParsableCommand {
     @OptionGroup var threads: ThreadOption
 
     func validate() throws {
+        if model.isEmpty { throw ValidationError("give at least one --model") }
+        if !servedName.isEmpty && servedName.count != model.count {
+            throw ValidationError(
+                "give --served-name once per --model (\(model.count) models, \(servedName.count) names)")
+        }
+        if let empty = servedName.first(where: { $0.isEmpty }) {
+            throw ValidationError("--served-name '\(empty)' is empty")
+        }
         if !(0...65535).contains(port) { throw ValidationError("--port must be between 0 and 65535") }
         for (name, value) in [
             ("--max-batch-tokens", maxBatchTokens), ("--max-concurrent-requests", maxConcurrentRequests),
@@ -41,7 +59,8 @@ struct Serve: ParsableCommand {
         // CPU limit counts), never more.
         threads.apply()
         if threads.threads == nil { Compute.threads = availableCores() }
-        let folder = try hub.folder(model)
+        let names = servedName.isEmpty ? model : servedName
+        let models = try zip(model, names).map { ModelToServe(folder: try hub.folder($0), name: $1) }
         var options = ServerOptions()
         options.host = host
         options.port = port
@@ -57,7 +76,7 @@ struct Serve: ParsableCommand {
             return handler
         }
         let logger = Logger(label: "bert.serve")
-        let server = try InferenceServer(folder: folder, name: servedName ?? model, options: options, logger: logger)
+        let server = try InferenceServer(models: models, options: options, logger: logger)
         let host = host
         let outcome = Outcome()
         Task {
