@@ -29,7 +29,11 @@ let package = Package(
         .target(name: "CSupport"),
         // The compute core: Float buffers, BLAS matrix products, SIMD kernels, worker threads.
         // BLAS is Accelerate on Apple platforms; on Linux OpenBLAS is opened at run time (BLAS.swift).
-        .target(name: "BertCompute", dependencies: ["CSupport"]),
+        // Low-precision (int8, bf16) matrix kernels in C: each AVX-512 kernel carries its
+        // instruction set in a per-function target attribute and runs only where cpuid reports
+        // it; a portable C version of the same arithmetic runs everywhere else. No build flags.
+        .target(name: "CKernels"),
+        .target(name: "BertCompute", dependencies: ["CSupport", "CKernels"]),
         // The model: configuration, checkpoints (safetensors), the encoder, heads and pooling.
         .target(name: "Bert", dependencies: ["BertCompute", "BertTokenizer"]),
         // Models by hub id: the Hugging Face cache (as huggingface_hub lays it out) and downloads

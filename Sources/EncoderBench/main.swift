@@ -28,6 +28,7 @@ struct Options {
     var seconds = 3.0
     var minRepeat = 3
     var json = false
+    var precision = Precision.fp32
 }
 
 func fail(_ message: String) -> Never {
@@ -56,6 +57,9 @@ func parseOptions() -> Options {
             guard let n = Int(value(a)), n > 0 else { fail("--min-repeat needs a positive integer") }
             o.minRepeat = n
         case "--json": o.json = true
+        case "--precision":
+            guard let p = Precision(rawValue: value(a)) else { fail("--precision is fp32, bf16 or int8") }
+            o.precision = p
         case "--no-pack": break  // read above
         case "--shapes":
             o.shapes = value(a).split(separator: ",").map { s in
@@ -107,7 +111,7 @@ do {
     fail("\(error)")
 }
 // As `bert embed` runs it: weights packed once for inference (--no-pack: BLAS packs them per call).
-if !CommandLine.arguments.contains("--no-pack") { model.prepareForInference() }
+if !CommandLine.arguments.contains("--no-pack") { model.prepareForInference(precision: options.precision) }
 let c = model.config
 
 // The machine's sgemm rate on this model's largest product (the feed-forward), 8x128 tokens,
@@ -164,6 +168,7 @@ if options.json {
         "threads": options.threads, "sgemm_gflops": sgemmRate,
         "model": options.model ?? "preset " + options.preset!,
         "hidden": c.hiddenSize, "layers": c.numHiddenLayers, "results": results,
+        "precision": options.precision.rawValue,
     ]
     let data = try! JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])
     print(String(decoding: data, as: UTF8.self))

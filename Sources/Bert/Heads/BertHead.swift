@@ -56,7 +56,9 @@ extension TaskHead where Settings == Void {
 
 extension BertHead {
     /// Packs the encoder's weights for inference (see `BertModel.prepareForInference`).
-    public func prepareForInference(always: Bool = false) { encoderModel.prepareForInference(always: always) }
+    public func prepareForInference(always: Bool = false, precision: Precision = .fp32) {
+        encoderModel.prepareForInference(always: always, precision: precision)
+    }
 
     /// Writes config.json (its architectures naming the head) and model.safetensors.
     public func save(to folder: URL) throws { try writeModelFolder(config: config, parameters: parameters, to: folder) }

@@ -128,15 +128,16 @@ public final class SentenceEmbedder: @unchecked Sendable {
     /// When false, an input longer than `maxLength` tokens is an error instead of being truncated.
     public let truncate: Bool
 
-    /// Loads a model folder; nil options take the folder's sentence-transformers settings.
+    /// Loads a model folder; nil options take the folder's sentence-transformers settings;
+    /// `precision` is the encoder's matrix products' (see `BertModel.prepareForInference`).
     public convenience init(
         folder: URL, pooling: [Pooling]? = nil, normalize: Bool? = nil, maxLength: Int? = nil,
-        truncate: Bool = true
+        truncate: Bool = true, precision: Precision = .fp32
     ) throws {
         let settings = try SentenceEmbeddingSettings(folder: folder)
         let model = try BertModel(folder: folder)
         try settings.check(against: model.config)
-        model.prepareForInference()
+        model.prepareForInference(precision: precision)
         let tokenizer: BertTokenizer
         do { tokenizer = try BertTokenizer(modelFolder: folder) } catch {
             throw BertError.fileAccess(path: folder.path, reason: "cannot load the tokenizer: \(error)")

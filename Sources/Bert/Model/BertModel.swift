@@ -81,8 +81,16 @@ public final class BertModel: @unchecked Sendable {
     /// The parameters changed since their kernels were made (training, loading): make them again.
     private func refreshMatrices() {
         if let m = matrices, !m.matches(parameters) {
-            matrices = InferenceMatrices(weights.linears, parameters: parameters)
+            matrices = InferenceMatrices(weights.linears, parameters: parameters, precision: m.precision)
         }
+    }
+
+    /// The precision of the inference products: what `prepareForInference(precision:)` set
+    /// (fp32 until then).
+    public var precision: Precision {
+        lock.lock()
+        defer { lock.unlock() }
+        return matrices?.precision ?? .fp32
     }
 
     /// Packs the encoder's weight matrices once, for inference: `forward` then multiplies batches of
@@ -97,11 +105,16 @@ public final class BertModel: @unchecked Sendable {
     /// FMA (`-Xswiftc -target-cpu -Xswiftc native -Xswiftc -DBERT_FMA`, as the benchmarks build).
     /// A generic build's vectors are baseline SSE, while BLAS picks AVX2 kernels at run time; there
     /// this does nothing unless `always` is set.
-    public func prepareForInference(always: Bool = false) {
-        guard always || BLAS.packedGemmIsFast else { return }
+    ///
+    /// With `precision` bf16 or int8 the weight matrices are converted once into that format
+    /// (half or a quarter of their float memory) and every product of the forward runs in it, in
+    /// any build: the kernels are chosen at run time from what the CPU reports (AVX512_BF16,
+    /// AVX512_VNNI), with a portable version elsewhere.
+    public func prepareForInference(always: Bool = false, precision: Precision = .fp32) {
+        guard always || precision != .fp32 || BLAS.packedGemmIsFast else { return }
         lock.lock()
         defer { lock.unlock() }
-        matrices = InferenceMatrices(weights.linears, parameters: parameters)
+        matrices = InferenceMatrices(weights.linears, parameters: parameters, precision: precision)
     }
 
     /// Drops the packed copies (`forward` multiplies through BLAS again).

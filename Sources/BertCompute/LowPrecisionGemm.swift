@@ -1,0 +1,217 @@
+import CKernels
+
+// Inference products in int8 and bf16 against weights quantized and packed once (the C kernels
+// of CKernels, chosen at run time from what the CPU reports). The activations are quantized (or
+// rounded to bf16) per call, one row at a time, just before the product.
+
+/// The instructions the low-precision kernels use on this CPU.
+public enum LowPrecisionSupport {
+    /// AVX512_VNNI: the int8 kernel's `vpdpbusd`. Without it the int8 products run in portable C
+    /// (the same results, several times slower).
+    public static var hasInt8Instructions: Bool { bert_cpu_has_vnni() != 0 }
+    /// AVX512_BF16: the bf16 kernel's `vdpbf16ps`. Without it the bf16 products run in portable C.
+    public static var hasBF16Instructions: Bool { bert_cpu_has_bf16() != 0 }
+}
+
+/// A weight matrix W[n, k] (torch.nn.Linear's out × in) quantized to int8 symmetrically per
+/// output row (scale = max |row| / 127) and packed for the int8 kernel. A quarter of the float
+/// matrix's memory.
+public final class Int8Weights: @unchecked Sendable {
+    /// Rows of W (output features), a multiple of 16.
+    public let n: Int
+    /// Columns of W (input features).
+    public let k: Int
+    /// Groups of 4 inputs (k rounded up to a multiple of 4, over 4).
+    let k4: Int
+    let packed: UnsafeMutablePointer<Int8>
+    /// Each output row's scale: W[j, p] ≈ scales[j] · q[j, p].
+    public let scales: [Float]
+    /// Σ_p q[j, p]: times a row's zero point, what that offset adds to output j.
+    let sums: [Int32]
+
+    /// Whether a matrix with `n` rows can be packed: `n` a positive multiple of 16.
+    public static func canPack(n: Int) -> Bool { n > 0 && n % 16 == 0 }
+
+    /// Quantizes and packs `w` (row-major n × k).
+    public convenience init(_ w: UnsafePointer<Float>, n: Int, k: Int) {
+        var scales = [Float](repeating: 1, count: n)
+        var q = [Int8](repeating: 0, count: n * k)
+        for j in 0..<n {
+            let row = w + j * k
+            var m: Float = 0
+            for p in 0..<k { m = max(m, abs(row[p])) }
+            let scale = m > 0 ? m / 127 : 1
+            scales[j] = scale
+            for p in 0..<k { q[j * k + p] = Int8((row[p] / scale).rounded(.toNearestOrEven)) }
+        }
+        self.init(quantized: q, scales: scales, n: n, k: k)
+    }
+
+    /// Packs weights already quantized: q[j, p] (row-major n × k) with W[j, p] ≈ scales[j] · q[j, p].
+    public init(quantized q: [Int8], scales: [Float], n: Int, k: Int) {
+        precondition(Self.canPack(n: n) && k > 0 && q.count == n * k && scales.count == n)
+        self.n = n
+        self.k = k
+        k4 = (k + 3) / 4
+        let bytes = (n / 16) * k4 * 64
+        let packed = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64).bindMemory(
+            to: Int8.self, capacity: bytes)
+        q.withUnsafeBufferPointer { bert_pack_s8($0.baseAddress!, Int64(n), Int64(k), packed) }
+        self.packed = packed
+        self.scales = scales
+        sums = (0..<n).map { j in q[(j * k)..<(j * k + k)].reduce(Int32(0)) { $0 + Int32($1) } }
+    }
+
+    deinit { packed.deallocate() }
+}
+
+/// A weight matrix W[n, k] rounded to bfloat16 (nearest, ties to even) and packed for the bf16
+/// kernel. Half the float matrix's memory.
+public final class BF16Weights: @unchecked Sendable {
+    /// Rows of W (output features), a multiple of 16.
+    public let n: Int
+    /// Columns of W (input features).
+    public let k: Int
+    /// Pairs of inputs (k rounded up to even, over 2).
+    let k2: Int
+    let packed: UnsafeMutablePointer<UInt16>
+
+    /// Whether a matrix with `n` rows can be packed: `n` a positive multiple of 16.
+    public static func canPack(n: Int) -> Bool { n > 0 && n % 16 == 0 }
+
+    /// Rounds and packs `w` (row-major n × k).
+    public init(_ w: UnsafePointer<Float>, n: Int, k: Int) {
+        precondition(Self.canPack(n: n) && k > 0)
+        self.n = n
+        self.k = k
+        k2 = (k + 1) / 2
+        let count = (n / 16) * k2 * 32
+        let packed = UnsafeMutableRawPointer.allocate(byteCount: count * 2, alignment: 64).bindMemory(
+            to: UInt16.self, capacity: count)
+        bert_pack_bf16(w, Int64(n), Int64(k), packed)
+        self.packed = packed
+    }
+
+    deinit { packed.deallocate() }
+}
+
+extension BLAS {
+    /// Inputs whose magnitude passes this in some row of a product's input are multiplied in
+    /// float, the rest in int8 (as LLM.int8()'s decomposition): BERT's hidden states have a few
+    /// such feature columns (up to 30 here), and quantizing them with the rest costs every other
+    /// value of the row its precision. Measured on all-MiniLM-L6-v2 (30 real sentences, cosine of
+    /// the embeddings to float): per-row symmetric int8 min 0.986; asymmetric 0.992; asymmetric
+    /// with columns past 6 in float 0.996 (3: 0.996, 8: 0.996).
+    public static let int8OutlierThreshold: Float = 6
+
+    /// C[m, n] = bias + A[m, k] · Wᵀ with W in int8: A's rows are quantized (asymmetric, per row)
+    /// then multiplied by `vpdpbusd` where the CPU has it (`portable`: the C version, whatever the
+    /// CPU, for tests). With `floatWeight` (W itself, row-major n × k), input columns past
+    /// `int8OutlierThreshold` are left out of the int8 product and multiplied in float. Rows or
+    /// panels are split over the threads.
+    public static func int8Gemm(
+        a: UnsafePointer<Float>, lda: Int, rows m: Int, w: Int8Weights, floatWeight: UnsafePointer<Float>? = nil,
+        bias: UnsafePointer<Float>, c: UnsafeMutablePointer<Float>, ldc: Int, portable: Bool = false
+    ) {
+        guard m > 0 else { return }
+        let ldq = 4 * w.k4, k = w.k
+        let quantized = UnsafeMutablePointer<UInt8>.allocate(capacity: m * ldq)
+        let rowScales = UnsafeMutablePointer<Float>.allocate(capacity: m)
+        let rowZeros = UnsafeMutablePointer<Int32>.allocate(capacity: m)
+        defer {
+            quantized.deallocate()
+            rowScales.deallocate()
+            rowZeros.deallocate()
+        }
+        nonisolated(unsafe) let a = a, q = quantized, scales = rowScales, zeros = rowZeros, c = c, bias = bias
+        let threads = Compute.threads
+        // The outlier columns (none without the float weights).
+        var outliers: [Int] = []
+        var skip: [UInt8] = []
+        if floatWeight != nil {
+            var top = [Float](repeating: 0, count: k)
+            top.withUnsafeMutableBufferPointer { t in
+                nonisolated(unsafe) let t = t.baseAddress!
+                Compute.parallelRanges(k, parts: max(1, min(threads, k / 64)), granularity: 16) { cols in
+                    bert_column_absmax(
+                        a + cols.lowerBound, Int64(lda), Int64(m), Int64(cols.count), t + cols.lowerBound)
+                }
+            }
+            outliers = top.indices.filter { top[$0] > int8OutlierThreshold }
+            if !outliers.isEmpty {
+                skip = [UInt8](repeating: 0, count: k)
+                for p in outliers { skip[p] = 1 }
+            }
+        }
+        skip.withUnsafeBufferPointer { mask in
+            // nil when nothing is skipped (an empty array's buffer can still have an address).
+            nonisolated(unsafe) let mask = outliers.isEmpty ? nil : mask.baseAddress
+            Compute.parallelRanges(m, parts: max(1, min(threads, m / 16))) { rows in
+                bert_quantize_rows_u8(
+                    a, Int64(lda), Int64(k), Int64(rows.lowerBound), Int64(rows.upperBound), mask, q, Int64(ldq),
+                    scales, zeros)
+            }
+        }
+        let panels = w.n / 16
+        w.scales.withUnsafeBufferPointer { ws in
+            w.sums.withUnsafeBufferPointer { sums in
+                nonisolated(unsafe) let ws = ws.baseAddress!, sums = sums.baseAddress!
+                let run = { (rows: Range<Int>, part: Range<Int>) in
+                    let f = portable ? bert_gemm_u8s8_portable : bert_gemm_u8s8
+                    f(
+                        q, Int64(ldq), scales, zeros, w.packed, Int64(w.k4), ws, sums, bias, c, Int64(ldc),
+                        Int64(rows.lowerBound), Int64(rows.upperBound), Int64(part.lowerBound), Int64(part.upperBound))
+                }
+                // Many rows: each thread its rows (all the weights, from L2); few: the panels.
+                if threads > 1 && m >= 96 * threads {
+                    Compute.parallelRanges(m, parts: threads, granularity: 6) { run($0, 0..<panels) }
+                } else {
+                    Compute.parallelRanges(panels, parts: threads) { run(0..<m, $0) }
+                }
+            }
+        }
+        guard let wf = floatWeight, !outliers.isEmpty else { return }
+        // The outlier columns in float: C += A[:, outliers] · W[:, outliers]ᵀ.
+        let o = outliers.count, n = w.n
+        var ao = [Float](repeating: 0, count: m * o), wo = [Float](repeating: 0, count: n * o)
+        for i in 0..<m { for (t, p) in outliers.enumerated() { ao[i * o + t] = a[i * lda + p] } }
+        for j in 0..<n { for (t, p) in outliers.enumerated() { wo[j * o + t] = wf[j * k + p] } }
+        ao.withUnsafeBufferPointer { ap in
+            wo.withUnsafeBufferPointer { wp in
+                parallelSgemm(
+                    transB: true, m: m, n: n, k: o, a: ap.baseAddress!, lda: o, b: wp.baseAddress!, ldb: o, beta: 1,
+                    c: c, ldc: ldc)
+            }
+        }
+    }
+
+    /// C[m, n] = bias + A[m, k] · Wᵀ with W and A's rows rounded to bf16 and the products
+    /// accumulated in float, by `vdpbf16ps` where the CPU has it (`portable`: the C version).
+    public static func bf16Gemm(
+        a: UnsafePointer<Float>, lda: Int, rows m: Int, w: BF16Weights, bias: UnsafePointer<Float>,
+        c: UnsafeMutablePointer<Float>, ldc: Int, portable: Bool = false
+    ) {
+        guard m > 0 else { return }
+        let ldb = 2 * w.k2, k = w.k
+        let rounded = UnsafeMutablePointer<UInt16>.allocate(capacity: m * ldb)
+        defer { rounded.deallocate() }
+        nonisolated(unsafe) let a = a, b = rounded, c = c, bias = bias
+        let threads = Compute.threads
+        Compute.parallelRanges(m, parts: max(1, min(threads, m / 16))) { rows in
+            bert_convert_rows_bf16(
+                a, Int64(lda), Int64(k), Int64(rows.lowerBound), Int64(rows.upperBound), b, Int64(ldb))
+        }
+        let panels = w.n / 16
+        let run = { (rows: Range<Int>, part: Range<Int>) in
+            let f = portable ? bert_gemm_bf16_portable : bert_gemm_bf16
+            f(
+                b, Int64(ldb), w.packed, Int64(w.k2), bias, c, Int64(ldc), Int64(rows.lowerBound),
+                Int64(rows.upperBound), Int64(part.lowerBound), Int64(part.upperBound))
+        }
+        if threads > 1 && m >= 96 * threads {
+            Compute.parallelRanges(m, parts: threads, granularity: 6) { run($0, 0..<panels) }
+        } else {
+            Compute.parallelRanges(panels, parts: threads) { run(0..<m, $0) }
+        }
+    }
+}

@@ -1,0 +1,77 @@
+#ifndef BERT_KERNELS_H
+#define BERT_KERNELS_H
+
+#include <stdint.h>
+
+// Low-precision matrix products for inference, chosen at run time from what the CPU reports:
+// each fast kernel is compiled for its instructions with a per-function target attribute (no
+// build flags), and a portable C version of the same arithmetic runs everywhere else.
+//
+// Both compute C[i, j] = bias[j] + (A[i, :] · W[j, :]) for rows i of A (float, row-major) and
+// output columns j in 16-column panels of a W packed once ahead of time.
+
+// What this CPU runs: 1 when the instruction set's kernel is used, 0 when the portable one is.
+int bert_cpu_has_vnni(void);   // AVX512_VNNI (vpdpbusd: u8 x s8 -> s32)
+int bert_cpu_has_bf16(void);   // AVX512_BF16 (vdpbf16ps: bf16 pairs -> f32)
+
+// ---- int8: weights symmetric per output row (s8, scale sw[j]); activations asymmetric per row
+// (u8 = round(a / sa[i]) + z[i], the range [min, max] of the row, 0 included, over 0..255), since
+// vpdpbusd multiplies unsigned by signed bytes. The zero point's share, z[i] · Σ_p W[j, p], is
+// subtracted with the weights' row sums `wsum[j]`.
+
+// Packed W: panel q (16 output rows) holds, for each group g of 4 inputs, 64 bytes: row 16q + c's
+// inputs 4g..4g+3 at byte 64g + 4c. k4 = ceil(k / 4) groups; missing inputs are 0.
+void bert_pack_s8(const int8_t *w, int64_t n, int64_t k, int8_t *packed);
+
+// The largest |A[i, p]| over rows [0, m) of each column p (into colmax[k]).
+void bert_column_absmax(const float *a, int64_t lda, int64_t m, int64_t k, float *colmax);
+
+// Quantizes rows [r0, r1) of A (m x k, leading dimension lda) into q (leading dimension ldq =
+// 4 * k4, padded with the zero point), with each row's scale and zero point. Columns p with
+// skip[p] != 0 (skip may be NULL) are left out: quantized as 0 (they are multiplied in float).
+void bert_quantize_rows_u8(const float *a, int64_t lda, int64_t k, int64_t r0, int64_t r1, const uint8_t *skip,
+                           uint8_t *q, int64_t ldq, float *scales, int32_t *zeros);
+
+// C rows [r0, r1), panels [p0, p1) of the int8 product. packed: bert_pack_s8's layout; k4: its
+// groups; wscale and wsum: per output row of W; ascale and azero: per row of A.
+void bert_gemm_u8s8(const uint8_t *q, int64_t ldq, const float *ascale, const int32_t *azero, const int8_t *packed,
+                    int64_t k4, const float *wscale, const int32_t *wsum, const float *bias, float *c, int64_t ldc,
+                    int64_t r0, int64_t r1, int64_t p0, int64_t p1);
+
+// ---- bf16: weights and activations rounded to bfloat16 (nearest, ties to even), products
+// accumulated in float.
+
+// Packed W: panel q holds, for each pair g of inputs, 64 bytes: row 16q + c's inputs 2g, 2g+1 as
+// bf16 at byte 64g + 4c. k2 = ceil(k / 2) pairs; a missing input is 0.
+void bert_pack_bf16(const float *w, int64_t n, int64_t k, uint16_t *packed);
+
+// Rows [r0, r1) of A as bf16 into b (leading dimension ldb = 2 * k2, padded with 0).
+void bert_convert_rows_bf16(const float *a, int64_t lda, int64_t k, int64_t r0, int64_t r1, uint16_t *b,
+                            int64_t ldb);
+
+// C rows [r0, r1), panels [p0, p1) of the bf16 product.
+void bert_gemm_bf16(const uint16_t *a, int64_t lda, const uint16_t *packed, int64_t k2, const float *bias, float *c,
+                    int64_t ldc, int64_t r0, int64_t r1, int64_t p0, int64_t p1);
+
+// The portable kernels, whatever the CPU (the tests check the fast ones against them too).
+void bert_gemm_u8s8_portable(const uint8_t *q, int64_t ldq, const float *ascale, const int32_t *azero,
+                             const int8_t *packed, int64_t k4, const float *wscale, const int32_t *wsum,
+                             const float *bias, float *c, int64_t ldc, int64_t r0, int64_t r1, int64_t p0,
+                             int64_t p1);
+void bert_gemm_bf16_portable(const uint16_t *a, int64_t lda, const uint16_t *packed, int64_t k2, const float *bias,
+                             float *c, int64_t ldc, int64_t r0, int64_t r1, int64_t p0, int64_t p1);
+
+// Float to bfloat16, nearest with ties to even (NaN stays NaN).
+static inline uint16_t bert_bf16_from_float(float x) {
+    union { float f; uint32_t u; } v = {x};
+    if ((v.u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((v.u >> 16) | 0x40);
+    uint32_t rounding = 0x7fffu + ((v.u >> 16) & 1u);
+    return (uint16_t)((v.u + rounding) >> 16);
+}
+
+static inline float bert_float_from_bf16(uint16_t b) {
+    union { uint32_t u; float f; } v = {(uint32_t)b << 16};
+    return v.f;
+}
+
+#endif
