@@ -96,25 +96,27 @@ public final class BF16Weights: @unchecked Sendable {
 }
 
 extension BLAS {
-    /// Inputs whose magnitude passes this in some row of a product's input are multiplied in
-    /// float, the rest in int8 (as LLM.int8()'s decomposition): BERT's hidden states have a few
-    /// such feature columns (up to 30 here), and quantizing them with the rest costs every other
-    /// value of the row its precision. Measured on all-MiniLM-L6-v2 (30 real sentences, cosine of
-    /// the embeddings to float): per-row symmetric int8 min 0.986; asymmetric 0.992; asymmetric
-    /// with columns past 6 in float 0.996 (3: 0.996, 8: 0.996).
+    /// Inputs of a product past this magnitude are multiplied in float, the rest in int8 (as
+    /// LLM.int8()'s decomposition, but element by element, so a row's result never depends on the
+    /// other rows of its batch): BERT's hidden states have a few such feature columns (up to 30
+    /// here), and quantizing them with the rest costs every other value of the row its precision.
+    /// Measured on all-MiniLM-L6-v2 (30 real sentences, cosine of the embeddings to float):
+    /// per-row symmetric int8 min 0.986; asymmetric 0.992; asymmetric with values past 6 in float
+    /// 0.998 (3 and 8: about the same).
     public static let int8OutlierThreshold: Float = 6
 
     /// C[m, n] = bias + A[m, k] · Wᵀ with W in int8: A's rows are quantized (asymmetric, per row)
-    /// then multiplied by `vpdpbusd` where the CPU has it (`portable`: the C version, whatever the
-    /// CPU, for tests). With `floatWeight` (W itself, row-major n × k), input columns past
-    /// `int8OutlierThreshold` are left out of the int8 product and multiplied in float. Rows or
-    /// panels are split over the threads.
+    /// then multiplied by `vpdpbusd` where the CPU has it (`portable`: the C versions, whatever
+    /// the CPU, for tests). Elements of A past `outlierThreshold` in magnitude (and NaN, so that
+    /// it reaches the output) are left out of the int8 product and multiplied in float against
+    /// `floatWeight` (W itself, row-major n × k). Rows or panels are split over the threads.
     public static func int8Gemm(
-        a: UnsafePointer<Float>, lda: Int, rows m: Int, w: Int8Weights, floatWeight: UnsafePointer<Float>? = nil,
-        bias: UnsafePointer<Float>, c: UnsafeMutablePointer<Float>, ldc: Int, portable: Bool = false
+        a: UnsafePointer<Float>, lda: Int, rows m: Int, w: Int8Weights, floatWeight: UnsafePointer<Float>,
+        bias: UnsafePointer<Float>, c: UnsafeMutablePointer<Float>, ldc: Int,
+        outlierThreshold: Float = int8OutlierThreshold, portable: Bool = false
     ) {
         guard m > 0 else { return }
-        let ldq = 4 * w.k4, k = w.k
+        let ldq = 4 * w.k4, k = w.k, n = w.n
         let quantized = UnsafeMutablePointer<UInt8>.allocate(capacity: m * ldq)
         let rowScales = UnsafeMutablePointer<Float>.allocate(capacity: m)
         let rowZeros = UnsafeMutablePointer<Int32>.allocate(capacity: m)
@@ -125,34 +127,14 @@ extension BLAS {
         }
         nonisolated(unsafe) let a = a, q = quantized, scales = rowScales, zeros = rowZeros, c = c, bias = bias
         let threads = Compute.threads
-        // The outlier columns (none without the float weights).
-        var outliers: [Int] = []
-        var skip: [UInt8] = []
-        if floatWeight != nil {
-            var top = [Float](repeating: 0, count: k)
-            top.withUnsafeMutableBufferPointer { t in
-                nonisolated(unsafe) let t = t.baseAddress!
-                Compute.parallelRanges(k, parts: max(1, min(threads, k / 64)), granularity: 16) { cols in
-                    bert_column_absmax(
-                        a + cols.lowerBound, Int64(lda), Int64(m), Int64(cols.count), t + cols.lowerBound)
-                }
-            }
-            outliers = top.indices.filter { top[$0] > int8OutlierThreshold }
-            if !outliers.isEmpty {
-                skip = [UInt8](repeating: 0, count: k)
-                for p in outliers { skip[p] = 1 }
-            }
+        let limit = outlierThreshold
+        Compute.parallelRanges(m, parts: max(1, min(threads, m / 16))) { rows in
+            let quantize = portable ? bert_quantize_rows_u8_portable : bert_quantize_rows_u8
+            quantize(
+                a, Int64(lda), Int64(k), Int64(rows.lowerBound), Int64(rows.upperBound), limit, q, Int64(ldq),
+                scales, zeros)
         }
-        skip.withUnsafeBufferPointer { mask in
-            // nil when nothing is skipped (an empty array's buffer can still have an address).
-            nonisolated(unsafe) let mask = outliers.isEmpty ? nil : mask.baseAddress
-            Compute.parallelRanges(m, parts: max(1, min(threads, m / 16))) { rows in
-                bert_quantize_rows_u8(
-                    a, Int64(lda), Int64(k), Int64(rows.lowerBound), Int64(rows.upperBound), mask, q, Int64(ldq),
-                    scales, zeros)
-            }
-        }
-        let panels = w.n / 16
+        let panels = n / 16
         w.scales.withUnsafeBufferPointer { ws in
             w.sums.withUnsafeBufferPointer { sums in
                 nonisolated(unsafe) let ws = ws.baseAddress!, sums = sums.baseAddress!
@@ -170,23 +152,36 @@ extension BLAS {
                 }
             }
         }
-        guard let wf = floatWeight, !outliers.isEmpty else { return }
-        // The outlier columns in float: C += A[:, outliers] · W[:, outliers]ᵀ.
-        let o = outliers.count, n = w.n
-        var ao = [Float](repeating: 0, count: m * o), wo = [Float](repeating: 0, count: n * o)
-        for i in 0..<m { for (t, p) in outliers.enumerated() { ao[i * o + t] = a[i * lda + p] } }
-        for j in 0..<n { for (t, p) in outliers.enumerated() { wo[j * o + t] = wf[j * k + p] } }
+        // The left-out elements, in float: the columns holding any, gathered (A's values past the
+        // limit, 0 elsewhere; W's columns as rows), each row adding its own.
+        var top = [Float](repeating: 0, count: k)
+        top.withUnsafeMutableBufferPointer { t in
+            nonisolated(unsafe) let t = t.baseAddress!
+            Compute.parallelRanges(k, parts: max(1, min(threads, k / 64)), granularity: 16) { cols in
+                bert_column_absmax(a + cols.lowerBound, Int64(lda), Int64(m), Int64(cols.count), t + cols.lowerBound)
+            }
+        }
+        let columns = top.indices.filter { !(top[$0] <= limit) }
+        guard !columns.isEmpty else { return }
+        let o = columns.count
+        var ao = [Float](repeating: 0, count: m * o), wt = [Float](repeating: 0, count: o * n)
+        for i in 0..<m {
+            for (t, p) in columns.enumerated() where !(abs(a[i * lda + p]) <= limit) { ao[i * o + t] = a[i * lda + p] }
+        }
+        for (t, p) in columns.enumerated() { for j in 0..<n { wt[t * n + j] = floatWeight[j * k + p] } }
         ao.withUnsafeBufferPointer { ap in
-            wo.withUnsafeBufferPointer { wp in
-                parallelSgemm(
-                    transB: true, m: m, n: n, k: o, a: ap.baseAddress!, lda: o, b: wp.baseAddress!, ldb: o, beta: 1,
-                    c: c, ldc: ldc)
+            wt.withUnsafeBufferPointer { wp in
+                nonisolated(unsafe) let ap = ap.baseAddress!, wp = wp.baseAddress!
+                Compute.parallelRanges(m, parts: max(1, min(threads, m / 4))) { rows in
+                    bert_add_outliers(
+                        ap, Int64(o), wp, Int64(n), c, Int64(ldc), Int64(rows.lowerBound), Int64(rows.upperBound))
+                }
             }
         }
     }
 
     /// C[m, n] = bias + A[m, k] · Wᵀ with W and A's rows rounded to bf16 and the products
-    /// accumulated in float, by `vdpbf16ps` where the CPU has it (`portable`: the C version).
+    /// accumulated in float, by `vdpbf16ps` where the CPU has it (`portable`: the C versions).
     public static func bf16Gemm(
         a: UnsafePointer<Float>, lda: Int, rows m: Int, w: BF16Weights, bias: UnsafePointer<Float>,
         c: UnsafeMutablePointer<Float>, ldc: Int, portable: Bool = false

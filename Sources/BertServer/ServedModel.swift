@@ -59,7 +59,9 @@ final class ServedModel: @unchecked Sendable {
     let routes: Set<Route>
     let scheduler: BatchScheduler<Job, [Float]>
 
-    init(name: String, folder: URL, maxBatchTokens: Int, maxQueued: Int, gate: ComputeGate) throws {
+    init(
+        name: String, folder: URL, maxBatchTokens: Int, maxQueued: Int, gate: ComputeGate, precision: Precision
+    ) throws {
         self.name = name
         self.folder = folder
         architecture = try modelArchitecture(folder: folder)
@@ -70,7 +72,7 @@ final class ServedModel: @unchecked Sendable {
         let head: Head
         switch architecture {
         case "BertForSequenceClassification", "BertForTokenClassification", "BertForQuestionAnswering":
-            switch try FineTunedModel(folder: folder) {
+            switch try FineTunedModel(folder: folder, precision: precision) {
             case .sequence(let tuner):
                 head = .classifier(tuner.model)
                 maxInputLength = tuner.model.config.maxPositionEmbeddings
@@ -93,7 +95,7 @@ final class ServedModel: @unchecked Sendable {
                     + "use bert predict")
         case "BertForPreTraining", "BertForMaskedLM":
             let network = try BertForPreTraining(folder: folder)
-            network.prepareForInference()
+            network.prepareForInference(precision: precision)
             let settings = try SentenceEmbeddingSettings(folder: folder)
             let embedder = try SentenceEmbedder(
                 model: network.encoderModel, tokenizer: tokenizer, pooling: settings.pooling, normalize: false,
@@ -103,7 +105,7 @@ final class ServedModel: @unchecked Sendable {
             routes = [.fillMask, .embed, .embedAll, .similarity, .openAIEmbeddings]
         default:
             // Normalisation is applied per request (the folder's setting is the default).
-            let embedder = try SentenceEmbedder(folder: folder, normalize: false, truncate: true)
+            let embedder = try SentenceEmbedder(folder: folder, normalize: false, truncate: true, precision: precision)
             head = .embedder(embedder)
             maxInputLength = embedder.maxLength
             routes = [.embed, .embedAll, .similarity, .openAIEmbeddings]

@@ -63,7 +63,7 @@ public final class InferenceServer: @unchecked Sendable {
         self.models = try models.map {
             try ServedModel(
                 name: $0.name, folder: $0.folder, maxBatchTokens: options.maxBatchTokens, maxQueued: maxQueued,
-                gate: gate)
+                gate: gate, precision: options.precision)
         }
         metrics = ServerMetrics()
     }
@@ -147,6 +147,15 @@ public final class InferenceServer: @unchecked Sendable {
         return model
     }
 
+    /// The precision as TEI's /info names dtypes (int8 is this server's own).
+    func dtypeName(_ precision: Precision) -> String {
+        switch precision {
+        case .fp32: "float32"
+        case .bf16: "bfloat16"
+        case .int8: "int8"
+        }
+    }
+
     func info() -> [String: Any] {
         func type(_ model: ServedModel) -> [String: Any] {
             switch model.head {
@@ -183,6 +192,7 @@ public final class InferenceServer: @unchecked Sendable {
             "max_input_length": first.maxInputLength, "max_batch_tokens": options.maxBatchTokens,
             "max_client_batch_size": options.maxClientBatchSize, "auto_truncate": options.autoTruncate,
             "payload_limit": options.payloadLimit, "compute_threads": Compute.threads, "version": serverVersion,
+            "model_dtype": dtypeName(options.precision),
             "models": models.map {
                 [
                     "model_id": $0.name, "architecture": $0.architecture, "model_type": type($0),

@@ -1,3 +1,4 @@
+import Bert
 import Foundation
 
 /// The server's limits and address, as text-embeddings-inference names them.
@@ -18,6 +19,8 @@ public struct ServerOptions: Sendable {
     public var autoTruncate = false
     /// When set, every request must carry `Authorization: Bearer KEY` (else 401).
     public var apiKey: String?
+    /// The number format of every served model's matrix products.
+    public var precision = Precision.fp32
 
     /// The defaults above.
     public init() {}

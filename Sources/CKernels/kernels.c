@@ -52,7 +52,23 @@ void bert_pack_s8(const int8_t *w, int64_t n, int64_t k, int8_t *packed) {
 void bert_column_absmax(const float *a, int64_t lda, int64_t m, int64_t k, float *colmax) {
     for (int64_t p = 0; p < k; p++) colmax[p] = 0;
     for (int64_t i = 0; i < m; i++)
-        for (int64_t p = 0; p < k; p++) colmax[p] = fmaxf(colmax[p], fabsf(a[i * lda + p]));  // vectorised by clang
+        for (int64_t p = 0; p < k; p++) {
+            float v = fabsf(a[i * lda + p]);
+            colmax[p] = fmaxf(colmax[p], v != v ? INFINITY : v);  // vectorised by clang
+        }
+}
+
+void bert_add_outliers(const float *ao, int64_t o, const float *wt, int64_t n, float *c, int64_t ldc, int64_t r0,
+                       int64_t r1) {
+    for (int64_t i = r0; i < r1; i++) {
+        float *row = c + i * ldc;
+        for (int64_t t = 0; t < o; t++) {
+            float v = ao[i * o + t];
+            if (v == 0) continue;
+            const float *w = wt + t * n;
+            for (int64_t j = 0; j < n; j++) row[j] += v * w[j];  // vectorised by clang
+        }
+    }
 }
 
 // One row's scale and zero point from its range (0 included, so that 0 is exact: padding, and
@@ -71,22 +87,24 @@ static inline uint8_t quantize_one(float x, float inverse, int32_t zero) {
     return (uint8_t)(v < 0 ? 0 : (v > 255 ? 255 : v));
 }
 
-static void quantize_rows_portable(const float *a, int64_t lda, int64_t k, int64_t r0, int64_t r1,
-                                   const uint8_t *skip, uint8_t *q, int64_t ldq, float *scales, int32_t *zeros) {
+// An element within the int8 range's limit, else 0 (it is multiplied in float).
+static inline float kept(float x, float limit) { return fabsf(x) <= limit ? x : 0; }
+
+void bert_quantize_rows_u8_portable(const float *a, int64_t lda, int64_t k, int64_t r0, int64_t r1, float limit,
+                                   uint8_t *q, int64_t ldq, float *scales, int32_t *zeros) {
     for (int64_t i = r0; i < r1; i++) {
         const float *row = a + i * lda;
         float lo = 0, hi = 0;
         for (int64_t p = 0; p < k; p++) {
-            if (skip && skip[p]) continue;
-            lo = fminf(lo, row[p]);
-            hi = fmaxf(hi, row[p]);
+            lo = fminf(lo, kept(row[p], limit));
+            hi = fmaxf(hi, kept(row[p], limit));
         }
         float scale;
         int32_t zero;
         row_range(lo, hi, &scale, &zero);
         float inverse = 1.0f / scale;
         uint8_t *out = q + i * ldq;
-        for (int64_t p = 0; p < k; p++) out[p] = (skip && skip[p]) ? (uint8_t)zero : quantize_one(row[p], inverse, zero);
+        for (int64_t p = 0; p < k; p++) out[p] = quantize_one(kept(row[p], limit), inverse, zero);
         for (int64_t p = k; p < ldq; p++) out[p] = (uint8_t)zero;
         scales[i] = scale;
         zeros[i] = zero;
@@ -94,32 +112,30 @@ static void quantize_rows_portable(const float *a, int64_t lda, int64_t k, int64
 }
 
 #if BERT_X86
-// 16 inputs of a row with the skipped ones zeroed (0 is in every row's range and quantizes to the
-// zero point, so a skipped column adds nothing).
-BW_TARGET static inline __m512 load_kept(const float *row, const uint8_t *skip, int64_t p) {
+// 16 inputs of a row with those past the limit zeroed (0 is in every row's range and quantizes
+// to the zero point, so a left-out element adds nothing). The comparison is ordered: NaN is out.
+BW_TARGET static inline __m512 load_kept(const float *row, __m512 limit, int64_t p) {
     __m512 x = _mm512_loadu_ps(row + p);
-    if (!skip) return x;
-    __mmask16 skipped = _mm_cmpneq_epi8_mask(_mm_loadu_si128((const __m128i *)(skip + p)), _mm_setzero_si128());
-    return _mm512_maskz_mov_ps((__mmask16)~skipped, x);
+    __mmask16 in = _mm512_cmp_ps_mask(_mm512_abs_ps(x), limit, _CMP_LE_OQ);
+    return _mm512_maskz_mov_ps(in, x);
 }
 
 BW_TARGET static void quantize_rows_avx512(const float *a, int64_t lda, int64_t k, int64_t r0, int64_t r1,
-                                           const uint8_t *skip, uint8_t *q, int64_t ldq, float *scales,
-                                           int32_t *zeros) {
+                                           float limit, uint8_t *q, int64_t ldq, float *scales, int32_t *zeros) {
+    __m512 vlimit = _mm512_set1_ps(limit);
     for (int64_t i = r0; i < r1; i++) {
         const float *row = a + i * lda;
         __m512 vlo = _mm512_setzero_ps(), vhi = _mm512_setzero_ps();
         int64_t p = 0;
         for (; p + 16 <= k; p += 16) {
-            __m512 x = load_kept(row, skip, p);
+            __m512 x = load_kept(row, vlimit, p);
             vlo = _mm512_min_ps(vlo, x);
             vhi = _mm512_max_ps(vhi, x);
         }
         float lo = _mm512_reduce_min_ps(vlo), hi = _mm512_reduce_max_ps(vhi);
         for (; p < k; p++) {
-            if (skip && skip[p]) continue;
-            lo = fminf(lo, row[p]);
-            hi = fmaxf(hi, row[p]);
+            lo = fminf(lo, kept(row[p], limit));
+            hi = fmaxf(hi, kept(row[p], limit));
         }
         float scale;
         int32_t zero;
@@ -130,11 +146,11 @@ BW_TARGET static void quantize_rows_avx512(const float *a, int64_t lda, int64_t 
         uint8_t *out = q + i * ldq;
         for (p = 0; p + 16 <= k; p += 16) {
             // Rounded to nearest (even), as nearbyintf: the default MXCSR mode.
-            __m512i v = _mm512_add_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(load_kept(row, skip, p), inv)), z);
+            __m512i v = _mm512_add_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(load_kept(row, vlimit, p), inv)), z);
             v = _mm512_min_epi32(_mm512_max_epi32(v, bottom), top);
             _mm_storeu_si128((__m128i *)(out + p), _mm512_cvtepi32_epi8(v));
         }
-        for (; p < k; p++) out[p] = (skip && skip[p]) ? (uint8_t)zero : quantize_one(row[p], inverse, zero);
+        for (; p < k; p++) out[p] = quantize_one(kept(row[p], limit), inverse, zero);
         for (p = k; p < ldq; p++) out[p] = (uint8_t)zero;
         scales[i] = scale;
         zeros[i] = zero;
@@ -142,15 +158,15 @@ BW_TARGET static void quantize_rows_avx512(const float *a, int64_t lda, int64_t 
 }
 #endif
 
-void bert_quantize_rows_u8(const float *a, int64_t lda, int64_t k, int64_t r0, int64_t r1, const uint8_t *skip,
+void bert_quantize_rows_u8(const float *a, int64_t lda, int64_t k, int64_t r0, int64_t r1, float limit,
                            uint8_t *q, int64_t ldq, float *scales, int32_t *zeros) {
 #if BERT_X86
     if (bert_cpu_has_vnni()) {
-        quantize_rows_avx512(a, lda, k, r0, r1, skip, q, ldq, scales, zeros);
+        quantize_rows_avx512(a, lda, k, r0, r1, limit, q, ldq, scales, zeros);
         return;
     }
 #endif
-    quantize_rows_portable(a, lda, k, r0, r1, skip, q, ldq, scales, zeros);
+    bert_quantize_rows_u8_portable(a, lda, k, r0, r1, limit, q, ldq, scales, zeros);
 }
 
 void bert_gemm_u8s8_portable(const uint8_t *q, int64_t ldq, const float *ascale, const int32_t *azero,
@@ -278,18 +294,28 @@ BW_TARGET static int64_t convert_row_bf16_avx512(const float *row, int64_t k, ui
 }
 #endif
 
-void bert_convert_rows_bf16(const float *a, int64_t lda, int64_t k, int64_t r0, int64_t r1, uint16_t *b,
-                            int64_t ldb) {
+static void convert_rows_bf16(const float *a, int64_t lda, int64_t k, int64_t r0, int64_t r1, uint16_t *b,
+                              int64_t ldb, int fast) {
     for (int64_t i = r0; i < r1; i++) {
         const float *row = a + i * lda;
         uint16_t *out = b + i * ldb;
         int64_t p = 0;
 #if BERT_X86
-        if (bert_cpu_has_bf16()) p = convert_row_bf16_avx512(row, k, out);
+        if (fast && bert_cpu_has_bf16()) p = convert_row_bf16_avx512(row, k, out);
 #endif
         for (; p < k; p++) out[p] = bert_bf16_from_float(row[p]);
         for (; p < ldb; p++) out[p] = 0;
     }
+}
+
+void bert_convert_rows_bf16(const float *a, int64_t lda, int64_t k, int64_t r0, int64_t r1, uint16_t *b,
+                            int64_t ldb) {
+    convert_rows_bf16(a, lda, k, r0, r1, b, ldb, 1);
+}
+
+void bert_convert_rows_bf16_portable(const float *a, int64_t lda, int64_t k, int64_t r0, int64_t r1, uint16_t *b,
+                                     int64_t ldb) {
+    convert_rows_bf16(a, lda, k, r0, r1, b, ldb, 0);
 }
 
 void bert_gemm_bf16_portable(const uint16_t *a, int64_t lda, const uint16_t *packed, int64_t k2, const float *bias,

@@ -50,6 +50,26 @@ struct FineTuneCLITests {
         #expect(e.status == 0, "\(e.stderr)")
         let metrics = try #require(try JSONSerialization.jsonObject(with: Data(e.stdout.utf8)) as? [String: Double])
         #expect(metrics["examples"] == 12 && (0...1).contains(metrics["accuracy"] ?? -1) && metrics["matthews"] != nil)
+        // In bf16 and int8: the probabilities move a little, never far.
+        func probabilities(_ stdout: String) throws -> [[String: Double]] {
+            try stdout.split(separator: "\n").map {
+                let object = try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
+                return try #require(object?["probabilities"] as? [String: Double])
+            }
+        }
+        let reference = try probabilities(p.stdout)
+        for precision in ["bf16", "int8"] {
+            let low = try runBertCLI(
+                ["predict", "--model", out, "--precision", precision],
+                stdin: Data("A wonderful film\nDull and tedious\n".utf8))
+            #expect(low.status == 0, "\(low.stderr)")
+            let moved = try probabilities(low.stdout)
+            try #require(moved.count == reference.count)
+            let change = zip(reference, moved).flatMap { r, m in r.keys.map { abs(r[$0]! - (m[$0] ?? 9)) } }.max()!
+            #expect(change < 0.03 && low.stdout != p.stdout, "\(precision): \(low.stdout) against \(p.stdout)")
+            let evaluated = try runBertCLI(["evaluate", "--model", out, "--data", train, "--precision", precision])
+            #expect(evaluated.status == 0 && evaluated.stdout.contains("\"examples\""), "\(evaluated.stderr)")
+        }
     }
 
     @Test func tagPredictEvaluate() throws {

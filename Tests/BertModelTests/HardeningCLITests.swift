@@ -103,7 +103,7 @@ struct HardeningCLITests {
         OptionSweep(command: "vocab", options: ["size", "min-frequency"]) { f, out in
             ["vocab", "--size", "300", "--out", out.appendingPathComponent("v.txt").path, f.corpus.path]
         },
-        OptionSweep(command: "embed", options: ["max-length", "batch-size", "threads", "precision"]) { f, _ in
+        OptionSweep(command: "embed", options: ["max-length", "batch-size", "threads", "precision", "digits"]) { f, _ in
             ["embed", "--model", f.pretrained.path, f.texts.path]
         },
         OptionSweep(command: "fill-mask", options: ["top-k", "batch-size", "threads"]) { f, _ in

@@ -30,10 +30,10 @@ struct LowPrecisionKernelTests {
             let weights = w.withUnsafeBufferPointer { Int8Weights($0.baseAddress!, n: n, k: k) }
             var c = [Float](repeating: .nan, count: m * n)
             a.withUnsafeBufferPointer { ap in
-                bias.withUnsafeBufferPointer { bp in
+                w.withUnsafeBufferPointer { wp in
                     BLAS.int8Gemm(
-                        a: ap.baseAddress!, lda: k, rows: m, w: weights, bias: bp.baseAddress!, c: &c, ldc: n,
-                        portable: portable)
+                        a: ap.baseAddress!, lda: k, rows: m, w: weights, floatWeight: wp.baseAddress!, bias: bias,
+                        c: &c, ldc: n, portable: portable)
                 }
             }
             // The reference: the same quantization (asymmetric per row over its range with 0 in
@@ -116,8 +116,9 @@ struct LowPrecisionKernelTests {
             a.withUnsafeBufferPointer { ap in
                 w.withUnsafeBufferPointer { wp in
                     BLAS.int8Gemm(
-                        a: ap.baseAddress!, lda: k, rows: m, w: weights, floatWeight: float ? wp.baseAddress! : nil,
-                        bias: bias, c: &c, ldc: n, portable: portable)
+                        a: ap.baseAddress!, lda: k, rows: m, w: weights, floatWeight: wp.baseAddress!, bias: bias,
+                        c: &c, ldc: n, outlierThreshold: float ? BLAS.int8OutlierThreshold : .infinity,
+                        portable: portable)
                 }
             }
             return c
@@ -137,9 +138,40 @@ struct LowPrecisionKernelTests {
         #expect(together > 3 * apart, "apart \(apart), together \(together)")
     }
 
+    @Test(arguments: [false, true]) func aRowsResultDoesNotDependOnItsBatch(portable: Bool) {
+        // Row 0 alone, then with rows whose outliers sit in other columns (and a NaN): the same
+        // bits, and the NaN reaches its own row's outputs only.
+        let (n, k) = (48, 70)
+        let first = (0..<k).map { noise($0, 12) * 2 }
+        var others = (0..<(4 * k)).map { noise($0, 13) * 2 }
+        others[3] = 50
+        others[k + 9] = -20
+        others[2 * k + 40] = .nan
+        others[3 * k + 1] = .infinity
+        let w = (0..<(n * k)).map { noise($0, 14) * 0.1 }
+        let bias = (0..<n).map { noise($0, 15) }
+        let weights = w.withUnsafeBufferPointer { Int8Weights($0.baseAddress!, n: n, k: k) }
+        func product(_ a: [Float]) -> [Float] {
+            var c = [Float](repeating: 0, count: a.count / k * n)
+            w.withUnsafeBufferPointer { wp in
+                BLAS.int8Gemm(
+                    a: a, lda: k, rows: a.count / k, w: weights, floatWeight: wp.baseAddress!, bias: bias, c: &c,
+                    ldc: n, portable: portable)
+            }
+            return c
+        }
+        let alone = product(first), together = product(first + others)
+        #expect(alone.map(\.bitPattern) == together[0..<n].map(\.bitPattern))
+        #expect(alone.allSatisfy { $0.isFinite })
+        #expect(together[(3 * n)..<(4 * n)].allSatisfy { $0.isNaN })
+        #expect(together[(4 * n)..<(5 * n)].allSatisfy { !$0.isFinite })
+        #expect(together[n..<(3 * n)].allSatisfy { $0.isFinite })
+    }
+
     @Test func theFastKernelsGiveThePortableOnesBits() {
         let (m, n, k) = (29, 80, 131)
-        let a = (0..<(m * k)).map { noise($0, 7) }
+        var a = (0..<(m * k)).map { noise($0, 7) }
+        for i in stride(from: 0, to: m, by: 3) { a[i * k + (i * 7) % k] = 9 + Float(i) }  // outliers too
         let w = (0..<(n * k)).map { noise($0, 8) * 0.1 }
         let bias = (0..<n).map { noise($0, 9) }
         let i8 = w.withUnsafeBufferPointer { Int8Weights($0.baseAddress!, n: n, k: k) }
@@ -150,7 +182,8 @@ struct LowPrecisionKernelTests {
                 bias.withUnsafeBufferPointer { bp in
                     if int8 {
                         BLAS.int8Gemm(
-                            a: ap.baseAddress!, lda: k, rows: m, w: i8, bias: bp.baseAddress!, c: &c, ldc: n,
+                            a: ap.baseAddress!, lda: k, rows: m, w: i8, floatWeight: w, bias: bp.baseAddress!, c: &c,
+                            ldc: n,
                             portable: portable)
                     } else {
                         BLAS.bf16Gemm(

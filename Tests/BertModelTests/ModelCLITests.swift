@@ -268,8 +268,31 @@ struct ModelCLITests {
         let file = FileManager.default.temporaryDirectory.appendingPathComponent("bert-embed-\(UUID().uuidString).txt")
         defer { try? FileManager.default.removeItem(at: file) }
         try Data(texts.joined(separator: "\n").utf8).write(to: file)
-        let fromFile = try runBertCLI(["embed", "--model", Self.miniLM, "--precision", "9", file.path])
+        let fromFile = try runBertCLI(["embed", "--model", Self.miniLM, "--digits", "9", file.path])
         #expect(fromFile.stdout == r.stdout)
+    }
+
+    @Test(.enabled(if: ModelFixtures.haveMiniLM || ModelFixtures.required, "needs .cache/models/all-MiniLM-L6-v2"))
+    func embedPrecisionIsTheLibrarysLowPrecisionPath() throws {
+        let texts = ["The quick brown fox jumps over the lazy dog.", "Swift est un langage 🙂 rapide."]
+        let input = Data((texts.joined(separator: "\n") + "\n").utf8)
+        let float = try SentenceEmbedder(folder: ModelFixtures.miniLMFolder).embed(texts)
+        for precision in [Precision.bf16, .int8] {
+            let r = try runBertCLI(
+                ["embed", "--model", Self.miniLM, "--precision", precision.rawValue, "--digits", "9"], stdin: input)
+            #expect(r.status == 0, "\(r.stderr)")
+            let vectors = try embeddingLines(r.stdout)
+            try #require(vectors.count == 2)
+            let expected = try SentenceEmbedder(folder: ModelFixtures.miniLMFolder, precision: precision).embed(texts)
+            for i in 0..<2 {
+                #expect(maxAbsDiff(vectors[i], expected[i]) <= 1e-6, "\(precision) line \(i + 1)")
+                #expect(maxAbsDiff(vectors[i], float[i]) > 1e-5, "\(precision) line \(i + 1) is the fp32 result")
+            }
+        }
+        let unknown = try runBertCLI(["embed", "--model", Self.miniLM, "--precision", "fp16"], stdin: input)
+        #expect(unknown.status != 0 && unknown.stderr.contains("int8"), "\(unknown.stderr)")
+        let both = try runBertCLI(["embed", "--model", Self.miniLM, "--precision", "9", "--digits", "3"], stdin: input)
+        #expect(both.status != 0 && both.stderr.contains("--digits"), "\(both.stderr)")
     }
 
     @Test(.enabled(if: ModelFixtures.haveMiniLM || ModelFixtures.required, "needs .cache/models/all-MiniLM-L6-v2"))
@@ -277,7 +300,7 @@ struct ModelCLITests {
         let input = Data("A sentence to embed.\n".utf8)
         let normal = try embeddingLines(try runBertCLI(["embed", "--model", Self.miniLM], stdin: input).stdout)
         let r = try runBertCLI(
-            ["embed", "--model", Self.miniLM, "--pooling", "cls", "--no-normalize", "--precision", "9"],
+            ["embed", "--model", Self.miniLM, "--pooling", "cls", "--no-normalize", "--digits", "9"],
             stdin: input)
         #expect(r.status == 0, "\(r.stderr)")
         let cls = try embeddingLines(r.stdout)

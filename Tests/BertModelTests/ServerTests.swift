@@ -369,6 +369,39 @@ struct ServerTests {
         #expect(server.stop() == 0)
     }
 
+    @Test func anInt8ServerBatchesWithoutMixingRows() async throws {
+        // int8 quantizes each row on its own and keeps each row's outliers in float, so a
+        // sentence batched with others gets what it gets alone.
+        let server = try RunningServer([
+            "--model", ModelFixtures.miniLMFolder.path, "--max-batch-tokens", "512", "--precision", "int8",
+        ])
+        let embedder = try SentenceEmbedder(folder: ModelFixtures.miniLMFolder, precision: .int8)
+        let alone = try serverSentences.map { try embedder.embed([$0])[0] }
+        let float = try libraryEmbeddings(serverSentences)
+        let replies = try await withThrowingTaskGroup(of: (Int, [[Float]], Int).self) { group in
+            for client in 0..<32 {
+                group.addTask {
+                    let i = client % serverSentences.count
+                    let r = try await server.post("/embed", ["inputs": serverSentences[i]])
+                    return (i, floats(r.json), r.status)
+                }
+            }
+            var all: [(Int, [[Float]], Int)] = []
+            for try await reply in group { all.append(reply) }
+            return all
+        }
+        #expect(replies.count == 32)
+        for (i, vectors, status) in replies {
+            #expect(status == 200)
+            #expect(close(vectors, [alone[i]]), "sentence \(i)")
+            #expect(!close(vectors, [float[i]]), "sentence \(i): the fp32 result")
+        }
+        let info = try await server.call("GET", "/info")
+        #expect(
+            (try JSONSerialization.jsonObject(with: info.body) as? [String: Any])?["model_dtype"] as? String == "int8")
+        #expect(server.stop() == 0)
+    }
+
     @Test func overloadGives429AndTheServerKeepsServing() async throws {
         let server = try RunningServer(["--model", ModelFixtures.miniLMFolder.path, "--max-concurrent-requests", "2"])
         let long = String(repeating: "The committee approved the plan to rebuild the old bridge. ", count: 4)

@@ -28,8 +28,9 @@ public enum FineTunedModel {
     case solver(ChoiceSolver)
 
     /// Opens `folder`; `maxLength` (at least 4: room for [CLS], [SEP] twice and a token of text)
-    /// caps the tokens of an input.
-    public init(folder: URL, maxLength: Int? = nil) throws {
+    /// caps the tokens of an input; `precision` is the encoder's matrix products' (see
+    /// `BertModel.prepareForInference(always:precision:)`).
+    public init(folder: URL, maxLength: Int? = nil, precision: Precision = .fp32) throws {
         if let m = maxLength, m < 4 { throw BertError.invalidInput("--max-length must be at least 4, got \(m)") }
         let kind = try modelArchitecture(folder: folder)
         let tokenizer = try BertTokenizer(modelFolder: folder)
@@ -41,22 +42,22 @@ public enum FineTunedModel {
         switch kind {
         case "BertForTokenClassification":
             let network = try BertForTokenClassification(folder: folder)
-            network.prepareForInference()
+            network.prepareForInference(precision: precision)
             self = .tagger(TokenTagger(model: network, tokenizer: tokenizer, options: options(network.config)))
         case "BertForQuestionAnswering":
             let network = try BertForQuestionAnswering(folder: folder)
-            network.prepareForInference()
+            network.prepareForInference(precision: precision)
             var qa = try QAOptions(folder: folder)
             if let m = maxLength { qa.maxLength = m }
             qa.maxLength = min(qa.maxLength, network.config.maxPositionEmbeddings)
             self = .answerer(QuestionAnswerer(model: network, tokenizer: tokenizer, options: FineTuneOptions(), qa: qa))
         case "BertForMultipleChoice":
             let network = try BertForMultipleChoice(folder: folder)
-            network.prepareForInference()
+            network.prepareForInference(precision: precision)
             self = .solver(ChoiceSolver(model: network, tokenizer: tokenizer, options: options(network.config)))
         default:
             let network = try BertForSequenceClassification(folder: folder)
-            network.prepareForInference()
+            network.prepareForInference(precision: precision)
             self = .sequence(SequenceFineTuner(model: network, tokenizer: tokenizer, options: options(network.config)))
         }
     }

@@ -19,6 +19,7 @@ struct Evaluate: ParsableCommand {
     var data: String
     @Option(help: "Maximum tokens per example (default: the model's limit).") var maxLength: Int?
     @OptionGroup var threads: ThreadOption
+    @OptionGroup var numbers: PrecisionOption
     @OptionGroup var columns: ColumnOptions
 
     func run() throws {
@@ -31,7 +32,7 @@ struct Evaluate: ParsableCommand {
             if items.isEmpty { throw CLIError("\(data): no examples to evaluate") }
             return items
         }
-        switch try FineTunedModel(folder: hub.folder(model), maxLength: maxLength) {
+        switch try FineTunedModel(folder: hub.folder(model), maxLength: maxLength, precision: numbers.precision) {
         case .solver(let solver): metrics = try solver.evaluate(try nonEmpty(readChoiceExamples(url)))
         case .answerer(let answerer): metrics = try answerer.evaluate(try nonEmpty(readSquad(url)))
         case .tagger(let tagger): metrics = try tagger.evaluate(try nonEmpty(readTaggedSentences(url)))

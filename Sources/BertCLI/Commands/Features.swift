@@ -29,6 +29,7 @@ struct Features: ParsableCommand {
     @Option(help: "Truncate inputs to N tokens (default: max_position_embeddings).") var maxLength: Int?
     @Option(help: "Write a .safetensors file instead of JSON Lines on stdout.") var out: String?
     @OptionGroup var threads: ThreadOption
+    @OptionGroup var numbers: PrecisionOption
     @Flag(help: "Replace the --out file when it exists.") var overwrite = false
     @Argument(help: "Input files, one text per line (default: stdin).") var files: [String] = []
 
@@ -55,7 +56,7 @@ struct Features: ParsableCommand {
         let tokenizer: BertTokenizer
         tokenizer = try BertTokenizer(modelFolder: folder)
         let bert = try BertModel(folder: folder)
-        bert.prepareForInference()
+        bert.prepareForInference(precision: numbers.precision)
         extractor = FeatureExtractor(model: bert, tokenizer: tokenizer, maxLength: maxLength)
         _ = try extractor.resolve(chosen)
 

@@ -20,6 +20,7 @@ struct FillMask: ParsableCommand {
     @Option(help: "How many tokens to show per mask.") var topK = 5
     @Option(help: "Texts per forward pass.") var batchSize = 32
     @OptionGroup var threads: ThreadOption
+    @OptionGroup var numbers: PrecisionOption
     @Option(help: "A file of texts, one per line (- for stdin), instead of the arguments.") var file: String?
     @Argument(help: "Texts containing [MASK].") var texts: [String] = []
 
@@ -35,7 +36,7 @@ struct FillMask: ParsableCommand {
         threads.apply()
         let folder = try hub.folder(model)
         let network = try BertForPreTraining(folder: folder)
-        network.prepareForInference()
+        network.prepareForInference(precision: numbers.precision)
         var tokenizer = try BertTokenizer(modelFolder: folder)
         tokenizer.truncation = Truncation(maxLength: network.config.maxPositionEmbeddings)
         tokenizer.padding = nil

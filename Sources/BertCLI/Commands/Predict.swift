@@ -23,6 +23,7 @@ struct Predict: ParsableCommand {
     @Option(help: "Maximum tokens per input (default: the model's limit).") var maxLength: Int?
     @Flag(help: "Each line is a pair: first and second text separated by a tab.") var pair = false
     @OptionGroup var threads: ThreadOption
+    @OptionGroup var numbers: PrecisionOption
     @OptionGroup var columns: ColumnOptions
     @Argument(help: "Input files (default: stdin).") var files: [String] = []
 
@@ -111,7 +112,7 @@ struct Predict: ParsableCommand {
 
     func run() throws {
         threads.apply()
-        switch try FineTunedModel(folder: hub.folder(model), maxLength: maxLength) {
+        switch try FineTunedModel(folder: hub.folder(model), maxLength: maxLength, precision: numbers.precision) {
         case .tagger(let tagger): try runTagging(tagger)
         case .answerer(let answerer): try runQA(answerer)
         case .solver(let solver): try runChoice(solver)

@@ -35,6 +35,7 @@ struct Serve: ParsableCommand {
     @Option(help: "Require 'Authorization: Bearer KEY' on every request (default: $BERT_API_KEY, if set).")
     var apiKey: String?
     @OptionGroup var threads: ThreadOption
+    @OptionGroup var numbers: PrecisionOption
 
     func validate() throws {
         if model.isEmpty { throw ValidationError("give at least one --model") }
@@ -69,6 +70,7 @@ struct Serve: ParsableCommand {
         options.maxClientBatchSize = maxClientBatchSize
         options.payloadLimit = payloadLimit
         options.autoTruncate = autoTruncate
+        options.precision = numbers.precision
         options.apiKey = apiKey ?? ProcessInfo.processInfo.environment["BERT_API_KEY"]
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)

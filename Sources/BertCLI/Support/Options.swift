@@ -49,6 +49,18 @@ enum FineTuneTask: String, ExpressibleByArgument, CaseIterable {
 extension Pooling: ExpressibleByArgument {}
 extension LayerCombination: ExpressibleByArgument {}
 extension MergeScoring: ExpressibleByArgument {}
+extension Precision: ExpressibleByArgument {}
+
+/// --precision, shared by the commands that run a model: the number format of the encoder's
+/// matrix products.
+struct PrecisionOption: ParsableArguments {
+    @Option(
+        help: ArgumentHelp(
+            "Number format of the encoder's matrix products: fp32 (transformers' results), bf16 or int8 "
+                + "(faster, close to fp32: see the README's Precision section).")
+    )
+    var precision: Precision = .fp32
+}
 
 /// --revision, beside every --model: a model folder, or a hub id resolved in the Hugging Face
 /// cache (and downloaded into it when missing and HF_HUB_OFFLINE is not set).
