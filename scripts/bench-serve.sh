@@ -25,7 +25,7 @@
 #   5. Prints the table with the ratios and the goals, and writes .cache/bench/serve.json.
 #
 # Environment: BENCH_THREADS (default: nproc), BENCH_SECONDS per run (default 15), BENCH_ROUNDS
-# (default 2).
+# (default 2), BENCH_PRECISION (ours: fp32, bf16 or int8; default fp32; Infinity stays fp32).
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$REPO_ROOT"
@@ -34,6 +34,8 @@ need_cmd swift "install Swift 6 from swift.org"
 THREADS="${BENCH_THREADS:-$(nproc)}"
 SECONDS_PER="${BENCH_SECONDS:-15}"
 ROUNDS="${BENCH_ROUNDS:-2}"
+PRECISION="${BENCH_PRECISION:-fp32}"
+case "$PRECISION" in fp32|bf16|int8) ;; *) die "BENCH_PRECISION is fp32, bf16 or int8, not $PRECISION" ;; esac
 MODEL="$CACHE/models/all-MiniLM-L6-v2"
 OUTDIR="$CACHE/bench"
 RUNS="$OUTDIR/serve-runs"
@@ -76,6 +78,7 @@ trap cleanup EXIT
 
 log "step 3/5: starting both servers ($THREADS compute threads each)"
 "$BERT" serve --model "$MODEL" --served-name minilm --port "$OURS_PORT" --threads "$THREADS" \
+    --precision "$PRECISION" \
     >"$RUNS/ours.out" 2>"$RUNS/ours.log" &
 OURS_PID=$!
 PIDS+=("$OURS_PID")
@@ -96,9 +99,11 @@ wait_up "http://127.0.0.1:$OURS_PORT/health" "$OURS_PID" "bert serve"
 wait_up "http://127.0.0.1:$PEER_PORT/health" "$PEER_PID" "infinity"
 
 # Both must compute the same thing: the normalised embedding of a review, cosine ~1.
-"$PYTHON" - "$OURS_PORT" "$PEER_PORT" "$BODIES" <<'PY'
+# (ours in bf16 or int8: close to it, as the precision's tests require).
+"$PYTHON" - "$OURS_PORT" "$PEER_PORT" "$BODIES" "$PRECISION" <<'PY'
 import json, sys, urllib.request
 ours, peer, bodies = sys.argv[1], sys.argv[2], sys.argv[3]
+minimum = {"fp32": 0.9999, "bf16": 0.9995, "int8": 0.995}[sys.argv[4]]
 body = open(bodies).readline().encode()
 def embedding(url):
     req = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
@@ -108,7 +113,7 @@ b = embedding(f"http://127.0.0.1:{peer}/embeddings")
 dot = sum(x * y for x, y in zip(a, b))
 norm = (sum(x * x for x in a) * sum(y * y for y in b)) ** 0.5
 print(f"same review, both servers: cosine {dot / norm:.6f}, dimension {len(a)} / {len(b)}", file=sys.stderr)
-if len(a) != len(b) or dot / norm < 0.9999:
+if len(a) != len(b) or dot / norm < minimum:
     sys.exit("the two servers disagree: not the same model")
 PY
 
@@ -141,8 +146,8 @@ for round in $(seq 1 "$ROUNDS"); do
     done
 done
 
-log "step 5/5: summary (also in $OUTDIR/serve.json)"
-RUNS="$RUNS" OUT="$OUTDIR/serve.json" THREADS="$THREADS" GIT_COMMIT="$(git rev-parse HEAD 2>/dev/null || echo unknown)" \
+log "step 5/5: summary (also in $OUTDIR/serve-$PRECISION.json)"
+RUNS="$RUNS" OUT="$OUTDIR/serve-$PRECISION.json" THREADS="$THREADS" PRECISION="$PRECISION" GIT_COMMIT="$(git rev-parse HEAD 2>/dev/null || echo unknown)" \
 "$PYTHON" - <<'PY'
 import glob, json, os, re
 runs = os.environ["RUNS"]
@@ -170,7 +175,7 @@ for line in open(f"{runs}/rss.txt"):
     else:
         rss[parts[0]].append(int(parts[3]))
 rows = []
-print(f"threads: {os.environ['THREADS']}; load: wrk, 1 thread, single-review requests")
+print(f"threads: {os.environ['THREADS']}; ours in {os.environ['PRECISION']}, Infinity in fp32; load: wrk, 1 thread, single-review requests")
 print(f"{'conc':>4} {'ours req/s':>11} {'inf. req/s':>11} {'ratio':>6} {'ours p50':>9} {'inf. p50':>9} {'ours p99':>9} {'inf. p99':>9} {'failed':>7}")
 for c in (1, 8, 64):
     o, o_all = best("ours", c)
@@ -196,6 +201,6 @@ goals = {
 for goal, met in goals.items():
     print(f"  goal {goal}: {'met' if met else 'NOT met'}")
 with open(os.environ["OUT"], "w") as f:
-    json.dump({"threads": int(os.environ["THREADS"]), "commit": os.environ["GIT_COMMIT"], "rows": rows,
+    json.dump({"threads": int(os.environ["THREADS"]), "precision": os.environ["PRECISION"], "commit": os.environ["GIT_COMMIT"], "rows": rows,
                "rss_kb": rss, "goals": goals}, f, indent=1)
 PY

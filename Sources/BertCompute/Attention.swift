@@ -1,3 +1,4 @@
+import CKernels
 import CSupport
 
 // Scaled dot-product attention of one head with the packed micro-kernel. Through BLAS, each head
@@ -23,10 +24,12 @@ extension BLAS {
     /// out[i, :] = softmax(scale · q[i]·Kᵀ) · V for the query rows 0..<rows, over the keys 0..<len.
     /// q, k and v are row-major with leading dimension `ld` (the fused QKV buffer), out has `ldo`.
     /// `scratch` holds `fusedAttentionScratch(keys:headSize:)` floats. d must pass `canFuseAttention`.
+    /// `native`: the tiles in CKernels' AVX-512 kernel (only where the CPU has it), else in Swift.
     public static func fusedAttention(
         q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>,
         ld: Int, keys len: Int, headSize d: Int, rows: Int, scale: Float,
-        out: UnsafeMutablePointer<Float>, ldo: Int, scratch: UnsafeMutablePointer<Float>
+        out: UnsafeMutablePointer<Float>, ldo: Int, scratch: UnsafeMutablePointer<Float>,
+        native: Bool = nativeFloatKernels
     ) {
         precondition(
             canFuseAttention(headSize: d), "fusedAttention needs a head size that is a multiple of 16 (got \(d))")
@@ -61,32 +64,56 @@ extension BLAS {
         }
         // Softmax's division is applied to the d outputs of a row rather than to its len weights.
         var inverseSums = SIMD8<Float>()
+        let native = native && nativeFloatKernels
         var i = 0
         while i + 6 <= rows {
             for j in 0..<(padded / 16) {
-                kernel6x16(
-                    kc: d, a: q + i * ld, lda: ld, b: keyPanels + j * 16 * d, c: scores + 16 * j, ldc: padded,
-                    bias: nil, accumulate: false)
+                if native {
+                    bert_f32_tile(
+                        6, Int64(d), q + i * ld, Int64(ld), keyPanels + j * 16 * d, scores + 16 * j, Int64(padded), nil,
+                        0)
+                } else {
+                    kernel6x16(
+                        kc: d, a: q + i * ld, lda: ld, b: keyPanels + j * 16 * d, c: scores + 16 * j, ldc: padded,
+                        bias: nil, accumulate: false)
+                }
             }
             for r in 0..<6 { inverseSums[r] = Kernels.expShifted(scores + r * padded, count: len) }
             for j in 0..<(d / 16) {
-                kernel6x16(
-                    kc: len, a: scores, lda: padded, b: valuePanels + j * 16 * len, c: out + i * ldo + 16 * j,
-                    ldc: ldo, bias: nil, accumulate: false)
+                if native {
+                    bert_f32_tile(
+                        6, Int64(len), scores, Int64(padded), valuePanels + j * 16 * len, out + i * ldo + 16 * j,
+                        Int64(ldo), nil, 0)
+                } else {
+                    kernel6x16(
+                        kc: len, a: scores, lda: padded, b: valuePanels + j * 16 * len, c: out + i * ldo + 16 * j,
+                        ldc: ldo, bias: nil, accumulate: false)
+                }
             }
             for r in 0..<6 { Kernels.scale(out + (i + r) * ldo, count: d, by: inverseSums[r]) }
             i += 6
         }
         while i < rows {
             for j in 0..<(padded / 16) {
-                kernel1x16(
-                    kc: d, a: q + i * ld, b: keyPanels + j * 16 * d, c: scores + 16 * j, bias: nil, accumulate: false)
+                if native {
+                    bert_f32_tile(
+                        1, Int64(d), q + i * ld, Int64(ld), keyPanels + j * 16 * d, scores + 16 * j, 0, nil, 0)
+                } else {
+                    kernel1x16(
+                        kc: d, a: q + i * ld, b: keyPanels + j * 16 * d, c: scores + 16 * j, bias: nil,
+                        accumulate: false)
+                }
             }
             let inverseSum = Kernels.expShifted(scores, count: len)
             for j in 0..<(d / 16) {
-                kernel1x16(
-                    kc: len, a: scores, b: valuePanels + j * 16 * len, c: out + i * ldo + 16 * j,
-                    bias: nil, accumulate: false)
+                if native {
+                    bert_f32_tile(
+                        1, Int64(len), scores, 0, valuePanels + j * 16 * len, out + i * ldo + 16 * j, 0, nil, 0)
+                } else {
+                    kernel1x16(
+                        kc: len, a: scores, b: valuePanels + j * 16 * len, c: out + i * ldo + 16 * j,
+                        bias: nil, accumulate: false)
+                }
             }
             Kernels.scale(out + i * ldo, count: d, by: inverseSum)
             i += 1

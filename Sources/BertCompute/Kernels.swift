@@ -1,3 +1,4 @@
+import CKernels
 // Row-wise kernels on contiguous row-major Float matrices. Each works on a range of rows so the
 // caller can split rows over threads; none allocates.
 
@@ -50,13 +51,22 @@ public enum Kernels {
 
     /// LayerNorm of each row: y = (x − mean)/√(var + eps)·gamma + beta (biased variance, as torch).
     /// `y` may equal `x`. When given, the row's mean and 1/√(var+eps) are stored for a backward pass.
+    /// `native`: CKernels' AVX-512 version where the CPU has it (see `BLAS.nativeFloatKernels`).
     public static func layerNorm(
         _ x: UnsafePointer<Float>, output y: UnsafeMutablePointer<Float>,
         gamma: UnsafePointer<Float>, beta: UnsafePointer<Float>, eps: Float,
         cols: Int, rows: Range<Int>,
         mean meanOut: UnsafeMutablePointer<Float>? = nil,
-        rstd rstdOut: UnsafeMutablePointer<Float>? = nil
+        rstd rstdOut: UnsafeMutablePointer<Float>? = nil, native: Bool = BLAS.nativeFloatKernels
     ) {
+        if native && BLAS.nativeFloatKernels && cols > 0 {
+            for r in rows {
+                bert_layer_norm(
+                    x + r * cols, y + r * cols, gamma, beta, eps, Int64(cols), meanOut.map { $0 + r },
+                    rstdOut.map { $0 + r })
+            }
+            return
+        }
         let n = Float(cols)
         for r in rows {
             let xr = x + r * cols, yr = y + r * cols
@@ -85,11 +95,14 @@ public enum Kernels {
         }
     }
 
-    /// In-place softmax of each row of length `cols` with row stride `ld`.
-    public static func softmax(_ x: UnsafeMutablePointer<Float>, cols: Int, ld: Int, rows: Range<Int>) {
+    /// In-place softmax of each row of length `cols` with row stride `ld`. `native`: the
+    /// exponentials in CKernels' AVX-512 version where the CPU has it.
+    public static func softmax(
+        _ x: UnsafeMutablePointer<Float>, cols: Int, ld: Int, rows: Range<Int>, native: Bool = BLAS.nativeFloatKernels
+    ) {
         for r in rows {
             let xr = x + r * ld
-            scale(xr, count: cols, by: expShifted(xr, count: cols))
+            scale(xr, count: cols, by: expShifted(xr, count: cols, native: native))
         }
     }
 
@@ -104,7 +117,10 @@ public enum Kernels {
 
     /// x[j] = e^(x[j] − max x) for j < count; returns 1 / Σ_j x[j].
     @inline(__always)
-    static func expShifted(_ x: UnsafeMutablePointer<Float>, count: Int) -> Float {
+    static func expShifted(
+        _ x: UnsafeMutablePointer<Float>, count: Int, native: Bool = BLAS.nativeFloatKernels
+    ) -> Float {
+        if native && BLAS.nativeFloatKernels && count > 0 { return bert_exp_shifted(x, Int64(count)) }
         var c = 0
         var mv = Vec16(repeating: -.infinity)
         while c + 16 <= count { mv = pointwiseMaxFast(mv, loadVec(x + c)); c += 16 }
@@ -149,13 +165,16 @@ extension Kernels {
 
 extension Kernels {
     /// y[r, :] = act(x[r, :]) (the bias already added, e.g. by `fillRows` before a product); `y` may equal `x`.
+    /// `native`: GELU in CKernels' AVX-512 version where the CPU has it.
     public static func activation(
         _ x: UnsafePointer<Float>, output y: UnsafeMutablePointer<Float>, cols: Int,
-        rows: Range<Int>, activation: Activation
+        rows: Range<Int>, activation: Activation, native: Bool = BLAS.nativeFloatKernels
     ) {
         let lo = rows.lowerBound * cols, hi = rows.upperBound * cols
         var i = lo
         switch activation {
+        case .gelu where native && BLAS.nativeFloatKernels:
+            bert_gelu_erf(x + lo, y + lo, Int64(hi - lo))
         case .gelu:
             while i + 16 <= hi { storeVec(vgeluErf(loadVec(x + i)), y + i); i += 16 }
             if i < hi { storePartial(vgeluErf(loadPartial(x + i, hi - i)), y + i, hi - i) }

@@ -1,3 +1,5 @@
+import CKernels
+
 // Matrix products against weights packed once, ahead of time. BLAS packs both operands on every
 // call; for inference the weights never change, so they are laid out once in the order the
 // micro-kernel reads them (panels of 16 output columns, each k×16, contiguous), and only the
@@ -40,14 +42,20 @@ public final class PackedWeights: @unchecked Sendable {
 }
 
 extension BLAS {
-    /// Whether this build's packed kernel is worth using: compiled with FMA for the CPU (see
-    /// `madd`). Without, its vectors are baseline SSE, while BLAS picks AVX2 kernels at run time.
+    /// Whether the FP32 products run in CKernels' AVX-512 kernels, chosen at run time from what
+    /// the CPU reports, whatever the build's target: the packed and small-row products and the
+    /// fused attention's tiles.
+    public static let nativeFloatKernels = bert_f32_fast() != 0
+
+    /// Whether the packed kernel is worth using: CKernels' AVX-512 one runs on this CPU, or this
+    /// build's Swift one has FMA (see `madd`). Otherwise its vectors are baseline SSE, while BLAS
+    /// picks AVX2 kernels at run time.
     #if BERT_FMA
         /// Built with FMA (`-DBERT_FMA`).
         public static let packedGemmIsFast = true
     #else
-        /// Built without FMA: BLAS's run-time AVX2 kernels are faster.
-        public static let packedGemmIsFast = false
+        /// Built without FMA: fast when the CPU runs CKernels' kernels.
+        public static let packedGemmIsFast = nativeFloatKernels
     #endif
 
     /// Rows per thread up to which the packed product beats BLAS (which packs the weights on
@@ -65,13 +73,20 @@ extension BLAS {
     static let packedPanelGroup = 8
 
     /// C[i, j] = bias[j] + Σ_p A[i, p]·W[j, p] for i in `rows` and j in columns 16·`panels`
-    /// (A is m×k row-major with leading dimension lda). Overwrites C.
+    /// (A is m×k row-major with leading dimension lda). Overwrites C. `native`: CKernels' AVX-512
+    /// kernel (only where the CPU has it), else the Swift one (tests run both).
     public static func packedGemmNT(
         a: UnsafePointer<Float>, lda: Int, w: PackedWeights,
         bias: UnsafePointer<Float>?, c: UnsafeMutablePointer<Float>, ldc: Int,
-        rows: Range<Int>, panels: Range<Int>
+        rows: Range<Int>, panels: Range<Int>, native: Bool = nativeFloatKernels
     ) {
         let k = w.k
+        if native && nativeFloatKernels {
+            bert_gemm_f32_packed(
+                a, Int64(lda), w.data, Int64(k), bias, c, Int64(ldc), Int64(rows.lowerBound), Int64(rows.upperBound),
+                Int64(panels.lowerBound), Int64(panels.upperBound))
+            return
+        }
         // Equal passes of at most packedMBlock rows, whole 6-row tiles where possible.
         let passes = (rows.count + packedMBlock - 1) / packedMBlock
         let mc = ((rows.count + passes - 1) / passes + 5) / 6 * 6

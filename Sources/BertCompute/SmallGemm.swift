@@ -1,3 +1,4 @@
+import CKernels
 import CSupport
 
 // Matrix products with few rows (one short sentence: 1x16 tokens). OpenBLAS packs both operands
@@ -30,12 +31,19 @@ extension BLAS {
     public static let smallRowLimit = 24
 
     /// C[i, j] = bias[j] + Σ_k A[i, k]·B[j, k] for i in 0..<m and j in `cols` (A is m×k, B is n×k,
-    /// both row-major: torch.nn.Linear's x·Wᵀ + b). Overwrites C.
+    /// both row-major: torch.nn.Linear's x·Wᵀ + b). Overwrites C. `native`: CKernels' AVX-512
+    /// kernel (only where the CPU has it), else the Swift one (tests run both).
     public static func smallGemmNT(
         m: Int, k: Int, a: UnsafePointer<Float>, lda: Int,
         b: UnsafePointer<Float>, ldb: Int, bias: UnsafePointer<Float>? = nil,
-        c: UnsafeMutablePointer<Float>, ldc: Int, cols: Range<Int>
+        c: UnsafeMutablePointer<Float>, ldc: Int, cols: Range<Int>, native: Bool = nativeFloatKernels
     ) {
+        if native && nativeFloatKernels {
+            bert_gemm_f32_small(
+                Int64(m), Int64(k), a, Int64(lda), b, Int64(ldb), bias, c, Int64(ldc), Int64(cols.lowerBound),
+                Int64(cols.upperBound))
+            return
+        }
         let k8 = k & ~7
         var j = cols.lowerBound
         while j + 4 <= cols.upperBound {

@@ -46,13 +46,37 @@ import Testing
         #expect(Activation(huggingFaceName: "swish") == nil)
     }
 
+    @Test(arguments: [false, true]) func geluOverRowsInBothKernels(native: Bool) {
+        // Kernels.activation: the Swift vectors or CKernels' AVX-512 (where the CPU has it), with
+        // a row length that leaves a tail; NaN and infinities are not made finite.
+        let cols = 37
+        var xs = stride(from: Float(-8), through: 8, by: 0.01).map { $0 }
+        xs += [.nan, .infinity, -.infinity]
+        while xs.count % cols != 0 { xs.append(0.5) }
+        var y = [Float](repeating: 0, count: xs.count)
+        Kernels.activation(xs, output: &y, cols: cols, rows: 0..<(xs.count / cols), activation: .gelu, native: native)
+        for (i, x) in xs.enumerated() where x.isFinite {
+            let d = Double(x)
+            let ref = 0.5 * d * (1 + Foundation.erf(d / 2.0.squareRoot()))
+            #expect(abs(Double(y[i]) - ref) <= 5e-6, "gelu(\(x)) native \(native)")
+        }
+        let special = xs.firstIndex { $0.isNaN }!
+        #expect(y[special].isNaN && y[special + 1] == .infinity && !y[special + 2].isFinite)
+    }
+
     @Test(arguments: [1, 5, 16, 37, 129])
     func softmaxAndLayerNorm(_ cols: Int) {
+        for native in [false, true] { softmaxAndLayerNorm(cols, native: native) }
+    }
+
+    func softmaxAndLayerNorm(_ cols: Int, native: Bool) {
         var rng = SeededRandom(seed: UInt64(cols))
         let rows = 3
         var x = (0..<(rows * cols)).map { _ in Float(rng.nextGaussian() * 4) }
         let original = x
-        x.withUnsafeMutableBufferPointer { Kernels.softmax($0.baseAddress!, cols: cols, ld: cols, rows: 0..<rows) }
+        x.withUnsafeMutableBufferPointer {
+            Kernels.softmax($0.baseAddress!, cols: cols, ld: cols, rows: 0..<rows, native: native)
+        }
         for r in 0..<rows {
             let row = original[(r * cols)..<((r + 1) * cols)].map(Double.init)
             let m = row.max()!
@@ -69,7 +93,7 @@ import Testing
             y.withUnsafeMutableBufferPointer { yp in
                 Kernels.layerNorm(
                     xp.baseAddress!, output: yp.baseAddress!, gamma: gamma, beta: beta, eps: 1e-12,
-                    cols: cols, rows: 0..<rows, mean: &mean, rstd: &rstd)
+                    cols: cols, rows: 0..<rows, mean: &mean, rstd: &rstd, native: native)
             }
         }
         for r in 0..<rows {
@@ -111,13 +135,16 @@ import Testing
                 zip(c, ref).allSatisfy { abs(Double($0) - $1) <= 1e-4 * max(1, abs($1)) },
                 "sgemm \(shape) threads \(threads)")
         }
-        var c = [Float](repeating: .nan, count: m * n)
-        BLAS.smallGemmNT(m: m, k: k, a: a, lda: k, b: b, ldb: k, bias: bias, c: &c, ldc: n, cols: 0..<n)
-        for i in 0..<m {
-            for j in 0..<n {
-                let want = ref[i * n + j] + Double(bias[j])
-                #expect(abs(Double(c[i * n + j]) - want) <= 1e-4 * max(1, abs(want)), "small \(shape) [\(i), \(j)]")
+        // The small-row kernel: CKernels' AVX-512 one (where the CPU has it) and the Swift one.
+        for native in [true, false] {
+            var c = [Float](repeating: .nan, count: m * n)
+            BLAS.smallGemmNT(
+                m: m, k: k, a: a, lda: k, b: b, ldb: k, bias: bias, c: &c, ldc: n, cols: 0..<n, native: native)
+            let bad = (0..<(m * n)).filter { e in
+                let want = ref[e] + Double(bias[e % n])
+                return !(abs(Double(c[e]) - want) <= 1e-4 * max(1, abs(want)))
             }
+            #expect(bad.isEmpty, "small \(shape) native \(native): \(bad.count) wrong values")
         }
     }
 

@@ -16,13 +16,16 @@ import BertCompute
         let w = (0..<(n * k)).map { _ in Float(rng.nextGaussian()) }
         let bias = (0..<n).map { _ in Float(rng.nextGaussian()) }
         let packed = w.withUnsafeBufferPointer { PackedWeights($0.baseAddress!, n: n, k: k) }
-        for (useBias, rows, panels) in [(true, 0..<m, 0..<(n / 16)), (false, 2..<(m - 1), 1..<(n / 16))]
-        where !rows.isEmpty && !panels.isEmpty {
+        // CKernels' AVX-512 kernel (where the CPU has it) and the Swift one.
+        let cases = [true, false].flatMap { native in
+            [(native, true, 0..<m, 0..<(n / 16)), (native, false, 2..<(m - 1), 1..<(n / 16))]
+        }
+        for (native, useBias, rows, panels) in cases where !rows.isEmpty && !panels.isEmpty {
             var c = [Float](repeating: .nan, count: m * n)
             bias.withUnsafeBufferPointer { bp in
                 BLAS.packedGemmNT(
                     a: a, lda: k, w: packed, bias: useBias ? bp.baseAddress : nil, c: &c, ldc: n,
-                    rows: rows, panels: panels)
+                    rows: rows, panels: panels, native: native)
             }
             var bad = 0
             for i in 0..<m {
@@ -37,7 +40,9 @@ import BertCompute
                     if abs(Double(c[i * n + j]) - want) > 1e-4 * max(1, abs(want)) { bad += 1 }
                 }
             }
-            #expect(bad == 0, "\(shape) bias \(useBias) rows \(rows) panels \(panels): \(bad) wrong values")
+            #expect(
+                bad == 0, "\(shape) native \(native) bias \(useBias) rows \(rows) panels \(panels): \(bad) wrong values"
+            )
         }
     }
 
@@ -53,35 +58,37 @@ import BertCompute
         var rng = SeededRandom(seed: UInt64(keys * 100 + d))
         // Scores of a few units, as in a trained model, so that softmax is far from uniform.
         let qkv = (0..<(keys * ld)).map { _ in Float(rng.nextGaussian()) * 2 }
-        var out = [Float](repeating: .nan, count: rows * ldo)
-        var scratch = [Float](repeating: .nan, count: BLAS.fusedAttentionScratch(keys: keys, headSize: d))
-        let scale = 1 / Float(d).squareRoot()
-        qkv.withUnsafeBufferPointer { b in
-            let q = b.baseAddress!, k = q + d + 1, v = k + d + 2
-            BLAS.fusedAttention(
-                q: q, k: k, v: v, ld: ld, keys: keys, headSize: d, rows: rows, scale: scale,
-                out: &out, ldo: ldo, scratch: &scratch)
-        }
-        var bad = 0
-        for i in 0..<rows {
-            var weights = (0..<keys).map { j -> Double in
-                var s = 0.0
-                for p in 0..<d { s += Double(qkv[i * ld + p]) * Double(qkv[j * ld + d + 1 + p]) }
-                return s * Double(scale)
+        for native in [true, false] {
+            var out = [Float](repeating: .nan, count: rows * ldo)
+            var scratch = [Float](repeating: .nan, count: BLAS.fusedAttentionScratch(keys: keys, headSize: d))
+            let scale = 1 / Float(d).squareRoot()
+            qkv.withUnsafeBufferPointer { b in
+                let q = b.baseAddress!, k = q + d + 1, v = k + d + 2
+                BLAS.fusedAttention(
+                    q: q, k: k, v: v, ld: ld, keys: keys, headSize: d, rows: rows, scale: scale,
+                    out: &out, ldo: ldo, scratch: &scratch, native: native)
             }
-            let top = weights.max()!
-            weights = weights.map { Foundation.exp($0 - top) }
-            let sum = weights.reduce(0, +)
-            for c in 0..<ldo {
-                let got = out[i * ldo + c]
-                guard c < d else { if !got.isNaN { bad += 1 }; continue }
-                var want = 0.0
-                for j in 0..<keys { want += weights[j] / sum * Double(qkv[j * ld + 2 * d + 3 + c]) }
-                if !(abs(Double(got) - want) <= 2e-5 * max(1, abs(want))) { bad += 1 }
+            var bad = 0
+            for i in 0..<rows {
+                var weights = (0..<keys).map { j -> Double in
+                    var s = 0.0
+                    for p in 0..<d { s += Double(qkv[i * ld + p]) * Double(qkv[j * ld + d + 1 + p]) }
+                    return s * Double(scale)
+                }
+                let top = weights.max()!
+                weights = weights.map { Foundation.exp($0 - top) }
+                let sum = weights.reduce(0, +)
+                for c in 0..<ldo {
+                    let got = out[i * ldo + c]
+                    guard c < d else { if !got.isNaN { bad += 1 }; continue }
+                    var want = 0.0
+                    for j in 0..<keys { want += weights[j] / sum * Double(qkv[j * ld + 2 * d + 3 + c]) }
+                    if !(abs(Double(got) - want) <= 2e-5 * max(1, abs(want))) { bad += 1 }
+                }
             }
+            #expect(bad == 0, "\(shape) native \(native): \(bad) wrong values")
+            #expect(!BLAS.canFuseAttention(headSize: 24) && !BLAS.canFuseAttention(headSize: 0))
         }
-        #expect(bad == 0, "\(shape): \(bad) wrong values")
-        #expect(!BLAS.canFuseAttention(headSize: 24) && !BLAS.canFuseAttention(headSize: 0))
     }
 
     /// A prepared model gives what BLAS gives, and notices when its parameters change (as after a

@@ -72,6 +72,37 @@ void bert_gemm_u8s8_portable(const uint8_t *q, int64_t ldq, const float *ascale,
 void bert_gemm_bf16_portable(const uint16_t *a, int64_t lda, const uint16_t *packed, int64_t k2, const float *bias,
                              float *c, int64_t ldc, int64_t r0, int64_t r1, int64_t p0, int64_t p1);
 
+// ---- FP32 with AVX-512 and FMA, for the build that targets baseline x86-64 (where Swift's own
+// vectors are SSE without FMA). Only when bert_f32_fast() is 1; callers keep their own otherwise.
+int bert_f32_fast(void);
+
+// One tile against a panel of 16 columns (PackedWeights' layout: 16 floats per input): C[r, 0..16)
+// = (accumulate ? C : bias, or 0 when bias is NULL) + Σ_p A[r, p] · panel[16p + c], for rows
+// r < mr (1 to 6) and inputs p < kc.
+void bert_f32_tile(int64_t mr, int64_t kc, const float *a, int64_t lda, const float *panel, float *c, int64_t ldc,
+                   const float *bias, int accumulate);
+
+// C rows [r0, r1), panels [p0, p1) of bias + A · Wᵀ with W packed (panel q: W[16q + c][p] at
+// q·16k + 16p + c). Overwrites C.
+void bert_gemm_f32_packed(const float *a, int64_t lda, const float *packed, int64_t k, const float *bias, float *c,
+                          int64_t ldc, int64_t r0, int64_t r1, int64_t p0, int64_t p1);
+
+// Few rows: C[i, j] = bias[j] + A[i, :] · B[j, :] for rows i < m and columns j in [j0, j1), B
+// row-major (n x k, leading dimension ldb) as torch.nn.Linear stores it. Overwrites C.
+void bert_gemm_f32_small(int64_t m, int64_t k, const float *a, int64_t lda, const float *b, int64_t ldb,
+                         const float *bias, float *c, int64_t ldc, int64_t j0, int64_t j1);
+
+// y[i] = GELU(x[i]) = x·Φ(x) (erf form) for i < n; y may equal x.
+void bert_gelu_erf(const float *x, float *y, int64_t n);
+
+// x[i] = e^(x[i] − max x) for i < n (n >= 1); returns 1 / Σ x[i].
+float bert_exp_shifted(float *x, int64_t n);
+
+// One row's LayerNorm: y = (x − mean) / √(var + eps) · gamma + beta (biased variance); y may equal
+// x; mean and rstd (1/√(var + eps)) are stored when not NULL.
+void bert_layer_norm(const float *x, float *y, const float *gamma, const float *beta, float eps, int64_t n,
+                     float *mean, float *rstd);
+
 // Float to bfloat16, nearest with ties to even (NaN stays NaN).
 static inline uint16_t bert_bf16_from_float(float x) {
     union { float f; uint32_t u; } v = {x};
