@@ -128,11 +128,19 @@ extension BLAS {
         nonisolated(unsafe) let a = a, q = quantized, scales = rowScales, zeros = rowZeros, c = c, bias = bias
         let threads = Compute.threads
         let limit = outlierThreshold
-        Compute.parallelRanges(m, parts: max(1, min(threads, m / 16))) { rows in
-            let quantize = portable ? bert_quantize_rows_u8_portable : bert_quantize_rows_u8
-            quantize(
-                a, Int64(lda), Int64(k), Int64(rows.lowerBound), Int64(rows.upperBound), limit, q, Int64(ldq),
-                scales, zeros)
+        // Each part of the rows marks the columns of its left-out elements in its own k bytes.
+        let parts = max(1, min(threads, m / 16))
+        var marks = [UInt8](repeating: 0, count: parts * k)
+        marks.withUnsafeMutableBufferPointer { buffer in
+            nonisolated(unsafe) let marks = buffer.baseAddress!
+            Compute.parallelFor(parts) { part in
+                let r0 = m * part / parts, r1 = m * (part + 1) / parts
+                guard r0 < r1 else { return }
+                let quantize = portable ? bert_quantize_rows_u8_portable : bert_quantize_rows_u8
+                quantize(
+                    a, Int64(lda), Int64(k), Int64(r0), Int64(r1), limit, q, Int64(ldq), scales, zeros,
+                    marks + part * k)
+            }
         }
         let panels = n / 16
         w.scales.withUnsafeBufferPointer { ws in
@@ -154,14 +162,7 @@ extension BLAS {
         }
         // The left-out elements, in float: the columns holding any, gathered (A's values past the
         // limit, 0 elsewhere; W's columns as rows), each row adding its own.
-        var top = [Float](repeating: 0, count: k)
-        top.withUnsafeMutableBufferPointer { t in
-            nonisolated(unsafe) let t = t.baseAddress!
-            Compute.parallelRanges(k, parts: max(1, min(threads, k / 64)), granularity: 16) { cols in
-                bert_column_absmax(a + cols.lowerBound, Int64(lda), Int64(m), Int64(cols.count), t + cols.lowerBound)
-            }
-        }
-        let columns = top.indices.filter { !(top[$0] <= limit) }
+        let columns = (0..<k).filter { p in (0..<parts).contains { marks[$0 * k + p] != 0 } }
         guard !columns.isEmpty else { return }
         let o = columns.count
         var ao = [Float](repeating: 0, count: m * o), wt = [Float](repeating: 0, count: o * n)

@@ -49,15 +49,6 @@ void bert_pack_s8(const int8_t *w, int64_t n, int64_t k, int8_t *packed) {
     }
 }
 
-void bert_column_absmax(const float *a, int64_t lda, int64_t m, int64_t k, float *colmax) {
-    for (int64_t p = 0; p < k; p++) colmax[p] = 0;
-    for (int64_t i = 0; i < m; i++)
-        for (int64_t p = 0; p < k; p++) {
-            float v = fabsf(a[i * lda + p]);
-            colmax[p] = fmaxf(colmax[p], v != v ? INFINITY : v);  // vectorised by clang
-        }
-}
-
 void bert_add_outliers(const float *ao, int64_t o, const float *wt, int64_t n, float *c, int64_t ldc, int64_t r0,
                        int64_t r1) {
     for (int64_t i = r0; i < r1; i++) {
@@ -91,11 +82,12 @@ static inline uint8_t quantize_one(float x, float inverse, int32_t zero) {
 static inline float kept(float x, float limit) { return fabsf(x) <= limit ? x : 0; }
 
 void bert_quantize_rows_u8_portable(const float *a, int64_t lda, int64_t k, int64_t r0, int64_t r1, float limit,
-                                   uint8_t *q, int64_t ldq, float *scales, int32_t *zeros) {
+                                    uint8_t *q, int64_t ldq, float *scales, int32_t *zeros, uint8_t *outliers) {
     for (int64_t i = r0; i < r1; i++) {
         const float *row = a + i * lda;
         float lo = 0, hi = 0;
         for (int64_t p = 0; p < k; p++) {
+            if (!(fabsf(row[p]) <= limit)) outliers[p] = 1;
             lo = fminf(lo, kept(row[p], limit));
             hi = fmaxf(hi, kept(row[p], limit));
         }
@@ -120,20 +112,32 @@ BW_TARGET static inline __m512 load_kept(const float *row, __m512 limit, int64_t
     return _mm512_maskz_mov_ps(in, x);
 }
 
+// The same, marking the columns of the inputs left out (rare: BERT's few outlier features).
+BW_TARGET static inline __m512 load_kept_marking(const float *row, __m512 limit, int64_t p, uint8_t *outliers) {
+    __m512 x = _mm512_loadu_ps(row + p);
+    __mmask16 in = _mm512_cmp_ps_mask(_mm512_abs_ps(x), limit, _CMP_LE_OQ);
+    if (in != 0xffff)
+        for (int e = 0; e < 16; e++)
+            if (!((in >> e) & 1)) outliers[p + e] = 1;
+    return _mm512_maskz_mov_ps(in, x);
+}
+
 BW_TARGET static void quantize_rows_avx512(const float *a, int64_t lda, int64_t k, int64_t r0, int64_t r1,
-                                           float limit, uint8_t *q, int64_t ldq, float *scales, int32_t *zeros) {
+                                           float limit, uint8_t *q, int64_t ldq, float *scales, int32_t *zeros,
+                                           uint8_t *outliers) {
     __m512 vlimit = _mm512_set1_ps(limit);
     for (int64_t i = r0; i < r1; i++) {
         const float *row = a + i * lda;
         __m512 vlo = _mm512_setzero_ps(), vhi = _mm512_setzero_ps();
         int64_t p = 0;
         for (; p + 16 <= k; p += 16) {
-            __m512 x = load_kept(row, vlimit, p);
+            __m512 x = load_kept_marking(row, vlimit, p, outliers);
             vlo = _mm512_min_ps(vlo, x);
             vhi = _mm512_max_ps(vhi, x);
         }
         float lo = _mm512_reduce_min_ps(vlo), hi = _mm512_reduce_max_ps(vhi);
         for (; p < k; p++) {
+            if (!(fabsf(row[p]) <= limit)) outliers[p] = 1;
             lo = fminf(lo, kept(row[p], limit));
             hi = fmaxf(hi, kept(row[p], limit));
         }
@@ -159,14 +163,14 @@ BW_TARGET static void quantize_rows_avx512(const float *a, int64_t lda, int64_t 
 #endif
 
 void bert_quantize_rows_u8(const float *a, int64_t lda, int64_t k, int64_t r0, int64_t r1, float limit,
-                           uint8_t *q, int64_t ldq, float *scales, int32_t *zeros) {
+                           uint8_t *q, int64_t ldq, float *scales, int32_t *zeros, uint8_t *outliers) {
 #if BERT_X86
     if (bert_cpu_has_vnni()) {
-        quantize_rows_avx512(a, lda, k, r0, r1, limit, q, ldq, scales, zeros);
+        quantize_rows_avx512(a, lda, k, r0, r1, limit, q, ldq, scales, zeros, outliers);
         return;
     }
 #endif
-    bert_quantize_rows_u8_portable(a, lda, k, r0, r1, limit, q, ldq, scales, zeros);
+    bert_quantize_rows_u8_portable(a, lda, k, r0, r1, limit, q, ldq, scales, zeros, outliers);
 }
 
 void bert_gemm_u8s8_portable(const uint8_t *q, int64_t ldq, const float *ascale, const int32_t *azero,

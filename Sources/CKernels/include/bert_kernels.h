@@ -23,16 +23,13 @@ int bert_cpu_has_bf16(void);   // AVX512_BF16 (vdpbf16ps: bf16 pairs -> f32)
 // inputs 4g..4g+3 at byte 64g + 4c. k4 = ceil(k / 4) groups; missing inputs are 0.
 void bert_pack_s8(const int8_t *w, int64_t n, int64_t k, int8_t *packed);
 
-// The largest |A[i, p]| over rows [0, m) of each column p (into colmax[k]); NaN counts as
-// infinity.
-void bert_column_absmax(const float *a, int64_t lda, int64_t m, int64_t k, float *colmax);
-
 // Quantizes rows [r0, r1) of A (m x k, leading dimension lda) into q (leading dimension ldq =
 // 4 * k4, padded with the zero point), with each row's scale and zero point. An element that is
 // not within [-limit, limit] (NaN included) is left out: it counts as 0, and the caller multiplies
-// it in float (bert_add_outliers). Each row's result depends on that row alone.
+// it in float (bert_add_outliers), and its column is marked in `outliers` (k bytes, set to 1;
+// never cleared). Each row's result depends on that row alone.
 void bert_quantize_rows_u8(const float *a, int64_t lda, int64_t k, int64_t r0, int64_t r1, float limit,
-                           uint8_t *q, int64_t ldq, float *scales, int32_t *zeros);
+                           uint8_t *q, int64_t ldq, float *scales, int32_t *zeros, uint8_t *outliers);
 
 // The elements left out, in float: C[i, :] += ao[i, t] * wt[t, :] for rows i in [r0, r1) and each
 // t in [0, o) with ao[i, t] != 0 (ao: m x o, row-major; wt: o x n, row-major), in order of t.
@@ -62,7 +59,7 @@ void bert_gemm_bf16(const uint16_t *a, int64_t lda, const uint16_t *packed, int6
 
 // The portable kernels, whatever the CPU (the tests check the fast ones against them too).
 void bert_quantize_rows_u8_portable(const float *a, int64_t lda, int64_t k, int64_t r0, int64_t r1, float limit,
-                                    uint8_t *q, int64_t ldq, float *scales, int32_t *zeros);
+                                    uint8_t *q, int64_t ldq, float *scales, int32_t *zeros, uint8_t *outliers);
 void bert_convert_rows_bf16_portable(const float *a, int64_t lda, int64_t k, int64_t r0, int64_t r1, uint16_t *b,
                                      int64_t ldb);
 void bert_gemm_u8s8_portable(const uint8_t *q, int64_t ldq, const float *ascale, const int32_t *azero,
