@@ -198,6 +198,23 @@ private let serverSentences = [
 
 /// Equal within 1e-6: a batch of other inputs moves the last bits (the matrix kernels block rows
 /// by batch), so a vector computed alone and one computed beside others differ by ~1e-7.
+/// `clients` concurrent /embed requests, client c sending sentence c mod count: (sentence, vectors, status).
+private func embedConcurrently(_ server: RunningServer, clients: Int) async throws -> [(Int, [[Float]], Int)] {
+    typealias Reply = (Int, [[Float]], Int)
+    return try await withThrowingTaskGroup(of: Reply.self) { group in
+        for client in 0..<clients {
+            group.addTask {
+                let i = client % serverSentences.count
+                let r = try await server.post("/embed", ["inputs": serverSentences[i]])
+                return (i, floats(r.json), r.status)
+            }
+        }
+        var all: [Reply] = []
+        for try await reply in group { all.append(reply) }
+        return all
+    }
+}
+
 private func close(_ a: [[Float]], _ b: [[Float]]) -> Bool {
     a.count == b.count && zip(a, b).allSatisfy { x, y in x.count == y.count && maxAbsDiff(x, y) <= 1e-6 }
 }
@@ -346,18 +363,7 @@ struct ServerTests {
     @Test func concurrentClientsEachGetTheirOwnResult() async throws {
         let server = try RunningServer(["--model", ModelFixtures.miniLMFolder.path, "--max-batch-tokens", "512"])
         let expected = try libraryEmbeddings(serverSentences)
-        let replies = try await withThrowingTaskGroup(of: (Int, [[Float]], Int).self) { group in
-            for client in 0..<64 {
-                group.addTask {
-                    let i = client % serverSentences.count
-                    let r = try await server.post("/embed", ["inputs": serverSentences[i]])
-                    return (i, floats(r.json), r.status)
-                }
-            }
-            var all: [(Int, [[Float]], Int)] = []
-            for try await reply in group { all.append(reply) }
-            return all
-        }
+        let replies = try await embedConcurrently(server, clients: 64)
         #expect(replies.count == 64)
         for (i, vectors, status) in replies {
             #expect(status == 200)
@@ -378,18 +384,7 @@ struct ServerTests {
         let embedder = try SentenceEmbedder(folder: ModelFixtures.miniLMFolder, precision: .int8)
         let alone = try serverSentences.map { try embedder.embed([$0])[0] }
         let float = try libraryEmbeddings(serverSentences)
-        let replies = try await withThrowingTaskGroup(of: (Int, [[Float]], Int).self) { group in
-            for client in 0..<32 {
-                group.addTask {
-                    let i = client % serverSentences.count
-                    let r = try await server.post("/embed", ["inputs": serverSentences[i]])
-                    return (i, floats(r.json), r.status)
-                }
-            }
-            var all: [(Int, [[Float]], Int)] = []
-            for try await reply in group { all.append(reply) }
-            return all
-        }
+        let replies = try await embedConcurrently(server, clients: 32)
         #expect(replies.count == 32)
         for (i, vectors, status) in replies {
             #expect(status == 200)
