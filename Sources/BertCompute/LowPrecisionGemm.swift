@@ -1,4 +1,5 @@
 import CKernels
+import Foundation
 
 // Inference products in int8 and bf16 against weights quantized and packed once (the C kernels
 // of CKernels, chosen at run time from what the CPU reports). The activations are quantized (or
@@ -63,6 +64,20 @@ public final class Int8Weights: @unchecked Sendable {
     }
 
     deinit { packed.deallocate() }
+
+    /// Columns of the float W already gathered for the outlier products (BERT's outlier features
+    /// are the same few columns input after input), each n floats.
+    private var floatColumns: [Int: [Float]] = [:]
+    private let floatColumnsLock = NSLock()
+
+    /// Copies column `p` of the float W (row-major n × k, the matrix these weights were made
+    /// from) into `out` (n floats), gathering it once.
+    func copyFloatColumn(_ p: Int, of w: UnsafePointer<Float>, into out: UnsafeMutablePointer<Float>) {
+        floatColumnsLock.lock()
+        defer { floatColumnsLock.unlock() }
+        if floatColumns[p] == nil { floatColumns[p] = (0..<n).map { w[$0 * k + p] } }
+        floatColumns[p]!.withUnsafeBufferPointer { out.update(from: $0.baseAddress!, count: n) }
+    }
 }
 
 /// A weight matrix W[n, k] rounded to bfloat16 (nearest, ties to even) and packed for the bf16
@@ -109,7 +124,8 @@ extension BLAS {
     /// then multiplied by `vpdpbusd` where the CPU has it (`portable`: the C versions, whatever
     /// the CPU, for tests). Elements of A past `outlierThreshold` in magnitude (and NaN, so that
     /// it reaches the output) are left out of the int8 product and multiplied in float against
-    /// `floatWeight` (W itself, row-major n × k). Rows or panels are split over the threads.
+    /// `floatWeight` (W itself, row-major n × k: the matrix `w` was made from; its columns are kept
+    /// once used). Rows or panels are split over the threads.
     public static func int8Gemm(
         a: UnsafePointer<Float>, lda: Int, rows m: Int, w: Int8Weights, floatWeight: UnsafePointer<Float>,
         bias: UnsafePointer<Float>, c: UnsafeMutablePointer<Float>, ldc: Int,
@@ -162,18 +178,30 @@ extension BLAS {
         }
         // The left-out elements, in float: the columns holding any, gathered (A's values past the
         // limit, 0 elsewhere; W's columns as rows), each row adding its own.
-        let columns = (0..<k).filter { p in (0..<parts).contains { marks[$0 * k + p] != 0 } }
+        // (Plain loops over the marks: this runs for every product, and one short sentence's
+        // whole int8 product takes only tens of microseconds.)
+        var columns: [Int] = []
+        marks.withUnsafeBufferPointer { marked in
+            for p in 0..<k {
+                var any = false
+                for part in 0..<parts where marked[part * k + p] != 0 { any = true }
+                if any { columns.append(p) }
+            }
+        }
         guard !columns.isEmpty else { return }
         let o = columns.count
         var ao = [Float](repeating: 0, count: m * o), wt = [Float](repeating: 0, count: o * n)
         for i in 0..<m {
             for (t, p) in columns.enumerated() where !(abs(a[i * lda + p]) <= limit) { ao[i * o + t] = a[i * lda + p] }
         }
-        for (t, p) in columns.enumerated() { for j in 0..<n { wt[t * n + j] = floatWeight[j * k + p] } }
+        wt.withUnsafeMutableBufferPointer { out in
+            for (t, p) in columns.enumerated() { w.copyFloatColumn(p, of: floatWeight, into: out.baseAddress! + t * n) }
+        }
         ao.withUnsafeBufferPointer { ap in
             wt.withUnsafeBufferPointer { wp in
                 nonisolated(unsafe) let ap = ap.baseAddress!, wp = wp.baseAddress!
-                Compute.parallelRanges(m, parts: max(1, min(threads, m / 4))) { rows in
+                // Split over the threads only with many rows: each row adds a few vectors.
+                Compute.parallelRanges(m, parts: m >= 256 ? threads : 1) { rows in
                     bert_add_outliers(
                         ap, Int64(o), wp, Int64(n), c, Int64(ldc), Int64(rows.lowerBound), Int64(rows.upperBound))
                 }
