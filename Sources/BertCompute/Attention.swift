@@ -68,55 +68,47 @@ extension BLAS {
         var i = 0
         while i + 6 <= rows {
             for j in 0..<(padded / 16) {
-                if native {
-                    bert_f32_tile(
-                        6, Int64(d), q + i * ld, Int64(ld), keyPanels + j * 16 * d, scores + 16 * j, Int64(padded), nil,
-                        0)
-                } else {
-                    kernel6x16(
-                        kc: d, a: q + i * ld, lda: ld, b: keyPanels + j * 16 * d, c: scores + 16 * j, ldc: padded,
-                        bias: nil, accumulate: false)
-                }
+                tile(
+                    6, kc: d, a: q + i * ld, lda: ld, b: keyPanels + j * 16 * d, c: scores + 16 * j, ldc: padded, native
+                )
             }
             for r in 0..<6 { inverseSums[r] = Kernels.expShifted(scores + r * padded, count: len) }
             for j in 0..<(d / 16) {
-                if native {
-                    bert_f32_tile(
-                        6, Int64(len), scores, Int64(padded), valuePanels + j * 16 * len, out + i * ldo + 16 * j,
-                        Int64(ldo), nil, 0)
-                } else {
-                    kernel6x16(
-                        kc: len, a: scores, lda: padded, b: valuePanels + j * 16 * len, c: out + i * ldo + 16 * j,
-                        ldc: ldo, bias: nil, accumulate: false)
-                }
+                tile(
+                    6, kc: len, a: scores, lda: padded, b: valuePanels + j * 16 * len, c: out + i * ldo + 16 * j,
+                    ldc: ldo, native)
             }
             for r in 0..<6 { Kernels.scale(out + (i + r) * ldo, count: d, by: inverseSums[r]) }
             i += 6
         }
         while i < rows {
             for j in 0..<(padded / 16) {
-                if native {
-                    bert_f32_tile(
-                        1, Int64(d), q + i * ld, Int64(ld), keyPanels + j * 16 * d, scores + 16 * j, 0, nil, 0)
-                } else {
-                    kernel1x16(
-                        kc: d, a: q + i * ld, b: keyPanels + j * 16 * d, c: scores + 16 * j, bias: nil,
-                        accumulate: false)
-                }
+                tile(1, kc: d, a: q + i * ld, lda: ld, b: keyPanels + j * 16 * d, c: scores + 16 * j, ldc: 0, native)
             }
             let inverseSum = Kernels.expShifted(scores, count: len)
             for j in 0..<(d / 16) {
-                if native {
-                    bert_f32_tile(
-                        1, Int64(len), scores, 0, valuePanels + j * 16 * len, out + i * ldo + 16 * j, 0, nil, 0)
-                } else {
-                    kernel1x16(
-                        kc: len, a: scores, b: valuePanels + j * 16 * len, c: out + i * ldo + 16 * j,
-                        bias: nil, accumulate: false)
-                }
+                tile(
+                    1, kc: len, a: scores, lda: 0, b: valuePanels + j * 16 * len, c: out + i * ldo + 16 * j, ldc: 0,
+                    native)
             }
             Kernels.scale(out + i * ldo, count: d, by: inverseSum)
             i += 1
+        }
+    }
+
+    /// C[0..<rows, 0..<16] = A · panel over `kc` inputs (rows is 6 or 1): CKernels' tile when
+    /// `native`, else the Swift micro-kernel.
+    @inline(__always)
+    static func tile(
+        _ rows: Int, kc: Int, a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>,
+        c: UnsafeMutablePointer<Float>, ldc: Int, _ native: Bool
+    ) {
+        if native {
+            bert_f32_tile(Int64(rows), Int64(kc), a, Int64(lda), b, c, Int64(ldc), nil, 0)
+        } else if rows == 6 {
+            kernel6x16(kc: kc, a: a, lda: lda, b: b, c: c, ldc: ldc, bias: nil, accumulate: false)
+        } else {
+            kernel1x16(kc: kc, a: a, b: b, c: c, bias: nil, accumulate: false)
         }
     }
 

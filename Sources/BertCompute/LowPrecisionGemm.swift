@@ -15,8 +15,8 @@ public enum LowPrecisionSupport {
 }
 
 /// A weight matrix W[n, k] (torch.nn.Linear's out × in) quantized to int8 symmetrically per
-/// output row (scale = max |row| / 127) and packed for the int8 kernel. A quarter of the float
-/// matrix's memory.
+/// output row (scale = max |row| / 127) and packed for the int8 kernel: a quarter of the float
+/// matrix's size.
 public final class Int8Weights: @unchecked Sendable {
     /// Rows of W (output features), a multiple of 16.
     public let n: Int
@@ -30,10 +30,7 @@ public final class Int8Weights: @unchecked Sendable {
     /// Σ_p q[j, p]: times a row's zero point, what that offset adds to output j.
     let sums: [Int32]
 
-    /// Whether a matrix with `n` rows can be packed: `n` a positive multiple of 16.
-    public static func canPack(n: Int) -> Bool { n > 0 && n % 16 == 0 }
-
-    /// Quantizes and packs `w` (row-major n × k).
+    /// Quantizes and packs `w` (row-major n × k); `n` must pass `PackedWeights.canPack(n:)`.
     public convenience init(_ w: UnsafePointer<Float>, n: Int, k: Int) {
         var scales = [Float](repeating: 1, count: n)
         var q = [Int8](repeating: 0, count: n * k)
@@ -48,9 +45,10 @@ public final class Int8Weights: @unchecked Sendable {
         self.init(quantized: q, scales: scales, n: n, k: k)
     }
 
-    /// Packs weights already quantized: q[j, p] (row-major n × k) with W[j, p] ≈ scales[j] · q[j, p].
+    /// Packs weights already quantized: q[j, p] (row-major n × k) with W[j, p] ≈ scales[j] · q[j, p];
+    /// `n` must pass `PackedWeights.canPack(n:)`.
     public init(quantized q: [Int8], scales: [Float], n: Int, k: Int) {
-        precondition(Self.canPack(n: n) && k > 0 && q.count == n * k && scales.count == n)
+        precondition(PackedWeights.canPack(n: n) && k > 0 && q.count == n * k && scales.count == n)
         self.n = n
         self.k = k
         k4 = (k + 3) / 4
@@ -81,7 +79,7 @@ public final class Int8Weights: @unchecked Sendable {
 }
 
 /// A weight matrix W[n, k] rounded to bfloat16 (nearest, ties to even) and packed for the bf16
-/// kernel. Half the float matrix's memory.
+/// kernel: half the float matrix's size.
 public final class BF16Weights: @unchecked Sendable {
     /// Rows of W (output features), a multiple of 16.
     public let n: Int
@@ -91,12 +89,9 @@ public final class BF16Weights: @unchecked Sendable {
     let k2: Int
     let packed: UnsafeMutablePointer<UInt16>
 
-    /// Whether a matrix with `n` rows can be packed: `n` a positive multiple of 16.
-    public static func canPack(n: Int) -> Bool { n > 0 && n % 16 == 0 }
-
-    /// Rounds and packs `w` (row-major n × k).
+    /// Rounds and packs `w` (row-major n × k); `n` must pass `PackedWeights.canPack(n:)`.
     public init(_ w: UnsafePointer<Float>, n: Int, k: Int) {
-        precondition(Self.canPack(n: n) && k > 0)
+        precondition(PackedWeights.canPack(n: n) && k > 0)
         self.n = n
         self.k = k
         k2 = (k + 1) / 2
@@ -117,7 +112,7 @@ extension BLAS {
     /// here), and quantizing them with the rest costs every other value of the row its precision.
     /// Measured on all-MiniLM-L6-v2 (30 real sentences, cosine of the embeddings to float):
     /// per-row symmetric int8 min 0.986; asymmetric 0.992; asymmetric with values past 6 in float
-    /// 0.998 (3 and 8: about the same).
+    /// 0.997 (3 and 8: about the same).
     public static let int8OutlierThreshold: Float = 6
 
     /// C[m, n] = bias + A[m, k] · Wᵀ with W in int8: A's rows are quantized (asymmetric, per row)
@@ -162,17 +157,11 @@ extension BLAS {
         w.scales.withUnsafeBufferPointer { ws in
             w.sums.withUnsafeBufferPointer { sums in
                 nonisolated(unsafe) let ws = ws.baseAddress!, sums = sums.baseAddress!
-                let run = { (rows: Range<Int>, part: Range<Int>) in
+                splitOverThreads(rows: m, panels: panels) { rows, part in
                     let f = portable ? bert_gemm_u8s8_portable : bert_gemm_u8s8
                     f(
                         q, Int64(ldq), scales, zeros, w.packed, Int64(w.k4), ws, sums, bias, c, Int64(ldc),
                         Int64(rows.lowerBound), Int64(rows.upperBound), Int64(part.lowerBound), Int64(part.upperBound))
-                }
-                // Many rows: each thread its rows (all the weights, from L2); few: the panels.
-                if threads > 1 && m >= 96 * threads {
-                    Compute.parallelRanges(m, parts: threads, granularity: 6) { run($0, 0..<panels) }
-                } else {
-                    Compute.parallelRanges(panels, parts: threads) { run(0..<m, $0) }
                 }
             }
         }
@@ -222,16 +211,21 @@ extension BLAS {
         nonisolated(unsafe) let a = a, b = rounded, c = c, bias = bias
         let threads = Compute.threads
         Compute.parallelRanges(m, parts: max(1, min(threads, m / 16))) { rows in
-            bert_convert_rows_bf16(
-                a, Int64(lda), Int64(k), Int64(rows.lowerBound), Int64(rows.upperBound), b, Int64(ldb))
+            let convert = portable ? bert_convert_rows_bf16_portable : bert_convert_rows_bf16
+            convert(a, Int64(lda), Int64(k), Int64(rows.lowerBound), Int64(rows.upperBound), b, Int64(ldb))
         }
-        let panels = w.n / 16
-        let run = { (rows: Range<Int>, part: Range<Int>) in
+        splitOverThreads(rows: m, panels: w.n / 16) { rows, part in
             let f = portable ? bert_gemm_bf16_portable : bert_gemm_bf16
             f(
                 b, Int64(ldb), w.packed, Int64(w.k2), bias, c, Int64(ldc), Int64(rows.lowerBound),
                 Int64(rows.upperBound), Int64(part.lowerBound), Int64(part.upperBound))
         }
+    }
+
+    /// Runs a low-precision product's parts on the threads: with many rows each thread takes its
+    /// rows against all the panels (the weights, from L2); with few, its share of the panels.
+    static func splitOverThreads(rows m: Int, panels: Int, _ run: (Range<Int>, Range<Int>) -> Void) {
+        let threads = Compute.threads
         if threads > 1 && m >= 96 * threads {
             Compute.parallelRanges(m, parts: threads, granularity: 6) { run($0, 0..<panels) }
         } else {

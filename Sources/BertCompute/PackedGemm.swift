@@ -42,9 +42,9 @@ public final class PackedWeights: @unchecked Sendable {
 }
 
 extension BLAS {
-    /// Whether the FP32 products run in CKernels' AVX-512 kernels, chosen at run time from what
-    /// the CPU reports, whatever the build's target: the packed and small-row products and the
-    /// fused attention's tiles.
+    /// Whether the FP32 kernels run in CKernels' AVX-512 versions, chosen at run time from what
+    /// the CPU reports, whatever the build's target: the packed and small-row products, the fused
+    /// attention's tiles, GELU, softmax's exponentials and LayerNorm.
     public static let nativeFloatKernels = bert_f32_fast() != 0
 
     /// Whether the packed kernel is worth using: CKernels' AVX-512 one runs on this CPU, or this

@@ -12,9 +12,7 @@
 
 int bert_f32_fast(void) {
 #if defined(__x86_64__)
-    static int known = -1;
-    if (known < 0) known = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("fma");
-    return known;
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("fma");
 #else
     return 0;
 #endif

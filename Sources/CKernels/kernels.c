@@ -14,11 +14,11 @@
 #define BW_TARGET __attribute__((target("avx512f,avx512bw,avx512vl")))
 #endif
 
+// __builtin_cpu_supports reads the CPU model the runtime filled in at load: cheap enough per call.
 int bert_cpu_has_vnni(void) {
 #if BERT_X86
-    static int known = -1;
-    if (known < 0) known = __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl");
-    return known;
+    return __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512vl");
 #else
     return 0;
 #endif
@@ -26,9 +26,8 @@ int bert_cpu_has_vnni(void) {
 
 int bert_cpu_has_bf16(void) {
 #if BERT_X86
-    static int known = -1;
-    if (known < 0) known = __builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl");
-    return known;
+    return __builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512vl");
 #else
     return 0;
 #endif

@@ -101,15 +101,17 @@ public final class BertModel: @unchecked Sendable {
     /// also checks a sample of every matrix and repacks when they changed (a training step or a
     /// load changes them all), but an edit of a few values could escape the sample.
     ///
-    /// By default this packs only in builds whose packed kernel beats BLAS: built for the CPU with
-    /// FMA (`-Xswiftc -target-cpu -Xswiftc native -Xswiftc -DBERT_FMA`, as the benchmarks build).
-    /// A generic build's vectors are baseline SSE, while BLAS picks AVX2 kernels at run time; there
-    /// this does nothing unless `always` is set.
+    /// In fp32 this packs only where the packed kernel beats BLAS (`BLAS.packedGemmIsFast`): on a
+    /// CPU with AVX-512, whose C kernel is chosen at run time in any build, or in a build for the
+    /// CPU with FMA (`-Xswiftc -target-cpu -Xswiftc native -Xswiftc -DBERT_FMA`). Elsewhere the
+    /// Swift kernel's vectors are baseline SSE while BLAS picks AVX2 kernels at run time, and this
+    /// does nothing unless `always` is set.
     ///
     /// With `precision` bf16 or int8 the weight matrices are converted once into that format
-    /// (half or a quarter of their float memory) and every product of the forward runs in it, in
-    /// any build: the kernels are chosen at run time from what the CPU reports (AVX512_BF16,
-    /// AVX512_VNNI), with a portable version elsewhere.
+    /// (copies half or a quarter of the float matrices' size, in place of the packed float copy;
+    /// the float weights stay, for int8's outlier products) and every product of the forward runs
+    /// in it, in any build: the kernels are chosen at run time from what the CPU reports
+    /// (AVX512_BF16, AVX512_VNNI), with a portable version elsewhere.
     public func prepareForInference(always: Bool = false, precision: Precision = .fp32) {
         guard always || precision != .fp32 || BLAS.packedGemmIsFast else { return }
         lock.lock()

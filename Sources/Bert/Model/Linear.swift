@@ -56,11 +56,11 @@ public enum Precision: String, Sendable, CaseIterable {
     /// Float32 throughout (the default): transformers' results to within 1e-4.
     case fp32
     /// The weight matrices and each product's input rounded to bfloat16, products accumulated in
-    /// float: half the weights' memory, about twice the product speed on AVX512_BF16.
+    /// float: copies half the matrices' size, about twice the product speed on AVX512_BF16.
     case bf16
     /// The weight matrices quantized to int8 per output row, each product's input per row on the
-    /// fly, products in int32: a quarter of the weights' memory, about three to four times the
-    /// product speed on AVX512_VNNI.
+    /// fly, products in int32 (values past `BLAS.int8OutlierThreshold` in float): copies a quarter
+    /// of the matrices' size, about three to four times the product speed on AVX512_VNNI.
     case int8
 }
 
@@ -134,18 +134,21 @@ func multiply(
 ) {
     let threads = Compute.threads
     nonisolated(unsafe) let input = input, weight = weight, output = output, bias = bias
+    let lowPrecision: Bool
     switch kernel {
     case .int8(let w):
         precondition(w.n == n && w.k == k, "int8 weights of \(w.n)x\(w.k) for a \(n)x\(k) product")
         BLAS.int8Gemm(a: input, lda: k, rows: m, w: w, floatWeight: weight, bias: bias, c: output, ldc: n)
-        Compute.parallelRanges(m, parts: rowParts(m, threads)) { epilogue($0) }
-        return
+        lowPrecision = true
     case .bf16(let w):
         precondition(w.n == n && w.k == k, "bf16 weights of \(w.n)x\(w.k) for a \(n)x\(k) product")
         BLAS.bf16Gemm(a: input, lda: k, rows: m, w: w, bias: bias, c: output, ldc: n)
+        lowPrecision = true
+    case .blas, .packed: lowPrecision = false
+    }
+    if lowPrecision {
         Compute.parallelRanges(m, parts: rowParts(m, threads)) { epilogue($0) }
         return
-    case .blas, .packed: break
     }
     if case .packed(let packed) = kernel, m > BLAS.smallRowLimit && m <= BLAS.packedRowLimit * threads {
         // Weights packed ahead of time (inference): rows split over the threads when there are
