@@ -48,7 +48,11 @@ struct Embed: ParsableCommand {
         if case .digits = precision, digits != nil {
             throw ValidationError("--precision N is the older spelling of --digits N: give one of them")
         }
-        if !(1...9).contains(outputDigits) { throw ValidationError("--digits must be between 1 and 9") }
+        if !(1...9).contains(outputDigits) {
+            // Named as the user spelled it.
+            if case .digits = precision { throw ValidationError("--precision N (digits) must be between 1 and 9") }
+            throw ValidationError("--digits must be between 1 and 9")
+        }
     }
 
     /// Digits after the decimal point: --digits, or the older --precision N.
