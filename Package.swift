@@ -1,4 +1,4 @@
-// swift-tools-version:6.0
+// swift-tools-version:6.1
 import PackageDescription
 
 let package = Package(
@@ -11,6 +11,10 @@ let package = Package(
         .library(name: "BertHub", targets: ["BertHub"]),
         .executable(name: "bert", targets: ["BertCLI"]),
     ],
+    // Data-parallel training over MPI (`bert pretrain` / `bert finetune` under mpirun) is opt-in:
+    // `swift build --traits MPI` with Open MPI or MPICH installed (scripts/test.sh enables it on
+    // Linux). Without the trait nothing needs MPI's headers or library.
+    traits: [.trait(name: "MPI", description: "Data-parallel training under mpirun (needs an MPI library).")],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         // `swift package generate-documentation` (the DocC catalogs; the test command builds them).
@@ -51,11 +55,18 @@ let package = Package(
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
+        // MPI's C interface, found with pkg-config (Open MPI's ompi-c), imported only with the MPI trait.
+        .systemLibrary(name: "CMPI", pkgConfig: "ompi-c", providers: [.apt(["libopenmpi-dev"])]),
+        // The Communicator over MPI (empty without the MPI trait).
+        .target(
+            name: "BertMPI",
+            dependencies: ["Bert", .target(name: "CMPI", condition: .when(traits: ["MPI"]))]),
         // The thin command-line tool.
         .executableTarget(
             name: "BertCLI",
             dependencies: [
                 "BertTokenizer", "Bert", "BertHub", "BertServer",
+                .target(name: "BertMPI", condition: .when(traits: ["MPI"])),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),

@@ -102,9 +102,12 @@ public final class ChoiceSolver {
             // Questions with different numbers of endings go in separate sub-batches.
             let part = indices.map { trainSet[$0] }
             if part.allSatisfy({ $0.endings.count == part[0].endings.count }) {
+                // The dropout starts at a question; its rows are the questions' endings.
+                var rows = dropout
+                rows.firstSequence *= part[0].endings.count
                 return try model.lossAndGradients(
                     try batch(part), choices: part[0].endings.count, labels: part.map { Int32($0.label!) },
-                    into: grads, dropout: dropout
+                    into: grads, dropout: rows
                 ).loss
             }
             var loss = 0.0

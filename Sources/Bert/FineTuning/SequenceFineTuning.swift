@@ -22,6 +22,9 @@ public struct FineTuneOptions: Sendable {
     public var maxGradNorm = 1.0
     /// Steps between progress lines (default 20).
     public var logEvery = 20
+    /// The job's processes: under N ranks (mpirun) each computes its share of every batch, the
+    /// gradients are summed, and rank 0 alone evaluates, reports and saves (default: one process).
+    public var communicator: Communicator = SingleProcess()
     /// The defaults above, those of the `bert finetune` flags.
     public init() {}
 }
@@ -76,15 +79,24 @@ public func labelNames(of examples: [LabeledExample]) -> [String] {
 /// examples in batches, AdamW (BERT's decay exemptions) with linear warm-up and decay, global-norm
 /// clipping, dropout replayable from the seed; after each epoch `evaluate` (when given) and a save
 /// of the best epoch (higher score is better; every epoch is saved without evaluation).
+///
+/// Under N ranks (`options.communicator`) `step` gets this rank's share of each batch, its dropout
+/// starting at the share's first example; its mean loss is weighted by its share of the batch's
+/// loss terms, `lossTerms` of the share (default: its examples; token tagging counts the labelled
+/// tokens), so that the ranks' gradients sum to the batch's mean. Rank 0 alone evaluates, reports
+/// and saves.
 public func runFineTuning(
     parameters: ParameterStore, config: BertConfig, count: Int, options: FineTuneOptions,
     progress: (String) -> Void, report: (EpochReport) -> Void, save: () throws -> Void,
     evaluate: (() throws -> (score: Double, metrics: [String: Double]))?,
+    lossTerms: ((ArraySlice<Int>) throws -> Int)? = nil,
     step lossAndGradients: (ArraySlice<Int>, ParameterStore, Dropout) throws -> Double
 ) throws {
+    let communicator = options.communicator
+    let leader = communicator.isLeader, ranks = communicator.size
     guard count > 0 else { throw BertError.invalidInput("the training set is empty") }
     // Zero epochs: write the newly initialised model (to start another trainer from the same weights).
-    if options.epochs == 0 { return try save() }
+    if options.epochs == 0 { return leader ? try save() : () }
     guard options.batchSize >= 1, options.epochs >= 0 else {
         throw BertError.invalidInput("the batch size must be at least 1 and the epochs 0 or more")
     }
@@ -102,7 +114,14 @@ public func runFineTuning(
         parameters: parameters, config: config,
         optimizer: AdamW(layout: parameters.layout, weightDecay: options.weightDecay),
         schedule: schedule, peakLearningRate: options.learningRate,
-        maxGradNorm: options.maxGradNorm, seed: options.seed)
+        maxGradNorm: options.maxGradNorm, seed: options.seed, communicator: communicator)
+    try communicator.checkSame(
+        "\(count) examples, \(options.epochs) epochs, batch \(b), lr \(options.learningRate), seed \(options.seed), "
+            + "max length \(options.maxLength), warm-up \(options.warmupRatio), decay \(options.weightDecay), "
+            + "clip \(options.maxGradNorm), \(parameters.layout.totalCount) parameters",
+        what: "the fine-tuning settings and data")
+    // Every rank starts from rank 0's model (the new head's initialisation included).
+    try trainer.broadcastState()
     var best = -Double.infinity
     var step = 0
     let start = Date()
@@ -110,14 +129,26 @@ public func runFineTuning(
         let order = seededPermutation(count, seed: Seeds.epochOrder(options.seed, epoch: epoch))
         var epochLoss = 0.0, batches = 0
         for first in stride(from: 0, to: order.count, by: b) {
-            try trainer.run(step: step) { _, grads, dropout in
-                let loss = try lossAndGradients(order[first..<min(order.count, first + b)], grads, dropout)
-                epochLoss += loss
-                return loss
+            let batch = order[first..<min(order.count, first + b)]
+            let share = communicator.share(of: batch.count)
+            let mine = batch[(batch.startIndex + share.lowerBound)..<(batch.startIndex + share.upperBound)]
+            // This share's weight: its loss terms over the batch's (1 alone).
+            var weight = 1.0
+            if ranks > 1 {
+                var terms = [Double(try lossTerms?(mine) ?? mine.count)]
+                let own = terms[0]
+                try communicator.sum(&terms)
+                weight = terms[0] > 0 ? own / terms[0] : 0
             }
+            let (_, losses) = try trainer.run(step: step, scale: Float(weight)) { _, grads, dropout in
+                // An empty share (a last batch smaller than the ranks) adds nothing.
+                if mine.isEmpty { return 0 }
+                return try lossAndGradients(mine, grads, dropout.startingAt(sequence: share.lowerBound)) * weight
+            }
+            epochLoss += losses[0]
             step += 1
             batches += 1
-            if step % max(1, options.logEvery) == 0 {
+            if leader && step % max(1, options.logEvery) == 0 {
                 let elapsed = Date().timeIntervalSince(start)
                 progress(
                     String(
@@ -126,6 +157,8 @@ public func runFineTuning(
                 )
             }
         }
+        // The others go on to the next epoch (its first sum waits for rank 0).
+        guard leader else { continue }
         var metrics: [String: Double] = [:]
         var improved = true
         if let evaluate {

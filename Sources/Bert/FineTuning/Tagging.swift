@@ -194,7 +194,12 @@ public final class TokenTagger {
                 ? nil
                 : {
                     let m = try self.evaluate(validation); return (m["f1"] ?? 0, m)
-                }
+                },
+            // The loss is a mean over the labelled tokens (a word's first piece, within max length).
+            lossTerms: { indices in
+                let part = indices.map { trainSet[$0] }
+                return try self.encode(part.map(\.words), tags: part.map(\.tags)).2.count { $0 != -100 }
+            }
         ) { indices, grads, dropout in
             let part = indices.map { trainSet[$0] }
             let (batch, _, labels) = try encode(part.map(\.words), tags: part.map(\.tags))

@@ -36,6 +36,31 @@ public struct PretrainingLoss: Sendable {
     public var nspCorrect = 0
     /// Rows scored for next-sentence prediction (0 without labels).
     public var nspCount = 0
+
+    /// Adds another batch's losses and counts to these.
+    public mutating func add(_ other: PretrainingLoss) {
+        mlm += other.mlm; nsp += other.nsp
+        mlmCorrect += other.mlmCorrect; mlmCount += other.mlmCount
+        nspCorrect += other.nspCorrect; nspCount += other.nspCount
+    }
+
+    /// The losses and counts summed over the job's ranks (`also`: one more count summed with them).
+    func summed(over communicator: Communicator, also extra: inout Int) throws -> PretrainingLoss {
+        if communicator.size == 1 { return self }
+        var v = [mlm, nsp, Double(mlmCorrect), Double(mlmCount), Double(nspCorrect), Double(nspCount), Double(extra)]
+        try communicator.sum(&v)
+        extra = Int(v[6])
+        var s = PretrainingLoss()
+        s.mlm = v[0]; s.nsp = v[1]
+        s.mlmCorrect = Int(v[2]); s.mlmCount = Int(v[3]); s.nspCorrect = Int(v[4]); s.nspCount = Int(v[5])
+        return s
+    }
+
+    /// The losses and counts summed over the job's ranks.
+    func summed(over communicator: Communicator) throws -> PretrainingLoss {
+        var none = 0
+        return try summed(over: communicator, also: &none)
+    }
 }
 
 /// transformers' BertLMPredictionHead: dense, activation and LayerNorm, then a decoder tied to the
@@ -165,9 +190,12 @@ public final class BertForPreTraining: BertHead, @unchecked Sendable {
     }
 
     /// Forward and backward of one batch: returns the losses and adds their gradients into `grads`.
+    /// The losses are means over the batch's masked positions and rows, or, with `normalizers`,
+    /// sums over them divided by those counts (a rank's share of a micro-batch divides by the whole
+    /// micro-batch's, so that the ranks' losses and gradients sum to its means).
     public func lossAndGradients(
         _ batch: PretrainingBatch, into grads: ParameterStore,
-        dropout: Dropout? = nil
+        dropout: Dropout? = nil, normalizers: (mlm: Int, nsp: Int)? = nil
     ) throws -> PretrainingLoss {
         let c = config, h = c.hiddenSize, v = c.vocabSize
         let n = batch.inputs.batchSize * batch.inputs.sequenceLength
@@ -212,11 +240,12 @@ public final class BertForPreTraining: BertHead, @unchecked Sendable {
             for i in 0..<count where Kernels.argmax(logits.pointer + i * v, count: v) == Int(labels[i]) {
                 result.mlmCorrect += 1
             }
+            let denominator = max(normalizers?.mlm ?? count, 1)
             let sum = labels.withUnsafeBufferPointer {
                 Kernels.crossEntropy(
-                    logits.pointer, labels: $0.baseAddress!, cols: v, rows: 0..<count, scale: 1 / Float(count))
+                    logits.pointer, labels: $0.baseAddress!, cols: v, rows: 0..<count, scale: 1 / Float(denominator))
             }
-            result.mlm = sum / Double(count)
+            result.mlm = sum / Double(denominator)
             result.mlmCount = count
             let dx = FloatBuffer(count: count * h)
             head.backward(
@@ -234,10 +263,12 @@ public final class BertForPreTraining: BertHead, @unchecked Sendable {
             for i in 0..<b where (logits.pointer[2 * i + 1] > logits.pointer[2 * i] ? 1 : 0) == nsp[i] {
                 result.nspCorrect += 1
             }
+            let denominator = max(normalizers?.nsp ?? b, 1)
             let sum = nsp.withUnsafeBufferPointer {
-                Kernels.crossEntropy(logits.pointer, labels: $0.baseAddress!, cols: 2, rows: 0..<b, scale: 1 / Float(b))
+                Kernels.crossEntropy(
+                    logits.pointer, labels: $0.baseAddress!, cols: 2, rows: 0..<b, scale: 1 / Float(denominator))
             }
-            result.nsp = sum / Double(b)
+            result.nsp = sum / Double(denominator)
             result.nspCount = b
             let dp = FloatBuffer(count: b * h)
             seqRelationship.backward(

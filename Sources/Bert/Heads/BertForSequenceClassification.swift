@@ -164,7 +164,9 @@ func pooledHeadLossAndGradients(
     var mask: FloatBuffer? = nil
     if let d = dropout, let probability = config.classifierDropout(during: d) {
         let m = FloatBuffer(count: b * h)
-        d.mask(m.pointer, count: b * h, probability: probability, stream: Dropout.classifierStream)
+        d.sequenceMasks(
+            m.pointer, starts: Array(0..<b), lengths: Array(repeating: 1, count: b), cols: h, probability: probability,
+            stream: Dropout.classifierStream)
         for i in 0..<(b * h) { x.pointer[i] *= m.pointer[i] }
         mask = m
     }

@@ -104,7 +104,9 @@ public final class BertForTokenClassification: TaskHead, @unchecked Sendable {
             // One mask row per packed token (the same whichever tokens are labelled).
             let tokens = acts.tokens.tokenCount
             let all = FloatBuffer(count: tokens * h)
-            d.mask(all.pointer, count: tokens * h, probability: probability, stream: Dropout.tokenClassifierStream)
+            d.sequenceMasks(
+                all.pointer, starts: acts.tokens.sequenceStart, lengths: acts.tokens.sequenceLength, cols: h,
+                probability: probability, stream: Dropout.tokenClassifierStream)
             let m = FloatBuffer(count: count * h)
             for (i, row) in rows.enumerated() { (m.pointer + i * h).update(from: all.pointer + row * h, count: h) }
             for i in 0..<(count * h) { x.pointer[i] *= m.pointer[i] }

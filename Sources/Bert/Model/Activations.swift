@@ -106,10 +106,11 @@ public final class EncoderActivations: @unchecked Sendable {
         attentionScratch = FloatBuffer(count: 2 * workers * maxLen * maxLen)
         layers = (0..<c.numHiddenLayers).map { _ in Layer(tokens: t, config: c, probabilities: total) }
         guard let dropout else { return }
-        embeddingMask = dropout.hiddenMask(count: t * h, stream: Dropout.embeddingStream)
+        embeddingMask = dropout.hiddenMask(tokens: tokens, cols: h, stream: Dropout.embeddingStream)
         for (l, layer) in layers.enumerated() {
-            layer.attentionMask = dropout.hiddenMask(count: t * h, stream: Dropout.attentionOutputStream(layer: l))
-            layer.outputMask = dropout.hiddenMask(count: t * h, stream: Dropout.outputStream(layer: l))
+            layer.attentionMask = dropout.hiddenMask(
+                tokens: tokens, cols: h, stream: Dropout.attentionOutputStream(layer: l))
+            layer.outputMask = dropout.hiddenMask(tokens: tokens, cols: h, stream: Dropout.outputStream(layer: l))
             guard dropout.attentionProbability > 0 else { continue }
             layer.probabilityMasks = FloatBuffer(count: total)
             for (item, offset) in offsets.enumerated() {
@@ -117,7 +118,7 @@ public final class EncoderActivations: @unchecked Sendable {
                 dropout.mask(
                     layer.probabilityMasks.pointer + offset, count: len * len,
                     probability: dropout.attentionProbability,
-                    stream: Dropout.probabilityStream(layer: l, item: item))
+                    stream: Dropout.probabilityStream(layer: l, item: dropout.firstSequence * heads + item))
             }
         }
     }

@@ -11,11 +11,23 @@ public struct Dropout: Sendable, Equatable {
     public var attentionProbability: Float
     /// What every mask derives from, together with its site's stream.
     public var seed: UInt64
-    /// Dropout at these probabilities (each in [0, 1)) with masks drawn from `seed`.
-    public init(hiddenProbability: Float, attentionProbability: Float, seed: UInt64) {
+    /// The place in its micro-batch of the batch's first row (the rows before it are another
+    /// rank's share); sequence b draws the masks of sequence `firstSequence + b`.
+    public var firstSequence: Int
+    /// Dropout at these probabilities (each in [0, 1)) with masks drawn from `seed`, for a batch
+    /// whose first row is sequence `firstSequence` of its micro-batch.
+    public init(hiddenProbability: Float, attentionProbability: Float, seed: UInt64, firstSequence: Int = 0) {
         self.hiddenProbability = hiddenProbability
         self.attentionProbability = attentionProbability
         self.seed = seed
+        self.firstSequence = firstSequence
+    }
+
+    /// The same dropout for the rows from sequence `offset` of this batch on (a rank's share).
+    public func startingAt(sequence offset: Int) -> Dropout {
+        var d = self
+        d.firstSequence += offset
+        return d
     }
 
     /// Whether any site drops anything.
@@ -28,12 +40,33 @@ public struct Dropout: Sendable, Equatable {
         for i in 0..<count { out[i] = rng.nextUnitFloat() < p ? 0 : keep }
     }
 
-    /// A hidden-dropout mask of `count` values, or an empty buffer when that probability is 0.
-    func hiddenMask(count: Int, stream: UInt64) -> FloatBuffer {
+    /// Masks of `cols` values per row for rows packed sequence after sequence (row `starts[b]` on,
+    /// `lengths[b]` rows for batch row b): each sequence's from its own stream.
+    func sequenceMasks(
+        _ out: UnsafeMutablePointer<Float>, starts: [Int], lengths: [Int], cols: Int, probability p: Float,
+        stream: UInt64
+    ) {
+        for b in starts.indices {
+            mask(
+                out + starts[b] * cols, count: lengths[b] * cols, probability: p,
+                stream: Self.sequenceStream(stream, sequence: firstSequence + b))
+        }
+    }
+
+    /// A hidden-dropout mask of `cols` values per real token, or an empty buffer when that
+    /// probability is 0.
+    func hiddenMask(tokens: RealTokens, cols: Int, stream: UInt64) -> FloatBuffer {
         guard hiddenProbability > 0 else { return noMask }
-        let m = FloatBuffer(count: count)
-        mask(m.pointer, count: count, probability: hiddenProbability, stream: stream)
+        let m = FloatBuffer(count: tokens.tokenCount * cols)
+        sequenceMasks(
+            m.pointer, starts: tokens.sequenceStart, lengths: tokens.sequenceLength, cols: cols,
+            probability: hiddenProbability, stream: stream)
         return m
+    }
+
+    /// The stream of sequence `s` at a site.
+    static func sequenceStream(_ stream: UInt64, sequence s: Int) -> UInt64 {
+        stream &+ UInt64(s + 1) &* 0xD6E8_FEB8_6659_FD93
     }
 
     // The streams of each site: fixed, so that a step replays exactly and a resumed run draws the
@@ -41,7 +74,7 @@ public struct Dropout: Sendable, Equatable {
     static let embeddingStream: UInt64 = 1
     static func attentionOutputStream(layer l: Int) -> UInt64 { UInt64(100 + 3 * l) }
     static func outputStream(layer l: Int) -> UInt64 { UInt64(101 + 3 * l) }
-    /// item = sequence · heads + head.
+    /// item = sequence · heads + head, the sequence's place in the micro-batch.
     static func probabilityStream(layer l: Int, item: Int) -> UInt64 { UInt64(1_000_000 + l * 100_000 + item) }
     /// The classifier dropout of a pooled head (sequence classification, multiple choice).
     static let classifierStream: UInt64 = 0xC1A5_51F1

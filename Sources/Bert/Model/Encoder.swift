@@ -232,6 +232,7 @@ extension BertModelWeights {
             encoder.layer[l].backward(
                 dx.pointer, a.buffers(layer: l), tokens: tokens, scratch: scratch,
                 parameters: p, gradients: g)
+            g.gradientObserver?.layerFinished(l)
         }
         embeddings.backward(
             dx.pointer, sum: a.embeddingSum.pointer,

@@ -47,6 +47,9 @@ public final class ParameterStore: @unchecked Sendable {
     public let layout: ParameterLayout
     /// Every value, contiguous in layout order (zero when allocated).
     public let data: FloatBuffer
+    /// Told as a backward into this block finishes each encoder layer (a gradient block being
+    /// summed over ranks in buckets); nil otherwise.
+    public var gradientObserver: GradientObserver?
 
     /// Allocates the block; a layout too large for this machine's memory is an error, not a crash.
     public init(layout: ParameterLayout) throws {

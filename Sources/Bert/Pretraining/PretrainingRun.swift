@@ -78,6 +78,15 @@ public final class PretrainingRun {
     /// Optimizer steps done (restored from the checkpoint on resume).
     public private(set) var step = 0
     var history: [String] = []
+    /// The job's processes: under N ranks each computes its share of every micro-batch (the same
+    /// instances, masks and dropout one process would use for those rows), the gradients are
+    /// summed, and rank 0 alone logs and writes the folder (every rank evaluates its share).
+    public var communicator: Communicator = SingleProcess()
+    /// Whether the gradient sums go out layer by layer during the backward (see
+    /// `TrainingStep.bucketed`).
+    public var bucketedReduction = true
+    /// Seconds spent waiting for gradient sums after the backward, summed over the run's steps.
+    public private(set) var reductionWait = 0.0
 
     /// A run over documents held in memory (a small corpus, the tests): instances are made here,
     /// every `heldOutEvery`-th document (at most `heldOutDocuments`) held out for evaluation, as the
@@ -173,9 +182,14 @@ public final class PretrainingRun {
     /// order of the instances. The masks are a function of the seed and the instance (and the
     /// epoch with dynamic masking), so they are the same whenever the batch is made again.
     public func microBatch(at s: Int) throws -> PretrainingBatch {
+        builder.batch(try maskedInstances(microBatch: s, rows: 0..<options.batchSize))
+    }
+
+    /// Rows `rows` of micro-batch `s` (a rank's share): only those instances are read.
+    func maskedInstances(microBatch s: Int, rows: Range<Int>) throws -> [MaskedInstance] {
         let n = source.count, b = options.batchSize
         var items: [MaskedInstance] = []
-        for j in 0..<b {
+        for j in rows {
             let global = s * b + j
             let epoch = global / n
             let (index, instance) = try source.instance(epoch: epoch, position: global % n)
@@ -185,61 +199,115 @@ public final class PretrainingRun {
                     epoch: options.dynamicMasking ? epoch : nil))
             items.append(builder.mask(instance, rng: &rng))
         }
-        return builder.batch(items)
+        return items
     }
 
-    /// Mean losses on the held-out instances (no update).
+    /// Mean losses on the held-out instances (no update). Under N ranks, batch i is rank
+    /// (i mod N)'s and the sums are added up: every rank returns the same losses.
     public func evaluate() throws -> PretrainingLoss? {
         if evaluation.isEmpty { return nil }
         let scratch = try model.makeGradients()
         var total = PretrainingLoss()
         var batches = 0
         let b = min(max(1, options.batchSize), evaluation.count)
-        for start in stride(from: 0, to: evaluation.count, by: b) {
+        for (i, start) in stride(from: 0, to: evaluation.count, by: b).enumerated() {
+            batches += 1
+            guard i % communicator.size == communicator.rank else { continue }
             let part = Array(evaluation[start..<min(evaluation.count, start + b)])
             let l = try model.lossAndGradients(builder.batch(part), into: scratch)
-            total.mlm += l.mlm; total.nsp += l.nsp
-            total.mlmCorrect += l.mlmCorrect; total.mlmCount += l.mlmCount
-            total.nspCorrect += l.nspCorrect; total.nspCount += l.nspCount
-            batches += 1
+            total.add(l)
         }
+        total = try total.summed(over: communicator)
         total.mlm /= Double(batches); total.nsp /= Double(batches)
         return total
+    }
+
+    /// The settings and data every rank of a job must share, as one line to compare.
+    var jobDescription: String {
+        let c = model.config
+        return
+            "\(options.steps) steps, batch \(options.batchSize) x \(options.accumulationSteps), lr \(options.learningRate), "
+            + "warm-up \(options.warmupSteps), seed \(options.seed), clip \(options.maxGradNorm), "
+            + "dynamic masking \(options.dynamicMasking), \(options.data), \(source.count) instances, "
+            + "\(evaluation.count) held out, vocabulary \(tokenizer.vocabulary.count), model \(c.numHiddenLayers)x"
+            + "\(c.hiddenSize)x\(c.intermediateSize) heads \(c.numAttentionHeads) vocab \(c.vocabSize) "
+            + "positions \(c.maxPositionEmbeddings) dropout \(c.hiddenDropoutProb)/\(c.attentionProbsDropoutProb)"
     }
 
     /// Trains until `options.steps`, checkpointing. When `cancellation` is set, saves a
     /// checkpoint and the model so far at the next step boundary and stops with an error.
     public func run(resume: Bool, cancellation: Cancellation? = nil, progress: (PretrainingProgress) -> Void) throws {
-        let lock = try FolderLock(output, command: "a pretraining run")
+        let leader = communicator.isLeader, ranks = communicator.size
+        guard options.batchSize >= ranks else {
+            throw BertError.invalidInput(
+                "--batch-size \(options.batchSize) is smaller than the job's \(ranks) ranks: each rank needs a share "
+                    + "of every batch")
+        }
+        try communicator.checkSame(jobDescription, what: "the run's settings and data")
+        // Rank 0 owns the output folder; the others only read the data.
+        let lock = leader ? try FolderLock(output, command: "a pretraining run") : nil
         defer { withExtendedLifetime(lock) {} }
-        removeLeftovers()
-        if resume { try restoreLatestCheckpoint() }
+        if leader { removeLeftovers() }
+        // A failure to restore on rank 0 must stop every rank, not leave them in the broadcast.
+        var restored = [0.0]
+        var restoreError: Error?
+        if resume && leader {
+            do { try restoreLatestCheckpoint() } catch { restoreError = error; restored[0] = 1 }
+        }
+        try communicator.sum(&restored)
+        if let restoreError { throw restoreError }
+        if restored[0] > 0 { throw BertError.invalidInput("rank 0 could not restore the checkpoint (see its error)") }
         let schedule = LinearWarmupSchedule(warmupSteps: options.warmupSteps, totalSteps: options.steps)
         let trainer = try TrainingStep(
             parameters: model.parameters, config: model.config, optimizer: optimizer,
             schedule: schedule, peakLearningRate: options.learningRate,
-            maxGradNorm: options.maxGradNorm, seed: options.seed)
+            maxGradNorm: options.maxGradNorm, seed: options.seed, communicator: communicator)
+        trainer.bucketed = bucketedReduction
         trainer.divergenceAdvice = "the last good checkpoint is kept; lower --lr or check the data"
+        // Every rank starts from rank 0's model, moments and step.
+        try trainer.broadcastState()
+        var savedStep = Double(step)
+        try withUnsafeMutableBytes(of: &savedStep) { try communicator.broadcast($0, from: 0) }
+        step = Int(savedStep)
         let start = Date()
         let startStep = step
         var tokens = 0
         while step < options.steps {
-            if cancellation?.isCancelled == true {
-                try saveCheckpoint()
-                try saveModelFolder()  // the model so far is usable (fill-mask, fine-tuning) right away
+            // Any rank's interruption (mpirun passes SIGINT to all) stops all at the same step.
+            var stop = [cancellation?.isCancelled == true ? 1.0 : 0]
+            if ranks > 1 { try communicator.sum(&stop) }
+            if stop[0] > 0 {
+                if leader {
+                    try saveCheckpoint()
+                    try saveModelFolder()  // the model so far is usable (fill-mask, fine-tuning) right away
+                }
                 throw BertError.interrupted(step: step, saved: "checkpoint and model saved")
             }
             var loss = PretrainingLoss()
+            var stepTokens = 0
             let a = options.accumulationSteps
-            let lr = try trainer.run(step: step, microBatches: a) { k, grads, dropout in
-                let batch = try microBatch(at: step * a + k)
-                let part = try model.lossAndGradients(batch, into: grads, dropout: dropout)
-                loss.mlm += part.mlm / Double(a); loss.nsp += part.nsp / Double(a)
-                loss.mlmCorrect += part.mlmCorrect; loss.mlmCount += part.mlmCount
-                loss.nspCorrect += part.nspCorrect; loss.nspCount += part.nspCount
-                tokens += batch.inputs.attentionMask?.reduce(0) { $0 + Int($1) } ?? 0
+            let share = communicator.share(of: options.batchSize)
+            let (lr, _) = try trainer.run(step: step, microBatches: a) { k, grads, dropout in
+                let items = try maskedInstances(microBatch: step * a + k, rows: share)
+                // The micro-batch's counts, over every rank's share: each share's losses are its
+                // sums over them, so that the shares add up to the micro-batch's means.
+                var counts = [Double(items.reduce(0) { $0 + $1.labels.count { $0 != -100 } }), Double(items.count)]
+                if ranks > 1 { try communicator.sum(&counts) }
+                let batch = builder.batch(items)
+                let part = try model.lossAndGradients(
+                    batch, into: grads, dropout: dropout.startingAt(sequence: share.lowerBound),
+                    normalizers: ranks > 1 ? (Int(counts[0]), Int(counts[1])) : nil)
+                var scaled = part
+                scaled.mlm /= Double(a); scaled.nsp /= Double(a)
+                loss.add(scaled)
+                stepTokens += batch.inputs.attentionMask?.reduce(0) { $0 + Int($1) } ?? 0
                 return part.total
             }
+            reductionWait += trainer.reductionWait
+            if ranks > 1 {
+                loss = try loss.summed(over: communicator, also: &stepTokens)
+            }
+            tokens += stepTokens
             step += 1
             var evalLoss: PretrainingLoss? = nil
             if options.evalEvery > 0 && (step % options.evalEvery == 0 || step == options.steps) {
@@ -255,16 +323,17 @@ public final class PretrainingRun {
             let rate = Double(tokens) / max(elapsed, 1e-9)
             let left = elapsed / Double(step - startStep) * Double(options.steps - step)
             history.append(csvLine(step: step, lr: lr, loss: loss, eval: evalLoss))
-            if step % max(1, options.logEvery) == 0 || step == options.steps || evalLoss != nil {
+            if leader && (step % max(1, options.logEvery) == 0 || step == options.steps || evalLoss != nil) {
                 progress(
                     PretrainingProgress(
                         step: step, loss: loss, learningRate: lr, tokensPerSecond: rate,
                         secondsLeft: left, evalLoss: evalLoss))
             }
-            if options.checkpointEvery > 0 && step % options.checkpointEvery == 0 && step < options.steps {
+            if leader && options.checkpointEvery > 0 && step % options.checkpointEvery == 0 && step < options.steps {
                 try saveCheckpoint()
             }
         }
+        guard leader else { return }
         try saveCheckpoint()
         try saveModelFolder()
     }
@@ -314,7 +383,7 @@ public final class PretrainingRun {
             let state: [String: Any] = [
                 "step": step, "optimizer_step": optimizer.step, "seed": String(options.seed),
                 "batch_size": options.batchSize, "accumulation_steps": options.accumulationSteps,
-                "instances": source.count,
+                "instances": source.count, "ranks": communicator.size,
             ]
             try JSONSerialization.data(withJSONObject: state, options: [.prettyPrinted, .sortedKeys])
                 .write(to: temporary.appendingPathComponent("state.json"))

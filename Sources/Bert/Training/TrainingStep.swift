@@ -3,8 +3,14 @@ import Foundation
 
 /// One optimizer step, the same for pretraining, fine-tuning and the benchmarks: the gradient
 /// block zeroed, each micro-batch's gradient added (with its dropout masks drawn from the seed),
-/// their average taken, the global norm clipped, the learning rate read from the schedule, AdamW
-/// applied. A later data-parallel run averages the gradients across machines here, in one place.
+/// their average taken, summed over the job's ranks, the global norm clipped, the learning rate
+/// read from the schedule, AdamW applied.
+///
+/// Data parallelism lives here and nowhere else: under N ranks each rank's body computes its share
+/// of every micro-batch, scaled so that the shares' sum is the micro-batch's mean (the caller
+/// knows its loss's normaliser); the gradient block is summed over the ranks (layer by layer while
+/// the backward runs, with ``bucketed``), so every rank applies the same update and the model
+/// equals one process's with the same global batch, to summation order.
 public final class TrainingStep: @unchecked Sendable {
     /// The parameters each step updates.
     public let parameters: ParameterStore
@@ -24,12 +30,23 @@ public final class TrainingStep: @unchecked Sendable {
     public let seed: UInt64
     /// Said after "training stopped" when a loss is not finite.
     public var divergenceAdvice = "lower --lr"
+    /// The job's processes (one, unless started by mpirun with the MPI build).
+    public let communicator: Communicator
+    /// Whether the gradients are summed over the ranks in buckets (the layers, last first) started
+    /// while the backward still runs, instead of in one sum after it.
+    public var bucketed = true
+    /// Seconds the last step spent waiting for its gradient sums after its backward (0 alone).
+    public private(set) var reductionWait = 0.0
+    /// The gradient block's buckets in the order their gradients are final in a backward: the
+    /// last layer with everything after it (pooler, heads), each earlier layer, then the rest (the
+    /// embeddings, which the tied decoder also writes).
+    let buckets: [Range<Int>]
 
     /// Steps over `parameters` with `config`'s dropout probabilities; throws when the gradient
     /// block does not fit in memory.
     public init(
         parameters: ParameterStore, config: BertConfig, optimizer: AdamW, schedule: LinearWarmupSchedule,
-        peakLearningRate: Double, maxGradNorm: Double, seed: UInt64
+        peakLearningRate: Double, maxGradNorm: Double, seed: UInt64, communicator: Communicator = SingleProcess()
     ) throws {
         self.parameters = parameters
         gradients = try ParameterStore(layout: parameters.layout)
@@ -39,6 +56,8 @@ public final class TrainingStep: @unchecked Sendable {
         self.maxGradNorm = maxGradNorm
         dropoutProbabilities = (Float(config.hiddenDropoutProb), Float(config.attentionProbsDropoutProb))
         self.seed = seed
+        self.communicator = communicator
+        buckets = gradientBuckets(parameters.layout, layers: config.numHiddenLayers)
     }
 
     /// The dropout of micro-batch `index` (step × micro-batches + k): its masks a function of the
@@ -50,31 +69,138 @@ public final class TrainingStep: @unchecked Sendable {
     }
 
     /// Runs optimizer step `step` over `microBatches` micro-batches: `body(k, gradients, dropout)`
-    /// computes micro-batch k's mean loss and adds its gradient into `gradients`. Returns the
-    /// learning rate used. A loss that is not finite stops before any update.
+    /// computes this rank's share of micro-batch k, adds its gradient into `gradients` and returns
+    /// its loss, each already scaled so that the ranks' shares sum to the micro-batch's mean (one
+    /// process: the mean itself). `scale` multiplies this rank's gradient before the sum (a share
+    /// whose mean is over its own rows: its rows over the micro-batch's). Returns the learning rate
+    /// and each micro-batch's loss summed over the ranks. A loss that is not finite on any rank
+    /// stops every rank before any update.
     @discardableResult
     public func run(
-        step: Int, microBatches: Int = 1,
+        step: Int, microBatches: Int = 1, scale: Float = 1,
         _ body: (Int, ParameterStore, Dropout) throws -> Double
-    ) throws -> Double {
+    ) throws -> (learningRate: Double, losses: [Double]) {
         precondition(microBatches >= 1, "a step has at least one micro-batch")
         gradients.data.zero()
+        // Each micro-batch's gradient is its own mean; the step's is their average.
+        let factor = scale / Float(microBatches)
+        let alone = communicator.size == 1
+        let reduction = alone ? nil : BucketReduction(self, factor: factor)
+        var losses: [Double] = []
         for k in 0..<microBatches {
+            // Buckets go out during the last micro-batch's backward only: before it, every
+            // gradient will still change.
+            if k == microBatches - 1, bucketed, let reduction { gradients.gradientObserver = reduction }
+            defer { gradients.gradientObserver = nil }
             let loss = try body(k, gradients, dropout(microBatch: step * microBatches + k))
+            losses.append(loss)
+            guard alone else { continue }
             guard loss.isFinite else {
                 throw BertError.diverged(step: step + 1, loss: loss, advice: divergenceAdvice)
             }
         }
-        if microBatches > 1 {
-            // Each micro-batch's gradient is its own mean; the step's is their average.
-            let scale = 1 / Float(microBatches)
-            for i in 0..<gradients.data.count { gradients.data.pointer[i] *= scale }
+        if let reduction {
+            let waited = Date()
+            try reduction.finish()
+            reductionWait = Date().timeIntervalSince(waited)
+            try communicator.sum(&losses)
+            for loss in losses where !loss.isFinite {
+                throw BertError.diverged(step: step + 1, loss: loss, advice: divergenceAdvice)
+            }
+        } else if factor != 1 {
+            for i in 0..<gradients.data.count { gradients.data.pointer[i] *= factor }
         }
         clipGradientNorm(gradients, maxNorm: maxGradNorm)
         let lr = peakLearningRate * schedule.multiplier(at: step)
         optimizer.update(parameters, gradients: gradients, lr: lr)
-        return lr
+        return (lr, losses)
     }
+
+    /// Rank 0's parameters (and the optimizer's moments and step) on every rank: a job starts,
+    /// or resumes, from one model.
+    public func broadcastState() throws {
+        if communicator.size == 1 { return }
+        try communicator.broadcast(parameters.data.buffer)
+        try communicator.broadcast(optimizer.m.buffer)
+        try communicator.broadcast(optimizer.v.buffer)
+        var adamStep = Double(optimizer.step)
+        try withUnsafeMutableBytes(of: &adamStep) { try communicator.broadcast($0, from: 0) }
+        optimizer.restore(step: Int(adamStep))
+    }
+}
+
+/// Whatever waits for a backward's gradients (the bucketed sum): told when each encoder layer's
+/// backward is done, last layer first.
+public protocol GradientObserver: AnyObject {
+    /// Encoder layer `l`'s backward has written its gradients (and every later layer's, the
+    /// pooler's and the heads').
+    func layerFinished(_ l: Int)
+}
+
+/// One step's gradient sum in buckets: each bucket scaled by the step's factor and its sum started
+/// as soon as its gradients are final, the sums poked along while the backward runs, the rest
+/// started and all waited for at the end. Every rank starts the same buckets in the same order.
+final class BucketReduction: GradientObserver {
+    let trainer: TrainingStep
+    let factor: Float
+    var started = 0
+    var pending: [PendingSum] = []
+    var failure: Error?
+
+    init(_ trainer: TrainingStep, factor: Float) {
+        self.trainer = trainer
+        self.factor = factor
+    }
+
+    func layerFinished(_ l: Int) {
+        // Layer l's backward finishes bucket (layers - 1 - l): the buckets before it went out with
+        // the layers after it.
+        let through = trainer.buckets.count - 1 - (l + 1)
+        do {
+            for p in pending { try p.poke() }
+            while started <= through && started < trainer.buckets.count - 1 { try start(started) }
+        } catch { failure = failure ?? error }
+    }
+
+    func start(_ i: Int) throws {
+        let r = trainer.buckets[i]
+        let g = trainer.gradients.data.pointer
+        if factor != 1 { for j in r { g[j] *= factor } }
+        pending.append(
+            try trainer.communicator.startSum(UnsafeMutableBufferPointer(start: g + r.lowerBound, count: r.count)))
+        started += 1
+    }
+
+    func finish() throws {
+        if let failure { throw failure }
+        while started < trainer.buckets.count { try start(started) }
+        for p in pending { try p.wait() }
+    }
+}
+
+/// The gradient block's ranges in the order a backward finishes them (see `TrainingStep.buckets`):
+/// [start of layer L−1, end), [start of L−2, start of L−1), …, [0, start of layer 0). One bucket
+/// of everything when the layers are not laid out in order.
+func gradientBuckets(_ layout: ParameterLayout, layers: Int) -> [Range<Int>] {
+    var starts: [Int] = []
+    for l in 0..<layers {
+        let marker = "encoder.layer.\(l)."
+        let offsets = layout.tensors.filter { $0.name.hasPrefix(marker) || $0.name.contains("." + marker) }
+            .map(\.offset)
+        guard let first = offsets.min() else { return [0..<layout.totalCount] }
+        starts.append(first)
+    }
+    guard !starts.isEmpty, zip(starts, starts.dropFirst()).allSatisfy({ $0 < $1 }) else {
+        return [0..<layout.totalCount]
+    }
+    var buckets: [Range<Int>] = []
+    var end = layout.totalCount
+    for start in starts.reversed() {
+        buckets.append(start..<end)
+        end = start
+    }
+    buckets.append(0..<end)
+    return buckets
 }
 
 /// Every seed the project derives from a run's seed, in one place: each use gets its own stream,

@@ -76,10 +76,11 @@ struct FineTune: ParsableCommand {
         o.maxLength = length
         o.seed = seed
         o.logEvery = logEvery
+        o.communicator = Job.current
         return o
     }
 
-    func printReport(_ r: EpochReport, history: inout [[String: Any]], output: OutputFolder) {
+    func printReport(_ r: EpochReport, history: inout [[String: Any]], output: OutputFolder?) {
         print(
             String(
                 format: "epoch %d  train loss %.4f  validation: %@%@", r.epoch, r.trainLoss,
@@ -89,12 +90,13 @@ struct FineTune: ParsableCommand {
         if let data = try? JSONSerialization.data(
             withJSONObject: jsonSafe(history), options: [.prettyPrinted, .sortedKeys])
         {
-            try? output.writeExtra("eval_history.json", data)
+            try? output?.writeExtra("eval_history.json", data)
         }
     }
 
     /// The closing line on stderr: what went into --out (only what was written).
-    func reportWritten(_ files: String, output: OutputFolder) {
+    func reportWritten(_ files: String, output: OutputFolder?) {
+        guard let output else { return }  // another rank's: rank 0 writes
         guard output.written else {
             warn("nothing was written to \(out): no epoch was saved")
             return
@@ -102,7 +104,7 @@ struct FineTune: ParsableCommand {
         warn("wrote \(out): \(files)\(epochs > 0 ? ", eval_history.json" : " (the initialised model: --epochs 0)")")
     }
 
-    func runTagging(tokenizer: BertTokenizer, folder: URL, output: OutputFolder) throws {
+    func runTagging(tokenizer: BertTokenizer, folder: URL, output: OutputFolder?) throws {
         let trainSet: [TaggedSentence], validationSet: [TaggedSentence]
         for f in [train, validation] where !FileManager.default.fileExists(atPath: f) {
             throw CLIError("\(f): file not found")
@@ -132,7 +134,7 @@ struct FineTune: ParsableCommand {
         reportWritten("config.json, model.safetensors, tokenizer files", output: output)
     }
 
-    func runQA(tokenizer: BertTokenizer, folder: URL, output: OutputFolder) throws {
+    func runQA(tokenizer: BertTokenizer, folder: URL, output: OutputFolder?) throws {
         for f in [train, validation] where !FileManager.default.fileExists(atPath: f) {
             throw CLIError("\(f): file not found")
         }
@@ -163,7 +165,7 @@ struct FineTune: ParsableCommand {
         reportWritten("config.json, model.safetensors, qa_settings.json, tokenizer files", output: output)
     }
 
-    func runChoice(tokenizer: BertTokenizer, folder: URL, output: OutputFolder) throws {
+    func runChoice(tokenizer: BertTokenizer, folder: URL, output: OutputFolder?) throws {
         for f in [train, validation] where !FileManager.default.fileExists(atPath: f) {
             throw CLIError("\(f): file not found")
         }
@@ -188,15 +190,23 @@ struct FineTune: ParsableCommand {
     }
 
     func run() throws {
-        threads.apply()
+        try Job.run("bert finetune", threads: threads) { try run(job: $0) }
+    }
+
+    func run(job: Communicator) throws {
+        if job.isLeader { warn("bert finetune: \(Job.describe(job))") }
         let folder = try hub.folder(model)
         // Claimed first: an output that may not be replaced is refused before any training.
         // The data must survive the write; the model folder itself may be replaced (it is read first).
         let modelURL = folder.standardizedFileURL
         let outURL = URL(fileURLWithPath: out).standardizedFileURL
-        let output = try OutputFolder(
-            outURL, overwrite: overwrite,
-            inputs: [train, validation].map { URL(fileURLWithPath: $0) } + (modelURL == outURL ? [] : [modelURL]))
+        // Rank 0 alone claims and writes the folder.
+        let output =
+            job.isLeader
+            ? try OutputFolder(
+                outURL, overwrite: overwrite,
+                inputs: [train, validation].map { URL(fileURLWithPath: $0) } + (modelURL == outURL ? [] : [modelURL]))
+            : nil
         switch task {
         case .choice:
             return try runChoice(tokenizer: try BertTokenizer(modelFolder: folder), folder: folder, output: output)

@@ -87,15 +87,21 @@ struct Pretrain: ParsableCommand {
     }
 
     func run() throws {
-        threads.apply()
+        try Job.run("bert pretrain", threads: threads) { try run(job: $0) }
+    }
+
+    func run(job: Communicator) throws {
         let output = URL(fileURLWithPath: out)
+        if job.isLeader { warn("bert pretrain: \(Job.describe(job))") }
+        // Rank 0 owns the folder; the others wait for its data, then train their shares.
+        guard job.isLeader else { return try train(output, replacing: [], job: job) }
         let replaced = try claimRunFolder(output)
         let existed = FileManager.default.fileExists(atPath: output.path)
         let fresh = !resume
         // Held for the whole command: a second `bert pretrain` on this folder is refused at once.
         let lock = try FolderLock(output, command: "bert pretrain")
         defer { withExtendedLifetime(lock) {} }
-        do { try train(output, replacing: replaced) } catch {
+        do { try train(output, replacing: replaced, job: job) } catch {
             // A new run that fails before its first checkpoint leaves nothing behind (no half
             // prepared data to be refused by the next attempt); one with a checkpoint keeps it.
             let fm = FileManager.default
@@ -109,7 +115,7 @@ struct Pretrain: ParsableCommand {
         }
     }
 
-    func train(_ output: URL, replacing replaced: [String]) throws {
+    func train(_ output: URL, replacing replaced: [String], job: Communicator) throws {
         let files = corpus.map { URL(fileURLWithPath: $0) }
         for f in files where !FileManager.default.fileExists(atPath: f.path) {
             throw CLIError("\(f.path): file not found")
@@ -117,31 +123,77 @@ struct Pretrain: ParsableCommand {
         // The inputs are checked before --overwrite removes the old run: a typo must not cost it.
         var cfg = try preset.map { try BertConfig.preset($0) } ?? BertConfig(contentsOf: URL(fileURLWithPath: config!))
         if let vocab { _ = try Vocabulary(contentsOf: URL(fileURLWithPath: vocab)) }
-        for name in replaced { try FileManager.default.removeItem(at: output.appendingPathComponent(name)) }
         let normalizer: NormalizerOptions = cased ? .cased : .uncased
-        let vocabURL: URL
-        if let vocab {
-            vocabURL = URL(fileURLWithPath: vocab)
-        } else if let data {
-            vocabURL = URL(fileURLWithPath: data).appendingPathComponent("vocab.txt")
-        } else {
-            vocabURL = output.appendingPathComponent("vocab.txt")
-            if !(resume && FileManager.default.fileExists(atPath: vocabURL.path)) {
-                warn("learning a \(learnVocab!)-token WordPiece vocabulary from the corpus")
-                var learner = WordPieceLearner(size: learnVocab!, normalizer: normalizer)
-                learner.scoring = vocabScoring
-                for f in files { try learner.add(file: f) }
-                try learner.learn().write(to: vocabURL)
-            }
+        var prepared: PretrainingShardSet?
+        try Job.leaderFirst(job) {
+            for name in replaced { try FileManager.default.removeItem(at: output.appendingPathComponent(name)) }
+            prepared = try leaderData(output, files: files, normalizer: normalizer)
         }
-        let tokenizer: BertTokenizer
-        tokenizer = try BertTokenizer(vocabFile: vocabURL, normalizer: normalizer)
+        // The other ranks read what rank 0 checked or made (a shared folder on a cluster).
+        let vocabURL = vocabLocation(output)
+        let tokenizer = try BertTokenizer(vocabFile: vocabURL, normalizer: normalizer)
+        let shardSet = try prepared ?? PretrainingShardSet(folder: shardFolder(output))
         cfg.vocabSize = tokenizer.vocabulary.count
         if seqLen > cfg.maxPositionEmbeddings {
             throw CLIError("--seq-len \(seqLen) is longer than max_position_embeddings \(cfg.maxPositionEmbeddings)")
         }
         let model = try BertForPreTraining(config: cfg)
         model.initializeWeights(seed: seed)
+        let run = try PretrainingRun(
+            model: model, tokenizer: tokenizer, shards: shardSet, options: runOptions, output: output)
+        run.communicator = job
+        let parameters = ParameterBreakdown(layout: model.parameters.layout).total
+        if job.isLeader {
+            warn(
+                "\(shardSet.documents) documents, \(run.instanceCount) training instances, \(run.heldOutCount) held out; model \(cfg.numHiddenLayers) layers, "
+                    + "hidden \(cfg.hiddenSize), \(parameters) parameters; \(Job.describe(job))"
+            )
+        }
+        signal(SIGINT) { _ in interruption.cancel() }
+        try run.run(resume: resume, cancellation: interruption) { p in
+            func pct(_ c: Int, _ n: Int) -> String {
+                n == 0 ? "-" : String(format: "%.1f%%", 100 * Double(c) / Double(n))
+            }
+            var line = String(
+                format:
+                    "step %d/%d  loss %.4f (mlm %.4f, nsp %.4f)  mlm acc %@  nsp acc %@  lr %.2e  %.0f tokens/s  ETA "
+                    + "%@",
+                p.step, steps, p.loss.total, p.loss.mlm, p.loss.nsp,
+                pct(p.loss.mlmCorrect, p.loss.mlmCount) as NSString,
+                pct(p.loss.nspCorrect, p.loss.nspCount) as NSString, p.learningRate, p.tokensPerSecond,
+                formatDuration(p.secondsLeft) as NSString)
+            if let e = p.evalLoss {
+                line += String(
+                    format: "\n  held-out: loss %.4f (mlm %.4f, nsp %.4f)  mlm acc %@  nsp acc %@", e.total, e.mlm,
+                    e.nsp,
+                    pct(e.mlmCorrect, e.mlmCount) as NSString, pct(e.nspCorrect, e.nspCount) as NSString)
+            }
+            print(line)
+            fflush(nil)
+        }
+        guard job.isLeader else { return }
+        if job.size > 1 {
+            warn(String(format: "gradient sums: %.2f s waited after the backward in all", run.reductionWait))
+        }
+        warn(
+            "wrote \(output.path): config.json, model.safetensors, tokenizer.json, vocab.txt, tokenizer_config.json, "
+                + "training_curve.csv/.svg, checkpoints/"
+        )
+    }
+
+    /// Where the vocabulary is: --vocab, the prepared data's, or the one learnt into the folder.
+    func vocabLocation(_ output: URL) -> URL {
+        if let vocab { return URL(fileURLWithPath: vocab) }
+        if let data { return URL(fileURLWithPath: data).appendingPathComponent("vocab.txt") }
+        return output.appendingPathComponent("vocab.txt")
+    }
+
+    /// Where the shards are: --data, or those streamed into the folder.
+    func shardFolder(_ output: URL) -> URL {
+        data.map { URL(fileURLWithPath: $0) } ?? output.appendingPathComponent("data")
+    }
+
+    var runOptions: PretrainingRunOptions {
         var options = PretrainingRunOptions()
         options.steps = steps
         options.batchSize = batchSize
@@ -156,15 +208,31 @@ struct Pretrain: ParsableCommand {
         options.data.wholeWordMask = wholeWordMask
         options.data.maxPredictionsPerSeq = max(1, Int((Double(seqLen) * 0.15).rounded(.up)))
         options.accumulationSteps = accumulate
+        return options
+    }
+
+    /// Rank 0's part: the vocabulary learnt (when asked) and the shards checked or prepared.
+    func leaderData(_ output: URL, files: [URL], normalizer: NormalizerOptions) throws -> PretrainingShardSet {
+        let vocabURL = vocabLocation(output)
+        if vocab == nil && data == nil {
+            if !(resume && FileManager.default.fileExists(atPath: vocabURL.path)) {
+                warn("learning a \(learnVocab!)-token WordPiece vocabulary from the corpus")
+                var learner = WordPieceLearner(size: learnVocab!, normalizer: normalizer)
+                learner.scoring = vocabScoring
+                for f in files { try learner.add(file: f) }
+                try learner.learn().write(to: vocabURL)
+            }
+        }
+        let tokenizer = try BertTokenizer(vocabFile: vocabURL, normalizer: normalizer)
+        let options = runOptions
         var shardOptions = ShardOptions()
         shardOptions.data = options.data
         shardOptions.seed = seed
         shardOptions.dupeFactor = dupeFactor
         shardOptions.shardCount = shards
         shardOptions.splitSentences = splitSentences
-        let shardSet: PretrainingShardSet
         if let data {
-            shardSet = try PretrainingShardSet(folder: URL(fileURLWithPath: data))
+            let shardSet = try PretrainingShardSet(folder: URL(fileURLWithPath: data))
             // The ids in the shards come from the tokenizer they were prepared with: another
             // vocabulary or casing would ship a model whose tokenizer does not match its training.
             let expected = ShardOptions.tokenization(tokenizer)
@@ -177,6 +245,7 @@ struct Pretrain: ParsableCommand {
                         + changed.map { "\($0): \(shardSet.preparation[$0]!) then, \(expected[$0]!) now" }
                         .joined(separator: "; ") + "); use its vocab.txt and the same --cased")
             }
+            return shardSet
         } else {
             let folder = output.appendingPathComponent("data")
             let requested = shardOptions.preparation(files: files, tokenizer: tokenizer)
@@ -202,45 +271,11 @@ struct Pretrain: ParsableCommand {
                             .joined(separator: "; ")
                             + "); resume with the same --corpus and data options, or start again with --overwrite")
                 }
-                shardSet = existing
+                return existing
             } else {
-                shardSet = try prepareShards(files: files, tokenizer: tokenizer, options: shardOptions, folder: folder)
+                return try prepareShards(files: files, tokenizer: tokenizer, options: shardOptions, folder: folder)
             }
         }
-        let run = try PretrainingRun(
-            model: model, tokenizer: tokenizer, shards: shardSet, options: options, output: output)
-        let parameters = ParameterBreakdown(layout: model.parameters.layout).total
-        warn(
-            "\(shardSet.documents) documents, \(run.instanceCount) training instances, \(run.heldOutCount) held out; model \(cfg.numHiddenLayers) layers, "
-                + "hidden \(cfg.hiddenSize), \(parameters) parameters; \(Compute.threads) threads"
-        )
-        signal(SIGINT) { _ in interruption.cancel() }
-        try run.run(resume: resume, cancellation: interruption) { p in
-            func pct(_ c: Int, _ n: Int) -> String {
-                n == 0 ? "-" : String(format: "%.1f%%", 100 * Double(c) / Double(n))
-            }
-            var line = String(
-                format:
-                    "step %d/%d  loss %.4f (mlm %.4f, nsp %.4f)  mlm acc %@  nsp acc %@  lr %.2e  %.0f tokens/s  ETA "
-                    + "%@",
-                p.step, steps, p.loss.total, p.loss.mlm, p.loss.nsp,
-                pct(p.loss.mlmCorrect, p.loss.mlmCount) as NSString,
-                pct(p.loss.nspCorrect, p.loss.nspCount) as NSString, p.learningRate, p.tokensPerSecond,
-                formatDuration(p.secondsLeft) as NSString)
-            if let e = p.evalLoss {
-                line += String(
-                    format: "\n  held-out: loss %.4f (mlm %.4f, nsp %.4f)  mlm acc %@  nsp acc %@", e.total, e.mlm,
-                    e.nsp,
-                    pct(e.mlmCorrect, e.mlmCount) as NSString, pct(e.nspCorrect, e.nspCount) as NSString)
-            }
-            print(line)
-            fflush(nil)
-        }
-
-        warn(
-            "wrote \(output.path): config.json, model.safetensors, tokenizer.json, vocab.txt, tokenizer_config.json, "
-                + "training_curve.csv/.svg, checkpoints/"
-        )
     }
 }
 

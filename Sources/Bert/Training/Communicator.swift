@@ -1,0 +1,101 @@
+import BertCompute
+import Foundation
+
+/// The processes of one training job, as the trainer sees them: their count, this one's place, and
+/// the few collective operations data-parallel training needs. `SingleProcess` is the job of one;
+/// `BertMPI.MPICommunicator` (built with the MPI trait) is a job started by `mpirun`. The trainer
+/// never names MPI: every rank calls the same operations in the same order.
+public protocol Communicator: AnyObject, Sendable {
+    /// This process's place in the job, 0..<size (rank 0 logs, evaluates and writes).
+    var rank: Int { get }
+    /// The processes in the job.
+    var size: Int { get }
+    /// The processes of the job on this host (threads per process default to cores / this).
+    var localSize: Int { get }
+    /// Replaces `values` with their sums over every rank.
+    func sum(_ values: UnsafeMutableBufferPointer<Float>) throws
+    /// Replaces `values` with their sums over every rank.
+    func sum(_ values: inout [Double]) throws
+    /// Starts replacing `values` with their sums over every rank; `values` must stay untouched
+    /// until the returned reduction's `wait()`.
+    func startSum(_ values: UnsafeMutableBufferPointer<Float>) throws -> PendingSum
+    /// Rank `root`'s bytes, copied into `bytes` on every other rank (the same count everywhere).
+    func broadcast(_ bytes: UnsafeMutableRawBufferPointer, from root: Int) throws
+    /// Stops the whole job at once with `code` (a rank that failed must not leave the others
+    /// waiting in a collective).
+    func abort(code: Int32) -> Never
+}
+
+/// A sum started by ``Communicator/startSum(_:)``.
+public protocol PendingSum: AnyObject {
+    /// Lets the sum move on without waiting (collectives progress when the library is called).
+    func poke() throws
+    /// Waits until the sum is in the buffer.
+    func wait() throws
+}
+
+/// The job of one process: every collective is the identity.
+public final class SingleProcess: Communicator {
+    /// The one process of a job.
+    public init() {}
+    /// 0.
+    public var rank: Int { 0 }
+    /// 1.
+    public var size: Int { 1 }
+    /// 1.
+    public var localSize: Int { 1 }
+    /// Leaves `values` as they are (the sum over one rank).
+    public func sum(_ values: UnsafeMutableBufferPointer<Float>) throws {}
+    /// Leaves `values` as they are (the sum over one rank).
+    public func sum(_ values: inout [Double]) throws {}
+    /// A finished sum (over one rank).
+    public func startSum(_ values: UnsafeMutableBufferPointer<Float>) throws -> PendingSum { Done() }
+    /// Leaves `bytes` as they are (rank 0's own).
+    public func broadcast(_ bytes: UnsafeMutableRawBufferPointer, from root: Int) throws {}
+    /// Exits the process with `code`.
+    public func abort(code: Int32) -> Never { exit(code) }
+
+    final class Done: PendingSum {
+        func poke() throws {}
+        func wait() throws {}
+    }
+}
+
+extension Communicator {
+    /// Whether this process writes the job's output (rank 0).
+    public var isLeader: Bool { rank == 0 }
+
+    /// This rank's share of `count` items split as evenly as ranks allow: consecutive positions,
+    /// the first `count % size` ranks one more (a rank's share may be empty when count < size).
+    public func share(of count: Int) -> Range<Int> { Self.share(of: count, rank: rank, size: size) }
+
+    /// Rank `rank`'s share of `count` items among `size` ranks (see ``share(of:)``).
+    public static func share(of count: Int, rank: Int, size: Int) -> Range<Int> {
+        let base = count / size, extra = count % size
+        let lower = rank * base + min(rank, extra)
+        return lower..<(lower + base + (rank < extra ? 1 : 0))
+    }
+
+    /// Rank 0's `values`, copied to every rank.
+    public func broadcast(_ values: UnsafeMutableBufferPointer<Float>, from root: Int = 0) throws {
+        try broadcast(UnsafeMutableRawBufferPointer(values), from: root)
+    }
+
+    /// Checks that every rank holds the same `text` (its settings, its data): a digest of rank 0's
+    /// is sent to all, each compares its own, and all throw together when any differs.
+    public func checkSame(_ text: String, what: String) throws {
+        if size == 1 { return }
+        // FNV-1a, 64 bits: a digest to compare, not a secret.
+        var digest: UInt64 = 0xCBF2_9CE4_8422_2325
+        for byte in text.utf8 { digest = (digest ^ UInt64(byte)) &* 0x100_0000_01B3 }
+        var leader = digest
+        try withUnsafeMutableBytes(of: &leader) { try broadcast($0, from: 0) }
+        var differing = [leader == digest ? 0.0 : 1.0]
+        try sum(&differing)
+        if differing[0] > 0 {
+            throw BertError.invalidInput(
+                "the ranks of this job disagree on \(what): \(Int(differing[0])) of \(size) ranks differ from rank 0"
+                    + (leader == digest ? "" : " (this one, rank \(rank), among them)"))
+        }
+    }
+}
