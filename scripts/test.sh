@@ -14,6 +14,16 @@ log "swift: $(swift --version 2>&1 | head -1)"
 log "build dependencies: OpenBLAS (matrix products) and pkg-config (finds it)"
 need_apt libopenblas-dev pkg-config
 
+# Data-parallel training (bert pretrain/finetune under mpirun) is the package's opt-in MPI trait:
+# the first test run builds with it (and runs the 2-rank tests under mpirun), the tuned run and
+# Examples/ without it (a package that depends on ours needs no MPI).
+MPI_TRAIT=()
+if [ "$(uname -s)" = Linux ] && [ "${BERT_TEST_MPI:-1}" != 0 ]; then
+    log "MPI (data-parallel training): Open MPI's library, headers and mpirun"
+    need_apt libopenmpi-dev openmpi-bin
+    MPI_TRAIT=(--traits MPI)
+fi
+
 log "test data: model, corpus, reference encodings"
 bash scripts/prepare-test-data.sh
 
@@ -26,8 +36,8 @@ fi
 log "formatting (scripts/format.sh --check: .swift-format, lines of at most 120 characters)"
 bash scripts/format.sh --check
 
-log "swift test (release build; the first build takes a minute or two)"
-BERT_REQUIRE_FIXTURES=1 swift test -c release --disable-xctest "$@"
+log "swift test (release build${MPI_TRAIT:+ with the MPI trait}; the first build takes a minute or two)"
+BERT_REQUIRE_FIXTURES=1 swift test -c release --disable-xctest ${MPI_TRAIT[@]+"${MPI_TRAIT[@]}"} "$@"
 
 log "documentation: the DocC catalogs (warnings as errors), and a doc comment on every public declaration"
 swift package generate-documentation --target BertTokenizer --target BertCompute --target Bert --target BertHub \

@@ -33,10 +33,11 @@ struct BertCLIResult {
 }
 
 func runBertCLI(
-    _ args: [String], stdin: Data = Data(), timeout: Double? = nil, environment: [String: String] = [:]
+    _ args: [String], stdin: Data = Data(), timeout: Double? = nil, environment: [String: String] = [:],
+    executable: URL? = nil
 ) throws -> BertCLIResult {
     let p = Process()
-    p.executableURL = bertExecutable()
+    p.executableURL = executable ?? bertExecutable()
     p.arguments = args
     // No backtracer output on a crash: it is slow and floods the log; the exit status tells.
     // The caller's Hugging Face settings (HF_HOME, HF_TOKEN, ...) never leak into a test.

@@ -37,6 +37,9 @@ public struct PretrainingLoss: Sendable {
     /// Rows scored for next-sentence prediction (0 without labels).
     public var nspCount = 0
 
+    /// No losses yet (zeros), to add batches to.
+    public init() {}
+
     /// Adds another batch's losses and counts to these.
     public mutating func add(_ other: PretrainingLoss) {
         mlm += other.mlm; nsp += other.nsp

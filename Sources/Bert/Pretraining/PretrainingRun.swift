@@ -87,6 +87,10 @@ public final class PretrainingRun {
     public var bucketedReduction = true
     /// Seconds spent waiting for gradient sums after the backward, summed over the run's steps.
     public private(set) var reductionWait = 0.0
+    /// Steps this `run` call trained (after a resumed step).
+    public private(set) var stepsRun = 0
+    /// Seconds this `run` call spent in training steps (without evaluation and checkpoints).
+    public private(set) var trainingSeconds = 0.0
 
     /// A run over documents held in memory (a small corpus, the tests): instances are made here,
     /// every `heldOutEvery`-th document (at most `heldOutDocuments`) held out for evaluation, as the
@@ -231,7 +235,8 @@ public final class PretrainingRun {
             + "dynamic masking \(options.dynamicMasking), \(options.data), \(source.count) instances, "
             + "\(evaluation.count) held out, vocabulary \(tokenizer.vocabulary.count), model \(c.numHiddenLayers)x"
             + "\(c.hiddenSize)x\(c.intermediateSize) heads \(c.numAttentionHeads) vocab \(c.vocabSize) "
-            + "positions \(c.maxPositionEmbeddings) dropout \(c.hiddenDropoutProb)/\(c.attentionProbsDropoutProb)"
+            + "positions \(c.maxPositionEmbeddings) dropout \(c.hiddenDropoutProb)/\(c.attentionProbsDropoutProb), "
+            + (bucketedReduction ? "bucketed sums" : "one sum after the backward")
     }
 
     /// Trains until `options.steps`, checkpointing. When `cancellation` is set, saves a
@@ -287,6 +292,7 @@ public final class PretrainingRun {
             var stepTokens = 0
             let a = options.accumulationSteps
             let share = communicator.share(of: options.batchSize)
+            let stepStart = Date()
             let (lr, _) = try trainer.run(step: step, microBatches: a) { k, grads, dropout in
                 let items = try maskedInstances(microBatch: step * a + k, rows: share)
                 // The micro-batch's counts, over every rank's share: each share's losses are its
@@ -308,6 +314,8 @@ public final class PretrainingRun {
                 loss = try loss.summed(over: communicator, also: &stepTokens)
             }
             tokens += stepTokens
+            trainingSeconds += Date().timeIntervalSince(stepStart)
+            stepsRun += 1
             step += 1
             var evalLoss: PretrainingLoss? = nil
             if options.evalEvery > 0 && (step % options.evalEvery == 0 || step == options.steps) {

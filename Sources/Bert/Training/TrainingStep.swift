@@ -173,6 +173,12 @@ final class BucketReduction: GradientObserver {
 
     func finish() throws {
         if let failure { throw failure }
+        guard trainer.bucketed else {
+            // One sum of the whole block (every rank makes the same calls: `bucketed` is the job's).
+            let g = trainer.gradients.data
+            if factor != 1 { for j in 0..<g.count { g.pointer[j] *= factor } }
+            return try trainer.communicator.sum(g.buffer)
+        }
         while started < trainer.buckets.count { try start(started) }
         for p in pending { try p.wait() }
     }

@@ -46,6 +46,11 @@ struct Pretrain: ParsableCommand {
     @Option(help: "Print progress every N steps.") var logEvery = 10
     @Option(help: "Times the corpus is turned into instances (static masks).") var dupeFactor = 1
     @OptionGroup var threads: ThreadOption
+    @Option(
+        help:
+            "Under mpirun: sum the gradients over the ranks layer by layer during the backward (bucketed) or in one sum after it (after-backward)."
+    )
+    var gradientSums: GradientSums = .bucketed
     @Flag(help: "Split each line into sentences (paragraph input).") var splitSentences = false
     @Flag(help: "Mask whole words.") var wholeWordMask = false
     @Flag(help: "New masks every epoch.") var dynamicMasking = false
@@ -142,6 +147,7 @@ struct Pretrain: ParsableCommand {
         let run = try PretrainingRun(
             model: model, tokenizer: tokenizer, shards: shardSet, options: runOptions, output: output)
         run.communicator = job
+        run.bucketedReduction = gradientSums == .bucketed
         let parameters = ParameterBreakdown(layout: model.parameters.layout).total
         if job.isLeader {
             warn(
@@ -173,7 +179,12 @@ struct Pretrain: ParsableCommand {
         }
         guard job.isLeader else { return }
         if job.size > 1 {
-            warn(String(format: "gradient sums: %.2f s waited after the backward in all", run.reductionWait))
+            let steps = Double(max(1, run.stepsRun))
+            warn(
+                String(
+                    format: "gradient sums (%@): %.1f ms a step waited for after the backward, %.1f%% of the step",
+                    gradientSums.rawValue as NSString, 1000 * run.reductionWait / steps,
+                    100 * run.reductionWait / max(run.trainingSeconds, 1e-9)))
         }
         warn(
             "wrote \(output.path): config.json, model.safetensors, tokenizer.json, vocab.txt, tokenizer_config.json, "
@@ -309,6 +320,14 @@ extension Pretrain {
         }
         return entries
     }
+}
+
+/// How `bert pretrain` sums the gradients over the ranks of an MPI job.
+enum GradientSums: String, ExpressibleByArgument, CaseIterable {
+    /// Each layer's gradients as soon as its backward is done, while the earlier layers still run.
+    case bucketed
+    /// One sum of the whole gradient block after the backward.
+    case afterBackward = "after-backward"
 }
 
 /// Set by SIGINT during `bert pretrain`: the run saves a checkpoint and stops at the next step.
