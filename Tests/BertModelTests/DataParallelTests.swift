@@ -109,6 +109,19 @@ final class MirroredPair: Communicator, @unchecked Sendable {
             let sizes = shares.map(\.count)
             #expect(sizes.max()! - sizes.min()! <= 1)
         }
+        // By cost: consecutive, covering, none empty, none over an equal part by more than one item.
+        var rng = SeededRandom(seed: UInt64(ranks))
+        for n in [ranks, ranks + 1, 16, 33] {
+            let costs = (0..<n).map { _ in 1 + Int(rng.next() % 128) }
+            let shares = (0..<ranks).map { SingleProcess.share(ofCosts: costs, rank: $0, size: ranks) }
+            #expect(shares.first?.lowerBound == 0 && shares.last?.upperBound == n)
+            for (a, b) in zip(shares, shares.dropFirst()) { #expect(a.upperBound == b.lowerBound) }
+            #expect(shares.allSatisfy { !$0.isEmpty })
+            let total = costs.reduce(0, +)
+            for share in shares {
+                #expect(costs[share].reduce(0, +) <= total / ranks + 2 * costs.max()!, "\(costs) \(shares)")
+            }
+        }
     }
 
     /// The contract every rank relies on: shares of a micro-batch (uneven, one without masked

@@ -87,6 +87,8 @@ public final class PretrainingRun {
     public var bucketedReduction = true
     /// Seconds spent waiting for gradient sums after the backward, summed over the run's steps.
     public private(set) var reductionWait = 0.0
+    /// Of ``reductionWait``, the seconds spent waiting for the slowest rank's backward.
+    public private(set) var rankSkew = 0.0
     /// Steps this `run` call trained (after a resumed step).
     public private(set) var stepsRun = 0
     /// Seconds this `run` call spent in training steps (without evaluation and checkpoints).
@@ -189,7 +191,19 @@ public final class PretrainingRun {
         builder.batch(try maskedInstances(microBatch: s, rows: 0..<options.batchSize))
     }
 
-    /// Rows `rows` of micro-batch `s` (a rank's share): only those instances are read.
+    /// This rank's rows of micro-batch `s`: consecutive rows of about equal tokens (instances differ
+    /// in length, and the slowest rank sets the pace); all rows alone.
+    func share(ofMicroBatch s: Int) throws -> Range<Int> {
+        let b = options.batchSize, ranks = communicator.size
+        guard ranks > 1 else { return 0..<b }
+        let n = source.count
+        let lengths = try (0..<b).map { j in
+            try source.instance(epoch: (s * b + j) / n, position: (s * b + j) % n).instance.tokens.count
+        }
+        return SingleProcess.share(ofCosts: lengths, rank: communicator.rank, size: ranks)
+    }
+
+    /// Rows `rows` of micro-batch `s` (a rank's share): only those instances are masked.
     func maskedInstances(microBatch s: Int, rows: Range<Int>) throws -> [MaskedInstance] {
         let n = source.count, b = options.batchSize
         var items: [MaskedInstance] = []
@@ -232,7 +246,7 @@ public final class PretrainingRun {
         return
             "\(options.steps) steps, batch \(options.batchSize) x \(options.accumulationSteps), lr \(options.learningRate), "
             + "warm-up \(options.warmupSteps), seed \(options.seed), clip \(options.maxGradNorm), "
-            + "dynamic masking \(options.dynamicMasking), \(options.data), \(source.count) instances, "
+            + "dynamic masking \(options.dynamicMasking), \(options.data), data \(source.identity), "
             + "\(evaluation.count) held out, vocabulary \(tokenizer.vocabulary.count), model \(c.numHiddenLayers)x"
             + "\(c.hiddenSize)x\(c.intermediateSize) heads \(c.numAttentionHeads) vocab \(c.vocabSize) "
             + "positions \(c.maxPositionEmbeddings) dropout \(c.hiddenDropoutProb)/\(c.attentionProbsDropoutProb), "
@@ -291,9 +305,9 @@ public final class PretrainingRun {
             var loss = PretrainingLoss()
             var stepTokens = 0
             let a = options.accumulationSteps
-            let share = communicator.share(of: options.batchSize)
             let stepStart = Date()
             let (lr, _) = try trainer.run(step: step, microBatches: a) { k, grads, dropout in
+                let share = try share(ofMicroBatch: step * a + k)
                 let items = try maskedInstances(microBatch: step * a + k, rows: share)
                 // The micro-batch's counts, over every rank's share: each share's losses are its
                 // sums over them, so that the shares add up to the micro-batch's means.
@@ -310,6 +324,7 @@ public final class PretrainingRun {
                 return part.total
             }
             reductionWait += trainer.reductionWait
+            rankSkew += trainer.rankSkew
             if ranks > 1 {
                 loss = try loss.summed(over: communicator, also: &stepTokens)
             }

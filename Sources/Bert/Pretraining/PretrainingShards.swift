@@ -27,6 +27,17 @@ public protocol PretrainingInstanceSource: AnyObject {
     var count: Int { get }
     /// The instance at `position` (0..<count) of `epoch`'s order, with its stable index.
     func instance(epoch: Int, position: Int) throws -> (index: Int, instance: PretrainingInstance)
+    /// What identifies the data (the ranks of a job compare it): for shards, their manifest.
+    var identity: String { get }
+}
+
+extension PretrainingInstanceSource {
+    /// The count, and the first and last instances' tokens of epoch 0.
+    public var identity: String {
+        let first = try? instance(epoch: 0, position: 0).instance.tokens
+        let last = try? instance(epoch: 0, position: count - 1).instance.tokens
+        return "\(count) instances, first \(first ?? []), last \(last ?? [])"
+    }
 }
 
 /// Instances held in memory, visited in a seeded permutation per epoch.
@@ -475,6 +486,11 @@ public final class PretrainingShardSet: PretrainingInstanceSource {
     let bases: [Int]
     /// Training instances in all the shards.
     public let count: Int
+    /// The manifest's shards, counts, seed, documents and preparation.
+    public var identity: String {
+        "shards \(zip(files, counts).map { "\($0):\($1)" }) seed \(seed) documents \(documents) held out "
+            + "\(heldOutCount) preparation \(preparation.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" })"
+    }
     let heldOutFile: String
     /// Instances held out for evaluation (heldout.bin).
     public let heldOutCount: Int

@@ -76,6 +76,29 @@ extension Communicator {
         return lower..<(lower + base + (rank < extra ? 1 : 0))
     }
 
+    /// Rank `rank`'s share of items with these costs (a sequence's tokens): consecutive items,
+    /// cut where the running cost crosses each rank's equal part, every share at least one item
+    /// when there are as many items as ranks. The slowest rank sets a step's pace, so shares of
+    /// equal cost, not of equal count, keep the others from waiting.
+    public static func share(ofCosts costs: [Int], rank: Int, size: Int) -> Range<Int> {
+        let n = costs.count
+        guard size > 1, n >= size else { return share(of: n, rank: rank, size: size) }
+        let total = costs.reduce(0, +)
+        // cuts[r]: the first item of rank r, where the running cost reaches r/size of the total,
+        // kept past the previous rank's first and short of the room every later rank needs.
+        var cuts = [0]
+        var running = 0, i = 0
+        for r in 1..<size {
+            while i < n && running * size < total * r {
+                running += costs[i]
+                i += 1
+            }
+            cuts.append(min(max(i, cuts[r - 1] + 1), n - (size - r)))
+        }
+        cuts.append(n)
+        return cuts[rank]..<cuts[rank + 1]
+    }
+
     /// Rank 0's `values`, copied to every rank.
     public func broadcast(_ values: UnsafeMutableBufferPointer<Float>, from root: Int = 0) throws {
         try broadcast(UnsafeMutableRawBufferPointer(values), from: root)

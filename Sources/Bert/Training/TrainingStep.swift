@@ -35,8 +35,12 @@ public final class TrainingStep: @unchecked Sendable {
     /// Whether the gradients are summed over the ranks in buckets (the layers, last first) started
     /// while the backward still runs, instead of in one sum after it.
     public var bucketed = true
-    /// Seconds the last step spent waiting for its gradient sums after its backward (0 alone).
+    /// Seconds the last step spent waiting for its gradient sums after its backward (0 alone),
+    /// the wait for the slowest rank's backward included.
     public private(set) var reductionWait = 0.0
+    /// Of ``reductionWait``, the seconds spent waiting for the slowest rank to finish its backward
+    /// (a one-value sum every rank makes as soon as its backward is done).
+    public private(set) var rankSkew = 0.0
     /// The gradient block's buckets in the order their gradients are final in a backward: the
     /// last layer with everything after it (pooler, heads), each earlier layer, then the rest (the
     /// embeddings, which the tied decoder also writes).
@@ -101,6 +105,9 @@ public final class TrainingStep: @unchecked Sendable {
         }
         if let reduction {
             let waited = Date()
+            var arrived = [0.0]
+            try communicator.sum(&arrived)
+            rankSkew = Date().timeIntervalSince(waited)
             try reduction.finish()
             reductionWait = Date().timeIntervalSince(waited)
             try communicator.sum(&losses)

@@ -182,9 +182,11 @@ struct Pretrain: ParsableCommand {
             let steps = Double(max(1, run.stepsRun))
             warn(
                 String(
-                    format: "gradient sums (%@): %.1f ms a step waited for after the backward, %.1f%% of the step",
+                    format:
+                        "gradient sums (%@): %.1f ms a step waited for after the backward, %.1f%% of the step (%.1f ms "
+                        + "of it for the slowest rank's backward)",
                     gradientSums.rawValue as NSString, 1000 * run.reductionWait / steps,
-                    100 * run.reductionWait / max(run.trainingSeconds, 1e-9)))
+                    100 * run.reductionWait / max(run.trainingSeconds, 1e-9), 1000 * run.rankSkew / steps))
         }
         warn(
             "wrote \(output.path): config.json, model.safetensors, tokenizer.json, vocab.txt, tokenizer_config.json, "

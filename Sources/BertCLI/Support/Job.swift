@@ -34,7 +34,11 @@ enum Job {
             let cores = max(1, ProcessInfo.processInfo.activeProcessorCount)
             Compute.threads = max(1, cores / communicator.localSize)
         }
-        guard communicator.size > 1 else { return try body(communicator) }
+        guard communicator.size > 1 else {
+            // mpirun -np 1 still made an MPI job: it ends with MPI_Finalize, or mpirun reports it.
+            defer { finish(communicator) }
+            return try body(communicator)
+        }
         do {
             try body(communicator)
         } catch {
