@@ -12,8 +12,8 @@ let package = Package(
         .executable(name: "bert", targets: ["BertCLI"]),
     ],
     // Data-parallel training over MPI (`bert pretrain` / `bert finetune` under mpirun) is opt-in:
-    // `swift build --traits MPI` with Open MPI or MPICH installed (scripts/test.sh enables it on
-    // Linux). Without the trait nothing needs MPI's headers or library.
+    // `swift build --traits MPI` with Open MPI installed (found by pkg-config as ompi-c; scripts/test.sh
+    // enables it on Linux). Without the trait nothing needs MPI's headers or library.
     traits: [.trait(name: "MPI", description: "Data-parallel training under mpirun (needs an MPI library).")],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),

@@ -55,8 +55,14 @@
             for start in stride(from: 0, to: values.count, by: Self.piece) {
                 let n = min(Self.piece, values.count - start)
                 var request: UnsafeMutableRawPointer? = nil
-                try Self.check(
-                    bert_mpi_start_allreduce_floats(base + start, Int32(n), &request), "MPI_Iallreduce of \(n) floats")
+                do {
+                    try Self.check(
+                        bert_mpi_start_allreduce_floats(base + start, Int32(n), &request),
+                        "MPI_Iallreduce of \(n) floats")
+                } catch {
+                    try? pending.wait()  // the pieces already started finish before the error is seen
+                    throw error
+                }
                 if let request { pending.requests.append(request) }
             }
             return pending
@@ -87,8 +93,13 @@
                 }
             }
             func wait() throws {
-                defer { requests.removeAll() }
-                for r in requests { try MPICommunicator.check(bert_mpi_wait(r), "MPI_Wait") }
+                // Every request is waited for (and freed), the first failure reported after.
+                var first: Error?
+                for r in requests {
+                    do { try MPICommunicator.check(bert_mpi_wait(r), "MPI_Wait") } catch { first = first ?? error }
+                }
+                requests.removeAll()
+                if let first { throw first }
             }
         }
 

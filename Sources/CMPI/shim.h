@@ -16,6 +16,8 @@ static inline int bert_mpi_init(int *rank, int *size, int *local_size) {
     int provided = 0;
     int rc = MPI_Init_thread(NULL, NULL, MPI_THREAD_FUNNELED, &provided);
     if (rc != MPI_SUCCESS) return rc;
+    // The kernels' worker threads never call MPI, but they exist: FUNNELED is needed.
+    if (provided < MPI_THREAD_FUNNELED) return MPI_ERR_OTHER;
     MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
     if ((rc = MPI_Comm_rank(MPI_COMM_WORLD, rank)) != MPI_SUCCESS) return rc;
     if ((rc = MPI_Comm_size(MPI_COMM_WORLD, size)) != MPI_SUCCESS) return rc;

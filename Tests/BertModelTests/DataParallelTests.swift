@@ -72,14 +72,19 @@ final class MirroredPair: Communicator, @unchecked Sendable {
     var size: Int { 2 }
     var localSize: Int { 2 }
     var started: [UnsafeMutableBufferPointer<Float>] = []
+    /// Every collective in order: "start" (a bucket), "sum" (blocking).
+    var calls: [String] = []
 
     func sum(_ values: UnsafeMutableBufferPointer<Float>) throws {
+        calls.append("sum")
         for i in values.indices { values[i] *= 2 }
     }
     func sum(_ values: inout [Double]) throws {
+        calls.append("sum")
         for i in values.indices { values[i] *= 2 }
     }
     func startSum(_ values: UnsafeMutableBufferPointer<Float>) throws -> PendingSum {
+        calls.append("start")
         started.append(values)
         return Snapshot(values)
     }
@@ -200,12 +205,14 @@ final class MirroredPair: Communicator, @unchecked Sendable {
     @Test(arguments: [true, false])
     func aTwoRankStepEqualsOneProcessStep(_ bucketed: Bool) throws {
         let rows = RandomPretrainingRows(rows: 4, vocab: 97, seed: 12)
-        func step(_ communicator: Communicator) throws -> ParameterStore {
+        // No clipping and a plain comparison of the summed gradients: Adam's first step and a
+        // norm clip would hide a gradient off by a constant factor.
+        func step(_ communicator: Communicator, emptyFirst: Bool = false) throws -> (ParameterStore, ParameterStore) {
             let model = try smallPretrainingModel()
             let trainer = try TrainingStep(
                 parameters: model.parameters, config: model.config, optimizer: AdamW(layout: model.parameters.layout),
                 schedule: LinearWarmupSchedule(warmupSteps: 0, totalSteps: 10), peakLearningRate: 1e-2,
-                maxGradNorm: 1.0, seed: 5, communicator: communicator)
+                maxGradNorm: 1e30, seed: 5, communicator: communicator)
             trainer.bucketed = bucketed
             let n = communicator.size
             try trainer.run(step: 0, microBatches: 2) { k, grads, dropout in
@@ -215,21 +222,41 @@ final class MirroredPair: Communicator, @unchecked Sendable {
                     part, into: grads, dropout: dropout, normalizers: n > 1 ? (n * masked, n * 2) : nil
                 ).total
             }
-            return model.parameters
+            return (model.parameters, trainer.gradients)
         }
-        let alone = try step(SingleProcess())
+        let (alone, aloneGradients) = try step(SingleProcess())
         let pair = MirroredPair()
-        let mirrored = try step(pair)
+        let (mirrored, mirroredGradients) = try step(pair)
+        #expect(relativeDifference(aloneGradients, mirroredGradients) < 1e-5)
         #expect(relativeDifference(alone, mirrored) < 1e-5)
         let total = alone.layout.totalCount
         if bucketed {
             #expect(pair.started.reduce(0) { $0 + $1.count } == total)
             #expect(pair.started.count == 3 + 1)  // three layers, then the embeddings
+            #expect(pair.calls == ["start", "start", "start", "sum", "start", "sum"])
             let base = pair.started.map { $0.baseAddress! }
             for (a, b) in zip(base, base.dropFirst()) { #expect(a > b) }
         } else {
             #expect(pair.started.isEmpty)  // one blocking sum of the whole block
         }
+    }
+
+    /// A rank whose backward tells no observer (an empty share) still starts every bucket, in the
+    /// same order, before its next collective.
+    @Test func aRankWithNothingToComputeStartsTheSameBuckets() throws {
+        let model = try smallPretrainingModel()
+        let pair = MirroredPair()
+        let trainer = try TrainingStep(
+            parameters: model.parameters, config: model.config, optimizer: AdamW(layout: model.parameters.layout),
+            schedule: LinearWarmupSchedule(warmupSteps: 0, totalSteps: 10), peakLearningRate: 1e-2,
+            maxGradNorm: 1.0, seed: 5, communicator: pair)
+        try trainer.run(step: 0) { _, _, _ in 0 }
+        #expect(pair.started.count == 3 + 1)
+        // The layers' buckets, the arrival sum, the embeddings' bucket, the losses' sum: as a rank
+        // with a backward makes them.
+        #expect(pair.calls == ["start", "start", "start", "sum", "start", "sum"])
+        let base = pair.started.map { $0.baseAddress! }
+        for (a, b) in zip(base, base.dropFirst()) { #expect(a > b) }
     }
 
     #if !MPI

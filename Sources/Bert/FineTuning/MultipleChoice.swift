@@ -97,27 +97,38 @@ public final class ChoiceSolver {
                 ? nil
                 : {
                     let m = try self.evaluate(validation); return (m["accuracy"] ?? 0, m)
-                }
+                },
+            exampleCost: { i in
+                trainSet[i].endings.reduce(0) { $0 + $1.utf8.count + trainSet[i].context.utf8.count }
+            },
+            dataIdentity: Fingerprint.of(trainSet.flatMap { [$0.context, "\($0.label ?? -1)"] + $0.endings })
         ) { indices, grads, dropout in
             // Questions with different numbers of endings go in separate sub-batches.
             let part = indices.map { trainSet[$0] }
+            // Each ending's masks from its question's place in the batch (dropout.firstSequence
+            // counts questions) and its own: the same in any sub-batch and on any rank.
+            func rows(_ questions: [Int]) -> Dropout {
+                var d = dropout
+                d.sequenceNumbers = questions.flatMap { q in
+                    (0..<part[q].endings.count).map { (dropout.firstSequence + q) * 64 + $0 }
+                }
+                return d
+            }
             if part.allSatisfy({ $0.endings.count == part[0].endings.count }) {
-                // The dropout starts at a question; its rows are the questions' endings.
-                var rows = dropout
-                rows.firstSequence *= part[0].endings.count
                 return try model.lossAndGradients(
                     try batch(part), choices: part[0].endings.count, labels: part.map { Int32($0.label!) },
-                    into: grads, dropout: rows
+                    into: grads, dropout: rows(Array(part.indices))
                 ).loss
             }
             var loss = 0.0
-            for (choices, group) in Dictionary(grouping: part, by: { $0.endings.count }).sorted(by: { $0.key < $1.key })
-            {
+            let groups = Dictionary(grouping: part.indices, by: { part[$0].endings.count })
+            for (choices, questions) in groups.sorted(by: { $0.key < $1.key }) {
+                let group = questions.map { part[$0] }
                 let scale = Double(group.count) / Double(part.count)
                 let sub = try ParameterStore(layout: model.parameters.layout)
                 let l = try model.lossAndGradients(
                     try batch(group), choices: choices, labels: group.map { Int32($0.label!) }, into: sub,
-                    dropout: dropout
+                    dropout: rows(questions)
                 ).loss
                 for i in 0..<grads.data.count { grads.data.pointer[i] += Float(scale) * sub.data.pointer[i] }
                 loss += scale * l

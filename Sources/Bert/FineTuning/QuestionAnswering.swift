@@ -339,7 +339,10 @@ public final class QuestionAnswerer {
                 ? nil
                 : {
                     let m = try self.evaluate(validation); return (m["f1"] ?? 0, m)
-                }
+                },
+            exampleCost: { features[$0].ids.count },
+            dataIdentity: Fingerprint.of(
+                features.map { "\($0.ids) \($0.typeIds) \($0.startPosition) \($0.endPosition)" })
         ) { indices, grads, dropout in
             let part = indices.map { features[$0] }
             return try model.lossAndGradients(

@@ -83,13 +83,15 @@ public func labelNames(of examples: [LabeledExample]) -> [String] {
 /// Under N ranks (`options.communicator`) `step` gets this rank's share of each batch, its dropout
 /// starting at the share's first example; its mean loss is weighted by its share of the batch's
 /// loss terms, `lossTerms` of the share (default: its examples; token tagging counts the labelled
-/// tokens), so that the ranks' gradients sum to the batch's mean. Rank 0 alone evaluates, reports
-/// and saves.
+/// tokens), so that the ranks' gradients sum to the batch's mean. Shares are consecutive examples
+/// of about equal `exampleCost` (default: equal counts). Rank 0 alone evaluates, reports and saves.
+/// `dataIdentity` (a digest of the training data) is compared across the ranks with the settings.
 public func runFineTuning(
     parameters: ParameterStore, config: BertConfig, count: Int, options: FineTuneOptions,
     progress: (String) -> Void, report: (EpochReport) -> Void, save: () throws -> Void,
     evaluate: (() throws -> (score: Double, metrics: [String: Double]))?,
     lossTerms: ((ArraySlice<Int>) throws -> Int)? = nil,
+    exampleCost: ((Int) -> Int)? = nil, dataIdentity: UInt64 = 0,
     step lossAndGradients: (ArraySlice<Int>, ParameterStore, Dropout) throws -> Double
 ) throws {
     let communicator = options.communicator
@@ -118,7 +120,7 @@ public func runFineTuning(
     try communicator.checkSame(
         "\(count) examples, \(options.epochs) epochs, batch \(b), lr \(options.learningRate), seed \(options.seed), "
             + "max length \(options.maxLength), warm-up \(options.warmupRatio), decay \(options.weightDecay), "
-            + "clip \(options.maxGradNorm), \(parameters.layout.totalCount) parameters",
+            + "clip \(options.maxGradNorm), \(parameters.layout.totalCount) parameters, data \(dataIdentity)",
         what: "the fine-tuning settings and data")
     // Every rank starts from rank 0's model (the new head's initialisation included).
     try trainer.broadcastState()
@@ -130,7 +132,11 @@ public func runFineTuning(
         var epochLoss = 0.0, batches = 0
         for first in stride(from: 0, to: order.count, by: b) {
             let batch = order[first..<min(order.count, first + b)]
-            let share = communicator.share(of: batch.count)
+            // Consecutive examples of about equal cost: the slowest rank sets the pace.
+            let share =
+                ranks > 1 && exampleCost != nil
+                ? SingleProcess.share(ofCosts: batch.map { exampleCost!($0) }, rank: communicator.rank, size: ranks)
+                : communicator.share(of: batch.count)
             let mine = batch[(batch.startIndex + share.lowerBound)..<(batch.startIndex + share.upperBound)]
             // This share's weight: its loss terms over the batch's (1 alone).
             var weight = 1.0
@@ -260,7 +266,9 @@ public final class SequenceFineTuner {
                 ? nil
                 : {
                     let m = try self.evaluate(validation); return (m[key] ?? -.infinity, m)
-                }
+                },
+            exampleCost: { trainSet[$0].text.utf8.count + (trainSet[$0].textPair?.utf8.count ?? 0) },
+            dataIdentity: Fingerprint.of(trainSet.flatMap { [$0.text, $0.textPair ?? "", $0.label ?? ""] })
         ) { indices, grads, dropout in
             let part = indices.map { trainSet[$0] }
             let (labels, values) = try targets(part[...])

@@ -199,7 +199,9 @@ public final class TokenTagger {
             lossTerms: { indices in
                 let part = indices.map { trainSet[$0] }
                 return try self.encode(part.map(\.words), tags: part.map(\.tags)).2.count { $0 != -100 }
-            }
+            },
+            exampleCost: { trainSet[$0].words.reduce(0) { $0 + $1.utf8.count + 1 } },
+            dataIdentity: Fingerprint.of(trainSet.flatMap { $0.words + $0.tags })
         ) { indices, grads, dropout in
             let part = indices.map { trainSet[$0] }
             let (batch, _, labels) = try encode(part.map(\.words), tags: part.map(\.tags))

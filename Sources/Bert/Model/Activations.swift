@@ -118,7 +118,8 @@ public final class EncoderActivations: @unchecked Sendable {
                 dropout.mask(
                     layer.probabilityMasks.pointer + offset, count: len * len,
                     probability: dropout.attentionProbability,
-                    stream: Dropout.probabilityStream(layer: l, item: dropout.firstSequence * heads + item))
+                    stream: Dropout.probabilityStream(
+                        layer: l, item: dropout.sequence(item / heads) * heads + item % heads))
             }
         }
     }

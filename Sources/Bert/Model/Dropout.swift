@@ -14,6 +14,9 @@ public struct Dropout: Sendable, Equatable {
     /// The place in its micro-batch of the batch's first row (the rows before it are another
     /// rank's share); sequence b draws the masks of sequence `firstSequence + b`.
     public var firstSequence: Int
+    /// Each batch row's sequence number, when the rows are not consecutive sequences (multiple
+    /// choice numbers a question's endings question × 64 + ending); nil: `firstSequence + b`.
+    public var sequenceNumbers: [Int]? = nil
     /// Dropout at these probabilities (each in [0, 1)) with masks drawn from `seed`, for a batch
     /// whose first row is sequence `firstSequence` of its micro-batch.
     public init(hiddenProbability: Float, attentionProbability: Float, seed: UInt64, firstSequence: Int = 0) {
@@ -40,6 +43,9 @@ public struct Dropout: Sendable, Equatable {
         for i in 0..<count { out[i] = rng.nextUnitFloat() < p ? 0 : keep }
     }
 
+    /// The sequence number of batch row `b`: its masks' stream.
+    func sequence(_ b: Int) -> Int { sequenceNumbers?[b] ?? firstSequence + b }
+
     /// Masks of `cols` values per row for rows packed sequence after sequence (row `starts[b]` on,
     /// `lengths[b]` rows for batch row b): each sequence's from its own stream.
     func sequenceMasks(
@@ -49,7 +55,7 @@ public struct Dropout: Sendable, Equatable {
         for b in starts.indices {
             mask(
                 out + starts[b] * cols, count: lengths[b] * cols, probability: p,
-                stream: Self.sequenceStream(stream, sequence: firstSequence + b))
+                stream: Self.sequenceStream(stream, sequence: sequence(b)))
         }
     }
 

@@ -258,9 +258,10 @@ public final class PretrainingRun {
     public func run(resume: Bool, cancellation: Cancellation? = nil, progress: (PretrainingProgress) -> Void) throws {
         let leader = communicator.isLeader, ranks = communicator.size
         guard options.batchSize >= ranks else {
-            throw BertError.invalidInput(
-                "--batch-size \(options.batchSize) is smaller than the job's \(ranks) ranks: each rank needs a share "
-                    + "of every batch")
+            throw communicator.everyRank(
+                BertError.invalidInput(
+                    "--batch-size \(options.batchSize) is smaller than the job's \(ranks) ranks: each rank needs a share "
+                        + "of every batch"))
         }
         try communicator.checkSame(jobDescription, what: "the run's settings and data")
         // Rank 0 owns the output folder; the others only read the data.
@@ -274,8 +275,10 @@ public final class PretrainingRun {
             do { try restoreLatestCheckpoint() } catch { restoreError = error; restored[0] = 1 }
         }
         try communicator.sum(&restored)
-        if let restoreError { throw restoreError }
-        if restored[0] > 0 { throw BertError.invalidInput("rank 0 could not restore the checkpoint (see its error)") }
+        if let restoreError { throw communicator.everyRank(restoreError) }
+        if restored[0] > 0 {
+            throw communicator.everyRank(BertError.invalidInput("rank 0 could not restore the checkpoint"))
+        }
         let schedule = LinearWarmupSchedule(warmupSteps: options.warmupSteps, totalSteps: options.steps)
         let trainer = try TrainingStep(
             parameters: model.parameters, config: model.config, optimizer: optimizer,
@@ -292,7 +295,8 @@ public final class PretrainingRun {
         let startStep = step
         var tokens = 0
         while step < options.steps {
-            // Any rank's interruption (mpirun passes SIGINT to all) stops all at the same step.
+            // Any rank's interruption (SIGINT or SIGTERM: mpirun ends a job with SIGTERM) stops
+            // every rank at the same step.
             var stop = [cancellation?.isCancelled == true ? 1.0 : 0]
             if ranks > 1 { try communicator.sum(&stop) }
             if stop[0] > 0 {
@@ -300,7 +304,7 @@ public final class PretrainingRun {
                     try saveCheckpoint()
                     try saveModelFolder()  // the model so far is usable (fill-mask, fine-tuning) right away
                 }
-                throw BertError.interrupted(step: step, saved: "checkpoint and model saved")
+                throw communicator.everyRank(BertError.interrupted(step: step, saved: "checkpoint and model saved"))
             }
             var loss = PretrainingLoss()
             var stepTokens = 0
@@ -337,9 +341,11 @@ public final class PretrainingRun {
                 evalLoss = try evaluate()
                 // A finite training loss can hide weights gone NaN (the held-out loss shows them).
                 if let e = evalLoss, !e.total.isFinite {
-                    throw BertError.diverged(
-                        step: step, loss: e.total,
-                        advice: "the held-out loss; the last good checkpoint is kept, lower --lr or check the data")
+                    throw communicator.everyRank(
+                        BertError.diverged(
+                            step: step, loss: e.total,
+                            advice: "the held-out loss; the last good checkpoint is kept, lower --lr or check the data")
+                    )
                 }
             }
             let elapsed = Date().timeIntervalSince(start)

@@ -26,6 +26,16 @@ public protocol Communicator: AnyObject, Sendable {
     func abort(code: Int32) -> Never
 }
 
+/// An error every rank of a job raises at the same point (settings that disagree, an
+/// interruption, a loss that is not finite): the job ends in order, every rank leaving MPI and rank
+/// 0 reporting it as one process would, instead of an abort that could cut rank 0's last save short.
+public struct JobWideError: Error, CustomStringConvertible {
+    /// What every rank raised.
+    public let error: Error
+    /// The error's own description.
+    public var description: String { "\(error)" }
+}
+
 /// A sum started by ``Communicator/startSum(_:)``.
 public protocol PendingSum: AnyObject {
     /// Lets the sum move on without waiting (collectives progress when the library is called).
@@ -64,6 +74,9 @@ public final class SingleProcess: Communicator {
 extension Communicator {
     /// Whether this process writes the job's output (rank 0).
     public var isLeader: Bool { rank == 0 }
+
+    /// `error`, marked as raised by every rank at this point when the job has several.
+    public func everyRank(_ error: Error) -> Error { size > 1 ? JobWideError(error: error) : error }
 
     /// This rank's share of `count` items split as evenly as ranks allow: consecutive positions,
     /// the first `count % size` ranks one more (a rank's share may be empty when count < size).
@@ -108,17 +121,33 @@ extension Communicator {
     /// is sent to all, each compares its own, and all throw together when any differs.
     public func checkSame(_ text: String, what: String) throws {
         if size == 1 { return }
-        // FNV-1a, 64 bits: a digest to compare, not a secret.
-        var digest: UInt64 = 0xCBF2_9CE4_8422_2325
-        for byte in text.utf8 { digest = (digest ^ UInt64(byte)) &* 0x100_0000_01B3 }
+        var fingerprint = Fingerprint()
+        fingerprint.add(text)
+        let digest = fingerprint.value
         var leader = digest
         try withUnsafeMutableBytes(of: &leader) { try broadcast($0, from: 0) }
         var differing = [leader == digest ? 0.0 : 1.0]
         try sum(&differing)
         if differing[0] > 0 {
-            throw BertError.invalidInput(
-                "the ranks of this job disagree on \(what): \(Int(differing[0])) of \(size) ranks differ from rank 0"
-                    + (leader == digest ? "" : " (this one, rank \(rank), among them)"))
+            throw JobWideError(
+                error: BertError.invalidInput(
+                    "the ranks of this job disagree on \(what): \(Int(differing[0])) of \(size) ranks differ from rank 0"
+                        + (leader == digest ? "" : " (this one, rank \(rank), among them)")))
         }
+    }
+}
+
+/// A 64-bit digest of texts (FNV-1a), for ranks to compare what they hold: not a secret.
+struct Fingerprint {
+    private(set) var value: UInt64 = 0xCBF2_9CE4_8422_2325
+    mutating func add(_ text: String) {
+        for byte in text.utf8 { value = (value ^ UInt64(byte)) &* 0x100_0000_01B3 }
+        value = (value ^ 0xFF) &* 0x100_0000_01B3  // a separator: "ab","c" differs from "a","bc"
+    }
+    /// The digest of `texts`, in order.
+    static func of(_ texts: some Sequence<String>) -> UInt64 {
+        var f = Fingerprint()
+        for t in texts { f.add(t) }
+        return f.value
     }
 }

@@ -105,6 +105,10 @@ public final class TrainingStep: @unchecked Sendable {
         }
         if let reduction {
             let waited = Date()
+            // Every layer's bucket goes out before the next collective, also on a rank whose
+            // backward told no observer (an empty share, a share with nothing to predict, a
+            // backward into another block): every rank then makes the same calls in the same order.
+            if bucketed { reduction.layerFinished(0) }
             var arrived = [0.0]
             try communicator.sum(&arrived)
             rankSkew = Date().timeIntervalSince(waited)
@@ -112,7 +116,7 @@ public final class TrainingStep: @unchecked Sendable {
             reductionWait = Date().timeIntervalSince(waited)
             try communicator.sum(&losses)
             for loss in losses where !loss.isFinite {
-                throw BertError.diverged(step: step + 1, loss: loss, advice: divergenceAdvice)
+                throw communicator.everyRank(BertError.diverged(step: step + 1, loss: loss, advice: divergenceAdvice))
             }
         } else if factor != 1 {
             for i in 0..<gradients.data.count { gradients.data.pointer[i] *= factor }
@@ -179,7 +183,11 @@ final class BucketReduction: GradientObserver {
     }
 
     func finish() throws {
-        if let failure { throw failure }
+        if let failure {
+            // No sum may still write into the gradients once this returns.
+            for p in pending { try? p.wait() }
+            throw failure
+        }
         guard trainer.bucketed else {
             // One sum of the whole block (every rank makes the same calls: `bucketed` is the job's).
             let g = trainer.gradients.data

@@ -117,7 +117,7 @@ struct FineTune: ParsableCommand {
         }
         let (network, initialised) = try BertForTokenClassification.fromPretrained(
             folder: folder, labels: tags, seed: seed)
-        warn(
+        Job.note(
             "\(trainSet.count) training and \(validationSet.count) validation sentences; tags \(tags); newly "
                 + "initialised: \(initialised.joined(separator: ", "))"
         )
@@ -127,7 +127,7 @@ struct FineTune: ParsableCommand {
         try tagger.train(
             trainSet, validation: validationSet,
             progress: {
-                print($0); fflush(nil)
+                if Job.current.isLeader { print($0); fflush(nil) }
             }
         ) { printReport($0, history: &history, output: output) }
 
@@ -148,7 +148,7 @@ struct FineTune: ParsableCommand {
         qa.nullThreshold = nullThreshold
         qa.allowNull = (trainSet + validationSet).contains { $0.isImpossible }
         let (network, initialised) = try BertForQuestionAnswering.fromPretrained(folder: folder, seed: seed)
-        warn(
+        Job.note(
             "\(trainSet.count) training and \(validationSet.count) validation "
                 + "questions\(qa.allowNull ? " (SQuAD 2.0: null answers allowed)" : ""); newly initialised: "
                 + "\(initialised.joined(separator: ", "))"
@@ -158,7 +158,7 @@ struct FineTune: ParsableCommand {
         try answerer.train(
             trainSet, validation: validationSet,
             progress: {
-                print($0); fflush(nil)
+                if Job.current.isLeader { print($0); fflush(nil) }
             }
         ) { printReport($0, history: &history, output: output) }
 
@@ -172,7 +172,7 @@ struct FineTune: ParsableCommand {
         let trainSet = try readChoiceExamples(URL(fileURLWithPath: train))
         let validationSet = try readChoiceExamples(URL(fileURLWithPath: validation))
         let (network, initialised) = try BertForMultipleChoice.fromPretrained(folder: folder, seed: seed)
-        warn(
+        Job.note(
             "\(trainSet.count) training and \(validationSet.count) validation questions; newly initialised: "
                 + "\(initialised.joined(separator: ", "))"
         )
@@ -182,7 +182,7 @@ struct FineTune: ParsableCommand {
         try solver.train(
             trainSet, validation: validationSet,
             progress: {
-                print($0); fflush(nil)
+                if Job.current.isLeader { print($0); fflush(nil) }
             }
         ) { printReport($0, history: &history, output: output) }
 
@@ -195,7 +195,10 @@ struct FineTune: ParsableCommand {
 
     func run(job: Communicator) throws {
         if job.isLeader { warn("bert finetune: \(Job.describe(job))") }
-        let folder = try hub.folder(model)
+        // Rank 0 resolves (downloads) the model first; the others then find it in the cache.
+        var resolved: URL?
+        try Job.leaderFirst(job) { resolved = try hub.folder(model) }
+        let folder = try resolved ?? hub.folder(model)
         // Claimed first: an output that may not be replaced is refused before any training.
         // The data must survive the write; the model folder itself may be replaced (it is read first).
         let modelURL = folder.standardizedFileURL
@@ -231,7 +234,7 @@ struct FineTune: ParsableCommand {
         let tokenizer = try BertTokenizer(modelFolder: folder)
         let (network, initialised) = try BertForSequenceClassification.fromPretrained(
             folder: folder, task: sequenceTask, labels: labels, seed: seed)
-        warn(
+        Job.note(
             "\(trainSet.count) training and \(validationSet.count) validation examples; labels \(labels); newly "
                 + "initialised: \(initialised.joined(separator: ", "))"
         )
@@ -241,7 +244,7 @@ struct FineTune: ParsableCommand {
         try tuner.train(
             trainSet, validation: validationSet,
             progress: {
-                print($0); fflush(nil)
+                if Job.current.isLeader { print($0); fflush(nil) }
             }
         ) { printReport($0, history: &history, output: output) }
 

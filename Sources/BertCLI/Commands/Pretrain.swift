@@ -155,7 +155,9 @@ struct Pretrain: ParsableCommand {
                     + "hidden \(cfg.hiddenSize), \(parameters) parameters; \(Job.describe(job))"
             )
         }
+        // Ctrl-C, or SIGTERM (kill, and mpirun ending a job): a checkpoint at the next step.
         signal(SIGINT) { _ in interruption.cancel() }
+        signal(SIGTERM) { _ in interruption.cancel() }
         try run.run(resume: resume, cancellation: interruption) { p in
             func pct(_ c: Int, _ n: Int) -> String {
                 n == 0 ? "-" : String(format: "%.1f%%", 100 * Double(c) / Double(n))

@@ -31,8 +31,10 @@ enum Job {
         current = communicator
         threads.apply()
         if communicator.size > 1 && threads.threads == nil {
+            // The host's cores over its ranks, and never more than this rank is bound to (mpirun
+            // binds each of 2 ranks to one core by default).
             let cores = max(1, ProcessInfo.processInfo.activeProcessorCount)
-            Compute.threads = max(1, cores / communicator.localSize)
+            Compute.threads = min(boundCores, max(1, cores / communicator.localSize))
         }
         guard communicator.size > 1 else {
             // mpirun -np 1 still made an MPI job: it ends with MPI_Finalize, or mpirun reports it.
@@ -41,11 +43,36 @@ enum Job {
         }
         do {
             try body(communicator)
+        } catch let shared as JobWideError {
+            // Raised by every rank at the same point: all leave MPI in order, rank 0 reports it.
+            finish(communicator)
+            if communicator.isLeader { throw shared.error }
+            exit(Bert.exitCode(for: shared.error).rawValue)
         } catch {
+            // This rank alone: the others may be waiting in a sum, so the whole job stops now.
             warn("error: rank \(communicator.rank) of \(communicator.size): \(error)")
             communicator.abort(code: 1)
         }
         finish(communicator)
+    }
+
+    /// The cores this process may run on: its affinity mask (Linux's /proc/self/status
+    /// "Cpus_allowed", hex digits with commas), else the active cores.
+    static var boundCores: Int {
+        if let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
+            let line = status.split(separator: "\n").first(where: { $0.hasPrefix("Cpus_allowed:") })
+        {
+            let count = line.dropFirst("Cpus_allowed:".count).reduce(0) { n, c in
+                n + (c.hexDigitValue?.nonzeroBitCount ?? 0)
+            }
+            if count > 0 { return count }
+        }
+        return max(1, ProcessInfo.processInfo.activeProcessorCount)
+    }
+
+    /// Said by rank 0 only (a line per rank would repeat it N times).
+    static func note(_ message: String) {
+        if current.isLeader { warn(message) }
     }
 
     /// "2 ranks x 1 thread": said first, so a user sees at once whether mpirun made one job.
@@ -93,7 +120,7 @@ enum Job {
         }
         var failed = [failure == nil ? 0.0 : 1]
         try communicator.sum(&failed)
-        if let failure { throw failure }
-        if failed[0] > 0 { throw CLIError("rank 0 failed (its error is above)") }
+        if let failure { throw communicator.everyRank(failure) }
+        if failed[0] > 0 { throw communicator.everyRank(CLIError("rank 0 failed (its error is above)")) }
     }
 }
