@@ -40,7 +40,8 @@ struct RandomPretrainingRows {
     var maskedCount: Int { labels.reduce(0) { $0 + $1.count { $0 != -100 } } }
 }
 
-func smallPretrainingModel(seed: UInt64 = 3) throws -> BertForPreTraining {
+/// A 3-layer BERT of width 32 over 97 tokens, with dropout.
+func smallDropoutConfig() throws -> BertConfig {
     var config = try BertConfig.preset("tiny")
     config.hiddenSize = 32
     config.numAttentionHeads = 2
@@ -49,7 +50,11 @@ func smallPretrainingModel(seed: UInt64 = 3) throws -> BertForPreTraining {
     config.vocabSize = 97
     config.hiddenDropoutProb = 0.2
     config.attentionProbsDropoutProb = 0.15
-    let model = try BertForPreTraining(config: config)
+    return config
+}
+
+func smallPretrainingModel(seed: UInt64 = 3) throws -> BertForPreTraining {
+    let model = try BertForPreTraining(config: try smallDropoutConfig())
     model.initializeWeights(seed: seed)
     return model
 }
@@ -165,11 +170,7 @@ final class MirroredPair: Communicator, @unchecked Sendable {
 
     /// Sequence classification's shares: each share's mean, weighted by its rows over the batch's.
     @Test func weightedSharesOfAClassificationBatchAddUpToItsGradient() throws {
-        var config = try BertConfig.preset("tiny")
-        config.hiddenSize = 32
-        config.numAttentionHeads = 2
-        config.intermediateSize = 48
-        config.vocabSize = 97
+        var config = try smallDropoutConfig()
         config.hiddenDropoutProb = 0.25
         let model = try BertForSequenceClassification(config: config, task: .classification, labels: ["a", "b", "c"])
         var rng = SeededRandom(seed: 5)
