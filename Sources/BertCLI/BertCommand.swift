@@ -12,7 +12,7 @@ struct Bert: ParsableCommand {
         subcommands: [
             Tokenize.self, LearnVocab.self, Embed.self, Params.self, Inspect.self, InitModel.self, Pretrain.self,
             PrepareData.self, FillMask.self, FineTune.self, Predict.self, Evaluate.self, Features.self, Convert.self,
-            Serve.self,
+            Quantize.self, Serve.self,
         ])
 
     static func main() {

@@ -32,6 +32,14 @@ public final class Int8Weights: @unchecked Sendable {
 
     /// Quantizes and packs `w` (row-major n × k); `n` must pass `PackedWeights.canPack(n:)`.
     public convenience init(_ w: UnsafePointer<Float>, n: Int, k: Int) {
+        let (q, scales) = Self.quantize(w, n: n, k: k)
+        self.init(quantized: q, scales: scales, n: n, k: k)
+    }
+
+    /// W's rows quantized symmetrically (scale = max |row| / 127, 1 for a zero row; values
+    /// rounded to nearest, ties to even): q[j, p] with W[j, p] ≈ scales[j] · q[j, p]. The values
+    /// must be finite. Quantizing `scales[j] · q[j, p]` again gives q back.
+    public static func quantize(_ w: UnsafePointer<Float>, n: Int, k: Int) -> (q: [Int8], scales: [Float]) {
         var scales = [Float](repeating: 1, count: n)
         var q = [Int8](repeating: 0, count: n * k)
         for j in 0..<n {
@@ -40,9 +48,9 @@ public final class Int8Weights: @unchecked Sendable {
             for p in 0..<k { m = max(m, abs(row[p])) }
             let scale = m > 0 ? m / 127 : 1
             scales[j] = scale
-            for p in 0..<k { q[j * k + p] = Int8((row[p] / scale).rounded(.toNearestOrEven)) }
+            for p in 0..<k { q[j * k + p] = Int8(max(-127, min(127, (row[p] / scale).rounded(.toNearestOrEven)))) }
         }
-        self.init(quantized: q, scales: scales, n: n, k: k)
+        return (q, scales)
     }
 
     /// Packs weights already quantized: q[j, p] (row-major n × k) with W[j, p] ≈ scales[j] · q[j, p];

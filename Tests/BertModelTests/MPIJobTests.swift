@@ -39,6 +39,15 @@
             return url
         }
 
+        /// The first `n` lines of .cache/corpus/en.txt with 5 words or more.
+        func corpusLines(_ n: Int) throws -> [String] {
+            let text = try String(
+                contentsOf: ModelFixtures.packageRoot.appendingPathComponent(".cache/corpus/en.txt"), encoding: .utf8)
+            return Array(
+                text.split(separator: "\n").lazy.map { $0.trimmingCharacters(in: .whitespaces) }
+                    .filter { $0.split(separator: " ").count >= 5 && !$0.contains("\t") }.prefix(n))
+        }
+
         func pretrain(_ corpus: URL, out: URL, steps: Int, extra: [String] = []) -> [String] {
             [
                 "pretrain", "--corpus", corpus.path, "--preset", "tiny", "--learn-vocab", "1500", "--out", out.path,
@@ -116,7 +125,6 @@
         func fineTuningOnTwoRanksEqualsOneProcess(_ task: String) throws {
             let dir = try root("mpi-finetune")
             defer { try? FileManager.default.removeItem(at: dir) }
-            let data = ModelFixtures.packageRoot.appendingPathComponent(".cache/data")
             let suffix = ["tag": "txt", "qa": "json", "choice": "jsonl"][task] ?? "csv"
             let train = dir.appendingPathComponent("train.\(suffix)")
             let validation = dir.appendingPathComponent("validation.\(suffix)")
@@ -157,23 +165,33 @@
                 try lines.write(to: train, atomically: true, encoding: .utf8)
                 try lines.write(to: validation, atomically: true, encoding: .utf8)
             } else if task == "tag" {
-                // The first 40 sentences (blank-line separated) of WNUT 17; the first 12 of them also
-                // validate (another file's tags need not occur in 40 sentences).
-                func sentences(_ file: String, _ n: Int) throws -> String {
-                    let all = try String(contentsOf: data.appendingPathComponent("wnut/\(file)"), encoding: .utf8)
-                    return all.components(separatedBy: "\n\n").prefix(n).joined(separator: "\n\n") + "\n"
+                // 40 sentences of the prepared English corpus, each word tagged by its shape (only
+                // .cache/corpus comes with the test data): a capitalised word B-CAP, a number
+                // B-NUM, the rest O; the first 12 also validate.
+                var text = ""
+                for line in try corpusLines(40) {
+                    for word in line.split(separator: " ").prefix(30) {
+                        let tag = word.first!.isUppercase ? "B-CAP" : word.first!.isNumber ? "B-NUM" : "O"
+                        text += "\(word)\t\(tag)\n"
+                    }
+                    text += "\n"
                 }
-                try sentences("train.txt", 40).write(to: train, atomically: true, encoding: .utf8)
-                try sentences("train.txt", 12).write(to: validation, atomically: true, encoding: .utf8)
+                let sentences = text.components(separatedBy: "\n\n")
+                try text.write(to: train, atomically: true, encoding: .utf8)
+                try (sentences.prefix(12).joined(separator: "\n\n") + "\n").write(
+                    to: validation, atomically: true, encoding: .utf8)
             } else {
-                func lines(_ file: String, _ n: Int) throws -> String {
-                    // Lines split as bytes: the file ends its lines with "\r\n", one Character to String.
-                    let all = try Data(contentsOf: data.appendingPathComponent("rotten-tomatoes/\(file)"))
-                    let lines = all.split(separator: 10, omittingEmptySubsequences: false).prefix(n + 1)
-                    return lines.map { String(decoding: $0, as: UTF8.self) }.joined(separator: "\n") + "\n"
+                // 40 lines of the prepared English corpus, labelled by whether they mention "the".
+                func csv(_ lines: [String]) -> String {
+                    "text,label\n"
+                        + lines.map { line in
+                            "\"\(line.replacingOccurrences(of: "\"", with: "\"\""))\","
+                                + (line.lowercased().contains("the ") ? "the" : "other")
+                        }.joined(separator: "\n") + "\n"
                 }
-                try lines("train.csv", 40).write(to: train, atomically: true, encoding: .utf8)
-                try lines("train.csv", 12).write(to: validation, atomically: true, encoding: .utf8)
+                let lines = try corpusLines(40)
+                try csv(lines).write(to: train, atomically: true, encoding: .utf8)
+                try csv(Array(lines.prefix(12))).write(to: validation, atomically: true, encoding: .utf8)
             }
             func args(_ out: URL) -> [String] {
                 [

@@ -59,8 +59,13 @@ public struct ParameterBreakdown: Sendable, Equatable {
     /// tensors are not parameters.
     public init(file: SafeTensorsFile) {
         self.init(
-            tensors: file.tensors.filter { [.F32, .F16, .BF16, .F64].contains($0.dtype) }
-                .map { (name: $0.name, count: $0.elementCount) })
+            tensors: file.tensors.filter { t in
+                // An int8 matrix (bert quantize) counts; its per-row scales are not parameters.
+                if t.dtype == .I8 { return file.info(t.name + "_scale") != nil }
+                if t.name.hasSuffix("_scale"), file.info(String(t.name.dropLast(6)))?.dtype == .I8 { return false }
+                return [.F32, .F16, .BF16, .F64].contains(t.dtype)
+            }
+            .map { (name: $0.name, count: $0.elementCount) })
     }
 
     static func component(of name: String) -> (String, Int?) {

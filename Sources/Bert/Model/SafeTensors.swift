@@ -317,6 +317,41 @@ public final class SafeTensorsFile: Sendable {
         try copyFloats(try require(name), into: buffer)
     }
 
+    /// An int8 matrix as `bert quantize` writes it: I8 [rows, ...] and, in "<name>_scale", F32 [rows]
+    /// (value = int8 × the row's scale).
+    private func copyDequantized(_ info: SafeTensorInfo, into buffer: UnsafeMutableBufferPointer<Float>) throws {
+        let scaleName = info.name + "_scale"
+        guard let scaleInfo = self.info(scaleName), scaleInfo.dtype == .F32, let rows = info.shape.first,
+            scaleInfo.shape == [rows]
+        else {
+            throw SafeTensorsError(
+                file: name,
+                message:
+                    "tensor '\(info.name)' is int8 with scales '\(scaleName)' that are not F32 of shape "
+                    + "[\(info.shape.first ?? 0)] (one per row)")
+        }
+        let count = info.elementCount
+        guard buffer.count == count else {
+            throw SafeTensorsError(
+                file: name,
+                message: "tensor '\(info.name)' has \(count) elements but the destination buffer holds \(buffer.count)")
+        }
+        let scales = try floats(scaleName)
+        guard scales.allSatisfy({ $0.isFinite && $0 >= 0 }) else {
+            throw SafeTensorsError(file: name, message: "tensor '\(scaleName)' holds a negative or non-finite scale")
+        }
+        guard count > 0, rows > 0, let dst = buffer.baseAddress else { return }
+        let cols = count / rows
+        withTensorBytes(info) { src in
+            guard let base = src.baseAddress else { return }
+            let q = base.assumingMemoryBound(to: Int8.self)
+            for r in 0..<rows {
+                let s = scales[r]
+                for c in 0..<cols { dst[r * cols + c] = Float(q[r * cols + c]) * s }
+            }
+        }
+    }
+
     /// The tensor's values widened to Int64 (I64, I32, I16, I8 and U8 are accepted).
     public func int64s(_ name: String) throws -> [Int64] {
         let info = try require(name)
@@ -391,6 +426,8 @@ public final class SafeTensorsFile: Sendable {
     private func copyFloats(_ info: SafeTensorInfo, into buffer: UnsafeMutableBufferPointer<Float>) throws {
         switch info.dtype {
         case .F32, .F16, .BF16, .F64: break
+        case .I8 where self.info(info.name + "_scale") != nil:
+            return try copyDequantized(info, into: buffer)
         default:
             throw SafeTensorsError(
                 file: name,
