@@ -188,36 +188,38 @@ public final class PretrainingRun {
     /// order of the instances. The masks are a function of the seed and the instance (and the
     /// epoch with dynamic masking), so they are the same whenever the batch is made again.
     public func microBatch(at s: Int) throws -> PretrainingBatch {
-        builder.batch(try maskedInstances(microBatch: s, rows: 0..<options.batchSize))
+        builder.batch(try instances(ofMicroBatch: s).map(mask))
     }
 
-    /// This rank's rows of micro-batch `s`: consecutive rows of about equal tokens (instances differ
-    /// in length, and the slowest rank sets the pace); all rows alone.
-    func share(ofMicroBatch s: Int) throws -> Range<Int> {
-        let b = options.batchSize, ranks = communicator.size
-        guard ranks > 1 else { return 0..<b }
-        let n = source.count
-        let lengths = try (0..<b).map { j in
-            try source.instance(epoch: (s * b + j) / n, position: (s * b + j) % n).instance.tokens.count
-        }
-        return SingleProcess.share(ofCosts: lengths, rank: communicator.rank, size: ranks)
+    /// This rank's rows of micro-batch `s`, masked: consecutive rows of about equal tokens
+    /// (instances differ in length, and the slowest rank sets the pace); all rows alone. Every row
+    /// is read once (its length decides the cut), only the share is masked.
+    func maskedShare(ofMicroBatch s: Int) throws -> (rows: Range<Int>, items: [MaskedInstance]) {
+        let all = try instances(ofMicroBatch: s)
+        let rows =
+            communicator.size > 1
+            ? SingleProcess.share(
+                ofCosts: all.map(\.instance.tokens.count), rank: communicator.rank, size: communicator.size)
+            : 0..<all.count
+        return (rows, all[rows].map(mask))
     }
 
-    /// Rows `rows` of micro-batch `s` (a rank's share): only those instances are masked.
-    func maskedInstances(microBatch s: Int, rows: Range<Int>) throws -> [MaskedInstance] {
+    /// The instances of micro-batch `s` with their stable indices and epochs.
+    func instances(ofMicroBatch s: Int) throws -> [(index: Int, epoch: Int, instance: PretrainingInstance)] {
         let n = source.count, b = options.batchSize
-        var items: [MaskedInstance] = []
-        for j in rows {
+        return try (0..<b).map { j in
             let global = s * b + j
-            let epoch = global / n
-            let (index, instance) = try source.instance(epoch: epoch, position: global % n)
-            var rng = SeededRandom(
-                seed: Seeds.instanceMasks(
-                    options.seed, instance: index,
-                    epoch: options.dynamicMasking ? epoch : nil))
-            items.append(builder.mask(instance, rng: &rng))
+            let (index, instance) = try source.instance(epoch: global / n, position: global % n)
+            return (index, global / n, instance)
         }
-        return items
+    }
+
+    /// An instance masked as a function of the seed and its index (and epoch, with dynamic masking).
+    func mask(_ item: (index: Int, epoch: Int, instance: PretrainingInstance)) -> MaskedInstance {
+        var rng = SeededRandom(
+            seed: Seeds.instanceMasks(
+                options.seed, instance: item.index, epoch: options.dynamicMasking ? item.epoch : nil))
+        return builder.mask(item.instance, rng: &rng)
     }
 
     /// Mean losses on the held-out instances (no update). Under N ranks, batch i is rank
@@ -311,8 +313,7 @@ public final class PretrainingRun {
             let a = options.accumulationSteps
             let stepStart = Date()
             let (lr, _) = try trainer.run(step: step, microBatches: a) { k, grads, dropout in
-                let share = try share(ofMicroBatch: step * a + k)
-                let items = try maskedInstances(microBatch: step * a + k, rows: share)
+                let (share, items) = try maskedShare(ofMicroBatch: step * a + k)
                 // The micro-batch's counts, over every rank's share: each share's losses are its
                 // sums over them, so that the shares add up to the micro-batch's means.
                 var counts = [Double(items.reduce(0) { $0 + $1.labels.count { $0 != -100 } }), Double(items.count)]

@@ -118,13 +118,20 @@ public final class TrainingStep: @unchecked Sendable {
             for loss in losses where !loss.isFinite {
                 throw communicator.everyRank(BertError.diverged(step: step + 1, loss: loss, advice: divergenceAdvice))
             }
-        } else if factor != 1 {
-            for i in 0..<gradients.data.count { gradients.data.pointer[i] *= factor }
+        } else {
+            scaleGradients(0..<gradients.data.count, by: factor)
         }
         clipGradientNorm(gradients, maxNorm: maxGradNorm)
         let lr = peakLearningRate * schedule.multiplier(at: step)
         optimizer.update(parameters, gradients: gradients, lr: lr)
         return (lr, losses)
+    }
+
+    /// gradients[range] ×= factor (nothing when it is 1).
+    func scaleGradients(_ range: Range<Int>, by factor: Float) {
+        if factor == 1 { return }
+        let g = gradients.data.pointer
+        for j in range { g[j] *= factor }
     }
 
     /// Rank 0's parameters (and the optimizer's moments and step) on every rank: a job starts,
@@ -176,7 +183,7 @@ final class BucketReduction: GradientObserver {
     func start(_ i: Int) throws {
         let r = trainer.buckets[i]
         let g = trainer.gradients.data.pointer
-        if factor != 1 { for j in r { g[j] *= factor } }
+        trainer.scaleGradients(r, by: factor)
         pending.append(
             try trainer.communicator.startSum(UnsafeMutableBufferPointer(start: g + r.lowerBound, count: r.count)))
         started += 1
@@ -190,9 +197,8 @@ final class BucketReduction: GradientObserver {
         }
         guard trainer.bucketed else {
             // One sum of the whole block (every rank makes the same calls: `bucketed` is the job's).
-            let g = trainer.gradients.data
-            if factor != 1 { for j in 0..<g.count { g.pointer[j] *= factor } }
-            return try trainer.communicator.sum(g.buffer)
+            trainer.scaleGradients(0..<trainer.gradients.data.count, by: factor)
+            return try trainer.communicator.sum(trainer.gradients.data.buffer)
         }
         while started < trainer.buckets.count { try start(started) }
         for p in pending { try p.wait() }

@@ -22,21 +22,11 @@ struct Convert: ParsableCommand {
         let source = try hub.folder(model)
         let output = try OutputFolder(URL(fileURLWithPath: out), overwrite: overwrite, inputs: [source])
         let weights = try ModelWeights.open(in: source)
-        let files = try FileManager.default.contentsOfDirectory(atPath: source.path).filter {
-            !$0.hasPrefix(".") && !ModelWeights.isWeightsFile($0)
-        }
-        try output.replace { folder in
-            for name in files.sorted() {
-                let from = source.appendingPathComponent(name), to = folder.appendingPathComponent(name)
-                do { try FileManager.default.copyItem(at: from, to: to) } catch {
-                    throw BertError.fileAccess(
-                        path: from.path, reason: "cannot copy: \(fileErrorReason(error, path: from.path))")
-                }
-            }
+        let copied = try rewriteWeights(of: source, into: output) { folder in
             try ModelWeights.writeSafeTensors(weights, to: folder.appendingPathComponent("model.safetensors"))
         }
         print(
-            "wrote \(output.url.path): model.safetensors (\(weights.tensors.count) tensors) and \(files.count) other files"
+            "wrote \(output.url.path): model.safetensors (\(weights.tensors.count) tensors) and \(copied) other files"
         )
     }
 }

@@ -1,7 +1,6 @@
 import ArgumentParser
 import Bert
 import BertHub
-import BertTokenizer
 import Foundation
 
 /// `bert quantize`: a model folder whose matrices are stored as int8 (per-row scales) or bf16.
@@ -27,18 +26,8 @@ struct Quantize: ParsableCommand {
         let source = try hub.folder(model)
         let output = try OutputFolder(URL(fileURLWithPath: out), overwrite: overwrite, inputs: [source])
         let weights = try ModelWeights.open(in: source)
-        let files = try FileManager.default.contentsOfDirectory(atPath: source.path).filter {
-            !$0.hasPrefix(".") && !ModelWeights.isWeightsFile($0)
-        }
         let written = output.url.appendingPathComponent("model.safetensors")
-        try output.replace { folder in
-            for name in files.sorted() {
-                let from = source.appendingPathComponent(name), to = folder.appendingPathComponent(name)
-                do { try FileManager.default.copyItem(at: from, to: to) } catch {
-                    throw BertError.fileAccess(
-                        path: from.path, reason: "cannot copy: \(fileErrorReason(error, path: from.path))")
-                }
-            }
+        let copied = try rewriteWeights(of: source, into: output) { folder in
             try ModelWeights.writeQuantized(
                 weights, precision: precision, to: folder.appendingPathComponent("model.safetensors"))
         }
@@ -49,7 +38,7 @@ struct Quantize: ParsableCommand {
             String(
                 format: "wrote %@: model.safetensors in %@, %.1f MB (%.2fx of %.1f MB in FP32), and %d other files",
                 output.url.path, precision.rawValue, Double(after) / 1e6, Double(after) / Double(max(before, 1)),
-                Double(before) / 1e6, files.count))
+                Double(before) / 1e6, copied))
     }
 }
 
