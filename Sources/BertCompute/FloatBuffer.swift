@@ -8,26 +8,36 @@ public final class FloatBuffer: @unchecked Sendable {
     /// The number of Floats.
     public let count: Int
 
+    /// calloc's block, which `pointer` lies in (aligned up to 64 bytes).
+    private let base: UnsafeMutableRawPointer
+
     /// A zero-filled buffer of `count` Floats.
     public init(count: Int) {
         precondition(count >= 0, "FloatBuffer: negative count")
-        self.count = count
-        var raw: UnsafeMutableRawPointer? = nil
-        guard posix_memalign(&raw, 64, max(count, 1) * MemoryLayout<Float>.stride) == 0, let raw else {
+        guard let (base, pointer) = Self.allocateZeroed(count) else {
             fatalError("FloatBuffer: out of memory allocating \(count) Floats")
         }
-        pointer = raw.bindMemory(to: Float.self, capacity: max(count, 1))
-        pointer.initialize(repeating: 0, count: max(count, 1))
+        self.count = count
+        self.base = base
+        self.pointer = pointer
     }
 
     /// A zero-filled buffer, or nil when the memory cannot be had (instead of a crash).
     public init?(allocatingZeroed count: Int) {
-        guard count >= 0, count <= Int.max / 8 else { return nil }
-        var raw: UnsafeMutableRawPointer? = nil
-        guard posix_memalign(&raw, 64, max(count, 1) * MemoryLayout<Float>.stride) == 0, let raw else { return nil }
-        memset(raw, 0, max(count, 1) * MemoryLayout<Float>.stride)
+        guard count >= 0, count <= Int.max / 8, let (base, pointer) = Self.allocateZeroed(count) else { return nil }
         self.count = count
-        pointer = raw.bindMemory(to: Float.self, capacity: max(count, 1))
+        self.base = base
+        self.pointer = pointer
+    }
+
+    /// calloc, not memset: a large block comes from fresh pages that the kernel zeroes when they
+    /// are first touched, so the parts of a parameter block never written (matrices held in int8
+    /// or bf16 instead) take no memory.
+    private static func allocateZeroed(_ count: Int) -> (UnsafeMutableRawPointer, UnsafeMutablePointer<Float>)? {
+        guard let base = calloc(max(count, 1) + 16, MemoryLayout<Float>.stride) else { return nil }
+        let aligned = (Int(bitPattern: base) + 63) & ~63
+        let pointer = UnsafeMutableRawPointer(bitPattern: aligned)!.bindMemory(to: Float.self, capacity: max(count, 1))
+        return (base, pointer)
     }
 
     /// A buffer holding a copy of `values`.
@@ -38,7 +48,7 @@ public final class FloatBuffer: @unchecked Sendable {
         }
     }
 
-    deinit { free(UnsafeMutableRawPointer(pointer)) }
+    deinit { free(base) }
 
     /// The Floats as a mutable buffer pointer over `pointer` (no copy); valid for the buffer's lifetime.
     public var buffer: UnsafeMutableBufferPointer<Float> { UnsafeMutableBufferPointer(start: pointer, count: count) }

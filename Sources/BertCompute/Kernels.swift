@@ -161,6 +161,36 @@ extension Kernels {
             while j < cols { xr[j] = ar[j] + br[j] + cr[j]; j += 1 }
         }
     }
+
+    /// `gatherSum3` with the first table in int8, a scale per row (value = q · scale): the same
+    /// sums as from its widened floats.
+    public static func gatherSum3(
+        _ x: UnsafeMutablePointer<Float>, cols: Int, rows: Range<Int>,
+        int8 a: UnsafePointer<Int8>, scales: UnsafePointer<Float>, ia: UnsafePointer<Int32>,
+        b: UnsafePointer<Float>, ib: UnsafePointer<Int32>,
+        c: UnsafePointer<Float>, ic: UnsafePointer<Int32>
+    ) {
+        for t in rows {
+            let xr = x + t * cols
+            let ar = a + Int(ia[t]) * cols, br = b + Int(ib[t]) * cols, cr = c + Int(ic[t]) * cols
+            let s = scales[Int(ia[t])]
+            for j in 0..<cols { xr[j] = Float(ar[j]) * s + br[j] + cr[j] }
+        }
+    }
+
+    /// `gatherSum3` with the first table in bf16 bit patterns (widened exactly).
+    public static func gatherSum3(
+        _ x: UnsafeMutablePointer<Float>, cols: Int, rows: Range<Int>,
+        bf16 a: UnsafePointer<UInt16>, ia: UnsafePointer<Int32>,
+        b: UnsafePointer<Float>, ib: UnsafePointer<Int32>,
+        c: UnsafePointer<Float>, ic: UnsafePointer<Int32>
+    ) {
+        for t in rows {
+            let xr = x + t * cols
+            let ar = a + Int(ia[t]) * cols, br = b + Int(ib[t]) * cols, cr = c + Int(ic[t]) * cols
+            for j in 0..<cols { xr[j] = Float(bitPattern: UInt32(ar[j]) << 16) + br[j] + cr[j] }
+        }
+    }
 }
 
 extension Kernels {

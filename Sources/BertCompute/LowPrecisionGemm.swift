@@ -71,19 +71,39 @@ public final class Int8Weights: @unchecked Sendable {
 
     deinit { packed.deallocate() }
 
-    /// Columns of the float W already gathered for the outlier products (BERT's outlier features
-    /// are the same few columns input after input), each n floats.
-    private var floatColumns: [Int: [Float]] = [:]
-    private let floatColumnsLock = NSLock()
+    /// q[j, p] from the packed panels (16 rows by groups of 4 inputs).
+    @inline(__always)
+    func value(row j: Int, column p: Int) -> Int8 { packed[((j >> 4) * k4 + (p >> 2)) * 64 + 4 * (j & 15) + (p & 3)] }
 
-    /// Copies column `p` of the float W (row-major n × k, the matrix these weights were made
-    /// from) into `out` (n floats), gathering it once.
-    func copyFloatColumn(_ p: Int, of w: UnsafePointer<Float>, into out: UnsafeMutablePointer<Float>) {
-        floatColumnsLock.lock()
-        defer { floatColumnsLock.unlock() }
-        if floatColumns[p] == nil { floatColumns[p] = (0..<n).map { w[$0 * k + p] } }
-        floatColumns[p]!.withUnsafeBufferPointer { out.update(from: $0.baseAddress!, count: n) }
+    /// Rows `rows` of the dequantized W (scales[j] · q[j, p]) into `out`, row-major, k floats a row.
+    public func dequantizeRows(_ rows: Range<Int>, into out: UnsafeMutablePointer<Float>) {
+        for (i, j) in rows.enumerated() {
+            let s = scales[j]
+            for p in 0..<k { out[i * k + p] = Float(value(row: j, column: p)) * s }
+        }
     }
+
+    /// Columns of W already gathered for the outlier products (BERT's outlier features are the
+    /// same few columns input after input), each n floats.
+    private var columns: [Int: [Float]] = [:]
+    private let columnsLock = NSLock()
+
+    /// Copies column `p` of W into `out` (n floats), gathering it once: from `floatWeight` (the
+    /// row-major n × k matrix these weights were made from) when given, else dequantized
+    /// (scales[j] · q[j, p]). One Int8Weights is used with one or the other, never both.
+    func copyColumn(_ p: Int, of floatWeight: UnsafePointer<Float>?, into out: UnsafeMutablePointer<Float>) {
+        columnsLock.lock()
+        defer { columnsLock.unlock() }
+        if columns[p] == nil {
+            columns[p] = (0..<n).map { j in
+                floatWeight.map { $0[j * k + p] } ?? Float(value(row: j, column: p)) * scales[j]
+            }
+        }
+        columns[p]!.withUnsafeBufferPointer { out.update(from: $0.baseAddress!, count: n) }
+    }
+
+    /// Bytes these weights hold: the packed matrix, the scales and the row sums.
+    public var byteCount: Int { (n / 16) * k4 * 64 + 8 * n }
 }
 
 /// A weight matrix W[n, k] rounded to bfloat16 (nearest, ties to even) and packed for the bf16
@@ -110,7 +130,43 @@ public final class BF16Weights: @unchecked Sendable {
         self.packed = packed
     }
 
+    /// Packs a matrix already in bf16 (row-major n × k bit patterns, as a BF16 safetensors
+    /// tensor holds them); `n` must pass `PackedWeights.canPack(n:)`.
+    public init(bits: UnsafePointer<UInt16>, n: Int, k: Int) {
+        precondition(PackedWeights.canPack(n: n) && k > 0)
+        self.n = n
+        self.k = k
+        k2 = (k + 1) / 2
+        let count = (n / 16) * k2 * 32
+        let packed = UnsafeMutableRawPointer.allocate(byteCount: count * 2, alignment: 64).bindMemory(
+            to: UInt16.self, capacity: count)
+        for q in 0..<(n / 16) {
+            for g in 0..<k2 {
+                for c in 0..<16 {
+                    for e in 0..<2 {
+                        let p = 2 * g + e
+                        packed[(q * k2 + g) * 32 + 2 * c + e] = p < k ? bits[(16 * q + c) * k + p] : 0
+                    }
+                }
+            }
+        }
+        self.packed = packed
+    }
+
     deinit { packed.deallocate() }
+
+    /// Rows `rows` of W (the bf16 values, widened exactly) into `out`, row-major, k floats a row.
+    public func dequantizeRows(_ rows: Range<Int>, into out: UnsafeMutablePointer<Float>) {
+        for (i, j) in rows.enumerated() {
+            for p in 0..<k {
+                let bits = packed[((j >> 4) * k2 + (p >> 1)) * 32 + 2 * (j & 15) + (p & 1)]
+                out[i * k + p] = Float(bitPattern: UInt32(bits) << 16)
+            }
+        }
+    }
+
+    /// Bytes of the packed matrix.
+    public var byteCount: Int { (n / 16) * k2 * 64 }
 }
 
 extension BLAS {
@@ -127,10 +183,11 @@ extension BLAS {
     /// then multiplied by `vpdpbusd` where the CPU has it (`portable`: the C versions, whatever
     /// the CPU, for tests). Elements of A past `outlierThreshold` in magnitude (and NaN, so that
     /// it reaches the output) are left out of the int8 product and multiplied in float against
-    /// `floatWeight` (W itself, row-major n × k: the matrix `w` was made from; its columns are kept
-    /// once used). Rows or panels are split over the threads.
+    /// W's columns: those of `floatWeight` (the row-major n × k matrix `w` was made from) when
+    /// given, else `w`'s dequantized ones (a model stored in int8 has no others); either is kept
+    /// once used. Rows or panels are split over the threads.
     public static func int8Gemm(
-        a: UnsafePointer<Float>, lda: Int, rows m: Int, w: Int8Weights, floatWeight: UnsafePointer<Float>,
+        a: UnsafePointer<Float>, lda: Int, rows m: Int, w: Int8Weights, floatWeight: UnsafePointer<Float>?,
         bias: UnsafePointer<Float>, c: UnsafeMutablePointer<Float>, ldc: Int,
         outlierThreshold: Float = int8OutlierThreshold, portable: Bool = false
     ) {
@@ -192,7 +249,7 @@ extension BLAS {
             for (t, p) in columns.enumerated() where !(abs(a[i * lda + p]) <= limit) { ao[i * o + t] = a[i * lda + p] }
         }
         wt.withUnsafeMutableBufferPointer { out in
-            for (t, p) in columns.enumerated() { w.copyFloatColumn(p, of: floatWeight, into: out.baseAddress! + t * n) }
+            for (t, p) in columns.enumerated() { w.copyColumn(p, of: floatWeight, into: out.baseAddress! + t * n) }
         }
         ao.withUnsafeBufferPointer { ap in
             wt.withUnsafeBufferPointer { wp in

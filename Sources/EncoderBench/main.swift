@@ -168,10 +168,12 @@ if options.json {
         "threads": options.threads, "sgemm_gflops": sgemmRate,
         "model": options.model ?? "preset " + options.preset!,
         "hidden": c.hiddenSize, "layers": c.numHiddenLayers, "results": results,
-        "precision": options.precision.rawValue,
+        "precision": options.precision.rawValue, "weight_bytes": model.weightBytes,
     ]
     let data = try! JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])
     print(String(decoding: data, as: UTF8.self))
 } else {
     print(String(format: "sgemm %.1f GFLOP/s on %d threads", sgemmRate, options.threads))
+    print(
+        String(format: "weights in memory: %.1f MB (%@)", Double(model.weightBytes) / 1e6, options.precision.rawValue))
 }

@@ -108,15 +108,28 @@ public final class BertModel: @unchecked Sendable {
     /// does nothing unless `always` is set.
     ///
     /// With `precision` bf16 or int8 the weight matrices are converted once into that format
-    /// (copies half or a quarter of the float matrices' size, in place of the packed float copy;
-    /// the float weights stay, for int8's outlier products) and every product of the forward runs
-    /// in it, in any build: the kernels are chosen at run time from what the CPU reports
-    /// (AVX512_BF16, AVX512_VNNI), with a portable version elsewhere.
+    /// (copies half or a quarter of the float matrices' size, in place of the packed float copy)
+    /// and every product of the forward runs in it, in any build: the kernels are chosen at run
+    /// time from what the CPU reports (AVX512_BF16, AVX512_VNNI), with a portable version
+    /// elsewhere. A model loaded from a folder `bert quantize` wrote in that precision has no
+    /// float matrices to convert: the copies are made from its stored values and are its only
+    /// copy (see ``weightBytes``). Loaded from an FP32 folder, its float weights stay.
     public func prepareForInference(always: Bool = false, precision: Precision = .fp32) {
         guard always || precision != .fp32 || BLAS.packedGemmIsFast else { return }
         lock.lock()
         defer { lock.unlock() }
         matrices = InferenceMatrices(weights.linears, parameters: parameters, precision: precision)
+    }
+
+    /// Bytes the weights take in memory: the float tensors, the matrices held in int8 or bf16
+    /// instead (a quantized folder's, loaded as stored: they are widened to floats only where
+    /// something reads them as floats) and the inference copies. A folder written by `bert quantize`
+    /// and prepared for its own precision takes about a quarter (int8) or half (bf16) of its FP32
+    /// original's file; the FP32 folder prepared for fp32 takes twice its file (the packed copies).
+    public var weightBytes: Int {
+        lock.lock()
+        defer { lock.unlock() }
+        return parameters.residentBytes + (matrices?.copiedBytes ?? 0)
     }
 
     /// Drops the packed copies (`forward` multiplies through BLAS again).

@@ -47,7 +47,18 @@ extension ParameterStore {
         for t in layout.tensors {
             let name = try layout.checkpointName(of: t, in: file, stripping: strip, adding: add)
             do {
-                try file.copyFloats(name, into: UnsafeMutableBufferPointer(start: self[t], count: t.count))
+                // A quantized folder's matrices stay as stored (see HeldMatrices.swift).
+                if t.shape.count == 2, t.count > 0, let dtype = file.info(name)?.dtype, dtype == .I8 || dtype == .BF16 {
+                    if dtype == .I8 {
+                        let (q, scales) = try file.int8Matrix(name)
+                        hold(t, .int8(q: q, scales: scales))
+                    } else {
+                        hold(t, .bf16(try file.bf16Bits(name)))
+                    }
+                    continue
+                }
+                try file.copyFloats(
+                    name, into: UnsafeMutableBufferPointer(start: storage.pointer + t.offset, count: t.count))
             } catch let e as SafeTensorsError {
                 throw BertError.malformedFile(path: e.file, reason: e.message)
             }

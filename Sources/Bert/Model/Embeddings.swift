@@ -30,19 +30,35 @@ public struct BertEmbeddings: Sendable {
     ) {
         let t = tokens.tokenCount, h = hiddenSize
         nonisolated(unsafe) let sum = sum, output = output
-        tokens.ids.withUnsafeBufferPointer { ids in
-            tokens.positions.withUnsafeBufferPointer { pos in
-                tokens.types.withUnsafeBufferPointer { types in
-                    nonisolated(unsafe) let ids = ids.baseAddress!, pos = pos.baseAddress!, types = types.baseAddress!
-                    Compute.parallelRanges(t, parts: rowParts(t, Compute.threads)) { rows in
-                        Kernels.gatherSum3(
-                            sum, cols: h, rows: rows,
-                            a: p[wordEmbeddings], ia: ids,
-                            b: p[positionEmbeddings], ib: pos,
-                            c: p[tokenTypeEmbeddings], ic: types)
-                        layerNorm.forward(
-                            sum, output: output, rows: rows, eps: eps, parameters: p, statistics: statistics)
-                        applyMask(mask, to: output, cols: h, rows: rows)
+        // A word table held in int8 or bf16 (a quantized folder's) is gathered from as it is: the
+        // same values as its widened floats, at a quarter or half of the memory.
+        p.withHeldRows(wordEmbeddings) { held in
+            nonisolated(unsafe) let held = held
+            nonisolated(unsafe) let words = held == nil ? p[wordEmbeddings] : nil
+            nonisolated(unsafe) let positions = p[positionEmbeddings], types = p[tokenTypeEmbeddings]
+            tokens.ids.withUnsafeBufferPointer { ids in
+                tokens.positions.withUnsafeBufferPointer { pos in
+                    tokens.types.withUnsafeBufferPointer { tt in
+                        nonisolated(unsafe) let ids = ids.baseAddress!, pos = pos.baseAddress!, tt = tt.baseAddress!
+                        Compute.parallelRanges(t, parts: rowParts(t, Compute.threads)) { rows in
+                            switch held {
+                            case nil:
+                                Kernels.gatherSum3(
+                                    sum, cols: h, rows: rows, a: words!, ia: ids, b: positions, ib: pos, c: types,
+                                    ic: tt)
+                            case .int8(let q, let scales)?:
+                                Kernels.gatherSum3(
+                                    sum, cols: h, rows: rows, int8: q, scales: scales, ia: ids, b: positions, ib: pos,
+                                    c: types, ic: tt)
+                            case .bf16(let bits)?:
+                                Kernels.gatherSum3(
+                                    sum, cols: h, rows: rows, bf16: bits, ia: ids, b: positions, ib: pos, c: types,
+                                    ic: tt)
+                            }
+                            layerNorm.forward(
+                                sum, output: output, rows: rows, eps: eps, parameters: p, statistics: statistics)
+                            applyMask(mask, to: output, cols: h, rows: rows)
+                        }
                     }
                 }
             }

@@ -32,9 +32,19 @@ public struct Linear: Sendable {
         epilogue: (Range<Int>) -> Void = { _ in }
     ) {
         let kernel = matrices?.kernel(for: self) ?? .blas
-        multiply(
-            input, rows: m, inFeatures: inFeatures, weight: p[weight], outFeatures: outFeatures, bias: p[bias],
-            output: output, kernel: kernel, epilogue: epilogue)
+        switch kernel {
+        case .int8(_, let fromFloats), .bf16(_, let fromFloats):
+            // The low-precision copy is the weight. Its floats are read only when it was made from
+            // them (int8's outlier columns); a quantized folder's never are.
+            multiplyLowPrecision(
+                input, rows: m, inFeatures: inFeatures, outFeatures: outFeatures,
+                floatWeight: fromFloats ? p[weight] : nil,
+                bias: p[bias], output: output, kernel: kernel, epilogue: epilogue)
+        case .blas, .packed:
+            multiply(
+                input, rows: m, inFeatures: inFeatures, weight: p[weight], outFeatures: outFeatures, bias: p[bias],
+                output: output, kernel: kernel, epilogue: epilogue)
+        }
     }
 
     /// The backward of `forward`: dx = dy·W (written, or added when `accumulateInput`), and
@@ -70,10 +80,11 @@ enum MatrixKernel {
     case blas
     /// Weights packed once into our FMA micro-kernel's panels (`BLAS.packedGemmNT`).
     case packed(PackedWeights)
-    /// Weights quantized to int8 once (`BLAS.int8Gemm`).
-    case int8(Int8Weights)
-    /// Weights rounded to bf16 once (`BLAS.bf16Gemm`).
-    case bf16(BF16Weights)
+    /// Weights quantized to int8 once (`BLAS.int8Gemm`), from the block's floats or from the
+    /// int8 values a quantized folder stored.
+    case int8(Int8Weights, fromFloats: Bool)
+    /// Weights rounded to bf16 once (`BLAS.bf16Gemm`), from floats or from stored bf16 values.
+    case bf16(BF16Weights, fromFloats: Bool)
 }
 
 /// The inference kernels of a model's weight matrices, keyed by where each matrix lives in the
@@ -86,33 +97,61 @@ final class InferenceMatrices: @unchecked Sendable {
 
     /// The precision the matrices were made for.
     let precision: Precision
+    /// Bytes of the copies made from floats (those made from held matrices are the store's).
+    let copiedBytes: Int
 
     /// Makes the kernel of every matrix of `linears` that the kernels can take (outputs a
-    /// multiple of 16): packed float (fp32), bf16 or int8 copies.
+    /// multiple of 16): packed float (fp32), bf16 or int8 copies. A matrix held in the precision
+    /// asked for (a quantized folder's) is packed from its stored values, and the copy becomes the
+    /// only one; any other is read as floats.
     init(_ linears: [Linear], parameters p: ParameterStore, precision: Precision = .fp32) {
         var kernels: [Int: MatrixKernel] = [:]
         var samples: [(Int, Float)] = []
-        let base = p.data.pointer
+        var copiedBytes = 0
+        // Raw: a held matrix's floats are not in the block (its samples read 0 until widened,
+        // and widening it then counts as a change).
+        let base = p.storage.pointer
         for linear in linears where PackedWeights.canPack(n: linear.outFeatures) {
             let offset = linear.weight.offset, count = linear.weight.count
-            for s in 0..<64 { let o = offset + (s * 7919 + 13) % count; samples.append((o, base[o])) }
-            let (w, n, k) = (base + offset, linear.outFeatures, linear.inFeatures)
+            let (n, k) = (linear.outFeatures, linear.inFeatures)
             switch precision {
-            case .fp32: kernels[offset] = .packed(PackedWeights(w, n: n, k: k))
-            case .bf16: kernels[offset] = .bf16(BF16Weights(w, n: n, k: k))
-            case .int8: kernels[offset] = .int8(Int8Weights(w, n: n, k: k))
+            case .fp32:
+                kernels[offset] = .packed(PackedWeights(p[linear.weight], n: n, k: k))
+                copiedBytes += 4 * n * k
+            case .bf16:
+                if let bits = p.heldBF16(linear.weight) {
+                    let w = bits.withUnsafeBufferPointer { BF16Weights(bits: $0.baseAddress!, n: n, k: k) }
+                    p.holdPacked(linear.weight) { .packedBF16(w, firstRow: $0) }
+                    kernels[offset] = .bf16(w, fromFloats: false)
+                } else {
+                    let w = BF16Weights(p[linear.weight], n: n, k: k)
+                    copiedBytes += w.byteCount
+                    kernels[offset] = .bf16(w, fromFloats: true)
+                }
+            case .int8:
+                if let (q, scales) = p.heldInt8(linear.weight) {
+                    let w = Int8Weights(quantized: q, scales: scales, n: n, k: k)
+                    p.holdPacked(linear.weight) { .packedInt8(w, firstRow: $0) }
+                    kernels[offset] = .int8(w, fromFloats: false)
+                } else {
+                    let w = Int8Weights(p[linear.weight], n: n, k: k)
+                    copiedBytes += w.byteCount
+                    kernels[offset] = .int8(w, fromFloats: true)
+                }
             }
+            for s in 0..<64 { let o = offset + (s * 7919 + 13) % count; samples.append((o, base[o])) }
         }
         self.kernels = kernels
         self.samples = samples
         self.precision = precision
+        self.copiedBytes = copiedBytes
     }
 
     func kernel(for linear: Linear) -> MatrixKernel? { kernels[linear.weight.offset] }
 
     /// Whether the sampled values are still what the kernels were made from.
     func matches(_ p: ParameterStore) -> Bool {
-        let base = p.data.pointer
+        let base = p.storage.pointer
         for (o, v) in samples where base[o].bitPattern != v.bitPattern { return false }
         return true
     }
@@ -134,22 +173,6 @@ func multiply(
 ) {
     let threads = Compute.threads
     nonisolated(unsafe) let input = input, weight = weight, output = output, bias = bias
-    let lowPrecision: Bool
-    switch kernel {
-    case .int8(let w):
-        precondition(w.n == n && w.k == k, "int8 weights of \(w.n)x\(w.k) for a \(n)x\(k) product")
-        BLAS.int8Gemm(a: input, lda: k, rows: m, w: w, floatWeight: weight, bias: bias, c: output, ldc: n)
-        lowPrecision = true
-    case .bf16(let w):
-        precondition(w.n == n && w.k == k, "bf16 weights of \(w.n)x\(w.k) for a \(n)x\(k) product")
-        BLAS.bf16Gemm(a: input, lda: k, rows: m, w: w, bias: bias, c: output, ldc: n)
-        lowPrecision = true
-    case .blas, .packed: lowPrecision = false
-    }
-    if lowPrecision {
-        Compute.parallelRanges(m, parts: rowParts(m, threads)) { epilogue($0) }
-        return
-    }
     if case .packed(let packed) = kernel, m > BLAS.smallRowLimit && m <= BLAS.packedRowLimit * threads {
         // Weights packed ahead of time (inference): rows split over the threads when there are
         // many, else the weights' panels. Past packedRowLimit rows a thread, BLAS's own packing
@@ -189,4 +212,22 @@ func multiply(
             transB: true, m: m, n: n, k: k, a: input, lda: k, b: weight, ldb: k, beta: 1, c: output, ldc: n)
         Compute.parallelRanges(m, parts: rowParts(m, threads)) { epilogue($0) }
     }
+}
+
+/// `multiply` with an int8 or bf16 kernel, which holds the weights itself.
+func multiplyLowPrecision(
+    _ input: UnsafePointer<Float>, rows m: Int, inFeatures k: Int, outFeatures n: Int,
+    floatWeight: UnsafePointer<Float>?, bias: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>,
+    kernel: MatrixKernel, epilogue: (Range<Int>) -> Void
+) {
+    switch kernel {
+    case .int8(let w, _):
+        precondition(w.n == n && w.k == k, "int8 weights of \(w.n)x\(w.k) for a \(n)x\(k) product")
+        BLAS.int8Gemm(a: input, lda: k, rows: m, w: w, floatWeight: floatWeight, bias: bias, c: output, ldc: n)
+    case .bf16(let w, _):
+        precondition(w.n == n && w.k == k, "bf16 weights of \(w.n)x\(w.k) for a \(n)x\(k) product")
+        BLAS.bf16Gemm(a: input, lda: k, rows: m, w: w, bias: bias, c: output, ldc: n)
+    case .blas, .packed: preconditionFailure("multiplyLowPrecision with a float kernel")
+    }
+    Compute.parallelRanges(m, parts: rowParts(m, Compute.threads)) { epilogue($0) }
 }

@@ -45,8 +45,20 @@ public struct ParameterLayout: Sendable {
 public final class ParameterStore: @unchecked Sendable {
     /// Where each tensor lives in ``data``.
     public let layout: ParameterLayout
-    /// Every value, contiguous in layout order (zero when allocated).
-    public let data: FloatBuffer
+    /// Every value, contiguous in layout order (zero when allocated). Matrices held in low
+    /// precision (``holdsLowPrecision``) are widened into it first.
+    public var data: FloatBuffer {
+        materializeAll()
+        return storage
+    }
+    let storage: FloatBuffer
+    /// Matrices whose floats were never written (a quantized folder's int8 or bf16 matrices, or
+    /// the inference copies made from them), by offset: read through the subscript or ``data``,
+    /// each is widened into the block first. Guarded by `heldLock`.
+    var held: [Int: HeldEntry] = [:]
+    let heldLock = NSLock()
+    /// Whether any matrix was ever held: set while loading, before the store is shared.
+    public internal(set) var holdsLowPrecision = false
     /// Told as a backward into this block finishes each encoder layer (a gradient block being
     /// summed over ranks in buckets); nil otherwise.
     public var gradientObserver: GradientObserver?
@@ -65,12 +77,15 @@ public final class ParameterStore: @unchecked Sendable {
             throw BertError.outOfMemory(
                 "cannot allocate \(layout.totalCount) parameters (\(layout.totalCount / 262_144) MiB of Float32)")
         }
-        data = buffer
+        storage = buffer
     }
 
     /// The first value of `ref`'s tensor in this block (valid while the store lives).
     @inline(__always)
-    public subscript(_ ref: TensorRef) -> UnsafeMutablePointer<Float> { data.pointer + ref.offset }
+    public subscript(_ ref: TensorRef) -> UnsafeMutablePointer<Float> {
+        if holdsLowPrecision && ref.shape.count > 1 { materialize(ref.offset..<(ref.offset + ref.count)) }
+        return storage.pointer + ref.offset
+    }
 
     /// A copy of `ref`'s values.
     public func values(_ ref: TensorRef) -> [Float] {
@@ -85,9 +100,11 @@ public final class ParameterStore: @unchecked Sendable {
 
     /// Whether every value of the tensor is finite.
     public func isFinite(_ t: TensorRef) -> Bool {
+        // A held matrix was checked when it was read (int8 values and finite scales, bf16 values).
+        if holdsLowPrecision && isHeld(t) { return true }
         // The largest magnitude's bits: NaN and infinity have an all-ones exponent. An integer max
         // vectorizes (a Float sum would run one add at a time: this runs at every model load).
-        let bits = UnsafeRawPointer(self[t]).assumingMemoryBound(to: UInt32.self)
+        let bits = UnsafeRawPointer(storage.pointer + t.offset).assumingMemoryBound(to: UInt32.self)
         var largest: UInt32 = 0
         for i in 0..<t.count { largest = Swift.max(largest, bits[i] & 0x7FFF_FFFF) }
         return largest < 0x7F80_0000

@@ -318,37 +318,58 @@ public final class SafeTensorsFile: Sendable {
     }
 
     /// An int8 matrix as `bert quantize` writes it: I8 [rows, ...] and, in "<name>_scale", F32 [rows]
-    /// (value = int8 × the row's scale).
-    private func copyDequantized(_ info: SafeTensorInfo, into buffer: UnsafeMutableBufferPointer<Float>) throws {
+    /// (value = int8 × the row's scale); the scales must be finite and not negative.
+    public func int8Matrix(_ name: String) throws -> (q: [Int8], scales: [Float]) {
+        let info = try require(name)
         let scaleName = info.name + "_scale"
-        guard let scaleInfo = self.info(scaleName), scaleInfo.dtype == .F32, let rows = info.shape.first,
-            scaleInfo.shape == [rows]
+        guard info.dtype == .I8, let scaleInfo = self.info(scaleName), scaleInfo.dtype == .F32,
+            let rows = info.shape.first, scaleInfo.shape == [rows]
         else {
             throw SafeTensorsError(
-                file: name,
+                file: self.name,
                 message:
                     "tensor '\(info.name)' is int8 with scales '\(scaleName)' that are not F32 of shape "
                     + "[\(info.shape.first ?? 0)] (one per row)")
         }
-        let count = info.elementCount
-        guard buffer.count == count else {
-            throw SafeTensorsError(
-                file: name,
-                message: "tensor '\(info.name)' has \(count) elements but the destination buffer holds \(buffer.count)")
-        }
         let scales = try floats(scaleName)
         guard scales.allSatisfy({ $0.isFinite && $0 >= 0 }) else {
-            throw SafeTensorsError(file: name, message: "tensor '\(scaleName)' holds a negative or non-finite scale")
+            throw SafeTensorsError(
+                file: self.name, message: "tensor '\(scaleName)' holds a negative or non-finite scale")
         }
-        guard count > 0, rows > 0, let dst = buffer.baseAddress else { return }
-        let cols = count / rows
-        withTensorBytes(info) { src in
-            guard let base = src.baseAddress else { return }
-            let q = base.assumingMemoryBound(to: Int8.self)
-            for r in 0..<rows {
-                let s = scales[r]
-                for c in 0..<cols { dst[r * cols + c] = Float(q[r * cols + c]) * s }
+        let q = withTensorBytes(info) { src in Array(src.bindMemory(to: Int8.self)) }
+        return (q, scales)
+    }
+
+    /// A BF16 tensor's bit patterns (little-endian in the file); NaN or infinity is an error.
+    public func bf16Bits(_ name: String) throws -> [UInt16] {
+        let info = try require(name)
+        guard info.dtype == .BF16 else {
+            throw SafeTensorsError(file: self.name, message: "tensor '\(name)' is \(info.dtype.rawValue), not BF16")
+        }
+        let bits = withTensorBytes(info) { src in
+            (0..<info.elementCount).map {
+                UInt16(littleEndian: src.loadUnaligned(fromByteOffset: 2 &* $0, as: UInt16.self))
             }
+        }
+        guard bits.allSatisfy({ $0 & 0x7F80 != 0x7F80 }) else {
+            throw SafeTensorsError(file: self.name, message: "tensor '\(name)' holds NaN or an infinity")
+        }
+        return bits
+    }
+
+    private func copyDequantized(_ info: SafeTensorInfo, into buffer: UnsafeMutableBufferPointer<Float>) throws {
+        let (q, scales) = try int8Matrix(info.name)
+        guard buffer.count == q.count else {
+            throw SafeTensorsError(
+                file: name,
+                message:
+                    "tensor '\(info.name)' has \(q.count) elements but the destination buffer holds \(buffer.count)")
+        }
+        guard !q.isEmpty, let dst = buffer.baseAddress else { return }
+        let rows = scales.count, cols = q.count / rows
+        for r in 0..<rows {
+            let s = scales[r]
+            for c in 0..<cols { dst[r * cols + c] = Float(q[r * cols + c]) * s }
         }
     }
 
