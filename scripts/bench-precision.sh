@@ -50,7 +50,8 @@ if [ ! -x "$TORCH_VENV/bin/python" ] || ! "$TORCH_VENV/bin/python" -c "import to
     "$TORCH_VENV/bin/pip" install -q torch transformers >&2 || die "pip install torch transformers failed"
 fi
 "$TORCH_VENV/bin/python" -c "import onnx" 2>/dev/null \
-    || "$TORCH_VENV/bin/pip" install -q --no-deps "onnx==1.16.2" >&2 || die "pip install onnx failed"
+    || { "$TORCH_VENV/bin/pip" install -q --no-deps "onnx==1.16.2" && "$TORCH_VENV/bin/pip" install -q protobuf; } >&2 \
+    || die "pip install onnx failed"
 if ! "$ORT_VENV/bin/python" -c "import onnxruntime, onnx, sympy, tokenizers" 2>/dev/null; then
     python3 -m venv "$ORT_VENV"
     "$ORT_VENV/bin/pip" install -q onnxruntime onnx numpy sympy "tokenizers==0.23.3" >&2 \

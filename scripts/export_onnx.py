@@ -33,6 +33,20 @@ def main():
         torch.manual_seed(0)
         model = BertModel(BertConfig(), add_pooling_layer=True)
     model = model.float().eval()
+
+    class ByName(torch.nn.Module):
+        """Calls the model with keyword inputs: forward's positional order differs between
+        transformers versions (5.x takes other arguments third)."""
+
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, input_ids, attention_mask, token_type_ids):
+            return self.inner(input_ids=input_ids, attention_mask=attention_mask,
+                              token_type_ids=token_type_ids).last_hidden_state
+
+    model = ByName(model)
     names = ["input_ids", "attention_mask", "token_type_ids"]
     example = tuple(torch.ones(2, 16, dtype=torch.int64) if n != "token_type_ids" else torch.zeros(2, 16, dtype=torch.int64) for n in names)
     axes = {n: {0: "batch", 1: "sequence"} for n in names + ["last_hidden_state"]}
