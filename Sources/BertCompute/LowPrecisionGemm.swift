@@ -118,38 +118,39 @@ public final class BF16Weights: @unchecked Sendable {
     let packed: UnsafeMutablePointer<UInt16>
 
     /// Rounds and packs `w` (row-major n × k); `n` must pass `PackedWeights.canPack(n:)`.
-    public init(_ w: UnsafePointer<Float>, n: Int, k: Int) {
-        precondition(PackedWeights.canPack(n: n) && k > 0)
-        self.n = n
-        self.k = k
-        k2 = (k + 1) / 2
-        let count = (n / 16) * k2 * 32
-        let packed = UnsafeMutableRawPointer.allocate(byteCount: count * 2, alignment: 64).bindMemory(
-            to: UInt16.self, capacity: count)
-        bert_pack_bf16(w, Int64(n), Int64(k), packed)
-        self.packed = packed
+    public convenience init(_ w: UnsafePointer<Float>, n: Int, k: Int) {
+        self.init(n: n, k: k) { bert_pack_bf16(w, Int64(n), Int64(k), $0) }
     }
 
     /// Packs a matrix already in bf16 (row-major n × k bit patterns, as a BF16 safetensors
-    /// tensor holds them); `n` must pass `PackedWeights.canPack(n:)`.
-    public init(bits: UnsafePointer<UInt16>, n: Int, k: Int) {
-        precondition(PackedWeights.canPack(n: n) && k > 0)
-        self.n = n
-        self.k = k
-        k2 = (k + 1) / 2
-        let count = (n / 16) * k2 * 32
-        let packed = UnsafeMutableRawPointer.allocate(byteCount: count * 2, alignment: 64).bindMemory(
-            to: UInt16.self, capacity: count)
-        for q in 0..<(n / 16) {
-            for g in 0..<k2 {
-                for c in 0..<16 {
-                    for e in 0..<2 {
-                        let p = 2 * g + e
-                        packed[(q * k2 + g) * 32 + 2 * c + e] = p < k ? bits[(16 * q + c) * k + p] : 0
+    /// tensor holds them), in the panels `bert_pack_bf16` writes; `n` must pass
+    /// `PackedWeights.canPack(n:)`.
+    public convenience init(bits: UnsafePointer<UInt16>, n: Int, k: Int) {
+        let k2 = (k + 1) / 2
+        self.init(n: n, k: k) { packed in
+            for q in 0..<(n / 16) {
+                for g in 0..<k2 {
+                    for c in 0..<16 {
+                        for e in 0..<2 {
+                            let p = 2 * g + e
+                            packed[(q * k2 + g) * 32 + 2 * c + e] = p < k ? bits[(16 * q + c) * k + p] : 0
+                        }
                     }
                 }
             }
         }
+    }
+
+    /// Allocates the panels (16 rows by pairs of inputs) and lets `pack` fill them.
+    private init(n: Int, k: Int, pack: (UnsafeMutablePointer<UInt16>) -> Void) {
+        precondition(PackedWeights.canPack(n: n) && k > 0)
+        self.n = n
+        self.k = k
+        k2 = (k + 1) / 2
+        let count = (n / 16) * k2 * 32
+        let packed = UnsafeMutableRawPointer.allocate(byteCount: count * 2, alignment: 64).bindMemory(
+            to: UInt16.self, capacity: count)
+        pack(packed)
         self.packed = packed
     }
 

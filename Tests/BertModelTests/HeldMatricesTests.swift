@@ -111,6 +111,21 @@ struct HeldMatricesTests {
         #expect(model.weightBytes >= 4 * model.parameterCount)
     }
 
+    @Test func loadingFloatsOverHeldMatricesReplacesThem() throws {
+        // A store that holds int8 matrices, loaded again from the FP32 file: the new floats win.
+        let folder = try quantizedFolder(.int8)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let model = try BertModel(folder: folder)
+        let original = try ModelWeights.open(in: ModelFixtures.miniLMFolder)
+        try model.parameters.load(from: original)
+        for name in ["encoder.layer.1.attention.self.query.weight", "embeddings.word_embeddings.weight"] {
+            let t = try #require(model.parameters.layout.tensor(named: name))
+            #expect(model.parameters.values(t) == (try original.floats(name)), "\(name)")
+        }
+        let fp32 = try BertModel(folder: ModelFixtures.miniLMFolder)
+        #expect(try bits(model) == bits(fp32))
+    }
+
     @Test func badBF16ValuesAreRefusedWhenLoaded() throws {
         let folder = try quantizedFolder(.bf16)
         defer { try? FileManager.default.removeItem(at: folder) }

@@ -130,7 +130,8 @@ public final class ChoiceSolver {
                     try batch(group), choices: choices, labels: group.map { Int32($0.label!) }, into: sub,
                     dropout: rows(questions)
                 ).loss
-                for i in 0..<grads.data.count { grads.data.pointer[i] += Float(scale) * sub.data.pointer[i] }
+                let (g, d) = (grads.data, sub.data)
+                for i in 0..<g.count { g.pointer[i] += Float(scale) * d.pointer[i] }
                 loss += scale * l
             }
             return loss

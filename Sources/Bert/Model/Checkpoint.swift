@@ -57,6 +57,8 @@ extension ParameterStore {
                     }
                     continue
                 }
+                // A held form from an earlier load would be widened over these floats later.
+                release(t)
                 try file.copyFloats(
                     name, into: UnsafeMutableBufferPointer(start: storage.pointer + t.offset, count: t.count))
             } catch let e as SafeTensorsError {

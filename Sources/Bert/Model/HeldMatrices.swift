@@ -50,6 +50,14 @@ extension ParameterStore {
         holdsLowPrecision = true
     }
 
+    /// Forgets any held form of `t` (its floats are about to be written from elsewhere).
+    func release(_ t: TensorRef) {
+        guard holdsLowPrecision else { return }
+        heldLock.lock()
+        defer { heldLock.unlock() }
+        held[t.offset] = nil
+    }
+
     /// Whether every tensor of `t`'s range is held (not yet widened).
     func isHeld(_ t: TensorRef) -> Bool {
         heldLock.lock()
